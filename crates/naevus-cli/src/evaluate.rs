@@ -1,0 +1,151 @@
+//! `naevus evaluate`: score a prediction CSV against labels.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use naevus_data::Cache;
+use naevus_metrics::BinaryReport;
+
+/// Score predictions against the truth: ROC AUC (ties handled) with a bootstrap 95%
+/// interval, accuracy, sensitivity and specificity at a threshold, and the confusion matrix.
+///
+/// The truth is a prepared cache (its labels are used) or a CSV with an id column
+/// (image_name, image_id or image) and a 0/1 label column (target, melanoma or label).
+/// Every predicted id must be in the truth; truth rows without a prediction are ignored.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Predictions CSV with columns image_name,target (the target being a probability).
+    #[arg(long)]
+    pred: PathBuf,
+    /// A prepared cache or a label CSV.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Probability at or above which an image counts as melanoma.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Directory to write metrics.json into.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let predictions = read_predictions(&args.pred)?;
+    let truth = read_truth(&args.truth)?;
+    let report = evaluate(&predictions, &truth, args.threshold)?;
+    print_report(&report);
+    if let Some(out) = &args.out {
+        let path = out.join("metrics.json");
+        naevus_engine::run::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Labels and groups by image id.
+pub struct Truth {
+    labels: HashMap<String, (u8, String)>,
+}
+
+/// Joins predictions with the truth and computes the metrics.
+pub fn evaluate(predictions: &[(String, f64)], truth: &Truth, threshold: f64) -> Result<BinaryReport> {
+    let unknown: Vec<&str> = predictions.iter().filter(|(id, _)| !truth.labels.contains_key(id)).map(|(id, _)| id.as_str()).collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{} predicted image ids are not in the truth, e.g. {}",
+            unknown.len(),
+            unknown.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let scores: Vec<f64> = predictions.iter().map(|(_, p)| *p).collect();
+    let labels: Vec<u8> = predictions.iter().map(|(id, _)| truth.labels[id].0).collect();
+    let groups: Vec<&str> = predictions.iter().map(|(id, _)| truth.labels[id].1.as_str()).collect();
+    Ok(naevus_metrics::binary_report(&scores, &labels, Some(&groups), threshold, 1000, 0)?)
+}
+
+/// Prints the metric table.
+pub fn print_report(r: &BinaryReport) {
+    println!("images       {} ({} melanoma)", r.n, r.positives);
+    println!("ROC AUC      {:.4}  (95% CI {:.4} to {:.4}, bootstrap)", r.auc, r.auc_ci95.0, r.auc_ci95.1);
+    println!("log loss     {:.4}", r.log_loss);
+    println!("at threshold {}:", r.threshold);
+    println!("  accuracy    {:.4}", r.accuracy);
+    println!("  sensitivity {:.4}", r.sensitivity);
+    println!("  specificity {:.4}", r.specificity);
+    let c = &r.confusion;
+    println!("  confusion   predicted melanoma / benign");
+    println!("    melanoma  {:>8} / {:<8}", c.tp, c.fn_);
+    println!("    benign    {:>8} / {:<8}", c.fp, c.tn);
+}
+
+fn column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize> {
+    headers.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}'))).with_context(|| {
+        format!(
+            "{}: no column named {}; columns found: {}",
+            path.display(),
+            names.join(" or "),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Reads `image_name,target` rows; a bad row is an error naming its line.
+pub fn read_predictions(path: &Path) -> Result<Vec<(String, f64)>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let id_col = column(&headers, &["image_name", "image_id", "image"], path)?;
+    let score_col = column(&headers, &["target", "score", "probability"], path)?;
+    let mut rows = Vec::new();
+    for (n, row) in reader.records().enumerate() {
+        let line = n + 2;
+        let row = row.with_context(|| format!("{} line {line}: malformed row", path.display()))?;
+        let id = row.get(id_col).unwrap_or("").trim().to_string();
+        let text = row.get(score_col).unwrap_or("").trim();
+        let score: f64 = text
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite())
+            .with_context(|| format!("{} line {line}, column {}: expected a number, found \"{text}\"", path.display(), &headers[score_col]))?;
+        if id.is_empty() {
+            bail!("{} line {line}: empty image id", path.display());
+        }
+        rows.push((id, score));
+    }
+    if rows.is_empty() {
+        bail!("{} holds no predictions", path.display());
+    }
+    Ok(rows)
+}
+
+/// Reads labels from a prepared cache directory or a label CSV.
+pub fn read_truth(path: &Path) -> Result<Truth> {
+    let mut labels = HashMap::new();
+    if path.is_dir() {
+        let cache = Cache::open(path)?;
+        for r in cache.records() {
+            if let Some(m) = r.melanoma {
+                labels.insert(r.id.clone(), (u8::from(m), r.group.clone()));
+            }
+        }
+        return Ok(Truth { labels });
+    }
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let id_col = column(&headers, &["image_name", "image_id", "image"], path)?;
+    let label_col = column(&headers, &["target", "melanoma", "label"], path)?;
+    let group_col = column(&headers, &["patient_id", "lesion_id"], path).ok();
+    for (n, row) in reader.records().enumerate() {
+        let line = n + 2;
+        let row = row.with_context(|| format!("{} line {line}: malformed row", path.display()))?;
+        let id = row.get(id_col).unwrap_or("").trim().to_string();
+        let text = row.get(label_col).unwrap_or("").trim();
+        let label = match text {
+            "0" | "0.0" => 0,
+            "1" | "1.0" => 1,
+            _ => bail!("{} line {line}, column {}: expected 0 or 1, found \"{text}\"", path.display(), &headers[label_col]),
+        };
+        let group = group_col.and_then(|c| row.get(c)).filter(|g| !g.is_empty()).unwrap_or(&id).to_string();
+        labels.insert(id, (label, group));
+    }
+    Ok(Truth { labels })
+}

@@ -1,0 +1,64 @@
+//! `naevus`: melanoma image classification from the command line. Each job lives in its own
+//! module; this file only parses the command line and dispatches.
+
+mod evaluate;
+mod predict;
+mod prepare;
+mod quickstart;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "naevus",
+    version,
+    about = "Skin-lesion (melanoma) image classification: prepare datasets, train, evaluate, predict",
+    long_about = "Skin-lesion (melanoma) image classification.\n\n\
+        Typical flow: `naevus prepare` decodes a dataset once into a compact cache, `naevus train` \
+        trains a model from the registry on it (a dataset split or grouped K-fold cross-validation) \
+        into a run directory, `naevus predict` writes a Kaggle-style image_name,target CSV from a \
+        run, and `naevus evaluate` scores predictions against labels.\n\n\
+        `naevus quickstart` does all of it on the bundled CC0 sample."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Prepare(prepare::Args),
+    Train(train::Args),
+    Predict(predict::Args),
+    Evaluate(evaluate::Args),
+    Quickstart(quickstart::Args),
+    /// List the models of the registry with their input size and parameter count.
+    Models,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Prepare(args) => prepare::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
+        Command::Quickstart(args) => quickstart::run(args),
+        Command::Models => {
+            list_models();
+            Ok(())
+        }
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn list_models() {
+    println!("{:<12} {:>6} {:>12}  description", "name", "input", "parameters");
+    for model in naevus_models::MODELS {
+        println!("{:<12} {:>6} {:>12}  {}", model.name, model.input_size, model.parameter_count(1), model.description);
+    }
+}

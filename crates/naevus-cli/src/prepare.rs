@@ -1,0 +1,57 @@
+//! `naevus prepare`: read a dataset, decode and resize every image once into a cache.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
+
+/// Decode a dataset once into a compact cache of fixed-size RGB images.
+///
+/// Reads the labels (CSV or class folders), decodes each JPEG/PNG (EXIF orientation,
+/// grayscale/CMYK/16-bit/alpha to RGB), center-crops it to a square and resizes it to
+/// --size. Runs on all cores, and an interrupted run resumes where it stopped. Unreadable
+/// images and bad CSV rows are skipped and listed in OUT/rejects.csv.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Dataset format: isic2020 (SIIM-ISIC 2020 train.csv), isic2017 (part 3 labels),
+    /// ham10000 (HAM10000 metadata), isic2019 (ground truth + --metadata-csv), folders (one folder per class).
+    #[arg(long)]
+    source: SourceKind,
+    /// The label CSV (not used by `folders`).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Folder of images (for `folders`: the folder holding one sub-folder per class).
+    #[arg(long)]
+    images: PathBuf,
+    /// ISIC 2019 metadata CSV (age, sex, site, lesion id).
+    #[arg(long)]
+    metadata_csv: Option<PathBuf>,
+    /// Side of the square cached images in pixels.
+    #[arg(long, default_value_t = 256)]
+    size: u32,
+    /// Cache directory to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let spec = SourceSpec { kind: args.source, csv: args.csv, images: args.images, metadata_csv: args.metadata_csv };
+    prepare(&spec, &args.out, args.size, args.threads)
+}
+
+/// Reads `spec` and prepares it into `out`, printing the summary line.
+pub fn prepare(spec: &SourceSpec, out: &std::path::Path, size: u32, threads: Option<usize>) -> Result<()> {
+    let data = naevus_data::read_source(spec)?;
+    let summary = naevus_data::prepare(data, out, &PrepareOptions { size, threads, progress: true })?;
+    println!(
+        "prepared {} images ({} already done), {} rejected (see {})",
+        summary.prepared,
+        summary.already_done,
+        summary.rejected,
+        summary.rejects_csv.display()
+    );
+    Ok(())
+}

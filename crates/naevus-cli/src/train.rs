@@ -1,0 +1,129 @@
+//! `naevus train`: train a registry model on a prepared cache into a run directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use naevus_data::Cache;
+use naevus_engine::TrainConfig;
+use naevus_engine::config::{OptimizerKind, SamplingKind};
+use naevus_engine::loss::LossKind;
+use naevus_engine::train::TrainReport;
+
+/// Train a model on a prepared cache.
+///
+/// Settings come from --config (a TOML recipe from configs/) and are overridden by the
+/// flags below, which have the same names as the recipe keys. Without --folds the cache's
+/// own train/val split is used; with --folds K, K-fold cross-validation grouped by patient
+/// or lesion. Each epoch logs train loss, validation loss and AUC; the best-by-AUC and the
+/// last checkpoint are kept; --resume continues an interrupted run.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Prepared cache (from `naevus prepare`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Run directory to create (or to continue with --resume).
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML recipe; flags given here override its keys.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue an interrupted run in --out with its saved recipe.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// Recipe keys settable from the command line (see `TrainConfig` for their meaning).
+#[derive(clap::Args, Default)]
+pub struct Overrides {
+    /// Model name from `naevus models`.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Model input side in pixels (0: the cache's size).
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (after warm-up).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// adam or adamw.
+    #[arg(long, value_parser = parse_kebab::<OptimizerKind>)]
+    pub optimizer: Option<OptimizerKind>,
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// bce, focal or cross-entropy.
+    #[arg(long, value_parser = parse_kebab::<LossKind>)]
+    pub loss: Option<LossKind>,
+    #[arg(long)]
+    pub focal_alpha: Option<f64>,
+    #[arg(long)]
+    pub focal_gamma: Option<f64>,
+    /// shuffle, balanced or undersample.
+    #[arg(long, value_parser = parse_kebab::<SamplingKind>)]
+    pub sampling: Option<SamplingKind>,
+    /// For --sampling undersample: benign images kept per melanoma each epoch.
+    #[arg(long)]
+    pub negatives_per_positive: Option<f32>,
+    /// Training augmentation on or off.
+    #[arg(long)]
+    pub augment: Option<bool>,
+    /// 0: the dataset's train/val split; K >= 2: grouped K-fold cross-validation.
+    #[arg(long)]
+    pub folds: Option<usize>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Compute backend: flex (default), tch or vulkan, as compiled in.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Parses a kebab-case enum value the same way the TOML recipe does.
+fn parse_kebab<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
+}
+
+impl Overrides {
+    /// Applies the flags that were given on top of `config`.
+    pub fn apply(self, config: &mut TrainConfig) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
+        }
+        set!(model, image_size, epochs, batch_size, lr, weight_decay, optimizer, warmup_epochs, loss,
+             focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds, seed, device);
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::from_toml_file(path)?,
+        None => TrainConfig::default(),
+    };
+    args.overrides.apply(&mut config);
+    let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
+    let report = naevus_engine::train::train(cache, &config, &args.out, args.resume)?;
+    print_report(&report);
+    Ok(())
+}
+
+/// Prints the per-fold and pooled validation AUC of a finished run.
+pub fn print_report(report: &TrainReport) {
+    for fold in &report.folds {
+        println!(
+            "{}: best validation AUC {} at epoch {}",
+            fold.name,
+            fold.best_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
+            fold.best_epoch.map_or("-".into(), |e| e.to_string())
+        );
+    }
+    if let Some(auc) = report.oof_auc {
+        let what = if report.folds.len() > 1 { "out-of-fold" } else { "validation" };
+        println!("{what} AUC {auc:.4} ({:.0} s); run directory {}", report.seconds, report.run_dir.display());
+    }
+}

@@ -1,0 +1,174 @@
+//! End-to-end tests of the `naevus` binary on the committed CC0 fixtures: prepare with bad
+//! inputs, train with cross-validation, kill and resume, predict, evaluate.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn naevus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).output().expect("the naevus binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// An ISIC 2017-style dataset: the 8 fixture images, a truncated JPEG, a text file named
+/// .jpg, and a row whose image does not exist.
+fn dataset_with_bad_rows(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let source = fixtures().join("isic2017");
+    let mut csv = std::fs::read_to_string(source.join("labels.csv")).unwrap();
+    for entry in std::fs::read_dir(source.join("images")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, images.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(fixtures().join("bad/truncated.jpg"), images.join("ISIC_8000001.jpg")).unwrap();
+    std::fs::copy(fixtures().join("bad/text.jpg"), images.join("ISIC_8000002.jpg")).unwrap();
+    csv.push_str("ISIC_8000001,train,1,0,melanoma,40,male\n");
+    csv.push_str("ISIC_8000002,train,0,0,nevus,40,male\n");
+    csv.push_str("ISIC_8000003,train,0,0,nevus,40,male\n");
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    labels
+}
+
+fn prepare(dir: &Path) -> PathBuf {
+    let labels = dataset_with_bad_rows(dir);
+    let cache = dir.join("cache");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", labels.to_str().unwrap(), "--images",
+        dir.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    cache
+}
+
+#[test]
+fn prepare_reports_each_bad_input_by_name_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let rejects = std::fs::read_to_string(cache.join("rejects.csv")).unwrap();
+    assert_eq!(rejects.lines().count(), 4, "{rejects}"); // header + 3 rejects
+    assert!(rejects.contains("ISIC_8000001.jpg") && rejects.contains("truncated"), "{rejects}");
+    assert!(rejects.contains("ISIC_8000002.jpg"), "{rejects}");
+    assert!(rejects.contains("ISIC_8000003") && rejects.contains("not found"), "{rejects}");
+    // Running it again is a no-op that finds all the work done.
+    let again = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", dir.path().join("labels.csv").to_str().unwrap(), "--images",
+        dir.path().join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(text(&again).contains("prepared 8 images (8 already done), 3 rejected"), "{}", text(&again));
+}
+
+#[test]
+fn a_missing_required_column_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("labels.csv");
+    std::fs::write(&csv, "image_id,melanoma\nISIC_0000000,0\n").unwrap();
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", csv.to_str().unwrap(), "--images", dir.path().to_str().unwrap(),
+        "--out", dir.path().join("cache").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("seborrheic_keratosis") && message.contains("image_id, melanoma"), "{message}");
+}
+
+fn metrics_lines(fold_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(fold_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_predict_evaluate_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn",
+        "--folds", "2", "--epochs", "8", "--batch-size", "4", "--lr", "0.003", "--augment", "false",
+        "--warmup-epochs", "0", "--seed", "7",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("out-of-fold AUC"), "{}", text(&out));
+
+    for name in ["config.toml", "run.json", "oof.csv", "metrics.json"] {
+        assert!(run.join(name).exists(), "{name} missing");
+    }
+    for fold in ["fold-0", "fold-1"] {
+        let fold_dir = run.join(fold);
+        for name in ["best.bpk", "last.bpk", "optimizer.bpk", "state.json", "val_predictions.csv"] {
+            assert!(fold_dir.join(name).exists(), "{fold}/{name} missing");
+        }
+        let epochs = metrics_lines(&fold_dir);
+        assert_eq!(epochs.len(), 8);
+        let first = epochs[0]["train_loss"].as_f64().unwrap();
+        let last = epochs[7]["train_loss"].as_f64().unwrap();
+        assert!(last < first, "{fold}: training loss did not fall: {first} -> {last}");
+    }
+    // Every labelled image gets exactly one out-of-fold prediction.
+    let oof = std::fs::read_to_string(run.join("oof.csv")).unwrap();
+    assert_eq!(oof.lines().count(), 1 + 8);
+
+    let predictions = dir.path().join("predictions.csv");
+    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", predictions.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = std::fs::read_to_string(&predictions).unwrap();
+    assert!(rows.starts_with("image_name,target\n"));
+    assert_eq!(rows.lines().count(), 1 + 8);
+    for line in rows.lines().skip(1) {
+        let p: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{line}");
+    }
+
+    let report = dir.path().join("report");
+    let out = naevus(&["evaluate", "--pred", predictions.to_str().unwrap(), "--truth", cache.to_str().unwrap(), "--out", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ROC AUC"), "{}", text(&out));
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["n"], 8);
+    assert_eq!(metrics["positives"], 3);
+
+    // A second train into the same directory refuses rather than overwriting.
+    let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("--resume"), "{}", text(&out));
+}
+
+#[test]
+fn a_killed_training_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let args = [
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--epochs", "40",
+        "--batch-size", "4", "--augment", "false",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).spawn().unwrap();
+    // Kill it once the first epoch's checkpoint is complete.
+    let state = run.join("fold-0/state.json");
+    while !state.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before: u64 = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&state).unwrap()).unwrap()["epochs_done"]
+        .as_u64()
+        .unwrap();
+    assert!(done_before >= 1 && done_before < 40, "{done_before}");
+
+    let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--resume"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("resuming after epoch {done_before}")), "{}", text(&out));
+    // One metrics line per epoch: the killed epoch is redone, none is lost or doubled.
+    let epochs: Vec<u64> = metrics_lines(&run.join("fold-0")).iter().map(|m| m["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, (1..=40).collect::<Vec<u64>>());
+    assert!(run.join("fold-1/best.bpk").exists());
+}

@@ -1,0 +1,488 @@
+//! The prepared cache: every image decoded, center-cropped and resized once, stored as raw
+//! RGB pixels in one memory-mapped file so training reads are free.
+//!
+//! Layout of the cache directory:
+//! - `cache.json`: format version, side in pixels, number of slots and a fingerprint of the
+//!   record list (written first, so a resumed run can check it is the same job).
+//! - `images.u8`: one fixed-size slot of `size*size*3` bytes per input record, preallocated.
+//! - `progress.log`: JSON lines `{"slot":N}` or `{"slot":N,"reject":"reason"}`, appended
+//!   only after the slot's pixels are written, so a killed run resumes where it stopped.
+//! - `index.jsonl`: written last (temp file + rename): one `{"slot":N,"record":{..}}` per
+//!   accepted record. Its presence marks a finished cache.
+//! - `rejects.csv`: columns row,path,reason: reader rejects plus images that failed to decode.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use memmap2::Mmap;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::image_io::{center_crop_resize, load_rgb};
+use crate::records::{Record, Reject};
+use crate::sources::SourceData;
+
+/// Bumped whenever the on-disk layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "cache.json";
+const IMAGES: &str = "images.u8";
+const PROGRESS: &str = "progress.log";
+const INDEX: &str = "index.jsonl";
+const REJECTS: &str = "rejects.csv";
+
+/// Settings for [`prepare`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareOptions {
+    /// Side of the stored square images in pixels.
+    pub size: u32,
+    /// Worker threads; None = all cores.
+    pub threads: Option<usize>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions { size: 256, threads: None, progress: false }
+    }
+}
+
+/// What [`prepare`] did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareSummary {
+    /// Accepted images now in the cache (including those finished by an earlier run).
+    pub prepared: usize,
+    /// How many of `prepared` an earlier, interrupted run had already finished.
+    pub already_done: usize,
+    /// Reader rejects plus images that failed to decode.
+    pub rejected: usize,
+    /// Path of rejects.csv.
+    pub rejects_csv: PathBuf,
+}
+
+impl std::fmt::Display for PrepareSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "prepared {} images, {} rejected (see {})", self.prepared, self.rejected, self.rejects_csv.display())
+    }
+}
+
+/// cache.json
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    size: u32,
+    slots: usize,
+    /// Hash of the input record list, to refuse resuming a different job.
+    fingerprint: String,
+}
+
+/// One line of progress.log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProgressLine {
+    slot: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reject: Option<String>,
+}
+
+/// One line of index.jsonl.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IndexLine {
+    slot: usize,
+    record: Record,
+}
+
+/// Decodes, crops and resizes every record into `out`, resuming an interrupted run with
+/// the same inputs and size. Bad images become rejects; only I/O problems with `out` and
+/// a mismatched existing cache are errors.
+pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<PrepareSummary, DataError> {
+    if opts.size == 0 || opts.size > 8192 {
+        return Err(DataError::InvalidArgument(format!("image size must be 1..=8192 pixels, got {}", opts.size)));
+    }
+    fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        size: opts.size,
+        slots: data.records.len(),
+        fingerprint: fingerprint(&data.records)?,
+    };
+    check_or_write_manifest(out, &manifest)?;
+
+    let slot_bytes = slot_len(opts.size);
+    let images_path = out.join(IMAGES);
+    let mut images = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&images_path)
+        .map_err(|e| DataError::io(&images_path, e))?;
+    let expected_len = (slot_bytes * manifest.slots) as u64;
+    let current_len = images.metadata().map_err(|e| DataError::io(&images_path, e))?.len();
+    if current_len != expected_len {
+        images.set_len(expected_len).map_err(|e| DataError::io(&images_path, e))?;
+    }
+
+    // Finished slots from an earlier run; the log is rewritten clean so a torn last line
+    // (process killed mid-write) cannot glue onto the next entry.
+    let mut done = read_progress(out, manifest.slots)?;
+    let already_done = done.values().filter(|r| r.is_none()).count();
+    rewrite_progress(out, &done)?;
+    let progress_path = out.join(PROGRESS);
+    let mut progress_log = OpenOptions::new()
+        .append(true)
+        .open(&progress_path)
+        .map_err(|e| DataError::io(&progress_path, e))?;
+
+    let pending: Vec<usize> = (0..manifest.slots).filter(|s| !done.contains_key(s)).collect();
+    let bar = if opts.progress {
+        let bar = ProgressBar::new(pending.len() as u64);
+        let style = ProgressStyle::with_template("preparing {bar:40} {pos}/{len} [{elapsed_precise}] {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        pool = pool.num_threads(n.max(1));
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| DataError::InvalidArgument(format!("cannot start {:?} worker threads: {e}", opts.threads)))?;
+
+    // Workers decode in parallel; this thread alone writes, so each slot's pixels are on disk
+    // before its progress line is appended.
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Vec<u8>, String>)>(64);
+    let cancel = AtomicBool::new(false);
+    let records = &data.records;
+    let size = opts.size;
+    let write_result: Result<(), DataError> = std::thread::scope(|scope| {
+        let cancel = &cancel;
+        let pending = &pending;
+        scope.spawn(move || {
+            pool.install(|| {
+                pending.par_iter().for_each_with(tx, |tx, &slot| {
+                    if cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let result = process_image(&records[slot].image_path, size);
+                    let _ = tx.send((slot, result));
+                });
+            });
+        });
+        for (slot, result) in rx {
+            // A rejected slot is zeroed so images.u8 is byte-identical however the run went.
+            let (pixels, outcome) = match result {
+                Ok(pixels) => (pixels, None),
+                Err(reason) => (vec![0u8; slot_bytes], Some(reason)),
+            };
+            let offset = (slot * slot_bytes) as u64;
+            let written = images
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| images.write_all(&pixels))
+                .map_err(|e| DataError::io(&images_path, e));
+            if let Err(e) = written {
+                cancel.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            let line = ProgressLine { slot, reject: outcome.clone() };
+            if let Err(e) = append_progress(&mut progress_log, &line, &progress_path) {
+                cancel.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            done.insert(slot, outcome);
+            bar.inc(1);
+        }
+        Ok(())
+    });
+    bar.finish_and_clear();
+    write_result?;
+    images.flush().map_err(|e| DataError::io(&images_path, e))?;
+
+    // Final index and rejects, each written atomically.
+    let mut index = Vec::new();
+    let mut rejects = data.rejects.clone();
+    for (slot, record) in data.records.iter().enumerate() {
+        match done.get(&slot) {
+            Some(None) => {
+                let line = IndexLine { slot, record: record.clone() };
+                serde_json::to_writer(&mut index, &line).map_err(|e| DataError::Cache {
+                    dir: out.to_path_buf(),
+                    reason: format!("cannot serialise index entry: {e}"),
+                })?;
+                index.push(b'\n');
+            }
+            Some(Some(reason)) => rejects.push(Reject {
+                row: None,
+                path: record.image_path.display().to_string(),
+                reason: reason.clone(),
+            }),
+            // Every slot was either done before or processed above.
+            None => {
+                return Err(DataError::Cache {
+                    dir: out.to_path_buf(),
+                    reason: format!("slot {slot} ({}) was not processed", record.image_path.display()),
+                });
+            }
+        }
+    }
+    let rejects_csv = out.join(REJECTS);
+    write_atomic(&rejects_csv, &rejects_to_csv(&rejects, &rejects_csv)?)?;
+    write_atomic(&out.join(INDEX), &index)?;
+
+    let prepared = done.values().filter(|r| r.is_none()).count();
+    Ok(PrepareSummary { prepared, already_done, rejected: rejects.len(), rejects_csv })
+}
+
+/// Bytes in one slot.
+fn slot_len(size: u32) -> usize {
+    size as usize * size as usize * 3
+}
+
+/// Decode + crop + resize; panics inside a decoder are caught so one bad file cannot
+/// take the whole run down.
+fn process_image(path: &Path, size: u32) -> Result<Vec<u8>, String> {
+    let run = || -> Result<Vec<u8>, String> {
+        let img = load_rgb(path).map_err(|e| match e {
+            DataError::Image { reason, .. } => reason,
+            other => other.to_string(),
+        })?;
+        Ok(center_crop_resize(&img, size))
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(result) => result,
+        Err(_) => Err("the image decoder crashed on this file".into()),
+    }
+}
+
+/// FNV-1a over the JSON of the record list: cheap, stable across runs and platforms.
+fn fingerprint(records: &[Record]) -> Result<String, DataError> {
+    let json = serde_json::to_vec(records)
+        .map_err(|e| DataError::InvalidArgument(format!("cannot serialise records: {e}")))?;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in json {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+/// Writes cache.json into an empty directory, or checks that an existing one matches.
+fn check_or_write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DataError> {
+    let path = out.join(MANIFEST);
+    if path.exists() {
+        let existing = read_manifest(out)?;
+        if existing != *manifest {
+            return Err(DataError::Cache {
+                dir: out.to_path_buf(),
+                reason: format!(
+                    "it already holds a cache of {} records at {} px (fingerprint {}), but this run has {} records at {} px \
+                     (fingerprint {}); use an empty directory or delete this one",
+                    existing.slots, existing.size, existing.fingerprint, manifest.slots, manifest.size, manifest.fingerprint
+                ),
+            });
+        }
+        return Ok(());
+    }
+    let mut entries = fs::read_dir(out).map_err(|e| DataError::io(out, e))?;
+    if entries.next().is_some() {
+        return Err(DataError::Cache {
+            dir: out.to_path_buf(),
+            reason: format!("the directory is not empty and has no {MANIFEST}; refusing to write a cache into it"),
+        });
+    }
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(&path, &json)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, DataError> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| DataError::Cache {
+        dir: dir.to_path_buf(),
+        reason: format!("{MANIFEST} is not a valid cache manifest: {e}"),
+    })?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(DataError::Cache {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "format version {} in {MANIFEST}, this build reads version {FORMAT_VERSION}; prepare it again",
+                manifest.format_version
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+/// slot -> None (pixels written) or Some(reject reason). Unparseable lines are ignored:
+/// they can only come from a write cut short, and that slot is simply redone.
+fn read_progress(out: &Path, slots: usize) -> Result<BTreeMap<usize, Option<String>>, DataError> {
+    let path = out.join(PROGRESS);
+    let mut done = BTreeMap::new();
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => return Err(DataError::io(&path, e)),
+    };
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|e| DataError::io(&path, e))?;
+        if let Ok(entry) = serde_json::from_slice::<ProgressLine>(&line)
+            && entry.slot < slots
+        {
+            done.insert(entry.slot, entry.reject);
+        }
+    }
+    Ok(done)
+}
+
+fn rewrite_progress(out: &Path, done: &BTreeMap<usize, Option<String>>) -> Result<(), DataError> {
+    let mut buf = Vec::new();
+    for (&slot, reject) in done {
+        progress_bytes(&mut buf, &ProgressLine { slot, reject: reject.clone() }, &out.join(PROGRESS))?;
+    }
+    write_atomic(&out.join(PROGRESS), &buf)
+}
+
+fn progress_bytes(buf: &mut Vec<u8>, line: &ProgressLine, path: &Path) -> Result<(), DataError> {
+    serde_json::to_writer(&mut *buf, line)
+        .map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))?;
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// One write call per line keeps each entry whole in practice.
+fn append_progress(file: &mut File, line: &ProgressLine, path: &Path) -> Result<(), DataError> {
+    let mut buf = Vec::new();
+    progress_bytes(&mut buf, line, path)?;
+    file.write_all(&buf).map_err(|e| DataError::io(path, e))
+}
+
+fn rejects_to_csv(rejects: &[Reject], path: &Path) -> Result<Vec<u8>, DataError> {
+    let to_err = |e: csv::Error| DataError::io(path, std::io::Error::other(e.to_string()));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["row", "path", "reason"]).map_err(to_err)?;
+    for r in rejects {
+        let row = r.row.map(|n| n.to_string()).unwrap_or_default();
+        writer.write_record([row.as_str(), r.path.as_str(), r.reason.as_str()]).map_err(to_err)?;
+    }
+    writer.into_inner().map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))
+}
+
+/// Write to a temp file next to `path`, then rename over it: readers never see half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| DataError::io(&tmp, e))?;
+    file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+/// A finished prepared cache, opened read-only and memory-mapped.
+#[derive(Debug)]
+pub struct Cache {
+    dir: PathBuf,
+    size: u32,
+    records: Vec<Record>,
+    /// Slot in images.u8 of each accepted record.
+    slots: Vec<usize>,
+    /// None when the cache has no slots (an empty file cannot be mapped).
+    pixels: Option<Mmap>,
+}
+
+impl Cache {
+    /// Opens a cache written by [`prepare`]; fails if prepare has not finished.
+    pub fn open(dir: &Path) -> Result<Cache, DataError> {
+        let manifest = read_manifest(dir)?;
+        let index_path = dir.join(INDEX);
+        let index_file = File::open(&index_path).map_err(|e| DataError::Cache {
+            dir: dir.to_path_buf(),
+            reason: format!("cannot open {INDEX} ({e}); prepare has not finished: run it again to resume"),
+        })?;
+        let mut records = Vec::new();
+        let mut slots = Vec::new();
+        for (i, line) in BufReader::new(index_file).lines().enumerate() {
+            let line = line.map_err(|e| DataError::io(&index_path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: IndexLine = serde_json::from_str(&line).map_err(|e| DataError::Cache {
+                dir: dir.to_path_buf(),
+                reason: format!("{INDEX} line {}: expected {{\"slot\":N,\"record\":{{..}}}}: {e}", i + 1),
+            })?;
+            if entry.slot >= manifest.slots {
+                return Err(DataError::Cache {
+                    dir: dir.to_path_buf(),
+                    reason: format!("{INDEX} line {}: slot {} is beyond the {} slots", i + 1, entry.slot, manifest.slots),
+                });
+            }
+            slots.push(entry.slot);
+            records.push(entry.record);
+        }
+
+        let images_path = dir.join(IMAGES);
+        let file = File::open(&images_path).map_err(|e| DataError::io(&images_path, e))?;
+        let expected = (slot_len(manifest.size) * manifest.slots) as u64;
+        let actual = file.metadata().map_err(|e| DataError::io(&images_path, e))?.len();
+        if actual != expected {
+            return Err(DataError::Cache {
+                dir: dir.to_path_buf(),
+                reason: format!("{IMAGES} holds {actual} bytes, expected {expected}; prepare it again"),
+            });
+        }
+        let pixels = if expected == 0 {
+            None
+        } else {
+            // SAFETY: the mapping is read-only; a prepared cache is never written again, and
+            // we checked its length. Changing the file while a trainer maps it is unsupported.
+            Some(unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(&images_path, e))?)
+        };
+        Ok(Cache { dir: dir.to_path_buf(), size: manifest.size, records, slots, pixels })
+    }
+
+    /// Side of the stored square images in pixels.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Number of accepted records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the cache holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The accepted records, in input order; index i matches `image(i)`.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// HWC RGB u8 pixels of record `i` (size*size*3 bytes). Panics if `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let bytes = slot_len(self.size);
+        let start = self.slots[i] * bytes;
+        match &self.pixels {
+            Some(map) => &map[start..start + bytes],
+            None => &[],
+        }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

@@ -1,0 +1,122 @@
+//! Image decoding and resizing: any JPEG/PNG in, 8-bit RGB out.
+
+use std::fs;
+use std::io::Cursor;
+use std::path::Path;
+
+use fast_image_resize::images::{Image as FirImage, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+use crate::error::DataError;
+
+/// Decodes a JPEG or PNG file to 8-bit RGB with its EXIF orientation applied.
+/// Grayscale, CMYK, 16-bit and alpha images are converted (alpha is dropped);
+/// empty, truncated, corrupt and non-image files give `DataError::Image` with a reason.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
+    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_rgb(&bytes).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })
+}
+
+/// Decodes in-memory JPEG/PNG bytes; the error is a human-readable reason.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    if bytes.is_empty() {
+        return Err("empty file (0 bytes)".into());
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not a JPEG or PNG image (unrecognised file content)".to_string())?;
+    match format {
+        ImageFormat::Jpeg => check_jpeg_complete(bytes)?,
+        ImageFormat::Png => {}
+        other => return Err(format!("unsupported image format {other:?}; expected JPEG or PNG")),
+    }
+    let reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt {format:?} header: {e}"))?;
+    // A broken EXIF block should not cost us the image: fall back to "no rotation".
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt {format:?} data: {e}"))?;
+    img.apply_orientation(orientation);
+    if img.width() == 0 || img.height() == 0 {
+        return Err("image has zero width or height".into());
+    }
+    Ok(img.to_rgb8())
+}
+
+/// The JPEG decoder (zune-jpeg in non-strict mode) silently fills a truncated scan with
+/// grey, so we check the structure ourselves: the end-of-image marker (FF D9) must follow
+/// the last start-of-scan marker (FF DA). Inside entropy-coded data a 0xFF byte is always
+/// followed by 0x00 or a restart marker, so FF D9 there can only be the real end.
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let Some(sos) = last_sos else {
+        return Err("corrupt JPEG: no image data (start-of-scan marker missing)".into());
+    };
+    let has_eoi = bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]);
+    if has_eoi {
+        Ok(())
+    } else {
+        Err(format!("truncated JPEG: the file ends after {} bytes without an end-of-image marker", bytes.len()))
+    }
+}
+
+/// Center-crops to a square and resizes to `size` x `size` (Lanczos3); returns HWC RGB u8.
+pub fn center_crop_resize(img: &RgbImage, size: u32) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    let side = w.min(h);
+    let left = f64::from((w - side) / 2);
+    let top = f64::from((h - side) / 2);
+    resize_region(img.as_raw(), w, h, (left, top, f64::from(side)), size)
+}
+
+/// Resizes a square HWC RGB u8 image of side `from` to side `to`.
+pub fn resize_square(pixels: &[u8], from: u32, to: u32) -> Vec<u8> {
+    if from == to && pixels.len() == rgb_len(to) {
+        return pixels.to_vec();
+    }
+    resize_region(pixels, from, from, (0.0, 0.0, f64::from(from)), to)
+}
+
+fn rgb_len(side: u32) -> usize {
+    side as usize * side as usize * 3
+}
+
+/// Resizes the square crop (left, top, side) of a w x h RGB buffer to `to` x `to`.
+fn resize_region(pixels: &[u8], w: u32, h: u32, crop: (f64, f64, f64), to: u32) -> Vec<u8> {
+    let (left, top, side) = crop;
+    let fast = || -> Option<Vec<u8>> {
+        let src = ImageRef::new(w, h, pixels, PixelType::U8x3).ok()?;
+        let mut dst = FirImage::new(to, to, PixelType::U8x3);
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+            .crop(left, top, side, side);
+        Resizer::new().resize(&src, &mut dst, &options).ok()?;
+        Some(dst.into_vec())
+    };
+    match fast() {
+        Some(out) if out.len() == rgb_len(to) => out,
+        // Only reachable for degenerate inputs (empty image, short buffer): never panic,
+        // fall back to nearest-neighbour sampling with black outside the buffer.
+        _ => nearest_region(pixels, w, h, crop, to),
+    }
+}
+
+fn nearest_region(pixels: &[u8], w: u32, h: u32, crop: (f64, f64, f64), to: u32) -> Vec<u8> {
+    let (left, top, side) = crop;
+    let mut out = vec![0u8; rgb_len(to)];
+    if to == 0 || w == 0 || h == 0 {
+        return out;
+    }
+    let scale = side / f64::from(to);
+    for y in 0..to as usize {
+        let sy = ((top + (y as f64 + 0.5) * scale) as usize).min(h as usize - 1);
+        for x in 0..to as usize {
+            let sx = ((left + (x as f64 + 0.5) * scale) as usize).min(w as usize - 1);
+            let s = (sy * w as usize + sx) * 3;
+            let d = (y * to as usize + x) * 3;
+            if let Some(src) = pixels.get(s..s + 3) {
+                out[d..d + 3].copy_from_slice(src);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,26 @@
+//! naevus-data: the burn-free data layer of naevus.
+//!
+//! Readers for ISIC 2017/2019/2020, HAM10000 and class folders ([`sources`]), robust image
+//! decoding ([`image_io`]), a resumable prepared-pixel cache ([`cache`]), patient-grouped
+//! stratified folds ([`folds`]), epoch sampling ([`sampling`]), augmentation ([`augment`])
+//! and a background batch loader ([`loader`]).
+
+pub mod augment;
+pub mod cache;
+pub mod error;
+pub mod folds;
+pub mod image_io;
+pub mod loader;
+pub mod records;
+pub mod sampling;
+pub mod sources;
+
+pub use augment::{Augment, Normalize, augment, dihedral, dihedral_inverse, to_chw_f32};
+pub use cache::{Cache, PrepareOptions, PrepareSummary, prepare};
+pub use error::DataError;
+pub use folds::stratified_group_kfold;
+pub use image_io::{center_crop_resize, load_rgb, resize_square};
+pub use loader::{Batch, BatchIter, LoaderConfig, batches};
+pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
+pub use sampling::{Sampling, epoch_order};
+pub use sources::{SourceData, SourceKind, SourceSpec, read_source};

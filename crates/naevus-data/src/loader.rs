@@ -1,0 +1,124 @@
+//! Background batch loader: a producer thread assembles batches (items in parallel on
+//! rayon) ahead of the consumer, so the model rarely waits for data.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, bounded};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{Augment, Normalize, augment, write_chw_f32};
+use crate::cache::Cache;
+use crate::image_io::resize_square;
+
+/// One batch of normalised images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// [batch, 3, size, size] CHW normalised f32, flattened.
+    pub images: Vec<f32>,
+    /// Number of images in this batch (the last batch may be short).
+    pub batch: usize,
+    /// Side of each image in pixels.
+    pub size: u32,
+    /// Cache indices of the images, in batch order.
+    pub items: Vec<usize>,
+}
+
+/// How [`batches`] builds batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoaderConfig {
+    /// Images per batch (at least 1).
+    pub batch_size: usize,
+    /// Augmentation to apply; None for evaluation.
+    pub augment: Option<Augment>,
+    /// Normalisation applied after augmentation.
+    pub normalize: Normalize,
+    /// Seed for augmentation; use a different one per epoch.
+    pub seed: u64,
+    /// Batches prepared ahead of the consumer (at least 1).
+    pub prefetch: usize,
+    /// Resize from the cache size to this size when different.
+    pub output_size: Option<u32>,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            batch_size: 32,
+            augment: None,
+            normalize: Normalize::default(),
+            seed: 0,
+            prefetch: 2,
+            output_size: None,
+        }
+    }
+}
+
+/// Iterator over batches, fed by a background thread. Dropping it stops the thread.
+pub struct BatchIter {
+    rx: Option<Receiver<Batch>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Iterator for BatchIter {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        // Closing the channel makes the producer's next send fail, so it exits promptly.
+        self.rx.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Batches of `order` (cache indices; out-of-range indices are skipped), keeping the last
+/// partial batch. Item i's augmentation rng depends only on (seed, position of i in
+/// `order`), so results never depend on thread timing.
+pub fn batches(cache: Arc<Cache>, order: Vec<usize>, cfg: LoaderConfig) -> impl Iterator<Item = Batch> + Send {
+    let order: Vec<usize> = order.into_iter().filter(|&i| i < cache.len()).collect();
+    let (tx, rx) = bounded(cfg.prefetch.max(1));
+    let worker = std::thread::spawn(move || {
+        let batch_size = cfg.batch_size.max(1);
+        for (b, items) in order.chunks(batch_size).enumerate() {
+            let batch = build_batch(&cache, items, b * batch_size, &cfg);
+            if tx.send(batch).is_err() {
+                return; // consumer gone
+            }
+        }
+    });
+    BatchIter { rx: Some(rx), worker: Some(worker) }
+}
+
+/// Builds one batch; `first_position` is the position of items[0] within the epoch order.
+fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &LoaderConfig) -> Batch {
+    let size = cfg.output_size.filter(|&s| s > 0).unwrap_or(cache.size());
+    let plane = 3 * size as usize * size as usize;
+    let mut images = vec![0.0f32; items.len() * plane];
+    images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().for_each(|(j, (dst, &item))| {
+        let stored = cache.image(item);
+        let pixels = if size != cache.size() {
+            resize_square(stored, cache.size(), size)
+        } else {
+            stored.to_vec()
+        };
+        let pixels = match &cfg.augment {
+            Some(aug) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+                rng.set_stream((first_position + j) as u64);
+                augment(&pixels, size, aug, &mut rng)
+            }
+            None => pixels,
+        };
+        write_chw_f32(&pixels, size, &cfg.normalize, dst);
+    });
+    Batch { images, batch: items.len(), size, items: items.to_vec() }
+}

@@ -1,0 +1,679 @@
+//! Dataset readers: turn a label CSV (or a folder tree) plus an image directory into
+//! [`Record`]s, collecting bad rows as [`Reject`]s instead of failing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
+
+/// The dataset formats this crate can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SourceKind {
+    /// SIIM-ISIC 2020 (Kaggle) train.csv / test.csv.
+    Isic2020,
+    /// ISIC 2017 part 3 ground truth.
+    Isic2017,
+    /// HAM10000 metadata.csv.
+    Ham10000,
+    /// ISIC 2019 one-hot ground truth plus optional metadata CSV.
+    Isic2019,
+    /// One sub-folder of images per class.
+    Folders,
+}
+
+impl SourceKind {
+    /// The name used on the command line and in `Record::source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Isic2020 => "isic2020",
+            SourceKind::Isic2017 => "isic2017",
+            SourceKind::Ham10000 => "ham10000",
+            SourceKind::Isic2019 => "isic2019",
+            SourceKind::Folders => "folders",
+        }
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "isic2020" => Ok(SourceKind::Isic2020),
+            "isic2017" => Ok(SourceKind::Isic2017),
+            "ham10000" => Ok(SourceKind::Ham10000),
+            "isic2019" => Ok(SourceKind::Isic2019),
+            "folders" => Ok(SourceKind::Folders),
+            _ => Err(DataError::InvalidArgument(format!(
+                "unknown source kind {s:?}; expected one of isic2020, isic2017, ham10000, isic2019, folders"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a source lives: its label CSV (not used by `Folders`), its image directory and,
+/// for ISIC 2019, an optional metadata CSV.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSpec {
+    /// Which format to read.
+    pub kind: SourceKind,
+    /// The label CSV (required for every kind except `Folders`).
+    pub csv: Option<PathBuf>,
+    /// The image directory (for `Folders`: the directory holding one folder per class).
+    pub images: PathBuf,
+    /// ISIC 2019 metadata CSV (image, age_approx, anatom_site_general, lesion_id, sex).
+    pub metadata_csv: Option<PathBuf>,
+}
+
+/// The records a reader accepted and the rows or files it skipped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceData {
+    /// Accepted records, in file order.
+    pub records: Vec<Record>,
+    /// Skipped rows or files with reasons.
+    pub rejects: Vec<Reject>,
+}
+
+/// Reads one source. Fails only on problems with the whole input (unreadable file,
+/// missing column); bad rows and missing images become rejects.
+pub fn read_source(spec: &SourceSpec) -> Result<SourceData, DataError> {
+    match spec.kind {
+        SourceKind::Isic2020 => read_isic2020(spec_csv(spec)?, &spec.images),
+        SourceKind::Isic2017 => read_isic2017(spec_csv(spec)?, &spec.images),
+        SourceKind::Ham10000 => read_ham10000(spec_csv(spec)?, &spec.images),
+        SourceKind::Isic2019 => {
+            read_isic2019(spec_csv(spec)?, spec.metadata_csv.as_deref(), &spec.images)
+        }
+        SourceKind::Folders => read_folders(&spec.images),
+    }
+}
+
+fn spec_csv(spec: &SourceSpec) -> Result<&Path, DataError> {
+    spec.csv.as_deref().ok_or_else(|| {
+        DataError::InvalidArgument(format!("a {} source needs a label CSV file", spec.kind))
+    })
+}
+
+// ---------------------------------------------------------------------------
+// CSV table helper
+// ---------------------------------------------------------------------------
+
+/// A parsed CSV file: trimmed header names and rows that either parsed into the right
+/// number of fields or were turned into rejects.
+struct Table {
+    file: PathBuf,
+    columns: Vec<String>,
+    /// Lowercased column name -> position, so "MEL" and "mel" both match.
+    index: HashMap<String, usize>,
+    rows: Vec<Result<Row, Reject>>,
+}
+
+/// One well-formed data row.
+struct Row {
+    /// 1-based line number in the file (header = line 1).
+    line: usize,
+    fields: Vec<String>,
+}
+
+impl Table {
+    fn read(file: &Path) -> Result<Table, DataError> {
+        let bytes = fs::read(file).map_err(|e| DataError::io(file, e))?;
+        // Spreadsheet exports often start with a UTF-8 byte order mark.
+        let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        // `flexible` so a row with the wrong number of fields is ours to reject, not a hard error.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(body);
+        let path_str = file.display().to_string();
+        let mut records = reader.byte_records();
+
+        let header = match records.next() {
+            None => {
+                return Err(DataError::Csv {
+                    file: file.to_path_buf(),
+                    line: 1,
+                    message: "the file is empty; expected a header row".into(),
+                });
+            }
+            Some(Err(e)) => {
+                return Err(DataError::Csv { file: file.to_path_buf(), line: 1, message: e.to_string() });
+            }
+            Some(Ok(h)) => h,
+        };
+        let mut columns = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| DataError::Csv {
+                file: file.to_path_buf(),
+                line: 1,
+                message: format!("header field {} is not valid UTF-8", i + 1),
+            })?;
+            columns.push(name.trim().to_string());
+        }
+        let mut index = HashMap::new();
+        for (i, name) in columns.iter().enumerate() {
+            // First occurrence wins if a header repeats a name.
+            index.entry(name.to_lowercase()).or_insert(i);
+        }
+
+        let mut rows = Vec::new();
+        for result in records {
+            let record = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map(|p| p.line() as usize);
+                    rows.push(Err(Reject { row: line, path: path_str.clone(), reason: format!("malformed CSV: {e}") }));
+                    continue;
+                }
+            };
+            let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+            if record.len() != columns.len() {
+                rows.push(Err(Reject {
+                    row: Some(line),
+                    path: path_str.clone(),
+                    reason: format!("malformed CSV row: expected {} fields, found {}", columns.len(), record.len()),
+                }));
+                continue;
+            }
+            let mut fields = Vec::with_capacity(record.len());
+            let mut bad_utf8 = None;
+            for (i, raw) in record.iter().enumerate() {
+                match std::str::from_utf8(raw) {
+                    Ok(s) => fields.push(s.trim().to_string()),
+                    Err(_) => {
+                        bad_utf8 = Some(i);
+                        break;
+                    }
+                }
+            }
+            match bad_utf8 {
+                Some(i) => rows.push(Err(Reject {
+                    row: Some(line),
+                    path: path_str.clone(),
+                    reason: format!("column \"{}\": value is not valid UTF-8", columns[i]),
+                })),
+                None => rows.push(Ok(Row { line, fields })),
+            }
+        }
+        Ok(Table { file: file.to_path_buf(), columns, index, rows })
+    }
+
+    /// Position of a required column, or the MissingColumn error.
+    fn col(&self, name: &str) -> Result<Col, DataError> {
+        self.opt_col(name).ok_or_else(|| DataError::MissingColumn {
+            file: self.file.clone(),
+            column: name.to_string(),
+            found: self.columns.clone(),
+        })
+    }
+
+    /// Position of an optional column.
+    fn opt_col(&self, name: &str) -> Option<Col> {
+        self.index.get(&name.to_lowercase()).map(|&i| Col { index: i, name: self.columns[i].clone() })
+    }
+
+    fn path_str(&self) -> String {
+        self.file.display().to_string()
+    }
+}
+
+/// A located column: its position and its name as written in the header.
+struct Col {
+    index: usize,
+    name: String,
+}
+
+impl Row {
+    /// The trimmed value of an optional column; None when absent or empty.
+    fn opt(&self, col: &Option<Col>) -> Option<&str> {
+        col.as_ref().and_then(|c| self.value(c))
+    }
+
+    /// The trimmed value; None when empty.
+    fn value(&self, col: &Col) -> Option<&str> {
+        self.fields.get(col.index).map(|s| s.as_str()).filter(|s| !s.is_empty())
+    }
+
+    /// The value of a required column, or a reject reason naming the column.
+    fn required(&self, col: &Col) -> Result<&str, String> {
+        self.value(col).ok_or_else(|| format!("column \"{}\": expected a value, found an empty field", col.name))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Field parsers
+// ---------------------------------------------------------------------------
+
+/// Parses a 0/1 label ("0", "1", "0.0", "1.0", "true", "false").
+fn parse_flag(value: &str, col: &Col) -> Result<bool, String> {
+    let v = value.trim();
+    match v.to_ascii_lowercase().as_str() {
+        "true" => return Ok(true),
+        "false" => return Ok(false),
+        _ => {}
+    }
+    match v.parse::<f64>() {
+        Ok(0.0) => Ok(false),
+        Ok(1.0) => Ok(true),
+        _ => Err(format!("column \"{}\": expected 0 or 1, got \"{v}\"", col.name)),
+    }
+}
+
+/// Parses an age; "unknown", negative, absurd or unparseable ages are missing.
+fn parse_age(value: Option<&str>) -> Option<f32> {
+    let age = value?.trim().parse::<f32>().ok()?;
+    (age.is_finite() && (0.0..=130.0).contains(&age)).then_some(age)
+}
+
+/// Lowercases and trims an anatomical site; placeholders for "no value" become None.
+fn parse_site(value: Option<&str>) -> Option<String> {
+    let site = value?.trim().to_lowercase();
+    match site.as_str() {
+        "" | "unknown" | "nan" | "na" | "n/a" | "none" => None,
+        _ => Some(site),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared finishing step
+// ---------------------------------------------------------------------------
+
+/// A row that parsed; its image still has to be found.
+struct Pending {
+    line: usize,
+    id: String,
+    group: String,
+    melanoma: Option<bool>,
+    diagnosis: Option<String>,
+    metadata: Metadata,
+    split: Option<Split>,
+}
+
+/// Image file for an id: images/<id>.jpg, .jpeg, .png (then upper-case variants);
+/// an id that already carries an image extension is also tried as-is.
+fn find_image(images: &Path, id: &str) -> Option<PathBuf> {
+    if has_image_extension(Path::new(id)) {
+        let direct = images.join(id);
+        if direct.is_file() {
+            return Some(direct);
+        }
+    }
+    ["jpg", "jpeg", "png", "JPG", "JPEG", "PNG"]
+        .iter()
+        .map(|ext| images.join(format!("{id}.{ext}")))
+        .find(|p| p.is_file())
+}
+
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        .unwrap_or(false)
+}
+
+/// Drops duplicate ids (keeping the first), resolves image files and builds the records.
+fn finish(
+    kind: SourceKind,
+    table: &Table,
+    images: &Path,
+    pending: Vec<Pending>,
+    mut rejects: Vec<Reject>,
+) -> SourceData {
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    let mut records = Vec::with_capacity(pending.len());
+    for p in pending {
+        if let Some(&first) = first_line.get(&p.id) {
+            rejects.push(Reject {
+                row: Some(p.line),
+                path: table.path_str(),
+                reason: format!("duplicate image id {} (first seen on line {first})", p.id),
+            });
+            continue;
+        }
+        first_line.insert(p.id.clone(), p.line);
+        let Some(image_path) = find_image(images, &p.id) else {
+            let expected = images.join(format!("{}.jpg", p.id));
+            rejects.push(Reject {
+                row: Some(p.line),
+                path: expected.display().to_string(),
+                reason: format!("file not found: {} (also tried .jpeg and .png)", expected.display()),
+            });
+            continue;
+        };
+        records.push(Record {
+            id: p.id,
+            image_path,
+            group: p.group,
+            melanoma: p.melanoma,
+            diagnosis: p.diagnosis,
+            metadata: p.metadata,
+            split: p.split,
+            source: kind.as_str().to_string(),
+        });
+    }
+    // Rejects in file order make rejects.csv easy to read.
+    rejects.sort_by_key(|r| r.row.unwrap_or(usize::MAX));
+    SourceData { records, rejects }
+}
+
+/// Runs `parse` on every well-formed row, splitting results into pending rows and rejects.
+fn parse_rows(
+    table: &Table,
+    mut parse: impl FnMut(&Row) -> Result<Pending, String>,
+) -> (Vec<Pending>, Vec<Reject>) {
+    let mut pending = Vec::new();
+    let mut rejects = Vec::new();
+    for row in &table.rows {
+        match row {
+            Err(reject) => rejects.push(reject.clone()),
+            Ok(row) => match parse(row) {
+                Ok(p) => pending.push(p),
+                Err(reason) => rejects.push(Reject { row: Some(row.line), path: table.path_str(), reason }),
+            },
+        }
+    }
+    (pending, rejects)
+}
+
+// ---------------------------------------------------------------------------
+// Readers
+// ---------------------------------------------------------------------------
+
+/// SIIM-ISIC 2020: image_name, patient_id, target (+ optional metadata). A test CSV
+/// (no target, diagnosis or benign_malignant column) gives unlabelled records.
+fn read_isic2020(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
+    let t = Table::read(csv)?;
+    let c_id = t.col("image_name")?;
+    let c_patient = t.col("patient_id")?;
+    let c_diag = t.opt_col("diagnosis");
+    let c_bm = t.opt_col("benign_malignant");
+    // A labelled CSV must have target; only a test CSV (no label columns at all) may omit it.
+    let c_target = if c_diag.is_some() || c_bm.is_some() || t.opt_col("target").is_some() {
+        Some(t.col("target")?)
+    } else {
+        None
+    };
+    let c_sex = t.opt_col("sex");
+    let c_age = t.opt_col("age_approx");
+    let c_site = t.opt_col("anatom_site_general_challenge");
+    let c_split = t.opt_col("split");
+
+    let (pending, rejects) = parse_rows(&t, |row| {
+        let id = row.required(&c_id)?.to_string();
+        let group = row.required(&c_patient)?.to_string();
+        let melanoma = match &c_target {
+            Some(c) => Some(parse_flag(row.required(c)?, c)?),
+            None => None,
+        };
+        Ok(Pending {
+            line: row.line,
+            id,
+            group,
+            melanoma,
+            diagnosis: row.opt(&c_diag).and_then(normalize_diagnosis),
+            metadata: Metadata {
+                age: parse_age(row.opt(&c_age)),
+                sex: row.opt(&c_sex).and_then(Sex::parse),
+                site: parse_site(row.opt(&c_site)),
+            },
+            split: row.opt(&c_split).and_then(Split::parse),
+        })
+    });
+    Ok(finish(SourceKind::Isic2020, &t, images, pending, rejects))
+}
+
+/// ISIC 2017 part 3: image_id, melanoma, seborrheic_keratosis (+ optional age, sex,
+/// split, diagnosis). One image per lesion, so the group is the image id.
+fn read_isic2017(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
+    let t = Table::read(csv)?;
+    let c_id = t.col("image_id")?;
+    let c_mel = t.col("melanoma")?;
+    let c_sk = t.col("seborrheic_keratosis")?;
+    let c_age = t.opt_col("age_approximate");
+    let c_sex = t.opt_col("sex");
+    let c_split = t.opt_col("split");
+    let c_diag = t.opt_col("diagnosis");
+
+    let (pending, rejects) = parse_rows(&t, |row| {
+        let id = row.required(&c_id)?.to_string();
+        let mel = parse_flag(row.required(&c_mel)?, &c_mel)?;
+        let sk = parse_flag(row.required(&c_sk)?, &c_sk)?;
+        if mel && sk {
+            return Err("columns \"melanoma\" and \"seborrheic_keratosis\" are both 1; expected at most one".into());
+        }
+        let from_flags = if mel {
+            "melanoma"
+        } else if sk {
+            "seborrheic_keratosis"
+        } else {
+            "nevus"
+        };
+        let diagnosis = row.opt(&c_diag).and_then(normalize_diagnosis).unwrap_or_else(|| from_flags.to_string());
+        Ok(Pending {
+            line: row.line,
+            group: id.clone(),
+            id,
+            melanoma: Some(mel),
+            diagnosis: Some(diagnosis),
+            metadata: Metadata {
+                age: parse_age(row.opt(&c_age)),
+                sex: row.opt(&c_sex).and_then(Sex::parse),
+                site: None,
+            },
+            split: row.opt(&c_split).and_then(Split::parse),
+        })
+    });
+    Ok(finish(SourceKind::Isic2017, &t, images, pending, rejects))
+}
+
+/// HAM10000 dx codes this reader accepts.
+const HAM_DX: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
+
+/// HAM10000: image_id, lesion_id, dx (+ optional dx_type, age, sex, localization, split).
+fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
+    let t = Table::read(csv)?;
+    let c_id = t.col("image_id")?;
+    let c_lesion = t.col("lesion_id")?;
+    let c_dx = t.col("dx")?;
+    let c_age = t.opt_col("age");
+    let c_sex = t.opt_col("sex");
+    let c_site = t.opt_col("localization");
+    let c_split = t.opt_col("split");
+
+    let (pending, rejects) = parse_rows(&t, |row| {
+        let id = row.required(&c_id)?.to_string();
+        let group = row.required(&c_lesion)?.to_string();
+        let dx = row.required(&c_dx)?.to_lowercase();
+        if !HAM_DX.contains(&dx.as_str()) {
+            return Err(format!(
+                "column \"{}\": unknown label \"{dx}\"; expected one of {}",
+                c_dx.name,
+                HAM_DX.join(", ")
+            ));
+        }
+        Ok(Pending {
+            line: row.line,
+            id,
+            group,
+            melanoma: Some(dx == "mel"),
+            diagnosis: normalize_diagnosis(&dx),
+            metadata: Metadata {
+                age: parse_age(row.opt(&c_age)),
+                sex: row.opt(&c_sex).and_then(Sex::parse),
+                site: parse_site(row.opt(&c_site)),
+            },
+            split: row.opt(&c_split).and_then(Split::parse),
+        })
+    });
+    Ok(finish(SourceKind::Ham10000, &t, images, pending, rejects))
+}
+
+/// ISIC 2019 one-hot class columns (UNK is optional: older copies lack it).
+const ISIC2019_CLASSES: [&str; 9] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"];
+
+/// Metadata for one ISIC 2019 image.
+struct Meta2019 {
+    metadata: Metadata,
+    lesion: Option<String>,
+}
+
+/// ISIC 2019: ground truth (image + one-hot classes) joined with an optional metadata CSV.
+fn read_isic2019(csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Result<SourceData, DataError> {
+    let t = Table::read(csv)?;
+    let c_id = t.col("image")?;
+    let mut class_cols = Vec::new();
+    for name in ISIC2019_CLASSES {
+        let col = if name == "UNK" { t.opt_col(name) } else { Some(t.col(name)?) };
+        if let Some(c) = col {
+            class_cols.push((name, c));
+        }
+    }
+
+    let mut rejects_meta = Vec::new();
+    let meta = match metadata_csv {
+        Some(path) => read_isic2019_metadata(path, &mut rejects_meta)?,
+        None => HashMap::new(),
+    };
+
+    let (pending, mut rejects) = parse_rows(&t, |row| {
+        let id = row.required(&c_id)?.to_string();
+        let mut hot = Vec::new();
+        for (name, col) in &class_cols {
+            let raw = row.required(col)?;
+            let v: f64 = raw
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .ok_or_else(|| format!("column \"{}\": expected a number (0.0 or 1.0), got \"{raw}\"", col.name))?;
+            if v >= 0.5 {
+                hot.push(*name);
+            }
+        }
+        let class = match hot.as_slice() {
+            [one] => *one,
+            [] => return Err("no class column is 1; expected exactly one of MEL..UNK".into()),
+            many => return Err(format!("several class columns are 1 ({}); expected exactly one", many.join(", "))),
+        };
+        let diagnosis = if class == "UNK" { "unknown".to_string() } else { normalize_diagnosis(class).unwrap_or_default() };
+        let m = meta.get(&id);
+        Ok(Pending {
+            line: row.line,
+            group: m.and_then(|m| m.lesion.clone()).unwrap_or_else(|| id.clone()),
+            melanoma: Some(class == "MEL"),
+            diagnosis: Some(diagnosis),
+            metadata: m.map(|m| m.metadata.clone()).unwrap_or_default(),
+            split: None,
+            id,
+        })
+    });
+    // Metadata rows that could not be used are reported too, so nothing vanishes silently.
+    rejects.extend(rejects_meta);
+    Ok(finish(SourceKind::Isic2019, &t, images, pending, rejects))
+}
+
+fn read_isic2019_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<String, Meta2019>, DataError> {
+    let t = Table::read(path)?;
+    let c_id = t.col("image")?;
+    let c_age = t.opt_col("age_approx");
+    let c_site = t.opt_col("anatom_site_general");
+    let c_lesion = t.opt_col("lesion_id");
+    let c_sex = t.opt_col("sex");
+    let mut out = HashMap::new();
+    for row in &t.rows {
+        let row = match row {
+            Ok(r) => r,
+            Err(reject) => {
+                rejects.push(reject.clone());
+                continue;
+            }
+        };
+        let id = match row.required(&c_id) {
+            Ok(id) => id.to_string(),
+            Err(reason) => {
+                rejects.push(Reject { row: Some(row.line), path: t.path_str(), reason });
+                continue;
+            }
+        };
+        let meta = Meta2019 {
+            metadata: Metadata {
+                age: parse_age(row.opt(&c_age)),
+                sex: row.opt(&c_sex).and_then(Sex::parse),
+                site: parse_site(row.opt(&c_site)),
+            },
+            lesion: row.opt(&c_lesion).map(str::to_string),
+        };
+        // First row for an image wins, like duplicate ids in the ground truth.
+        out.entry(id).or_insert(meta);
+    }
+    Ok(out)
+}
+
+/// Folder names that mean "melanoma" for the binary label.
+const POSITIVE_FOLDERS: [&str; 4] = ["malignant", "melanoma", "mel", "positive"];
+
+/// Class folders: every .jpg/.jpeg/.png inside `root/<class>/` is a record labelled by
+/// its folder. Sorted by folder then file name so the order never depends on the file system.
+fn read_folders(root: &Path) -> Result<SourceData, DataError> {
+    let mut classes = Vec::new();
+    for entry in fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
+        let entry = entry.map_err(|e| DataError::io(root, e))?;
+        if entry.path().is_dir() {
+            classes.push(entry.path());
+        }
+    }
+    classes.sort();
+    if classes.is_empty() {
+        return Err(DataError::InvalidArgument(format!(
+            "{}: no class sub-folders found; expected one folder per class (e.g. benign/, malignant/)",
+            root.display()
+        )));
+    }
+
+    let mut data = SourceData::default();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for class_dir in classes {
+        let class = class_dir.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&class_dir).map_err(|e| DataError::io(&class_dir, e))? {
+            let path = entry.map_err(|e| DataError::io(&class_dir, e))?.path();
+            if path.is_file() && has_image_extension(&path) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for path in files {
+            let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(first) = seen.get(&id) {
+                data.rejects.push(Reject {
+                    row: None,
+                    path: path.display().to_string(),
+                    reason: format!("duplicate image id {id} (first seen as {})", first.display()),
+                });
+                continue;
+            }
+            seen.insert(id.clone(), path.clone());
+            data.records.push(Record {
+                group: id.clone(),
+                id,
+                image_path: path,
+                melanoma: Some(POSITIVE_FOLDERS.contains(&class.as_str())),
+                diagnosis: Some(class.clone()),
+                metadata: Metadata::default(),
+                split: None,
+                source: SourceKind::Folders.as_str().to_string(),
+            });
+        }
+    }
+    Ok(data)
+}

@@ -1,0 +1,148 @@
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{fixtures, images};
+use naevus_data::{
+    Cache, DataError, Metadata, PrepareOptions, Record, Reject, SourceData, SourceKind, SourceSpec, center_crop_resize,
+    load_rgb, prepare, read_source,
+};
+
+/// The 8 ISIC 2017 fixture images plus three broken files and one reader reject.
+fn inputs() -> SourceData {
+    let spec = SourceSpec {
+        kind: SourceKind::Isic2017,
+        csv: Some(fixtures().join("isic2017/labels.csv")),
+        images: images(),
+        metadata_csv: None,
+    };
+    let mut data = read_source(&spec).unwrap();
+    for (i, name) in ["empty.jpg", "truncated.jpg", "text.jpg"].iter().enumerate() {
+        // Spread the bad files between good ones so slots are not contiguous.
+        data.records.insert(
+            2 * i + 1,
+            Record {
+                id: format!("BAD_{i}"),
+                image_path: fixtures().join("bad").join(name),
+                group: format!("BAD_{i}"),
+                melanoma: Some(false),
+                diagnosis: None,
+                metadata: Metadata::default(),
+                split: None,
+                source: "isic2017".into(),
+            },
+        );
+    }
+    data.rejects.push(Reject { row: Some(42), path: "labels.csv".into(), reason: "column \"melanoma\": expected 0 or 1, got \"x\"".into() });
+    data
+}
+
+fn opts(size: u32) -> PrepareOptions {
+    PrepareOptions { size, threads: Some(2), progress: false }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn prepare_and_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    let summary = prepare(inputs(), &out, &opts(32)).unwrap();
+    assert_eq!((summary.prepared, summary.already_done, summary.rejected), (8, 0, 4));
+    assert_eq!(summary.rejects_csv, out.join("rejects.csv"));
+    assert_eq!(summary.to_string(), format!("prepared 8 images, 4 rejected (see {})", out.join("rejects.csv").display()));
+
+    let mut rdr = csv::Reader::from_path(&summary.rejects_csv).unwrap();
+    assert_eq!(rdr.headers().unwrap(), vec!["row", "path", "reason"]);
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(&rows[0][0], "42");
+    let find = |name: &str| rows.iter().find(|r| r[1].ends_with(name)).unwrap_or_else(|| panic!("{name} not in rejects"));
+    assert_eq!(&find("empty.jpg")[2], "empty file (0 bytes)");
+    assert!(find("truncated.jpg")[2].starts_with("truncated JPEG"));
+    assert!(find("text.jpg")[2].starts_with("not a JPEG or PNG"));
+    assert_eq!(&find("text.jpg")[0], "");
+
+    let cache = Cache::open(&out).unwrap();
+    assert_eq!((cache.len(), cache.size(), cache.dir()), (8, 32, out.as_path()));
+    assert!(cache.records().iter().all(|r| !r.id.starts_with("BAD")));
+    for (i, record) in cache.records().iter().enumerate() {
+        let expected = center_crop_resize(&load_rgb(&record.image_path).unwrap(), 32);
+        assert_eq!(cache.image(i), expected.as_slice(), "{}", record.id);
+    }
+    // Re-running a finished job does nothing new.
+    let again = prepare(inputs(), &out, &opts(32)).unwrap();
+    assert_eq!((again.prepared, again.already_done, again.rejected), (8, 8, 4));
+}
+
+#[test]
+fn resume_after_kill_gives_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    prepare(inputs(), &out, &opts(24)).unwrap();
+    let images = read(&out.join("images.u8"));
+    let index = read(&out.join("index.jsonl"));
+
+    // Simulate a kill: no index, progress log cut after 4 entries plus half a line,
+    // and slots that were never logged hold garbage.
+    fs::remove_file(out.join("index.jsonl")).unwrap();
+    let log = fs::read_to_string(out.join("progress.log")).unwrap();
+    let kept: Vec<&str> = log.lines().take(4).collect();
+    let torn = format!("{}\n{{\"slot\":", kept.join("\n"));
+    fs::write(out.join("progress.log"), torn).unwrap();
+    let slot = 24 * 24 * 3;
+    let kept_slots: Vec<usize> =
+        kept.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["slot"].as_u64().unwrap() as usize).collect();
+    let mut garbage = images.clone();
+    for s in 0..11 {
+        if !kept_slots.contains(&s) {
+            garbage[s * slot..(s + 1) * slot].fill(7);
+        }
+    }
+    fs::write(out.join("images.u8"), &garbage).unwrap();
+    let err = Cache::open(&out).unwrap_err().to_string();
+    assert!(err.contains("prepare has not finished"), "{err}");
+
+    let summary = prepare(inputs(), &out, &opts(24)).unwrap();
+    let ok_kept = kept.iter().filter(|l| !l.contains("reject")).count();
+    assert_eq!((summary.prepared, summary.already_done, summary.rejected), (8, ok_kept, 4));
+    assert!(read(&out.join("images.u8")) == images, "images.u8 differs after resume");
+    assert!(read(&out.join("index.jsonl")) == index, "index.jsonl differs after resume");
+    assert_eq!(Cache::open(&out).unwrap().len(), 8);
+}
+
+#[test]
+fn mismatched_or_foreign_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    let err = prepare(inputs(), &out, &opts(20)).unwrap_err();
+    assert!(matches!(err, DataError::Cache { .. }));
+    let text = err.to_string();
+    assert!(text.contains("11 records at 16 px") && text.contains("11 records at 20 px") && text.contains("empty directory"), "{text}");
+
+    let mut fewer = inputs();
+    fewer.records.pop();
+    assert!(prepare(fewer, &out, &opts(16)).unwrap_err().to_string().contains("10 records at 16 px"));
+
+    let foreign = dir.path().join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    fs::write(foreign.join("thesis.tex"), "precious").unwrap();
+    let text = prepare(inputs(), &foreign, &opts(16)).unwrap_err().to_string();
+    assert!(text.contains("not empty"), "{text}");
+    assert_eq!(fs::read_to_string(foreign.join("thesis.tex")).unwrap(), "precious");
+
+    assert!(prepare(inputs(), &dir.path().join("zero"), &opts(0)).is_err());
+}
+
+#[test]
+fn empty_input_gives_empty_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = prepare(SourceData::default(), dir.path(), &opts(8)).unwrap();
+    assert_eq!((summary.prepared, summary.rejected), (0, 0));
+    let cache = Cache::open(dir.path()).unwrap();
+    assert!(cache.is_empty());
+}

@@ -1,0 +1,122 @@
+//! The training recipe: every knob of a run, read from a TOML recipe in configs/ and
+//! overridden by command-line flags of the same names. The resolved recipe is saved in
+//! the run directory so a run can be reproduced and resumed.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::LossKind;
+
+/// Optimiser choice.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+}
+
+/// How training images are drawn each epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplingKind {
+    /// Every training image once, shuffled.
+    Shuffle,
+    /// Classes drawn equally often (with replacement), same epoch length.
+    Balanced,
+    /// All melanomas plus a fresh random subset of `negatives_per_positive` benign images per melanoma.
+    Undersample,
+}
+
+/// A complete training recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Registry name of the model (`naevus models` lists them).
+    pub model: String,
+    /// Side of the square model input; 0 means the cache's image size.
+    pub image_size: u32,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub optimizer: OptimizerKind,
+    /// Linear warm-up length in epochs (fractions allowed) before the cosine decay.
+    pub warmup_epochs: f64,
+    pub loss: LossKind,
+    pub focal_alpha: f64,
+    pub focal_gamma: f64,
+    pub sampling: SamplingKind,
+    pub negatives_per_positive: f32,
+    /// Random flips, 90-degree rotations, small affine and colour jitter on training images.
+    pub augment: bool,
+    /// 0: train on the dataset's own train split and validate on its val split;
+    /// K >= 2: K-fold cross-validation grouped by patient or lesion.
+    pub folds: usize,
+    pub seed: u64,
+    /// Compute backend: flex, tch or vulkan (what was compiled in).
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: "small-cnn".into(),
+            image_size: 0,
+            epochs: 10,
+            batch_size: 32,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            optimizer: OptimizerKind::Adamw,
+            warmup_epochs: 1.0,
+            loss: LossKind::Bce,
+            focal_alpha: 0.25,
+            focal_gamma: 2.0,
+            sampling: SamplingKind::Shuffle,
+            negatives_per_positive: 3.0,
+            augment: true,
+            folds: 0,
+            seed: 42,
+            device: "flex".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML recipe; unknown keys are an error so typos do not pass silently.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing recipe {}", path.display()))
+    }
+
+    /// The recipe as TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Rejects values that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        naevus_models::spec(&self.model)?;
+        if self.epochs == 0 {
+            bail!("epochs must be at least 1");
+        }
+        if self.batch_size < 2 {
+            bail!("batch_size must be at least 2 (BatchNorm needs more than one image)");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            bail!("lr must be a positive number, got {}", self.lr);
+        }
+        if self.folds == 1 {
+            bail!("folds must be 0 (use the dataset's split) or at least 2");
+        }
+        if !(0.0..=1.0).contains(&self.focal_alpha) {
+            bail!("focal_alpha must lie in [0, 1], got {}", self.focal_alpha);
+        }
+        if self.negatives_per_positive <= 0.0 {
+            bail!("negatives_per_positive must be positive");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! naevus training and inference on burn: recipes, losses, schedules, the training loop
+//! with checkpoints and resume, cross-validation, and prediction from run directories.
+
+pub mod config;
+pub mod device;
+pub mod loss;
+pub mod predict;
+pub mod run;
+pub mod schedule;
+pub mod train;
+
+pub use config::TrainConfig;
+pub use run::RunInfo;

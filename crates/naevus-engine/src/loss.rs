@@ -1,0 +1,131 @@
+//! Losses for the binary melanoma target: BCE with logits, focal, and two-class cross-entropy.
+
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, sigmoid, softmax};
+use serde::{Deserialize, Serialize};
+
+/// Which loss a run trains with; it also fixes how many logits the model has.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// One logit, binary cross-entropy.
+    Bce,
+    /// One logit, focal loss (Lin et al. 2017) with `focal_alpha` and `focal_gamma`.
+    Focal,
+    /// Two logits, softmax cross-entropy (seed 003).
+    CrossEntropy,
+}
+
+impl LossKind {
+    /// Number of logits the model must produce.
+    pub fn num_outputs(self) -> usize {
+        match self {
+            LossKind::Bce | LossKind::Focal => 1,
+            LossKind::CrossEntropy => 2,
+        }
+    }
+}
+
+/// Mean loss of `logits` [batch, outputs] against 0/1 `labels`.
+pub fn loss(kind: LossKind, logits: Tensor<2>, labels: &[u8], alpha: f64, gamma: f64) -> Tensor<1> {
+    let device = logits.device();
+    let batch = labels.len();
+    match kind {
+        LossKind::Bce | LossKind::Focal => {
+            let y = Tensor::<2>::from_data(
+                TensorData::new(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), [batch, 1]),
+                &device,
+            );
+            // Stable form: max(x, 0) - x*y + log(1 + exp(-|x|)).
+            let bce = logits.clone().clamp_min(0.0) - logits.clone() * y.clone()
+                + logits.clone().abs().neg().exp().add_scalar(1.0).log();
+            if kind == LossKind::Bce {
+                return bce.mean();
+            }
+            let p = sigmoid(logits);
+            let p_true = p.clone() * y.clone() + (p.neg().add_scalar(1.0)) * (y.clone().neg().add_scalar(1.0));
+            let alpha_t = y.clone().mul_scalar(alpha) + y.neg().add_scalar(1.0).mul_scalar(1.0 - alpha);
+            let modulator = p_true.neg().add_scalar(1.0).clamp_min(0.0).powf_scalar(gamma);
+            (alpha_t * modulator * bce).mean()
+        }
+        LossKind::CrossEntropy => {
+            let classes = logits.dims()[1];
+            let mut one_hot = vec![0f32; batch * classes];
+            for (i, &l) in labels.iter().enumerate() {
+                one_hot[i * classes + l as usize] = 1.0;
+            }
+            let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [batch, classes]), &device);
+            (one_hot * log_softmax(logits, 1)).sum_dim(1).neg().mean()
+        }
+    }
+}
+
+/// Melanoma probability per image from the logits of a model trained with `kind`.
+pub fn melanoma_probability(kind: LossKind, logits: Tensor<2>) -> Tensor<1> {
+    let batch = logits.dims()[0];
+    match kind {
+        LossKind::Bce | LossKind::Focal => sigmoid(logits).reshape([batch]),
+        LossKind::CrossEntropy => softmax(logits, 1).slice([0..batch, 1..2]).reshape([batch]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(values: &[f32], classes: usize) -> Tensor<2> {
+        let device = Device::flex();
+        Tensor::from_data(TensorData::new(values.to_vec(), [values.len() / classes, classes]), &device)
+    }
+
+    fn value(t: Tensor<1>) -> f64 {
+        f64::from(t.into_scalar::<f32>())
+    }
+
+    fn bce(x: f64, y: f64) -> f64 {
+        let p = 1.0 / (1.0 + (-x).exp());
+        -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+    }
+
+    #[test]
+    fn bce_matches_the_formula_and_is_stable_for_large_logits() {
+        let got = value(loss(LossKind::Bce, logits(&[2.0, -1.0, 0.0], 1), &[1, 0, 1], 0.25, 2.0));
+        let want = (bce(2.0, 1.0) + bce(-1.0, 0.0) + bce(0.0, 1.0)) / 3.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // A confidently wrong logit of 100 costs 100, not infinity.
+        let got = value(loss(LossKind::Bce, logits(&[100.0], 1), &[0], 0.25, 2.0));
+        assert!((got - 100.0).abs() < 1e-3, "{got}");
+    }
+
+    #[test]
+    fn focal_loss_down_weights_easy_examples() {
+        // Hand-computed: alpha_t * (1 - p_t)^gamma * bce.
+        let (alpha, gamma) = (0.25, 2.0);
+        let p = 1.0 / (1.0 + (-2.0f64).exp());
+        let want_pos = alpha * (1.0 - p).powi(2) * bce(2.0, 1.0);
+        let want_neg = (1.0 - alpha) * p.powi(2) * bce(2.0, 0.0);
+        let got = value(loss(LossKind::Focal, logits(&[2.0, 2.0], 1), &[1, 0], alpha, gamma));
+        assert!((got - (want_pos + want_neg) / 2.0).abs() < 1e-6);
+        // With gamma 0 and alpha 0.5 focal is half the BCE.
+        let f = value(loss(LossKind::Focal, logits(&[0.7, -0.3], 1), &[1, 0], 0.5, 0.0));
+        let b = value(loss(LossKind::Bce, logits(&[0.7, -0.3], 1), &[1, 0], 0.5, 0.0));
+        assert!((f - b / 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cross_entropy_matches_log_softmax() {
+        let got = value(loss(LossKind::CrossEntropy, logits(&[1.0, 3.0, 0.5, -0.5], 2), &[1, 0], 0.25, 2.0));
+        let lse = |a: f64, b: f64| (a.exp() + b.exp()).ln();
+        let want = ((lse(1.0, 3.0) - 3.0) + (lse(0.5, -0.5) - 0.5)) / 2.0;
+        assert!((got - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn probabilities_come_from_the_right_output() {
+        let p = melanoma_probability(LossKind::Bce, logits(&[0.0, 2.0], 1)).into_data().try_to_vec::<f32>().unwrap();
+        assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] as f64 - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-6);
+        let p = melanoma_probability(LossKind::CrossEntropy, logits(&[0.0, 0.0, 0.0, 1.0], 2)).into_data().try_to_vec::<f32>().unwrap();
+        assert!((p[0] - 0.5).abs() < 1e-6);
+        assert!((p[1] as f64 - 1f64.exp() / (1.0 + 1f64.exp())).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,123 @@
+//! The run directory: one format for everything a trained model needs.
+//!
+//! ```text
+//! RUN/
+//!   config.toml          the resolved recipe
+//!   run.json             model, outputs, input size and normalisation, folds
+//!   fold-K/              one per fold (fold-0 alone when the dataset's own split is used)
+//!     metrics.jsonl      one JSON line per epoch
+//!     best.bpk           weights of the epoch with the best validation AUC
+//!     last.bpk           weights after the last finished epoch (with optimizer.bpk and state.json: resume)
+//!     val_predictions.csv  validation predictions of the best epoch
+//!   oof.csv              out-of-fold (or validation) predictions: image_name,target,label,fold
+//!   metrics.json         validation metrics of oof.csv
+//! ```
+//! Every file is written atomically (temporary file, then rename), so a killed process
+//! leaves either the old or the new version, never half of one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Bytes, Device};
+use naevus_models::Network;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainConfig;
+use crate::loss::LossKind;
+
+/// Bumped when the layout changes incompatibly.
+pub const RUN_FORMAT: u32 = 1;
+
+/// What predict, evaluate and explain need to know about a trained run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub format: u32,
+    pub naevus_version: String,
+    pub model: String,
+    pub loss: LossKind,
+    pub num_outputs: usize,
+    /// Side of the square input the model was trained at.
+    pub image_size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The prepared cache it was trained on.
+    pub cache: PathBuf,
+    /// Fold directory names, e.g. ["fold-0", "fold-1"].
+    pub folds: Vec<String>,
+}
+
+impl RunInfo {
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join("run.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} is not a naevus run directory (cannot read {})", run_dir.display(), path.display()))?;
+        let info: RunInfo = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(
+            info.format == RUN_FORMAT,
+            "{} has run format {}, this naevus reads format {RUN_FORMAT}",
+            path.display(),
+            info.format
+        );
+        Ok(info)
+    }
+
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+}
+
+/// Reads the resolved recipe saved in a run.
+pub fn read_config(run_dir: &Path) -> Result<TrainConfig> {
+    TrainConfig::from_toml_file(&run_dir.join("config.toml"))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {} (is the disk full?)", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Saves a network's weights atomically.
+pub fn save_weights(model: &Network, path: &Path) -> Result<()> {
+    let mut store = BurnpackStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
+    let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
+    write_atomic(path, &bytes)
+}
+
+/// Loads weights saved by [`save_weights`] into `model`; every tensor must match.
+pub fn load_weights(model: Network, path: &Path) -> Result<Network> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading checkpoint {}", path.display()))?;
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
+    let mut model = model;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("loading checkpoint {}: {e}", path.display()))?;
+    anyhow::ensure!(
+        result.missing.is_empty() && result.unused.is_empty() && result.errors.is_empty(),
+        "checkpoint {} does not fit the model: missing {:?}, unused {:?}, errors {:?}",
+        path.display(),
+        result.missing,
+        result.unused,
+        result.errors
+    );
+    Ok(model)
+}
+
+/// Builds the run's network on `device` with the weights of `checkpoint` ("best" or "last") of `fold`.
+pub fn load_fold_model(run_dir: &Path, info: &RunInfo, fold: &str, checkpoint: &str, device: &Device) -> Result<Network> {
+    let spec = naevus_models::spec(&info.model)?;
+    let model = spec.build(info.num_outputs, device);
+    let model = load_weights(model, &run_dir.join(fold).join(format!("{checkpoint}.bpk")))?;
+    Ok(model.valid())
+}

@@ -1,0 +1,10 @@
+//! naevus architectures as burn modules, and the registry that names them.
+//!
+//! Models know nothing of files or datasets: they map normalised image tensors to logits
+//! (and attention maps where the architecture has them).
+
+pub mod registry;
+pub mod resnet;
+pub mod small_cnn;
+
+pub use registry::{MODELS, ModelSpec, Network, Output, UnknownModel, spec};

@@ -1,0 +1,192 @@
+//! ResNet-18/34/50 in the torchvision layout (field names match torchvision's state-dict
+//! keys, so ImageNet weights map one to one), with a configurable number of input channels
+//! for the grayscale variant of seed 003.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = kernel / 2;
+    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .init(device)
+}
+
+/// The 1x1 conv + BN shortcut used when a block changes shape (`downsample.0`, `downsample.1`).
+#[derive(Module, Debug)]
+pub struct Downsample {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl Downsample {
+    fn new(channels_in: usize, channels_out: usize, stride: usize, device: &Device) -> Self {
+        Self { conv: conv(channels_in, channels_out, 1, stride, device), bn: BatchNormConfig::new(channels_out).init(device) }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+/// Two 3x3 convs (ResNet-18/34).
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+/// 1x1 -> 3x3 -> 1x1 with a 4x expansion (ResNet-50).
+#[derive(Module, Debug)]
+pub struct Bottleneck {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    conv3: Conv2d,
+    bn3: BatchNorm,
+    downsample: Option<Downsample>,
+}
+
+/// A residual block of either kind.
+#[derive(Module, Debug)]
+pub enum Block {
+    Basic(BasicBlock),
+    Bottleneck(Bottleneck),
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Block::Basic(b) => {
+                let identity = match &b.downsample {
+                    Some(d) => d.forward(x.clone()),
+                    None => x.clone(),
+                };
+                let y = relu(b.bn1.forward(b.conv1.forward(x)));
+                let y = b.bn2.forward(b.conv2.forward(y));
+                relu(y + identity)
+            }
+            Block::Bottleneck(b) => {
+                let identity = match &b.downsample {
+                    Some(d) => d.forward(x.clone()),
+                    None => x.clone(),
+                };
+                let y = relu(b.bn1.forward(b.conv1.forward(x)));
+                let y = relu(b.bn2.forward(b.conv2.forward(y)));
+                let y = b.bn3.forward(b.conv3.forward(y));
+                relu(y + identity)
+            }
+        }
+    }
+}
+
+/// Which ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    R18,
+    R34,
+    R50,
+}
+
+impl Depth {
+    fn layers(self) -> [usize; 4] {
+        match self {
+            Depth::R18 => [2, 2, 2, 2],
+            Depth::R34 | Depth::R50 => [3, 4, 6, 3],
+        }
+    }
+
+    fn expansion(self) -> usize {
+        if self == Depth::R50 { 4 } else { 1 }
+    }
+}
+
+/// A torchvision-layout ResNet.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    maxpool: MaxPool2d,
+    layer1: Vec<Block>,
+    layer2: Vec<Block>,
+    layer3: Vec<Block>,
+    layer4: Vec<Block>,
+    avgpool: AdaptiveAvgPool2d,
+    fc: Linear,
+}
+
+impl ResNet {
+    /// A fresh, randomly initialised network.
+    pub fn new(depth: Depth, in_channels: usize, num_outputs: usize, device: &Device) -> Self {
+        let expansion = depth.expansion();
+        let mut channels_in = 64;
+        let mut stage = |width: usize, count: usize, stride: usize| -> Vec<Block> {
+            (0..count)
+                .map(|i| {
+                    let s = if i == 0 { stride } else { 1 };
+                    let channels_out = width * expansion;
+                    let downsample = (s != 1 || channels_in != channels_out)
+                        .then(|| Downsample::new(channels_in, channels_out, s, device));
+                    let block = if depth == Depth::R50 {
+                        Block::Bottleneck(Bottleneck {
+                            conv1: conv(channels_in, width, 1, 1, device),
+                            bn1: BatchNormConfig::new(width).init(device),
+                            conv2: conv(width, width, 3, s, device),
+                            bn2: BatchNormConfig::new(width).init(device),
+                            conv3: conv(width, channels_out, 1, 1, device),
+                            bn3: BatchNormConfig::new(channels_out).init(device),
+                            downsample,
+                        })
+                    } else {
+                        Block::Basic(BasicBlock {
+                            conv1: conv(channels_in, width, 3, s, device),
+                            bn1: BatchNormConfig::new(width).init(device),
+                            conv2: conv(width, width, 3, 1, device),
+                            bn2: BatchNormConfig::new(width).init(device),
+                            downsample,
+                        })
+                    };
+                    channels_in = channels_out;
+                    block
+                })
+                .collect()
+        };
+        let [n1, n2, n3, n4] = depth.layers();
+        let layer1 = stage(64, n1, 1);
+        let layer2 = stage(128, n2, 2);
+        let layer3 = stage(256, n3, 2);
+        let layer4 = stage(512, n4, 2);
+        Self {
+            conv1: conv(in_channels, 64, 7, 2, device),
+            bn1: BatchNormConfig::new(64).init(device),
+            maxpool: MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: LinearConfig::new(512 * expansion, num_outputs).init(device),
+        }
+    }
+
+    /// Images [batch, channels, h, w] -> logits [batch, outputs].
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+            x = block.forward(x);
+        }
+        self.fc.forward(self.avgpool.forward(x).flatten::<2>(1, 3))
+    }
+}

@@ -1,0 +1,36 @@
+//! Every registered model builds, runs forward at a small input size and has the
+//! parameter count of its reference implementation.
+
+use burn::prelude::*;
+use naevus_models::{MODELS, spec};
+
+#[test]
+fn every_model_gives_one_logit_row_per_image() {
+    let device = Device::flex();
+    for model in MODELS {
+        let network = model.build(2, &device).valid();
+        let images = Tensor::<4>::zeros([2, 3, 64, 64], &device);
+        let out = network.forward(images);
+        assert_eq!(out.logits.dims(), [2, 2], "{}", model.name);
+        let values = out.logits.into_data().try_to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "{}", model.name);
+    }
+}
+
+#[test]
+fn parameter_counts_match_torchvision() {
+    // torchvision's counts with a 1000-class head: resnet18 11,689,512; resnet34 21,797,672;
+    // resnet50 25,557,032. BatchNorm running statistics are buffers there, not parameters.
+    let with_running_stats = |name: &str| spec(name).unwrap().parameter_count(1000);
+    let bn_buffers = |channels: usize| 2 * channels;
+    // resnet18 BN channels: 64 + 4*64 + (4*128+128) + (4*256+256) + (4*512+512) = 4800
+    assert_eq!(with_running_stats("resnet18"), 11_689_512 + bn_buffers(4800));
+    // small CNN: 896 + 64 + 18496 + 128 + 73856 + 256 + 33024 + 257 (+ running stats 2*(32+64+128))
+    assert_eq!(spec("small-cnn").unwrap().parameter_count(1), 896 + 64 + 18_496 + 128 + 73_856 + 256 + 33_024 + 257 + 2 * 224);
+}
+
+#[test]
+fn unknown_model_names_the_known_ones() {
+    let err = spec("resnet19").unwrap_err().to_string();
+    assert!(err.contains("resnet19") && err.contains("resnet18") && err.contains("small-cnn"), "{err}");
+}
