@@ -54,7 +54,7 @@ fn prepare_reports_each_bad_input_by_name_and_keeps_the_rest() {
     let cache = prepare(dir.path());
     let rejects = std::fs::read_to_string(cache.join("rejects.csv")).unwrap();
     assert_eq!(rejects.lines().count(), 4, "{rejects}"); // header + 3 rejects
-    assert!(rejects.contains("ISIC_8000001.jpg") && rejects.contains("truncated"), "{rejects}");
+    assert!(rejects.contains("10,") && rejects.contains("ISIC_8000001.jpg") && rejects.contains("truncated"), "{rejects}");
     assert!(rejects.contains("ISIC_8000002.jpg"), "{rejects}");
     assert!(rejects.contains("ISIC_8000003") && rejects.contains("not found"), "{rejects}");
     // Running it again is a no-op that finds all the work done.
@@ -171,4 +171,14 @@ fn a_killed_training_resumes_where_it_stopped() {
     let epochs: Vec<u64> = metrics_lines(&run.join("fold-0")).iter().map(|m| m["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, (1..=40).collect::<Vec<u64>>());
     assert!(run.join("fold-1/best.bpk").exists());
+}
+
+#[test]
+fn a_backend_that_was_not_compiled_in_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let device = if cfg!(feature = "vulkan") { "tch" } else { "vulkan" };
+    let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", dir.path().join("run").to_str().unwrap(), "--device", device]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains(&format!("device \"{device}\" was not compiled into this naevus")), "{}", text(&out));
 }

@@ -221,7 +221,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
                 index.push(b'\n');
             }
             Some(Some(reason)) => rejects.push(Reject {
-                row: None,
+                row: record.row,
                 path: record.image_path.display().to_string(),
                 reason: reason.clone(),
             }),
@@ -234,6 +234,8 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
             }
         }
     }
+    // In file order, so rejects.csv reads top to bottom like the label CSV.
+    rejects.sort_by_key(|r| r.row.unwrap_or(usize::MAX));
     let rejects_csv = out.join(REJECTS);
     write_atomic(&rejects_csv, &rejects_to_csv(&rejects, &rejects_csv)?)?;
     write_atomic(&out.join(INDEX), &index)?;

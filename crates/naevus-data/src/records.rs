@@ -96,6 +96,9 @@ pub struct Record {
     pub split: Option<Split>,
     /// Which reader produced it: "isic2020", "isic2017", "ham10000", "isic2019", "folders".
     pub source: String,
+    /// Line of the label CSV it came from (None for class folders), for error reports.
+    #[serde(default)]
+    pub row: Option<usize>,
 }
 
 /// A row or file that was skipped, and why.

@@ -126,6 +126,28 @@ struct Row {
     fields: Vec<String>,
 }
 
+/// 1-based line numbers of CSV records from their byte offsets. The csv crate's own line
+/// count is off by one after CRLF line ends (as in the official ISIC 2017 files), so the
+/// newlines are counted here, skipping line ends a record position may point into.
+struct LineIndex<'a> {
+    body: &'a [u8],
+    newlines: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Self { body, newlines: body.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).collect() }
+    }
+
+    fn line_at(&self, offset: usize) -> usize {
+        let mut start = offset.min(self.body.len());
+        while start < self.body.len() && matches!(self.body[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        1 + self.newlines.partition_point(|&n| n < start)
+    }
+}
+
 impl Table {
     fn read(file: &Path) -> Result<Table, DataError> {
         let bytes = fs::read(file).map_err(|e| DataError::io(file, e))?;
@@ -137,6 +159,7 @@ impl Table {
             .flexible(true)
             .from_reader(body);
         let path_str = file.display().to_string();
+        let lines = LineIndex::new(body);
         let mut records = reader.byte_records();
 
         let header = match records.next() {
@@ -172,12 +195,12 @@ impl Table {
             let record = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    let line = e.position().map(|p| p.line() as usize);
+                    let line = e.position().map(|p| lines.line_at(p.byte() as usize));
                     rows.push(Err(Reject { row: line, path: path_str.clone(), reason: format!("malformed CSV: {e}") }));
                     continue;
                 }
             };
-            let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+            let line = record.position().map_or(0, |p| lines.line_at(p.byte() as usize));
             if record.len() != columns.len() {
                 rows.push(Err(Reject {
                     row: Some(line),
@@ -360,6 +383,7 @@ fn finish(
             metadata: p.metadata,
             split: p.split,
             source: kind.as_str().to_string(),
+            row: Some(p.line),
         });
     }
     // Rejects in file order make rejects.csv easy to read.
@@ -672,6 +696,7 @@ fn read_folders(root: &Path) -> Result<SourceData, DataError> {
                 metadata: Metadata::default(),
                 split: None,
                 source: SourceKind::Folders.as_str().to_string(),
+                row: None,
             });
         }
     }

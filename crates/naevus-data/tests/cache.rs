@@ -31,6 +31,7 @@ fn inputs() -> SourceData {
                 metadata: Metadata::default(),
                 split: None,
                 source: "isic2017".into(),
+                row: None,
             },
         );
     }
