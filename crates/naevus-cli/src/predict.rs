@@ -7,25 +7,36 @@ use anyhow::{Context, Result, bail};
 use naevus_data::{Cache, Split};
 use naevus_engine::RunInfo;
 use naevus_engine::device::select_device;
+use naevus_engine::predict::{MAX_TTA, ensemble_probabilities, out_of_fold_probabilities};
+use naevus_engine::train::write_predictions;
 
 /// Predict melanoma probabilities with a trained run.
 ///
 /// Every fold's checkpoint predicts each image and the probabilities are averaged (a fold
-/// ensemble). Writes `image_name,target` rows, the SIIM-ISIC submission format.
+/// ensemble); --tta N also averages N dihedral views (flips, rotations, transposes) of each
+/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format. With --oof,
+/// each training image is scored by the fold that held it out instead, and the
+/// out-of-fold AUC is printed: the honest way to measure what TTA adds.
 #[derive(clap::Args)]
 pub struct Args {
     /// Run directory (from `naevus train`).
     #[arg(long)]
     run: PathBuf,
-    /// Prepared cache of the images to score.
+    /// Prepared cache of the images to score (default with --oof: the run's training cache).
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// CSV to write.
     #[arg(long)]
     out: PathBuf,
     /// Which checkpoint of each fold: best (validation AUC) or last.
     #[arg(long, default_value = "best")]
     checkpoint: String,
+    /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
+    #[arg(long, default_value_t = 1)]
+    tta: usize,
+    /// Re-score the run's out-of-fold images, each with the fold that did not train on it.
+    #[arg(long)]
+    oof: bool,
     /// Score only the images of this split of the cache: train, val or test.
     #[arg(long)]
     split: Option<String>,
@@ -38,10 +49,28 @@ pub fn run(args: Args) -> Result<()> {
     if !matches!(args.checkpoint.as_str(), "best" | "last") {
         bail!("--checkpoint must be best or last, got \"{}\"", args.checkpoint);
     }
+    if !(1..=MAX_TTA).contains(&args.tta) {
+        bail!("--tta must be between 1 and {MAX_TTA}, got {}", args.tta);
+    }
     let info = RunInfo::read(&args.run)?;
     let config = naevus_engine::run::read_config(&args.run)?;
     let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
-    let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
+    let data = match (&args.data, args.oof) {
+        (Some(data), _) => data.clone(),
+        (None, true) => info.cache.clone(),
+        (None, false) => bail!("--data is required (the prepared cache of the images to score)"),
+    };
+    let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
+
+    if args.oof {
+        let (items, probs, folds) = out_of_fold_probabilities(&args.run, &args.checkpoint, &cache, &device, args.tta)?;
+        write_predictions(&args.out, &cache, &items, &probs, Some(&folds))?;
+        let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
+        let auc = naevus_metrics::roc_auc(&probs, &labels)?;
+        println!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, args.out.display());
+        return Ok(());
+    }
+
     let split = match args.split.as_deref() {
         None => None,
         Some("train") => Some(Split::Train),
@@ -51,10 +80,17 @@ pub fn run(args: Args) -> Result<()> {
     };
     let items: Vec<usize> = (0..cache.len()).filter(|&i| split.is_none() || cache.records()[i].split == split).collect();
     if items.is_empty() {
-        bail!("no images to score in {} (split {:?})", args.data.display(), args.split);
+        bail!("no images to score in {} (split {:?})", data.display(), args.split);
     }
-    let probs = naevus_engine::predict::ensemble_probabilities(&args.run, &args.checkpoint, &cache, &items, &device)?;
-    naevus_engine::train::write_predictions(&args.out, &cache, &items, &probs, None)?;
-    println!("wrote {} predictions ({} fold(s) of {}) to {}", items.len(), info.folds.len(), info.model, args.out.display());
+    let probs = ensemble_probabilities(&args.run, &args.checkpoint, &cache, &items, &device, args.tta)?;
+    write_predictions(&args.out, &cache, &items, &probs, None)?;
+    println!(
+        "wrote {} predictions ({} fold(s) of {}, tta {}) to {}",
+        items.len(),
+        info.folds.len(),
+        info.model,
+        args.tta,
+        args.out.display()
+    );
     Ok(())
 }

@@ -129,6 +129,29 @@ fn train_predict_evaluate_end_to_end() {
         assert!((0.0..=1.0).contains(&p), "{line}");
     }
 
+    // Test-time augmentation averages 8 views: same rows, different probabilities.
+    let with_tta = dir.path().join("predictions_tta.csv");
+    let out = naevus(&[
+        "predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", with_tta.to_str().unwrap(), "--tta", "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tta_rows = std::fs::read_to_string(&with_tta).unwrap();
+    assert_eq!(tta_rows.lines().count(), 1 + 8);
+    assert_ne!(tta_rows, rows);
+
+    // Out-of-fold re-scoring: each image by the fold that held it out, same folds as oof.csv.
+    let oof_tta = dir.path().join("oof_tta.csv");
+    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--oof", "--tta", "1", "--out", oof_tta.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("out-of-fold AUC"), "{}", text(&out));
+    let sorted = |csv: &str| {
+        let mut lines: Vec<String> = csv.lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    // With one view it reproduces the training run's own out-of-fold predictions exactly.
+    assert_eq!(sorted(&std::fs::read_to_string(&oof_tta).unwrap()), sorted(&oof));
+
     let report = dir.path().join("report");
     let out = naevus(&["evaluate", "--pred", predictions.to_str().unwrap(), "--truth", cache.to_str().unwrap(), "--out", report.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

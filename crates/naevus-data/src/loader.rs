@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{Augment, Normalize, augment, write_chw_f32};
+use crate::augment::{Augment, Normalize, augment, dihedral, write_chw_f32};
 use crate::cache::Cache;
 use crate::image_io::resize_square;
 
@@ -42,6 +42,9 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Resize from the cache size to this size when different.
     pub output_size: Option<u32>,
+    /// Dihedral variant (0..8, see [`dihedral`]) applied to every image: one view of
+    /// test-time augmentation. 0 is the image as it is.
+    pub dihedral: u8,
 }
 
 impl Default for LoaderConfig {
@@ -53,6 +56,7 @@ impl Default for LoaderConfig {
             seed: 0,
             prefetch: 2,
             output_size: None,
+            dihedral: 0,
         }
     }
 }
@@ -110,6 +114,7 @@ fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &Load
         } else {
             stored.to_vec()
         };
+        let pixels = if cfg.dihedral % 8 != 0 { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
         let pixels = match &cfg.augment {
             Some(aug) => {
                 let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);

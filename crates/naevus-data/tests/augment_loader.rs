@@ -112,6 +112,14 @@ fn loader_batches_cover_order_and_are_deterministic() {
     }
     assert_eq!(plain[0].images, want);
 
+    // A test-time view is the dihedral transform of the cached pixels.
+    let flipped = run(LoaderConfig { augment: None, dihedral: 5, ..cfg.clone() });
+    let mut want = Vec::new();
+    for &i in &order[..3] {
+        to_chw_f32(&dihedral(cache.image(i), 16, 5), 16, &Normalize::default(), &mut want);
+    }
+    assert_eq!(flipped[0].images, want);
+
     // Resized output, and out-of-range indices skipped.
     let big = batches(cache.clone(), vec![0, 1, 99], LoaderConfig { output_size: Some(24), batch_size: 4, ..cfg }).collect::<Vec<_>>();
     assert_eq!(big.len(), 1);

@@ -1,9 +1,10 @@
 //! Inference: melanoma probabilities for cached images, one fold or a fold ensemble.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::prelude::*;
 use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches};
 use naevus_models::Network;
@@ -33,6 +34,7 @@ impl InputSpec {
             seed,
             prefetch: 2,
             output_size: (self.image_size != cache.size()).then_some(self.image_size),
+            dihedral: 0,
         }
     }
 }
@@ -43,30 +45,85 @@ pub fn batch_tensor(batch: naevus_data::Batch, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(batch.images, shape), device)
 }
 
-/// Melanoma probability of each cache item in `items`, in the same order.
-pub fn probabilities(model: &Network, cache: &Arc<Cache>, items: &[usize], input: &InputSpec, device: &Device) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(items.len());
-    for batch in batches(cache.clone(), items.to_vec(), input.loader(cache, 32, None, 0)) {
-        let x = batch_tensor(batch, device);
-        let logits = model.forward(x).logits;
-        let p = loss::melanoma_probability(input.loss, logits).into_data().try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
-        out.extend(p.into_iter().map(f64::from));
+/// Most test-time views: the 8 dihedral variants (identity, flips, rotations, transposes).
+pub const MAX_TTA: usize = 8;
+
+/// Melanoma probability of each cache item in `items`, in the same order, averaged over the
+/// first `tta` dihedral views (1: the image as it is).
+pub fn probabilities(model: &Network, cache: &Arc<Cache>, items: &[usize], input: &InputSpec, device: &Device, tta: usize) -> Result<Vec<f64>> {
+    let views = tta.clamp(1, MAX_TTA);
+    let mut sum = vec![0.0; items.len()];
+    for view in 0..views {
+        let loader = LoaderConfig { dihedral: view as u8, ..input.loader(cache, 32, None, 0) };
+        let mut offset = 0;
+        for batch in batches(cache.clone(), items.to_vec(), loader) {
+            let x = batch_tensor(batch, device);
+            let logits = model.forward(x).logits;
+            let p = loss::melanoma_probability(input.loss, logits)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
+            for (s, v) in sum[offset..].iter_mut().zip(&p) {
+                *s += f64::from(*v);
+            }
+            offset += p.len();
+        }
     }
-    Ok(out)
+    Ok(sum.into_iter().map(|s| s / views as f64).collect())
 }
 
 /// Mean probability over every fold's `checkpoint` ("best" or "last") of a run: the fold ensemble.
-pub fn ensemble_probabilities(run_dir: &Path, checkpoint: &str, cache: &Arc<Cache>, items: &[usize], device: &Device) -> Result<Vec<f64>> {
+pub fn ensemble_probabilities(
+    run_dir: &Path,
+    checkpoint: &str,
+    cache: &Arc<Cache>,
+    items: &[usize],
+    device: &Device,
+    tta: usize,
+) -> Result<Vec<f64>> {
     let info = RunInfo::read(run_dir)?;
     let input = InputSpec::from_run(&info);
     let mut sum = vec![0.0; items.len()];
     for fold in &info.folds {
         let model = load_fold_model(run_dir, &info, fold, checkpoint, device)?;
-        for (s, p) in sum.iter_mut().zip(probabilities(&model, cache, items, &input, device)?) {
+        for (s, p) in sum.iter_mut().zip(probabilities(&model, cache, items, &input, device, tta)?) {
             *s += p;
         }
     }
     let n = info.folds.len() as f64;
     Ok(sum.into_iter().map(|s| s / n).collect())
+}
+
+/// Out-of-fold predictions again, now with `tta` views: each image of the run's `oof.csv`
+/// scored by the fold that did not train on it. Returns cache items, probabilities and folds.
+pub fn out_of_fold_probabilities(
+    run_dir: &Path,
+    checkpoint: &str,
+    cache: &Arc<Cache>,
+    device: &Device,
+    tta: usize,
+) -> Result<(Vec<usize>, Vec<f64>, Vec<String>)> {
+    let info = RunInfo::read(run_dir)?;
+    let input = InputSpec::from_run(&info);
+    let by_id: HashMap<&str, usize> = cache.records().iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    let oof_path = run_dir.join("oof.csv");
+    let mut reader = csv::Reader::from_path(&oof_path).with_context(|| format!("opening {}", oof_path.display()))?;
+    let mut fold_items: HashMap<String, Vec<usize>> = HashMap::new();
+    for (n, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{} line {}", oof_path.display(), n + 2))?;
+        let (id, fold) = (row.get(0).unwrap_or(""), row.get(3).unwrap_or(""));
+        let item = *by_id
+            .get(id)
+            .with_context(|| format!("{} line {}: image {id} is not in the cache {}", oof_path.display(), n + 2, cache.dir().display()))?;
+        fold_items.entry(fold.to_string()).or_default().push(item);
+    }
+    let (mut items, mut probs, mut folds) = (Vec::new(), Vec::new(), Vec::new());
+    for fold in &info.folds {
+        let Some(fold_items) = fold_items.get(fold) else { continue };
+        let model = load_fold_model(run_dir, &info, fold, checkpoint, device)?;
+        probs.extend(probabilities(&model, cache, fold_items, &input, device, tta)?);
+        items.extend_from_slice(fold_items);
+        folds.extend(std::iter::repeat_n(fold.clone(), fold_items.len()));
+    }
+    Ok((items, probs, folds))
 }

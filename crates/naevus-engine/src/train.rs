@@ -267,7 +267,7 @@ fn train_fold(
         let train_seconds = epoch_started.elapsed().as_secs_f64();
 
         let eval_model = model.valid();
-        let probs = probabilities(&eval_model, cache, &plan.val, input, device)?;
+        let probs = probabilities(&eval_model, cache, &plan.val, input, device, 1)?;
         let val_loss = naevus_metrics::binary_cross_entropy(&probs, &val_labels).unwrap_or(f64::NAN);
         let val_auc = roc_auc(&probs, &val_labels).ok();
         let metrics = EpochMetrics {
@@ -327,7 +327,7 @@ fn finished_fold(
 ) -> Result<FoldReport> {
     let spec = naevus_models::spec(&info.model)?;
     let model = load_weights(spec.build(info.num_outputs, device), &dir.join("best.bpk"))?.valid();
-    let val_probabilities = probabilities(&model, cache, &plan.val, input, device)?;
+    let val_probabilities = probabilities(&model, cache, &plan.val, input, device, 1)?;
     Ok(FoldReport {
         name: plan.name.clone(),
         best_epoch: state.best_epoch,
