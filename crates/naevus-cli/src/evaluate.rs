@@ -6,9 +6,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use naevus_data::Cache;
 use naevus_metrics::BinaryReport;
+use naevus_report::EvaluationReport;
 
-/// Score predictions against the truth: ROC AUC (ties handled) with a bootstrap 95%
-/// interval, accuracy, sensitivity and specificity at a threshold, and the confusion matrix.
+/// Score predictions against the truth: ROC AUC (ties handled), the ISIC 2024 partial AUC
+/// above 80% sensitivity, average precision, sensitivity at 90/95% specificity and
+/// specificity at 90/95% sensitivity, each with a bootstrap 95% interval (resampling whole
+/// patients or lesions when the truth names them); calibration (ECE with 10 bins, Brier
+/// score, log loss); accuracy, sensitivity and specificity at a threshold and the confusion
+/// matrix.
 ///
 /// The truth is a prepared cache (its labels are used) or a CSV with an id column
 /// (image_name, image_id or image) and a 0/1 label column (target, melanoma or label).
@@ -24,6 +29,9 @@ pub struct Args {
     /// Probability at or above which an image counts as melanoma.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
+    /// Bootstrap resamples for the 95% intervals (0 skips them).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
     /// Directory to write metrics.json into.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -32,8 +40,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let predictions = read_predictions(&args.pred)?;
     let truth = read_truth(&args.truth)?;
-    let report = evaluate(&predictions, &truth, args.threshold)?;
-    print_report(&report);
+    let report = evaluate_full(&predictions, &truth, args.threshold, args.bootstrap)?;
+    print_table(&report);
     if let Some(out) = &args.out {
         let path = out.join("metrics.json");
         naevus_engine::run::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
@@ -47,9 +55,22 @@ pub struct Truth {
     labels: HashMap<String, (u8, String)>,
 }
 
-/// Joins predictions with the truth and computes the metrics.
-pub fn evaluate(predictions: &[(String, f64)], truth: &Truth, threshold: f64) -> Result<BinaryReport> {
-    let unknown: Vec<&str> = predictions.iter().filter(|(id, _)| !truth.labels.contains_key(id)).map(|(id, _)| id.as_str()).collect();
+/// Joins predictions with the truth: scores, labels and groups in prediction order.
+fn join<'a>(predictions: &[(String, f64)], truth: &'a Truth) -> Result<(Vec<f64>, Vec<u8>, Vec<&'a str>)> {
+    let mut scores = Vec::with_capacity(predictions.len());
+    let mut labels = Vec::with_capacity(predictions.len());
+    let mut groups = Vec::with_capacity(predictions.len());
+    let mut unknown = Vec::new();
+    for (id, p) in predictions {
+        match truth.labels.get(id) {
+            Some((label, group)) => {
+                scores.push(*p);
+                labels.push(*label);
+                groups.push(group.as_str());
+            }
+            None => unknown.push(id.as_str()),
+        }
+    }
     if !unknown.is_empty() {
         bail!(
             "{} predicted image ids are not in the truth, e.g. {}",
@@ -57,10 +78,35 @@ pub fn evaluate(predictions: &[(String, f64)], truth: &Truth, threshold: f64) ->
             unknown.iter().take(5).copied().collect::<Vec<_>>().join(", ")
         );
     }
-    let scores: Vec<f64> = predictions.iter().map(|(_, p)| *p).collect();
-    let labels: Vec<u8> = predictions.iter().map(|(id, _)| truth.labels[id].0).collect();
-    let groups: Vec<&str> = predictions.iter().map(|(id, _)| truth.labels[id].1.as_str()).collect();
+    Ok((scores, labels, groups))
+}
+
+/// Joins predictions with the truth and computes the [`BinaryReport`] alone.
+#[allow(dead_code)] // kept for callers that need only the basic report
+pub fn evaluate(predictions: &[(String, f64)], truth: &Truth, threshold: f64) -> Result<BinaryReport> {
+    let (scores, labels, groups) = join(predictions, truth)?;
     Ok(naevus_metrics::binary_report(&scores, &labels, Some(&groups), threshold, 1000, 0)?)
+}
+
+/// Joins predictions with the truth and computes the full metric table.
+pub fn evaluate_full(predictions: &[(String, f64)], truth: &Truth, threshold: f64, rounds: usize) -> Result<EvaluationReport> {
+    let (scores, labels, groups) = join(predictions, truth)?;
+    Ok(naevus_report::evaluate_scores(&scores, &labels, Some(&groups), threshold, rounds, 0)?)
+}
+
+/// Prints the full metric table and the confusion matrix.
+pub fn print_table(r: &EvaluationReport) {
+    println!("images       {} ({} melanoma)", r.binary.n, r.binary.positives);
+    let unit = if r.bootstrap_unit == "group" { "patients or lesions" } else { "images" };
+    println!("95% CI: percentile bootstrap, {} resamples of {unit}", r.bootstrap_rounds);
+    println!("{:<32} {:>8}  {:<20} {}", "metric", "value", "95% CI", "note");
+    for row in naevus_report::table_rows(r) {
+        println!("{:<32} {:>8}  {:<20} {}", row.name, row.value, row.ci95, row.note);
+    }
+    let c = &r.binary.confusion;
+    println!("confusion at threshold {}: predicted melanoma / benign", r.binary.threshold);
+    println!("    melanoma  {:>8} / {:<8}", c.tp, c.fn_);
+    println!("    benign    {:>8} / {:<8}", c.fp, c.tn);
 }
 
 /// Prints the metric table.

@@ -1,10 +1,12 @@
 //! `naevus`: melanoma image classification from the command line. Each job lives in its own
 //! module; this file only parses the command line and dispatches.
 
+mod ensemble;
 mod evaluate;
 mod predict;
 mod prepare;
 mod quickstart;
+mod report;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,8 @@ enum Command {
     Train(train::Args),
     Predict(predict::Args),
     Evaluate(evaluate::Args),
+    Ensemble(ensemble::Args),
+    Report(report::Args),
     Quickstart(quickstart::Args),
     /// List the models of the registry with their input size and parameter count.
     Models,
@@ -44,6 +48,8 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Ensemble(args) => ensemble::run(args),
+        Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Models => {
             list_models();
@@ -57,8 +63,9 @@ fn main() {
 }
 
 fn list_models() {
-    println!("{:<12} {:>6} {:>12}  description", "name", "input", "parameters");
+    println!("{:<20} {:>6} {:>12} {:>10}  description", "name", "input", "parameters", "imagenet");
     for model in naevus_models::MODELS {
-        println!("{:<12} {:>6} {:>12}  {}", model.name, model.input_size, model.parameter_count(1), model.description);
+        let imagenet = if model.pretrained.is_some() { "yes" } else { "no" };
+        println!("{:<20} {:>6} {:>12} {:>10}  {}", model.name, model.input_size, model.parameter_count(1), imagenet, model.description);
     }
 }

@@ -38,6 +38,7 @@ mod ranking;
 mod subgroups;
 
 pub use calibration::{ReliabilityBin, brier_score, expected_calibration_error, reliability_bins};
+pub use calibration::{TEMPERATURE_EPS, TEMPERATURE_RANGE, apply_temperature, fit_temperature};
 pub use multiclass::{balanced_accuracy, macro_auc_ovr, macro_auc_ovr_flat};
 pub use ranking::{
     OperatingPoint, RATE_TOLERANCE, average_precision, mcclish_standardize, partial_auc_above_tpr,

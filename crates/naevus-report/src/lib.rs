@@ -1,0 +1,25 @@
+//! naevus-report: the burn-free reporting layer of naevus.
+//!
+//! * [`predictions`]: reading and writing `image_name,target` CSVs, with errors that name
+//!   the file, line and column.
+//! * [`ensemble`]: mean, weighted and rank-averaged ensembles of prediction files.
+//! * [`evaluation`]: the metric table (ROC AUC, ISIC 2024 pAUC, average precision,
+//!   operating points, calibration) with bootstrap 95% intervals.
+//! * [`run_dir`]: reading a run directory (run.json, config.toml, metrics.jsonl).
+//! * [`plots`] and [`report`]: the charts (plotters, embedded font) and the self-contained
+//!   HTML report.
+
+pub mod ensemble;
+pub mod error;
+pub mod evaluation;
+pub mod plots;
+pub mod predictions;
+pub mod report;
+pub mod run_dir;
+
+pub use ensemble::{Mode, combine, normalized_ranks};
+pub use error::ReportError;
+pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, bootstrap_ci, evaluate_scores, table_rows};
+pub use predictions::{Predictions, read_predictions, write_predictions};
+pub use report::{ReportOptions, ReportSummary, write_report};
+pub use run_dir::{RunData, read_run};
