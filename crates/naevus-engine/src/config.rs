@@ -35,6 +35,8 @@ pub enum SamplingKind {
 pub struct TrainConfig {
     /// Registry name of the model (`naevus models` lists them).
     pub model: String,
+    /// Start from the model's ImageNet weights (fetched on first use; see `naevus weights`).
+    pub pretrained: bool,
     /// Side of the square model input; 0 means the cache's image size.
     pub image_size: u32,
     pub epochs: usize,
@@ -64,6 +66,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             model: "small-cnn".into(),
+            pretrained: false,
             image_size: 0,
             epochs: 10,
             batch_size: 32,
@@ -98,7 +101,10 @@ impl TrainConfig {
 
     /// Rejects values that cannot train.
     pub fn validate(&self) -> Result<()> {
-        naevus_models::spec(&self.model)?;
+        let spec = naevus_models::spec(&self.model)?;
+        if self.pretrained && spec.pretrained.is_none() {
+            bail!("no ImageNet weights can be had for {}; drop `pretrained` or choose a model that has them (`naevus models`)", self.model);
+        }
         if self.epochs == 0 {
             bail!("epochs must be at least 1");
         }

@@ -8,6 +8,7 @@ pub mod predict;
 pub mod run;
 pub mod schedule;
 pub mod train;
+pub mod weights;
 
 pub use config::TrainConfig;
 pub use run::RunInfo;

@@ -200,7 +200,11 @@ fn train_fold(
     let train_device = device.clone().autodiff();
     train_device.seed(config.seed.wrapping_add(fold));
     let spec = naevus_models::spec(&config.model)?;
-    let mut model = spec.build(info.num_outputs, &train_device);
+    let mut model = if config.pretrained {
+        crate::weights::pretrained_network(spec, info.num_outputs, &train_device)?
+    } else {
+        spec.build(info.num_outputs, &train_device)
+    };
     let mut optimizer = build_optimizer(config);
     if state.epochs_done > 0 {
         model = load_weights(model, &dir.join("last.bpk"))?;

@@ -181,6 +181,13 @@ impl ResNet {
         }
     }
 
+    /// A new randomly initialised classifier with `num_outputs` logits.
+    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
+        let features = self.fc.weight.lazy_shape()[0];
+        self.fc = LinearConfig::new(features, num_outputs).init(device);
+        self
+    }
+
     /// Images [batch, channels, h, w] -> logits [batch, outputs].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));

