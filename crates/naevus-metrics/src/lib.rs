@@ -524,6 +524,25 @@ fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * frac
 }
 
+/// The members of each bootstrap resampling unit: one per distinct group id (in order of
+/// first appearance, for determinism), or one per sample when there are no groups.
+/// `groups`, when given, must hold `n` ids.
+pub fn resampling_units(groups: Option<&[&str]>, n: usize) -> Vec<Vec<usize>> {
+    let Some(groups) = groups else {
+        return (0..n).map(|i| vec![i]).collect();
+    };
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    for (i, &id) in groups.iter().enumerate() {
+        let k = *index.entry(id).or_insert_with(|| {
+            units.push(Vec::new());
+            units.len() - 1
+        });
+        units[k].push(i);
+    }
+    units
+}
+
 /// Percentile bootstrap 95% confidence interval `(2.5%, 97.5%)` of the ROC AUC.
 ///
 /// Each of `rounds` resamples draws, with replacement, either `n` samples or,
@@ -543,24 +562,10 @@ pub fn bootstrap_auc_ci(
 ) -> Result<(f64, f64), MetricsError> {
     validate_two_class(scores, labels)?;
     let n = scores.len();
-    // Members of each resampling unit (a group, or a single sample).
-    let units: Vec<Vec<usize>> = match groups {
-        Some(g) => {
-            check_groups(scores, g)?;
-            let mut index: HashMap<&str, usize> = HashMap::new();
-            let mut units: Vec<Vec<usize>> = Vec::new();
-            for (i, &id) in g.iter().enumerate() {
-                // First-appearance order keeps this deterministic.
-                let k = *index.entry(id).or_insert_with(|| {
-                    units.push(Vec::new());
-                    units.len() - 1
-                });
-                units[k].push(i);
-            }
-            units
-        }
-        None => (0..n).map(|i| vec![i]).collect(),
-    };
+    if let Some(g) = groups {
+        check_groups(scores, g)?;
+    }
+    let units = resampling_units(groups, n);
     let runs = TieRuns::new(scores);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut weights = vec![0u64; n];
