@@ -32,7 +32,7 @@ fn source_kind_parses() {
 
 #[test]
 fn isic2020_train_with_bom_and_bad_rows() {
-    let data = read(SourceKind::Isic2020, "isic2020/train.csv");
+    let data = read(SourceKind::Isic2020, "handwritten-csv/siim2020-format/train.csv");
     let ids: Vec<&str> = data.records.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["ISIC_0000000", "ISIC_0000002", "ISIC_0000004", "ISIC_0012090", "ISIC_0000080"]);
 
@@ -72,7 +72,7 @@ fn isic2020_train_with_bom_and_bad_rows() {
 
 #[test]
 fn isic2020_test_csv_is_unlabelled() {
-    let data = read(SourceKind::Isic2020, "isic2020/test.csv");
+    let data = read(SourceKind::Isic2020, "handwritten-csv/siim2020-format/test.csv");
     assert_eq!(data.records.len(), 2);
     assert!(data.rejects.is_empty());
     assert!(data.records.iter().all(|r| r.melanoma.is_none() && r.diagnosis.is_none()));
@@ -84,7 +84,7 @@ fn isic2020_test_csv_is_unlabelled() {
 fn missing_column_names_column_and_found_columns() {
     let spec = SourceSpec {
         kind: SourceKind::Isic2020,
-        csv: Some(fixtures().join("isic2020/missing_target.csv")),
+        csv: Some(fixtures().join("handwritten-csv/siim2020-format/missing_target.csv")),
         images: images(),
         metadata_csv: None,
     };
@@ -144,7 +144,7 @@ fn isic2017_diagnosis_from_flags_and_bad_flags() {
 
 #[test]
 fn ham10000_fixture() {
-    let data = read(SourceKind::Ham10000, "ham10000/metadata.csv");
+    let data = read(SourceKind::Ham10000, "handwritten-csv/ham-format/metadata.csv");
     let ids: Vec<&str> = data.records.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["ISIC_0000000", "ISIC_0000002", "ISIC_0000004", "ISIC_0012090"]);
     let r = get(&data, "ISIC_0000004");
@@ -166,9 +166,9 @@ fn ham10000_fixture() {
 fn isic2019_with_metadata() {
     let spec = SourceSpec {
         kind: SourceKind::Isic2019,
-        csv: Some(fixtures().join("isic2019/ground_truth.csv")),
+        csv: Some(fixtures().join("handwritten-csv/isic2019-format/ground_truth.csv")),
         images: images(),
-        metadata_csv: Some(fixtures().join("isic2019/metadata.csv")),
+        metadata_csv: Some(fixtures().join("handwritten-csv/isic2019-format/metadata.csv")),
     };
     let data = read_source(&spec).unwrap();
     let got: Vec<(&str, &str, Option<bool>, &str)> = data
