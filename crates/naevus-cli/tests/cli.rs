@@ -1,20 +1,12 @@
 //! End-to-end tests of the `naevus` binary on the committed CC0 fixtures: prepare with bad
 //! inputs, train with cross-validation, kill and resume, predict, evaluate.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn naevus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).output().expect("the naevus binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use common::{fixtures, naevus, text};
 
 /// An ISIC 2017-style dataset: the 8 fixture images, a truncated JPEG, a text file named
 /// .jpg, and a row whose image does not exist.

@@ -1,19 +1,10 @@
 //! End-to-end tests of `naevus ensemble`, `naevus evaluate` and `naevus report`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use std::path::Path;
 
-fn naevus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).output().expect("the naevus binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use common::{fixtures, naevus, text};
 
 fn write(dir: &Path, name: &str, content: &str) -> String {
     let path = dir.join(name);

@@ -462,17 +462,18 @@ fn check_groups(scores: &[f64], groups: &[&str]) -> Result<(), MetricsError> {
     Ok(())
 }
 
-/// Samples sorted by score and split into runs of tied scores; lets the
-/// bootstrap compute a weighted AUC in `O(n)` per resample.
-struct TieRuns {
+/// Samples sorted by score once and split into runs of tied scores, so a bootstrap can
+/// compute weighted rank metrics in `O(n)` per resample.
+pub struct TieRuns {
     /// Sample indices in ascending score order.
-    order: Vec<usize>,
+    pub order: Vec<usize>,
     /// `order[bounds[k]..bounds[k + 1]]` is the k-th run of tied scores.
-    bounds: Vec<usize>,
+    pub bounds: Vec<usize>,
 }
 
 impl TieRuns {
-    fn new(scores: &[f64]) -> Self {
+    /// Sorts `scores` (finite) and finds their runs of ties.
+    pub fn new(scores: &[f64]) -> Self {
         let order = ascending_order(scores);
         let mut bounds = vec![0];
         for i in 1..order.len() {

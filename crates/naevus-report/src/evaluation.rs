@@ -7,7 +7,7 @@
 //! second.
 
 
-use naevus_metrics::{BinaryReport, OperatingPoint};
+use naevus_metrics::{BinaryReport, OperatingPoint, TieRuns};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -58,13 +58,6 @@ pub struct EvaluationReport {
     pub brier: Option<f64>,
 }
 
-/// Scores sorted once, in decreasing order, split into runs of tied scores.
-pub struct SortedScores {
-    order: Vec<usize>,
-    /// `order[bounds[k]..bounds[k + 1]]` is the k-th run of equal scores.
-    bounds: Vec<usize>,
-}
-
 /// Cumulative weighted counts when predicting positive for `score >= threshold`, one entry
 /// per distinct score in decreasing order, preceded by `(0, 0)` (threshold `+inf`).
 pub struct RocCounts {
@@ -72,29 +65,17 @@ pub struct RocCounts {
     pub fp: Vec<u64>,
 }
 
-impl SortedScores {
-    pub fn new(scores: &[f64]) -> SortedScores {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-        let mut bounds = vec![0];
-        for i in 1..order.len() {
-            if scores[order[i]] != scores[order[i - 1]] {
-                bounds.push(i);
-            }
-        }
-        bounds.push(order.len());
-        SortedScores { order, bounds }
-    }
-
-    /// Fills `out` with the counts of the sample where image `i` appears `weights[i]` times.
-    pub fn counts(&self, labels: &[u8], weights: &[u32], out: &mut RocCounts) {
-        out.tp.clear();
-        out.fp.clear();
-        out.tp.push(0);
-        out.fp.push(0);
+impl RocCounts {
+    /// The counts of the sample where image `i` appears `weights[i]` times, walking the
+    /// runs of tied scores from the highest score down.
+    pub fn fill(&mut self, runs: &TieRuns, labels: &[u8], weights: &[u32]) {
+        self.tp.clear();
+        self.fp.clear();
+        self.tp.push(0);
+        self.fp.push(0);
         let (mut tp, mut fp) = (0u64, 0u64);
-        for w in self.bounds.windows(2) {
-            for &i in &self.order[w[0]..w[1]] {
+        for w in runs.bounds.windows(2).rev() {
+            for &i in &runs.order[w[0]..w[1]] {
                 let c = u64::from(weights[i]);
                 if labels[i] == 1 {
                     tp += c;
@@ -102,13 +83,11 @@ impl SortedScores {
                     fp += c;
                 }
             }
-            out.tp.push(tp);
-            out.fp.push(fp);
+            self.tp.push(tp);
+            self.fp.push(fp);
         }
     }
-}
 
-impl RocCounts {
     fn totals(&self) -> (u64, u64) {
         (*self.tp.last().unwrap_or(&0), *self.fp.last().unwrap_or(&0))
     }
@@ -291,10 +270,10 @@ pub fn evaluate_scores(
     let cis = if rounds == 0 {
         vec![None; 6]
     } else {
-        let sorted = SortedScores::new(scores);
+        let runs = TieRuns::new(scores);
         let mut counts = RocCounts { tp: Vec::new(), fp: Vec::new() };
         bootstrap_ci(scores.len(), groups, rounds, seed.wrapping_add(1), 6, |weights| {
-            sorted.counts(labels, weights, &mut counts);
+            counts.fill(&runs, labels, weights);
             vec![
                 counts.pauc_above_tpr(0.8),
                 counts.average_precision(),

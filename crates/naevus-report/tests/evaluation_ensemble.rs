@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use naevus_report::evaluation::{RocCounts, SortedScores};
+use naevus_metrics::TieRuns;
+use naevus_report::evaluation::RocCounts;
 use naevus_report::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +32,7 @@ fn weighted_counts_match_naevus_metrics() {
             }
         }
         let mut counts = RocCounts { tp: Vec::new(), fp: Vec::new() };
-        SortedScores::new(&scores).counts(&labels, &weights, &mut counts);
+        counts.fill(&TieRuns::new(&scores), &labels, &weights);
         let Ok(auc) = naevus_metrics::roc_auc(&s2, &l2) else {
             assert_eq!(counts.auc(), None);
             continue;

@@ -1,0 +1,19 @@
+//! Helpers shared by the end-to-end tests of the `naevus` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The committed CC0 fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// Runs the binary with `args` and waits for it.
+pub fn naevus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).output().expect("the naevus binary runs")
+}
+
+/// Everything the command printed, stdout then stderr.
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
