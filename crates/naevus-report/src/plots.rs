@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use naevus_metrics::{Confusion, ReliabilityBin, RocPoint};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -46,6 +47,23 @@ fn register_font() -> Result<(), ReportError> {
     if ok { Ok(()) } else { Err(ReportError::Plot { chart: "any chart".into(), message: "the embedded DejaVu Sans font does not load".into() }) }
 }
 
+/// A chart over [0, 1] x [0, 1] with the report's caption, margins, grid and axis labels.
+fn unit_square_chart<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, Box<dyn Error>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, (FONT, 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..1f64, 0f64..1.001f64)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style((FONT, 15)).axis_desc_style((FONT, 17)).draw()?;
+    Ok(chart)
+}
+
 /// Draws with `draw` on a white `size` canvas and returns the PNG bytes.
 fn render<F>(chart: &str, size: (u32, u32), draw: F) -> Result<Vec<u8>, ReportError>
 where
@@ -82,19 +100,7 @@ pub struct Marker {
 /// ROC curve with the chance diagonal and marked operating points; AUC in the title.
 pub fn roc_chart(curve: &[RocPoint], auc: f64, markers: &[Marker]) -> Result<Vec<u8>, ReportError> {
     render("roc.png", CHART_SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("ROC curve (AUC {auc:.4})"), (FONT, 26))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..1.001f64)?;
-        chart
-            .configure_mesh()
-            .x_desc("false positive rate (1 - specificity)")
-            .y_desc("true positive rate (sensitivity)")
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 17))
-            .draw()?;
+        let mut chart = unit_square_chart(root, &format!("ROC curve (AUC {auc:.4})"), "false positive rate (1 - specificity)", "true positive rate (sensitivity)")?;
         chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY.stroke_width(1)))?;
         chart
             .draw_series(LineSeries::new(curve.iter().map(|p| (p.fpr, p.tpr)), COLORS[0].stroke_width(3)))?
@@ -140,13 +146,7 @@ pub fn pr_chart(curve: &[RocPoint], positives: usize, negatives: usize, ap: f64)
     }
     let prevalence = p / (p + n);
     render("pr.png", CHART_SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(format!("Precision-recall (AP {ap:.4})"), (FONT, 26))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..1.001f64)?;
-        chart.configure_mesh().x_desc("recall (sensitivity)").y_desc("precision").label_style((FONT, 15)).axis_desc_style((FONT, 17)).draw()?;
+        let mut chart = unit_square_chart(root, &format!("Precision-recall (AP {ap:.4})"), "recall (sensitivity)", "precision")?;
         chart
             .draw_series(LineSeries::new([(0.0, prevalence), (1.0, prevalence)], GREY.stroke_width(1)))?
             .label(format!("prevalence {prevalence:.3}"))
@@ -175,19 +175,7 @@ pub fn reliability_chart(bins: Option<&[ReliabilityBin]>, ece: Option<f64>) -> R
         None => "Reliability diagram: scores are not probabilities".to_string(),
     };
     render("reliability.png", CHART_SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 26))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1f64, 0f64..1.001f64)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted probability")
-            .y_desc("observed fraction of melanoma")
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 17))
-            .draw()?;
+        let mut chart = unit_square_chart(root, &title, "mean predicted probability", "observed fraction of melanoma")?;
         chart
             .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], GREY.stroke_width(1)))?
             .label("perfect calibration")
