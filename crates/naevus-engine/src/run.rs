@@ -114,10 +114,13 @@ pub fn load_weights(model: Network, path: &Path) -> Result<Network> {
     Ok(model)
 }
 
-/// Builds the run's network on `device` with the weights of `checkpoint` ("best" or "last") of `fold`.
+/// Builds the run's network on `device` in inference mode with the weights of `path`.
+pub fn load_checkpoint(info: &RunInfo, path: &Path, device: &Device) -> Result<Network> {
+    let network = naevus_models::spec(&info.model)?.build(info.num_outputs, device);
+    Ok(load_weights(network, path)?.valid())
+}
+
+/// The run's network with the weights of `checkpoint` ("best" or "last") of `fold`.
 pub fn load_fold_model(run_dir: &Path, info: &RunInfo, fold: &str, checkpoint: &str, device: &Device) -> Result<Network> {
-    let spec = naevus_models::spec(&info.model)?;
-    let model = spec.build(info.num_outputs, device);
-    let model = load_weights(model, &run_dir.join(fold).join(format!("{checkpoint}.bpk")))?;
-    Ok(model.valid())
+    load_checkpoint(info, &run_dir.join(fold).join(format!("{checkpoint}.bpk")), device)
 }

@@ -16,7 +16,7 @@ use crate::config::{OptimizerKind, SamplingKind, TrainConfig};
 use crate::device::select_device;
 use crate::loss;
 use crate::predict::{InputSpec, batch_tensor, probabilities};
-use crate::run::{RUN_FORMAT, RunInfo, load_weights, save_weights, write_atomic};
+use crate::run::{RUN_FORMAT, RunInfo, load_checkpoint, load_weights, save_weights, write_atomic};
 
 /// Consecutive non-finite losses after which a fold stops (a few isolated ones are skipped).
 const MAX_BAD_STEPS: usize = 5;
@@ -192,7 +192,7 @@ fn train_fold(
     let val_labels: Vec<u8> = plan.val.iter().map(|&i| label_of(cache, i)).collect();
     if state.epochs_done >= config.epochs {
         eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
-        return finished_fold(cache, info, input, plan, &state, device, dir);
+        return Ok(fold_report(plan, &state, rescore_best(cache, info, input, plan, device, dir)?));
     }
 
     forget_unfinished_epochs(&dir.join("metrics.jsonl"), state.epochs_done)?;
@@ -223,6 +223,8 @@ fn train_fold(
     let augment = config.augment.then(Augment::default);
     let fold_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(fold);
 
+    // The best epoch's validation predictions; an earlier session's best is re-scored below.
+    let mut best_probabilities = None;
     for epoch in state.epochs_done..config.epochs {
         let epoch_started = Instant::now();
         let order: Vec<usize> = epoch_order(&train_labels, &strategy, fold_seed, epoch).into_iter().map(|p| plan.train[p]).collect();
@@ -307,6 +309,7 @@ fn train_fold(
             write_predictions(&dir.join("val_predictions.csv"), cache, &plan.val, &probs, None)?;
             state.best_auc = val_auc;
             state.best_epoch = Some(epoch + 1);
+            best_probabilities = Some(probs);
         }
         // Last checkpoint, optimiser and state together: the state file is written last, so
         // a kill between them resumes from the previous epoch's complete set.
@@ -316,29 +319,28 @@ fn train_fold(
         state.epochs_done = epoch + 1;
         write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
     }
-    finished_fold(cache, info, input, plan, &state, device, dir)
+    let val_probabilities = match best_probabilities {
+        Some(probs) => probs,
+        None => rescore_best(cache, info, input, plan, device, dir)?,
+    };
+    Ok(fold_report(plan, &state, val_probabilities))
 }
 
-/// The report of a fold whose training is over, from its best checkpoint.
-fn finished_fold(
-    cache: &Arc<Cache>,
-    info: &RunInfo,
-    input: &InputSpec,
-    plan: &FoldPlan,
-    state: &FoldState,
-    device: &Device,
-    dir: &Path,
-) -> Result<FoldReport> {
-    let spec = naevus_models::spec(&info.model)?;
-    let model = load_weights(spec.build(info.num_outputs, device), &dir.join("best.bpk"))?.valid();
-    let val_probabilities = probabilities(&model, cache, &plan.val, input, device, 1)?;
-    Ok(FoldReport {
+/// Validation predictions of the fold's best checkpoint, for a best epoch trained in an
+/// earlier (interrupted) session.
+fn rescore_best(cache: &Arc<Cache>, info: &RunInfo, input: &InputSpec, plan: &FoldPlan, device: &Device, dir: &Path) -> Result<Vec<f64>> {
+    let model = load_checkpoint(info, &dir.join("best.bpk"), device)?;
+    probabilities(&model, cache, &plan.val, input, device, 1)
+}
+
+fn fold_report(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<f64>) -> FoldReport {
+    FoldReport {
         name: plan.name.clone(),
         best_epoch: state.best_epoch,
         best_auc: state.best_auc,
         val_items: plan.val.clone(),
         val_probabilities,
-    })
+    }
 }
 
 /// Drops metric lines of epochs after `epochs_done`: an epoch whose checkpoint was not
