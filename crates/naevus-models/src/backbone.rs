@@ -1,0 +1,61 @@
+//! Feature extractors. Every backbone turns images into a list of feature maps, shallow to
+//! deep, one per resolution level (strides 4, 8, 16 and 32 for the ImageNet architectures);
+//! the last is the final map. Heads (heads.rs) pool the last map or attend over earlier ones,
+//! so any head works on any backbone.
+
+use burn::prelude::*;
+
+use crate::efficientnet::{EfficientNetLiteFeatures, Variant};
+use crate::resnet::{Depth, ResNetFeatures};
+use crate::small_cnn::SmallCnnFeatures;
+
+/// Which feature extractor, with what it needs to be built.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BackboneKind {
+    SmallCnn,
+    ResNet(Depth),
+    EfficientNetLite(Variant),
+}
+
+impl BackboneKind {
+    /// Channels of each map of [`Backbone::stages`].
+    pub fn stage_channels(self) -> Vec<usize> {
+        match self {
+            BackboneKind::SmallCnn => SmallCnnFeatures::STAGE_CHANNELS.to_vec(),
+            BackboneKind::ResNet(depth) => ResNetFeatures::stage_channels(depth),
+            BackboneKind::EfficientNetLite(variant) => EfficientNetLiteFeatures::stage_channels(variant),
+        }
+    }
+
+    /// A freshly initialised backbone taking `in_channels` image channels.
+    pub fn build(self, in_channels: usize, device: &Device) -> Backbone {
+        match self {
+            BackboneKind::SmallCnn => Backbone::SmallCnn(SmallCnnFeatures::new(in_channels, device)),
+            BackboneKind::ResNet(depth) => Backbone::ResNet(ResNetFeatures::new(depth, in_channels, device)),
+            BackboneKind::EfficientNetLite(variant) => {
+                assert_eq!(in_channels, 3, "EfficientNet-Lite takes RGB images");
+                Backbone::EfficientNetLite(EfficientNetLiteFeatures::new(variant, device))
+            }
+        }
+    }
+}
+
+/// Any feature extractor.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Backbone {
+    SmallCnn(SmallCnnFeatures),
+    ResNet(ResNetFeatures),
+    EfficientNetLite(EfficientNetLiteFeatures),
+}
+
+impl Backbone {
+    /// Images [batch, channels, h, w] -> feature maps, shallow to deep.
+    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+        match self {
+            Backbone::SmallCnn(m) => m.stages(images),
+            Backbone::ResNet(m) => m.stages(images),
+            Backbone::EfficientNetLite(m) => m.stages(images),
+        }
+    }
+}
