@@ -3,11 +3,13 @@
 //! Models know nothing of files or datasets: they map normalised image tensors to logits
 //! (and attention maps where the architecture has them).
 
+pub mod attention;
 pub mod backbone;
 pub mod efficientnet;
 pub mod heads;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;
+pub mod vgg;
 
 pub use registry::{MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};
