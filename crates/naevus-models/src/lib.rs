@@ -4,6 +4,7 @@
 //! (and attention maps where the architecture has them).
 
 pub mod efficientnet;
+pub mod mobilenet_v2;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;
