@@ -6,6 +6,7 @@
 use burn::prelude::*;
 
 use crate::efficientnet::{EfficientNetLiteFeatures, Variant};
+use crate::mobilenet_v2::MobileNetV2Features;
 use crate::resnet::{Depth, ResNetFeatures};
 use crate::small_cnn::SmallCnnFeatures;
 use crate::vgg::Vgg16BnFeatures;
@@ -16,6 +17,7 @@ pub enum BackboneKind {
     SmallCnn,
     ResNet(Depth),
     EfficientNetLite(Variant),
+    MobileNetV2,
     Vgg16Bn,
 }
 
@@ -26,6 +28,7 @@ impl BackboneKind {
             BackboneKind::SmallCnn => SmallCnnFeatures::STAGE_CHANNELS.to_vec(),
             BackboneKind::ResNet(depth) => ResNetFeatures::stage_channels(depth),
             BackboneKind::EfficientNetLite(variant) => EfficientNetLiteFeatures::stage_channels(variant),
+            BackboneKind::MobileNetV2 => MobileNetV2Features::stage_channels().to_vec(),
             BackboneKind::Vgg16Bn => Vgg16BnFeatures::stage_channels().to_vec(),
         }
     }
@@ -39,6 +42,10 @@ impl BackboneKind {
             BackboneKind::EfficientNetLite(variant) => {
                 rgb_only("EfficientNet-Lite");
                 Backbone::EfficientNetLite(EfficientNetLiteFeatures::new(variant, device))
+            }
+            BackboneKind::MobileNetV2 => {
+                rgb_only("MobileNetV2");
+                Backbone::MobileNetV2(MobileNetV2Features::new(device))
             }
             BackboneKind::Vgg16Bn => {
                 rgb_only("VGG16-BN");
@@ -55,6 +62,7 @@ pub enum Backbone {
     SmallCnn(SmallCnnFeatures),
     ResNet(ResNetFeatures),
     EfficientNetLite(EfficientNetLiteFeatures),
+    MobileNetV2(MobileNetV2Features),
     Vgg16Bn(Vgg16BnFeatures),
 }
 
@@ -65,6 +73,7 @@ impl Backbone {
             Backbone::SmallCnn(m) => m.stages(images),
             Backbone::ResNet(m) => m.stages(images),
             Backbone::EfficientNetLite(m) => m.stages(images),
+            Backbone::MobileNetV2(m) => m.stages(images),
             Backbone::Vgg16Bn(m) => m.stages(images),
         }
     }

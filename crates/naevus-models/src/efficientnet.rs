@@ -149,14 +149,9 @@ impl EfficientNetLiteFeatures {
         let last = B0_STAGES.len() - 1;
         let mut blocks = Vec::new();
         for (s, stage) in B0_STAGES.iter().enumerate() {
-            // Lite keeps the stem-side and head-side stages at their B0 sizes.
-            let (channels_in, channels_out) = if s == 0 {
-                (stage.channels_in, round_channels(stage.channels_out, width))
-            } else if s == last {
-                (round_channels(stage.channels_in, width), stage.channels_out)
-            } else {
-                (round_channels(stage.channels_in, width), round_channels(stage.channels_out, width))
-            };
+            // Lite fixes the stem (32) and head (1280) widths; every stage is scaled.
+            let channels_in = if s == 0 { STEM_CHANNELS } else { round_channels(stage.channels_in, width) };
+            let channels_out = round_channels(stage.channels_out, width);
             let repeats = if s == 0 || s == last { stage.repeats } else { (stage.repeats as f64 * depth).ceil() as usize };
             for r in 0..repeats {
                 let (c_in, stride) = if r == 0 { (channels_in, stage.stride) } else { (channels_out, 1) };
@@ -167,7 +162,7 @@ impl EfficientNetLiteFeatures {
             conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
             bn0: batch_norm(STEM_CHANNELS, device),
             blocks,
-            conv_head: conv(B0_STAGES[last].channels_out, HEAD_CHANNELS, 1, 1, 1, device),
+            conv_head: conv(round_channels(B0_STAGES[last].channels_out, width), HEAD_CHANNELS, 1, 1, 1, device),
             bn1: batch_norm(HEAD_CHANNELS, device),
         }
     }

