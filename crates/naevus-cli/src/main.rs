@@ -1,6 +1,7 @@
 //! `naevus`: melanoma image classification from the command line. Each job lives in its own
 //! module; this file only parses the command line and dispatches.
 
+mod calibrate;
 mod ensemble;
 mod evaluate;
 mod predict;
@@ -35,6 +36,7 @@ enum Command {
     Train(train::Args),
     Predict(predict::Args),
     Evaluate(evaluate::Args),
+    Calibrate(calibrate::Args),
     Ensemble(ensemble::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
@@ -50,6 +52,7 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Ensemble(args) => ensemble::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use naevus_data::{Cache, Split};
 use naevus_engine::RunInfo;
+use naevus_engine::calibration::Calibration;
 use naevus_engine::device::select_device;
 use naevus_engine::predict::{MAX_TTA, ensemble_probabilities, out_of_fold_probabilities};
 use naevus_engine::train::write_predictions;
@@ -34,6 +35,10 @@ pub struct Args {
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
     #[arg(long, default_value_t = 1)]
     tta: usize,
+    /// Apply the temperature stored in the run (calibration.json, fitted on its out-of-fold
+    /// predictions) so probabilities match observed frequencies better; the ranking is unchanged.
+    #[arg(long)]
+    calibrated: bool,
     /// Re-score the run's out-of-fold images, each with the fold that did not train on it.
     #[arg(long)]
     oof: bool,
@@ -60,10 +65,14 @@ pub fn run(args: Args) -> Result<()> {
         (None, true) => info.cache.clone(),
         (None, false) => bail!("--data is required (the prepared cache of the images to score)"),
     };
+    let calibration = args.calibrated.then(|| Calibration::read(&args.run)).transpose()?;
     let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
 
     if args.oof {
-        let (items, probs, folds) = out_of_fold_probabilities(&args.run, &args.checkpoint, &cache, &device, args.tta)?;
+        let (items, mut probs, folds) = out_of_fold_probabilities(&args.run, &args.checkpoint, &cache, &device, args.tta)?;
+        if let Some(calibration) = &calibration {
+            calibration.apply(&mut probs);
+        }
         write_predictions(&args.out, &cache, &items, &probs, Some(&folds))?;
         let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
         let auc = naevus_metrics::roc_auc(&probs, &labels)?;
@@ -82,14 +91,18 @@ pub fn run(args: Args) -> Result<()> {
     if items.is_empty() {
         bail!("no images to score in {} (split {:?})", data.display(), args.split);
     }
-    let probs = ensemble_probabilities(&args.run, &args.checkpoint, &cache, &items, &device, args.tta)?;
+    let mut probs = ensemble_probabilities(&args.run, &args.checkpoint, &cache, &items, &device, args.tta)?;
+    if let Some(calibration) = &calibration {
+        calibration.apply(&mut probs);
+    }
     write_predictions(&args.out, &cache, &items, &probs, None)?;
     println!(
-        "wrote {} predictions ({} fold(s) of {}, tta {}) to {}",
+        "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}",
         items.len(),
         info.folds.len(),
         info.model,
         args.tta,
+        calibration.map_or(String::new(), |c| format!(", temperature {:.3}", c.temperature)),
         args.out.display()
     );
     Ok(())

@@ -92,7 +92,7 @@ fn train_predict_evaluate_end_to_end() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("out-of-fold AUC"), "{}", text(&out));
 
-    for name in ["config.toml", "run.json", "oof.csv", "metrics.json"] {
+    for name in ["config.toml", "run.json", "oof.csv", "metrics.json", "calibration.json"] {
         assert!(run.join(name).exists(), "{name} missing");
     }
     for fold in ["fold-0", "fold-1"] {
@@ -143,6 +143,22 @@ fn train_predict_evaluate_end_to_end() {
     };
     // With one view it reproduces the training run's own out-of-fold predictions exactly.
     assert_eq!(sorted(&std::fs::read_to_string(&oof_tta).unwrap()), sorted(&oof));
+
+    // Calibrated probabilities keep the order of the plain ones; the temperature can be refit.
+    let calibrated = dir.path().join("calibrated.csv");
+    let out = naevus(&[
+        "predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", calibrated.to_str().unwrap(), "--calibrated",
+    ]);
+    assert!(out.status.success() && text(&out).contains("temperature"), "{}", text(&out));
+    let scores = |csv: &str| -> Vec<f64> { csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect() };
+    let (plain, scaled) = (scores(&rows), scores(&std::fs::read_to_string(&calibrated).unwrap()));
+    for i in 0..plain.len() {
+        for j in 0..plain.len() {
+            assert!(plain[i] <= plain[j] || scaled[i] >= scaled[j], "calibration changed the ranking");
+        }
+    }
+    let out = naevus(&["calibrate", "--run", run.to_str().unwrap()]);
+    assert!(out.status.success() && text(&out).contains("fitted on 8 images"), "{}", text(&out));
 
     let report = dir.path().join("report");
     let out = naevus(&["evaluate", "--pred", predictions.to_str().unwrap(), "--truth", cache.to_str().unwrap(), "--out", report.to_str().unwrap()]);

@@ -1,6 +1,7 @@
 //! naevus training and inference on burn: recipes, losses, schedules, the training loop
 //! with checkpoints and resume, cross-validation, and prediction from run directories.
 
+pub mod calibration;
 pub mod config;
 pub mod device;
 pub mod loss;

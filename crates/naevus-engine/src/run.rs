@@ -11,6 +11,7 @@
 //!     val_predictions.csv  validation predictions of the best epoch
 //!   oof.csv              out-of-fold (or validation) predictions: image_name,target,label,fold
 //!   metrics.json         validation metrics of oof.csv
+//!   calibration.json     temperature fitted on oof.csv (`predict --calibrated`)
 //! ```
 //! Every file is written atomically (temporary file, then rename), so a killed process
 //! leaves either the old or the new version, never half of one.
@@ -29,7 +30,7 @@ use crate::config::TrainConfig;
 use crate::loss::LossKind;
 
 /// Bumped when the layout changes incompatibly.
-pub const RUN_FORMAT: u32 = 1;
+pub const RUN_FORMAT: u32 = 2;
 
 /// What predict, evaluate and explain need to know about a trained run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -434,6 +434,7 @@ fn write_oof(run_dir: &Path, cache: &Cache, folds: &[FoldReport]) -> Result<Opti
     match naevus_metrics::binary_report(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
         Ok(report) => {
             write_atomic(&run_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+            crate::calibration::Calibration::fit(&probs, &labels, "oof.csv")?.write(run_dir)?;
             Ok(Some(report.auc))
         }
         Err(e) => {

@@ -1,0 +1,84 @@
+//! Temperature scaling (Guo et al. 2017) stored with a run: fitted on its out-of-fold (or
+//! validation) predictions when training ends, applied by `predict --calibrated`. It changes
+//! how confident the probabilities are, never their order, so AUC is unaffected.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::run::write_atomic;
+
+/// The file in a run directory.
+pub const CALIBRATION_FILE: &str = "calibration.json";
+
+/// A fitted temperature and what it was fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Divides the logit: p' = sigmoid(logit(p) / temperature).
+    pub temperature: f64,
+    /// Which predictions, e.g. "oof.csv".
+    pub fitted_on: String,
+    pub images: usize,
+    /// Mean log loss of those predictions before and after scaling.
+    pub log_loss_before: f64,
+    pub log_loss_after: f64,
+}
+
+impl Calibration {
+    /// Fits the temperature that minimises the log loss of `probs` against `labels`.
+    pub fn fit(probs: &[f64], labels: &[u8], fitted_on: &str) -> Result<Self> {
+        let temperature = naevus_metrics::fit_temperature(probs, labels).context("fitting the temperature")?;
+        let scaled: Vec<f64> = probs.iter().map(|&p| naevus_metrics::apply_temperature(p, temperature)).collect();
+        Ok(Self {
+            temperature,
+            fitted_on: fitted_on.to_string(),
+            images: probs.len(),
+            log_loss_before: naevus_metrics::binary_cross_entropy(probs, labels)?,
+            log_loss_after: naevus_metrics::binary_cross_entropy(&scaled, labels)?,
+        })
+    }
+
+    /// Calibrated probabilities.
+    pub fn apply(&self, probs: &mut [f64]) {
+        for p in probs {
+            *p = naevus_metrics::apply_temperature(*p, self.temperature);
+        }
+    }
+
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        write_atomic(&run_dir.join(CALIBRATION_FILE), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn read(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(CALIBRATION_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{} has no {CALIBRATION_FILE}; fit one with `naevus calibrate --run {}`", run_dir.display(), run_dir.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overconfident_predictions_get_a_temperature_above_one_and_a_lower_log_loss() {
+        // Right 80% of the time but always 99% sure.
+        let labels: Vec<u8> = (0..100).map(|i| u8::from(i % 2 == 0)).collect();
+        let probs: Vec<f64> = (0..100).map(|i| if (i % 2 == 0) == (i % 10 < 8) { 0.99 } else { 0.01 }).collect();
+        let calibration = Calibration::fit(&probs, &labels, "test").unwrap();
+        assert!(calibration.temperature > 1.0, "{calibration:?}");
+        assert!(calibration.log_loss_after < calibration.log_loss_before, "{calibration:?}");
+        let mut scaled = probs.clone();
+        calibration.apply(&mut scaled);
+        assert!(scaled.iter().all(|&p| p > 0.01 && p < 0.99));
+
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Calibration::read(dir.path()).unwrap_err().to_string().contains("naevus calibrate"));
+        calibration.write(dir.path()).unwrap();
+        let read = Calibration::read(dir.path()).unwrap();
+        assert!((read.temperature - calibration.temperature).abs() < 1e-12 && read.images == 100, "{read:?}");
+    }
+}
