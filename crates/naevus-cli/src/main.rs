@@ -69,9 +69,10 @@ fn main() {
 }
 
 fn list_models() {
-    println!("{:<20} {:>6} {:>12} {:>10}  description", "name", "input", "parameters", "imagenet");
+    // Parameter counts include BatchNorm running statistics (burn keeps them as parameters).
+    println!("{:<24} {:>6} {:>12} {:>9}  description", "name", "input", "parameters", "imagenet");
     for model in naevus_models::MODELS {
         let imagenet = if model.pretrained.is_some() { "yes" } else { "no" };
-        println!("{:<20} {:>6} {:>12} {:>10}  {}", model.name, model.input_size, model.parameter_count(1), imagenet, model.description);
+        println!("{:<24} {:>6} {:>12} {:>9}  {}", model.name, model.input_size, model.parameter_count(1), imagenet, model.description);
     }
 }
