@@ -7,20 +7,24 @@
 
 pub mod augment;
 pub mod cache;
+pub mod classes;
 pub mod error;
 pub mod folds;
 pub mod image_io;
 pub mod loader;
+pub mod metadata;
 pub mod records;
 pub mod sampling;
 pub mod sources;
 
 pub use augment::{Augment, Normalize, augment, dihedral, dihedral_inverse, to_chw_f32};
 pub use cache::{Cache, PrepareOptions, PrepareSummary, prepare};
+pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use error::DataError;
 pub use folds::stratified_group_kfold;
 pub use image_io::{center_crop_resize, load_rgb, resize_square};
 pub use loader::{Batch, BatchIter, LoaderConfig, batches};
+pub use metadata::{MetadataEncoder, images_per_group};
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 pub use sampling::{Sampling, epoch_order};
 pub use sources::{SourceData, SourceKind, SourceSpec, read_source};

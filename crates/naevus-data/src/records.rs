@@ -99,6 +99,10 @@ pub struct Record {
     /// Line of the label CSV it came from (None for class folders), for error reports.
     #[serde(default)]
     pub row: Option<usize>,
+    /// Size of the original image file in bytes when it was read (a metadata feature of
+    /// the SIIM-ISIC 2020 winners: file size tracks the camera and the clinic).
+    #[serde(default)]
+    pub file_bytes: Option<u64>,
 }
 
 /// A row or file that was skipped, and why.

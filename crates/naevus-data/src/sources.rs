@@ -376,7 +376,6 @@ fn finish(
         };
         records.push(Record {
             id: p.id,
-            image_path,
             group: p.group,
             melanoma: p.melanoma,
             diagnosis: p.diagnosis,
@@ -384,6 +383,8 @@ fn finish(
             split: p.split,
             source: kind.as_str().to_string(),
             row: Some(p.line),
+            file_bytes: std::fs::metadata(&image_path).ok().map(|m| m.len()),
+            image_path,
         });
     }
     // Rejects in file order make rejects.csv easy to read.
@@ -690,6 +691,7 @@ fn read_folders(root: &Path) -> Result<SourceData, DataError> {
             data.records.push(Record {
                 group: id.clone(),
                 id,
+                file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
                 image_path: path,
                 melanoma: Some(POSITIVE_FOLDERS.contains(&class.as_str())),
                 diagnosis: Some(class.clone()),

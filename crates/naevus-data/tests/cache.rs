@@ -32,6 +32,7 @@ fn inputs() -> SourceData {
                 split: None,
                 source: "isic2017".into(),
                 row: None,
+                file_bytes: None,
             },
         );
     }
