@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# naevus against PyTorch eager on this machine, in one run: builds naevus, runs `naevus bench`
+# (models at 224 px, data path on JPEGs re-encoded at 1024 and 2048 px, loader, latency), then
+# the same workloads in a throwaway virtual environment with PyTorch, torchvision and Pillow
+# from PyPI, and prints the naevus/PyTorch ratio of every row.
+#
+#   bench/pytorch_reference.sh [IMAGES_DIR] [extra naevus bench flags...]
+#
+# IMAGES_DIR: JPEGs to re-encode (default: ../shared/data/isic2017/images, else data/sample/images).
+# BENCH_VENV: where the virtual environment lives (default /tmp/naevus-bench-venv; reused).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+images=${1:-../shared/data/isic2017/images}
+[ -d "$images" ] || images=data/sample/images
+shift || true
+venv=${BENCH_VENV:-/tmp/naevus-bench-venv}
+work=${TMPDIR:-/tmp}
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating $venv with torch 2.9.0, torchvision and Pillow from PyPI (large download, once)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet torch==2.9.0 torchvision pillow
+fi
+
+echo "== building naevus"
+cargo build --release --locked
+
+echo "== a cache of the bundled sample at 256 px for the loader row"
+cache="$work/naevus-bench-cache"
+./target/release/naevus prepare --source isic2017 --csv data/sample/labels.csv --images data/sample/images \
+    --size 256 --out "$cache" > /dev/null
+
+echo "== naevus bench"
+./target/release/naevus bench --images "$images" --cache "$cache" --out "$work/naevus-bench.json" "$@"
+
+echo "== the same in PyTorch"
+"$venv/bin/python" bench/pytorch_reference.py --naevus "$work/naevus-bench.json" --images "$work/naevus-bench-1024"

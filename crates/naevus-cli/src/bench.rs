@@ -1,0 +1,309 @@
+//! `naevus bench`: the speed table of README.md. Throughput of a training step (forward,
+//! backward, Adam) and of inference per model and backend, with the process's peak memory
+//! for each row; the data path (decode + crop + resize of large JPEGs, augment + batch from
+//! the cache); single-image latency from file to probability. bench/pytorch_reference.sh runs
+//! the same workloads in PyTorch on the same machine and prints the ratios.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches, center_crop_resize, load_rgb, to_chw_f32};
+use naevus_engine::device::select_device;
+use naevus_engine::loss::{LossKind, loss, melanoma_probability};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Measure naevus's speed and print one table (and write it as JSON with --out).
+#[derive(clap::Args)]
+pub struct Args {
+    /// Models to time.
+    #[arg(long, value_delimiter = ',', default_value = "resnet18,efficientnet-lite0,attn-vgg16-bn")]
+    models: Vec<String>,
+    /// Backends to time them on (what was compiled in).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    devices: Vec<String>,
+    /// Input sizes; the first is the main one, the others show scaling.
+    #[arg(long, value_delimiter = ',', default_value = "224")]
+    sizes: Vec<usize>,
+    #[arg(long, default_value_t = 16)]
+    train_batch: usize,
+    #[arg(long, default_value_t = 32)]
+    infer_batch: usize,
+    /// Timed steps per row (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Folder of JPEGs: re-encoded at 1024 and 2048 px for the decode + crop + resize rows,
+    /// and used for single-image latency.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// How many of those images.
+    #[arg(long, default_value_t = 64)]
+    image_count: usize,
+    /// A prepared cache for the augment + batch row.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Write the rows as JSON here (bench/pytorch_reference.sh compares against it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// One line of the table.
+#[derive(Debug, Serialize)]
+struct Row {
+    /// e.g. "train resnet18 224px batch 16".
+    workload: String,
+    device: String,
+    images_per_second: f64,
+    /// Peak resident memory of the process during this row, MiB (Linux; None elsewhere).
+    peak_mib: Option<f64>,
+    /// Latency rows: median and 95th percentile in milliseconds.
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    eprintln!("naevus bench: {threads} threads, {} timed steps per row", args.steps);
+    let mut rows = Vec::new();
+    if let Some(images) = &args.images {
+        rows.extend(data_path_rows(images, args.image_count)?);
+    }
+    if let Some(cache) = &args.cache {
+        rows.push(loader_row(cache, args.sizes[0] as u32, args.train_batch)?);
+    }
+    for device_name in &args.devices {
+        let device = select_device(device_name)?;
+        for name in &args.models {
+            let spec = naevus_models::spec(name)?;
+            for &size in &args.sizes {
+                rows.push(train_row(spec, &device, device_name, size, args.train_batch, args.steps)?);
+                print_row(rows.last().unwrap());
+                rows.push(inference_row(spec, &device, device_name, size, args.infer_batch, args.steps)?);
+                print_row(rows.last().unwrap());
+            }
+            if let Some(images) = &args.images {
+                rows.push(latency_row(spec, &device, device_name, images, args.sizes[0] as u32)?);
+                print_row(rows.last().unwrap());
+            }
+        }
+    }
+    println!();
+    println!("| workload | device | images/s | peak MiB | p50 ms | p95 ms |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for row in &rows {
+        let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        println!(
+            "| {} | {} | {:.1} | {} | {} | {} |",
+            row.workload,
+            row.device,
+            row.images_per_second,
+            opt(row.peak_mib, 0),
+            opt(row.p50_ms, 1),
+            opt(row.p95_ms, 1)
+        );
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string_pretty(&rows)?).with_context(|| format!("writing {}", out.display()))?;
+    }
+    Ok(())
+}
+
+fn print_row(row: &Row) {
+    eprintln!("  {:<48} {:<7} {:>8.1} images/s", row.workload, row.device, row.images_per_second);
+}
+
+/// Resets the process's peak-RSS counter (Linux: writing 5 to clear_refs), so the next
+/// [`peak_mib`] covers only what ran in between.
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last [`reset_peak`], MiB.
+fn peak_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn random_images(batch: usize, size: usize, device: &Device) -> Tensor<4> {
+    Tensor::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device)
+}
+
+fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, steps: usize) -> Result<Row> {
+    let train_device = device.clone().autodiff();
+    reset_peak();
+    let mut model = spec.build(1, &train_device);
+    let mut optimizer = AdamConfig::new().init();
+    let images = random_images(batch, size, &train_device);
+    let labels: Vec<u8> = (0..batch).map(|i| (i % 2) as u8).collect();
+    let mut step = |model: naevus_models::Network| {
+        let value = loss(LossKind::Bce, model.forward(images.clone()).logits, &labels, 0.25, 2.0);
+        let grads = GradientsParams::from_grads(value.backward(), &model);
+        let model = optimizer.step(1e-4, model, grads);
+        // Reading the loss waits for the device to finish the step.
+        let _ = value.into_scalar::<f32>();
+        model
+    };
+    model = step(model);
+    let started = Instant::now();
+    for _ in 0..steps {
+        model = step(model);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(model);
+    Ok(Row {
+        workload: format!("train {} {size}px batch {batch}", spec.name),
+        device: device_name.into(),
+        images_per_second: (steps * batch) as f64 / seconds,
+        peak_mib: peak_mib(),
+        p50_ms: None,
+        p95_ms: None,
+    })
+}
+
+fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, steps: usize) -> Result<Row> {
+    reset_peak();
+    let model = spec.build(1, device);
+    let images = random_images(batch, size, device);
+    let run = || {
+        let probs = melanoma_probability(LossKind::Bce, model.forward(images.clone()).logits);
+        let _: Vec<f32> = probs.into_data().try_to_vec().unwrap_or_default();
+    };
+    run();
+    let started = Instant::now();
+    for _ in 0..steps {
+        run();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Row {
+        workload: format!("infer {} {size}px batch {batch}", spec.name),
+        device: device_name.into(),
+        images_per_second: (steps * batch) as f64 / seconds,
+        peak_mib: peak_mib(),
+        p50_ms: None,
+        p95_ms: None,
+    })
+}
+
+/// JPEGs of `folder`, up to `count`.
+fn jpegs(folder: &Path, count: usize) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")))
+        .collect();
+    files.sort();
+    files.truncate(count);
+    if files.is_empty() {
+        bail!("no JPEG files in {}", folder.display());
+    }
+    Ok(files)
+}
+
+/// `count` JPEGs of `folder` re-encoded at `side` x 3/4 `side` px (real ISIC originals are
+/// 1024 to 6000 px), in TMPDIR/naevus-bench-SIDE, made once.
+fn reencoded(folder: &Path, count: usize, side: u32) -> Result<Vec<PathBuf>> {
+    let dir = std::env::temp_dir().join(format!("naevus-bench-{side}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    jpegs(folder, count)?
+        .par_iter()
+        .map(|source| -> Result<PathBuf> {
+            let target = dir.join(source.file_name().unwrap_or_default());
+            if !target.exists() {
+                let image = load_rgb(source)?;
+                let large = image::imageops::resize(&image, side, side * 3 / 4, image::imageops::FilterType::Triangle);
+                large.save_with_format(&target, image::ImageFormat::Jpeg).with_context(|| format!("writing {}", target.display()))?;
+            }
+            Ok(target)
+        })
+        .collect()
+}
+
+/// Decode + center crop + resize to 256 px of large JPEGs, on one thread and on all.
+fn data_path_rows(folder: &Path, count: usize) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for side in [1024u32, 2048] {
+        let files = reencoded(folder, count, side)?;
+        let work = |path: &PathBuf| -> Result<usize> { Ok(center_crop_resize(&load_rgb(path)?, 256).len()) };
+        let started = Instant::now();
+        for file in &files {
+            work(file)?;
+        }
+        let one_thread = files.len() as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        files.par_iter().map(work).collect::<Result<Vec<_>>>()?;
+        let all_threads = files.len() as f64 / started.elapsed().as_secs_f64();
+        for (threads, rate) in [("1 thread", one_thread), ("all threads", all_threads)] {
+            rows.push(Row {
+                workload: format!("decode+crop+resize {side}x{} JPEG -> 256px, {threads}", side * 3 / 4),
+                device: "cpu".into(),
+                images_per_second: rate,
+                peak_mib: None,
+                p50_ms: None,
+                p95_ms: None,
+            });
+            print_row(rows.last().unwrap());
+        }
+    }
+    Ok(rows)
+}
+
+/// Augment + normalise + batch from the prepared cache, as training reads it.
+fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
+    let cache = Arc::new(Cache::open(cache_dir).with_context(|| format!("opening cache {}", cache_dir.display()))?);
+    let items: Vec<usize> = (0..cache.len()).collect();
+    let config = LoaderConfig {
+        batch_size: batch,
+        augment: Some(Augment::default()),
+        normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
+        seed: 0,
+        prefetch: 2,
+        output_size: (size != cache.size()).then_some(size),
+        dihedral: 0,
+    };
+    let started = Instant::now();
+    let count: usize = batches(cache.clone(), items, config).map(|b| b.batch).sum();
+    let row = Row {
+        workload: format!("augment+batch from cache ({}px -> {size}px)", cache.size()),
+        device: "cpu".into(),
+        images_per_second: count as f64 / started.elapsed().as_secs_f64(),
+        peak_mib: None,
+        p50_ms: None,
+        p95_ms: None,
+    };
+    print_row(&row);
+    Ok(row)
+}
+
+/// File to probability for one 1024 px JPEG at a time: decode, crop, resize, normalise, forward.
+fn latency_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, folder: &Path, size: u32) -> Result<Row> {
+    let model = spec.build(1, device);
+    let normalize = Normalize { mean: spec.mean, std: spec.std };
+    let files = reencoded(folder, 21, 1024)?;
+    let mut millis = Vec::new();
+    for file in &files {
+        let started = Instant::now();
+        let pixels = center_crop_resize(&load_rgb(file)?, size);
+        let mut chw = Vec::new();
+        to_chw_f32(&pixels, size, &normalize, &mut chw);
+        let input = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, size as usize, size as usize]), device);
+        let _: Vec<f32> = melanoma_probability(LossKind::Bce, model.forward(input).logits).into_data().try_to_vec().unwrap_or_default();
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    millis.remove(0); // the first call pays one-off setup
+    millis.sort_by(f64::total_cmp);
+    let quantile = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+    Ok(Row {
+        workload: format!("latency 1024px JPEG -> probability {} {size}px", spec.name),
+        device: device_name.into(),
+        images_per_second: 1000.0 / quantile(0.5),
+        peak_mib: None,
+        p50_ms: Some(quantile(0.5)),
+        p95_ms: Some(quantile(0.95)),
+    })
+}
