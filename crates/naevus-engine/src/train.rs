@@ -245,7 +245,7 @@ fn train_fold(
         progress.set_prefix(format!("{} epoch {}/{}", plan.name, epoch + 1, config.epochs));
         let loader = input.loader(cache, config.batch_size, augment.clone(), fold_seed.wrapping_add(epoch as u64 * 7919));
         let (mut loss_sum, mut seen, mut skipped, mut bad_in_a_row) = (0.0, 0usize, 0usize, 0usize);
-            let mut lr = config.lr;
+        let mut lr = config.lr;
         let frozen = epoch < config.freeze_backbone_epochs;
         if config.freeze_backbone_epochs > 0 {
             model = model.with_backbone_frozen(frozen);

@@ -51,7 +51,8 @@ const EFFICIENTNET_LITE0_WEIGHTS: PretrainedWeights = PretrainedWeights {
     key_rewrites: LUKEMELAS_KEYS,
 };
 
-/// Luminance-weighted grey of ImageNet-normalised input equals grey normalised with these.
+/// The grayscale model normalises the three channels alike, so the luminance it takes of
+/// them is the grey image normalised with these (the ImageNet mean and std of grey).
 const GRAY_MEAN: [f32; 3] = [0.449; 3];
 const GRAY_STD: [f32; 3] = [0.226; 3];
 /// ITU-R BT.601 luma weights.
