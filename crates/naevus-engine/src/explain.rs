@@ -22,6 +22,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use naevus_data::{Normalize, to_chw_f32};
 use naevus_metrics::min_max_normalise;
 use naevus_models::{Layer, ModelSpec, Network};
 
@@ -85,6 +86,36 @@ pub struct Explanation {
     pub maps: Vec<SaliencyMap>,
 }
 
+/// Images explained per forward pass by [`explain_images`].
+const BATCH: usize = 8;
+
+/// Explains square RGB images (HWC u8, `side` px, as `naevus_data::center_crop_resize` gives
+/// them), normalised with `normalize`, in batches on `device`; see [`explain`].
+#[allow(clippy::too_many_arguments)]
+pub fn explain_images(
+    network: &Network,
+    spec: &ModelSpec,
+    loss: LossKind,
+    images: &[&[u8]],
+    side: u32,
+    normalize: &Normalize,
+    device: &Device,
+    method: Method,
+    layer: Option<&str>,
+) -> Result<Vec<Explanation>> {
+    let mut explanations = Vec::with_capacity(images.len());
+    for chunk in images.chunks(BATCH) {
+        let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
+        for pixels in chunk {
+            to_chw_f32(pixels, side, normalize, &mut values);
+        }
+        let shape = [chunk.len(), 3, side as usize, side as usize];
+        let batch = Tensor::<4>::from_data(TensorData::new(values, shape), device);
+        explanations.extend(explain(network, spec, loss, batch, method, layer)?);
+    }
+    Ok(explanations)
+}
+
 /// Explains each of `images` (normalised, [batch, 3, h, w], on the network's device) with
 /// `method`, at `layer` when given, else at the model's default: its `explain_layer` for
 /// Grad-CAM, every attention map for attention. `loss` is the run's, which fixes the
@@ -109,32 +140,7 @@ pub fn explain(
             let (probabilities, map) = class_activation_map(&network, images, cut_at, loss, method)?;
             (probabilities, vec![(name.to_string(), map)])
         }
-        Method::Attention => {
-            let names = spec.attention_layers();
-            if names.is_empty() {
-                let with_attention: Vec<&str> =
-                    naevus_models::MODELS.iter().filter(|m| !m.attention_layers().is_empty()).map(|m| m.name).collect();
-                bail!(
-                    "{} has no learned attention; models with attention maps: {}. Use --method gradcam or gradcam++",
-                    spec.name,
-                    with_attention.join(", ")
-                );
-            }
-            if let Some(wanted) = layer
-                && !names.contains(&wanted)
-            {
-                bail!("{} has attention maps over {}, not over \"{wanted}\"", spec.name, names.join(", "));
-            }
-            let output = network.forward(images);
-            let probabilities = melanoma_probability(loss, output.logits);
-            let maps = names
-                .into_iter()
-                .zip(output.attention)
-                .filter(|(name, _)| layer.is_none_or(|wanted| wanted == *name))
-                .map(|(name, map)| (name.to_string(), map))
-                .collect();
-            (probabilities, maps)
-        }
+        Method::Attention => attention_maps(&network, spec, images, loss, layer)?,
     };
 
     let probabilities = probabilities.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading probabilities: {e:?}"))?;
@@ -154,6 +160,40 @@ pub fn explain(
     Ok(explanations)
 }
 
+/// The model's own attention maps, all or the one over `layer`: (probabilities [batch],
+/// (layer name, map [batch, 1, h, w]) per attention block).
+fn attention_maps(
+    network: &Network,
+    spec: &ModelSpec,
+    images: Tensor<4>,
+    loss: LossKind,
+    layer: Option<&str>,
+) -> Result<(Tensor<1>, Vec<(String, Tensor<4>)>)> {
+    let names = spec.attention_layers();
+    if names.is_empty() {
+        let with_attention: Vec<&str> =
+            naevus_models::MODELS.iter().filter(|m| !m.attention_layers().is_empty()).map(|m| m.name).collect();
+        bail!(
+            "{} has no learned attention; models with attention maps: {}. Use --method gradcam or gradcam++",
+            spec.name,
+            with_attention.join(", ")
+        );
+    }
+    if let Some(wanted) = layer
+        && !names.contains(&wanted)
+    {
+        bail!("{} has attention maps over {}, not over \"{wanted}\"", spec.name, names.join(", "));
+    }
+    let output = network.forward(images);
+    let maps = names
+        .into_iter()
+        .zip(output.attention)
+        .filter(|(name, _)| layer.is_none_or(|wanted| wanted == *name))
+        .map(|(name, map)| (name.to_string(), map))
+        .collect();
+    Ok((melanoma_probability(loss, output.logits), maps))
+}
+
 /// Grad-CAM or Grad-CAM++ at `layer`: (probabilities [batch], raw maps [batch, 1, h, w] at
 /// the layer's resolution).
 fn class_activation_map(
@@ -164,9 +204,10 @@ fn class_activation_map(
     method: Method,
 ) -> Result<(Tensor<1>, Tensor<4>)> {
     let LayerGradient { activations, gradient, probabilities } = layer_gradient(network, images, layer, loss)?;
-    let weights = match method {
-        Method::GradCamPlusPlus => grad_cam_plus_plus_weights(activations.clone(), gradient),
-        Method::GradCam | Method::Attention => grad_cam_weights(gradient),
+    let weights = if method == Method::GradCamPlusPlus {
+        grad_cam_plus_plus_weights(activations.clone(), gradient)
+    } else {
+        grad_cam_weights(gradient)
     };
     // Positive evidence only: ReLU of the weighted channel sum.
     let map = relu((activations * weights).sum_dim(1));

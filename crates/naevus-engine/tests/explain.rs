@@ -156,3 +156,41 @@ fn grad_cam_points_at_the_bright_square_a_trained_network_detects() {
     assert!(hits * 10 >= positives * 8, "Grad-CAM peaked on the square in only {hits} of {positives} positive images");
     eprintln!("accuracy {correct}/{test_count}; Grad-CAM peak on the square in {hits}/{positives} positives");
 }
+
+/// The time to explain one 256 px image with Grad-CAM on EfficientNet-Lite0, from the
+/// decoded file to the normalised map (weights do not change the work, so fresh ones do).
+/// A benchmark, not a check: `cargo test --release -p naevus-engine --test explain -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn benchmark_grad_cam_on_efficientnet_lite0_at_256_px() {
+    let side = 256;
+    let model = spec("efficientnet-lite0").unwrap();
+    let device = Device::flex();
+    let network = model.build(1, &device).valid();
+    let normalize = naevus_data::Normalize { mean: model.mean, std: model.std };
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/isic2017/images/ISIC_0000000.jpg");
+
+    for method in [Method::GradCam, Method::GradCamPlusPlus] {
+        let mut seconds = Vec::new();
+        for _ in 0..6 {
+            let start = std::time::Instant::now();
+            let pixels = naevus_data::center_crop_resize(&naevus_data::load_rgb(&file).unwrap(), side);
+            let explanations =
+                naevus_engine::explain::explain_images(&network, model, LossKind::Bce, &[&pixels], side, &normalize, &device, method, None)
+                    .unwrap();
+            assert_eq!(explanations[0].maps[0].values.len(), (side * side) as usize);
+            seconds.push(start.elapsed().as_secs_f64());
+        }
+        // The first run pays for allocation warm-up; report it apart.
+        let warm = &mut seconds[1..].to_vec();
+        warm.sort_by(f64::total_cmp);
+        eprintln!(
+            "{method} on efficientnet-lite0, one {side} px image (decode + resize + explain): first {:.3} s, then median {:.3} s (min {:.3}, max {:.3}) on {} threads",
+            seconds[0],
+            warm[warm.len() / 2],
+            warm[0],
+            warm[warm.len() - 1],
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
+}
