@@ -82,10 +82,19 @@ fn every_named_layer_can_be_explained_and_others_are_refused() {
     assert!(error.contains("attn-vgg16-bn") && error.contains("chipnet") && error.contains("gradcam"), "{error}");
 }
 
+/// Synthetic images with or without a bright square.
+struct SquareImages {
+    /// Normalised, [count, 3, side, side].
+    pixels: Vec<f32>,
+    /// 1 where the image has a square.
+    labels: Vec<u8>,
+    /// The square's top-left corner (row, column), if any.
+    corners: Vec<Option<(usize, usize)>>,
+}
+
 /// `count` images of `side` px: grey noise, and for the positives (every other image) a
-/// bright `square`-pixel square at a random place. Returns normalised pixels, labels and the
-/// squares' top-left corners.
-fn square_images(count: usize, side: usize, square: usize, noise: &mut Noise) -> (Vec<f32>, Vec<u8>, Vec<Option<(usize, usize)>>) {
+/// bright `square`-pixel square at a random place.
+fn square_images(count: usize, side: usize, square: usize, noise: &mut Noise) -> SquareImages {
     let mut pixels = Vec::with_capacity(count * 3 * side * side);
     let (mut labels, mut corners) = (Vec::new(), Vec::new());
     for i in 0..count {
@@ -104,14 +113,14 @@ fn square_images(count: usize, side: usize, square: usize, noise: &mut Noise) ->
         labels.push(u8::from(corner.is_some()));
         corners.push(corner);
     }
-    (pixels, labels, corners)
+    SquareImages { pixels, labels, corners }
 }
 
 #[test]
 fn grad_cam_points_at_the_bright_square_a_trained_network_detects() {
     let (side, square, train_count, batch) = (48, 8, 192, 16);
     let mut noise = Noise(2024);
-    let (pixels, labels, _) = square_images(train_count, side, square, &mut noise);
+    let SquareImages { pixels, labels, .. } = square_images(train_count, side, square, &mut noise);
     let device = Device::flex();
     let train_device = device.clone().autodiff();
     train_device.seed(5);
@@ -132,7 +141,7 @@ fn grad_cam_points_at_the_bright_square_a_trained_network_detects() {
     }
 
     let test_count = 40;
-    let (pixels, labels, corners) = square_images(test_count, side, square, &mut noise);
+    let SquareImages { pixels, labels, corners } = square_images(test_count, side, square, &mut noise);
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [test_count, 3, side, side]), &device);
     let explanations = explain(&network, model, LossKind::Bce, images, Method::GradCam, None).unwrap();
 
