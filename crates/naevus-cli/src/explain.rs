@@ -22,7 +22,10 @@ const GRID_IMAGES_PER_ROW: usize = 4;
 /// (the map in the JET colour map over the image) and NAME_METHOD_LAYER_map.png (the map in
 /// grey, 0 to 1 as black to white), and grid_METHOD.png shows all of them captioned with the
 /// predicted melanoma probability. Maps are min-max normalised per image, so they show where
-/// the model looks, not how strongly. An image that cannot be read is named and skipped.
+/// the model looks, not how strongly. Grad-CAM shows positive evidence for melanoma only, so
+/// on an image the model calls benign its map is often empty (all black); Grad-CAM++ or an
+/// earlier --layer usually still shows something. An image that cannot be read is named and
+/// skipped.
 ///
 /// With --masks DIR, each map is scored against the image's lesion mask
 /// (DIR/NAME_segmentation.png as ISIC names them, or DIR/NAME.png): the Jaccard index of the
@@ -127,6 +130,15 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display(),
         grid.display()
     );
+    let maps = explanations.iter().flat_map(|e| &e.maps);
+    let empty = maps.clone().filter(|map| map.values.iter().all(|&v| v == 0.0)).count();
+    if empty > 0 {
+        println!(
+            "{empty} of {} map(s) are empty: no positive evidence for melanoma at that layer (common where the \
+             model says benign; gradcam++ or an earlier --layer may show more)",
+            maps.count()
+        );
+    }
     if unreadable > 0 {
         println!("{unreadable} image(s) could not be read and were skipped (named above)");
     }
