@@ -5,6 +5,7 @@ mod bench;
 mod calibrate;
 mod ensemble;
 mod evaluate;
+mod explain;
 mod predict;
 mod prepare;
 mod quickstart;
@@ -38,6 +39,7 @@ enum Command {
     Predict(predict::Args),
     Evaluate(evaluate::Args),
     Calibrate(calibrate::Args),
+    Explain(explain::Args),
     Ensemble(ensemble::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
@@ -55,6 +57,7 @@ fn main() {
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Ensemble(args) => ensemble::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),

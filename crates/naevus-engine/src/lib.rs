@@ -4,6 +4,7 @@
 pub mod calibration;
 pub mod config;
 pub mod device;
+pub mod explain;
 pub mod loss;
 pub mod predict;
 pub mod run;

@@ -6,6 +6,7 @@
 use burn::prelude::*;
 
 use crate::efficientnet::{EfficientNetLiteFeatures, Variant};
+use crate::layers::LayerHook;
 use crate::mobilenet_v2::MobileNetV2Features;
 use crate::resnet::{Depth, ResNetFeatures};
 use crate::small_cnn::SmallCnnFeatures;
@@ -30,6 +31,19 @@ impl BackboneKind {
             BackboneKind::EfficientNetLite(variant) => EfficientNetLiteFeatures::stage_channels(variant),
             BackboneKind::MobileNetV2 => MobileNetV2Features::stage_channels().to_vec(),
             BackboneKind::Vgg16Bn => Vgg16BnFeatures::stage_channels().to_vec(),
+        }
+    }
+
+    /// Names of the maps of [`Backbone::stages`], shallow to deep: what `naevus explain
+    /// --layer` accepts. They follow each architecture's own vocabulary (torchvision's
+    /// layer1..4, the seeds' pool-3..5); EfficientNet and MobileNet stage K ends at stride
+    /// 2^(K+1).
+    pub fn stage_names(self) -> &'static [&'static str] {
+        match self {
+            BackboneKind::SmallCnn => &["block1", "block2", "block3"],
+            BackboneKind::ResNet(_) => &["layer1", "layer2", "layer3", "layer4"],
+            BackboneKind::EfficientNetLite(_) | BackboneKind::MobileNetV2 => &["stage1", "stage2", "stage3", "stage4"],
+            BackboneKind::Vgg16Bn => &["pool2", "pool3", "pool4", "pool5"],
         }
     }
 
@@ -67,14 +81,15 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    /// Images [batch, channels, h, w] -> feature maps, shallow to deep.
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// Images [batch, channels, h, w] -> feature maps, shallow to deep; `hook` sees each
+    /// map before the deeper layers use it (see [`crate::layers`]).
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
         match self {
-            Backbone::SmallCnn(m) => m.stages(images),
-            Backbone::ResNet(m) => m.stages(images),
-            Backbone::EfficientNetLite(m) => m.stages(images),
-            Backbone::MobileNetV2(m) => m.stages(images),
-            Backbone::Vgg16Bn(m) => m.stages(images),
+            Backbone::SmallCnn(m) => m.stages(images, hook),
+            Backbone::ResNet(m) => m.stages(images, hook),
+            Backbone::EfficientNetLite(m) => m.stages(images, hook),
+            Backbone::MobileNetV2(m) => m.stages(images, hook),
+            Backbone::Vgg16Bn(m) => m.stages(images, hook),
         }
     }
 }

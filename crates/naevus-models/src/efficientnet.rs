@@ -9,6 +9,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::layers::{Layer, LayerHook};
+
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
@@ -174,18 +176,26 @@ impl EfficientNetLiteFeatures {
     }
 
     /// Images [batch, 3, h, w] -> the last map of each resolution at strides 4, 8 and 16, and
-    /// the head convolution's output at stride 32.
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// the head convolution's output at stride 32, each passed through `hook` before the
+    /// blocks after it.
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
         let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
-        let mut stages = Vec::with_capacity(5);
+        let mut stages = Vec::with_capacity(4);
+        let mut past_stride_2 = false;
         for block in &self.blocks {
+            // The map before a downsampling block is the last of its resolution; the first
+            // such map, at the stem's stride 2, is not a stage.
             if block.stride == 2 {
-                stages.push(x.clone());
+                if past_stride_2 {
+                    x = hook(Layer::Stage(stages.len()), x);
+                    stages.push(x.clone());
+                }
+                past_stride_2 = true;
             }
             x = block.forward(x);
         }
-        stages.push(relu6(self.bn1.forward(self.conv_head.forward(x))));
-        // The first entry is the stride-2 stem output, which no head uses.
-        stages.split_off(stages.len() - 4)
+        let head = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        stages.push(hook(Layer::Stage(stages.len()), head));
+        stages
     }
 }

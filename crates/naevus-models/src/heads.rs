@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::attention::{AttentionBlock, AttentionNorm, ChipAttentionPool};
+use crate::layers::{Layer, LayerHook};
 
 /// Common width of W_l and W_g in the attention blocks (seeds 000/001), and of the chip
 /// attention's hidden convolution.
@@ -62,12 +63,18 @@ pub enum Head {
 }
 
 impl Head {
-    /// Images -> logits [batch, outputs] and attention maps, through `backbone_stages`.
-    pub fn forward(&self, images: Tensor<4>, backbone_stages: impl Fn(Tensor<4>) -> Vec<Tensor<4>>) -> (Tensor<2>, Vec<Tensor<4>>) {
+    /// Images -> logits [batch, outputs] and attention maps, through `backbone_stages`;
+    /// `hook` sees the head's own named layers (ChipNet's chip grid).
+    pub fn forward(
+        &self,
+        images: Tensor<4>,
+        backbone_stages: impl Fn(Tensor<4>) -> Vec<Tensor<4>>,
+        hook: LayerHook,
+    ) -> (Tensor<2>, Vec<Tensor<4>>) {
         match self {
             Head::Pooled(head) => (head.forward(backbone_stages(images)), Vec::new()),
             Head::Attention(head) => head.forward(backbone_stages(images)),
-            Head::Chips(head) => head.forward(images, backbone_stages),
+            Head::Chips(head) => head.forward(images, backbone_stages, hook),
         }
     }
 }
@@ -135,7 +142,12 @@ pub struct ChipHead {
 }
 
 impl ChipHead {
-    fn forward(&self, images: Tensor<4>, backbone_stages: impl Fn(Tensor<4>) -> Vec<Tensor<4>>) -> (Tensor<2>, Vec<Tensor<4>>) {
+    fn forward(
+        &self,
+        images: Tensor<4>,
+        backbone_stages: impl Fn(Tensor<4>) -> Vec<Tensor<4>>,
+        hook: LayerHook,
+    ) -> (Tensor<2>, Vec<Tensor<4>>) {
         let [batch, _, height, width] = images.dims();
         assert!(
             height == width && height % self.chip == 0,
@@ -145,7 +157,7 @@ impl ChipHead {
         let grid = height / self.chip;
         let mut stages = backbone_stages(crate::attention::to_chips(images, self.chip));
         let embeddings = global_average_pool(stages.pop().expect("a backbone has at least one stage"));
-        let map = crate::attention::restack_chips(embeddings, batch, grid);
+        let map = hook(Layer::ChipGrid, crate::attention::restack_chips(embeddings, batch, grid));
         let (pooled, attention) = self.pool.forward(map);
         (self.fc.forward(self.dropout.forward(pooled)), vec![attention])
     }

@@ -7,10 +7,12 @@ pub mod attention;
 pub mod backbone;
 pub mod efficientnet;
 pub mod heads;
+pub mod layers;
 pub mod mobilenet_v2;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;
 pub mod vgg;
 
+pub use layers::{Layer, LayerHook, UnknownLayer};
 pub use registry::{MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};

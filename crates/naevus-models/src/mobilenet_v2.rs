@@ -10,6 +10,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::layers::{Layer, LayerHook};
+
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
 
@@ -178,16 +180,19 @@ impl MobileNetV2Features {
 
     /// Images [batch, 3, h, w] (torchvision-normalised) -> the last feature map of each
     /// resolution level, at strides 4, 8, 16 and 32; the last is the 1280-channel head output.
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// Each passes through `hook` before the next block.
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
         let mut x = relu6(self.stem_bn.forward(self.stem_conv.forward(images)));
         let mut stages = Vec::with_capacity(4);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
             if LEVEL_ENDS.contains(&i) {
+                x = hook(Layer::Stage(stages.len()), x);
                 stages.push(x.clone());
             }
         }
-        stages.push(relu6(self.head_bn.forward(self.head_conv.forward(x))));
+        let head = relu6(self.head_bn.forward(self.head_conv.forward(x)));
+        stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }
 }
@@ -200,7 +205,7 @@ mod tests {
     fn mobilenet_v2_stages_have_the_documented_strides_and_channels() {
         let device = Device::flex();
         let network = MobileNetV2Features::new(&device).valid();
-        let stages = network.stages(Tensor::<4>::zeros([2, 3, 64, 64], &device));
+        let stages = network.stages(Tensor::<4>::zeros([2, 3, 64, 64], &device), &crate::layers::unchanged);
         let shapes: Vec<[usize; 4]> = stages.iter().map(|s| s.dims()).collect();
         let [c4, c8, c16, c32] = MobileNetV2Features::stage_channels();
         assert_eq!(shapes, vec![[2, c4, 16, 16], [2, c8, 8, 8], [2, c16, 4, 4], [2, c32, 2, 2]]);

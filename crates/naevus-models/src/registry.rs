@@ -11,6 +11,7 @@ use crate::attention::AttentionNorm;
 use crate::backbone::{Backbone, BackboneKind};
 use crate::efficientnet::Variant;
 use crate::heads::{Head, HeadKind};
+use crate::layers::{CHIP_GRID, Layer, LayerHook, UnknownLayer, unchanged};
 use crate::resnet::Depth;
 
 /// ImageNet statistics, the convention of torchvision models.
@@ -70,6 +71,9 @@ pub struct ModelSpec {
     pub std: [f32; 3],
     /// Where ImageNet weights come from, when they can be had.
     pub pretrained: Option<PretrainedWeights>,
+    /// The layer Grad-CAM reads unless told otherwise: the deepest map that still has a
+    /// spatial layout (the last stage, or ChipNet's chip grid).
+    pub explain_layer: &'static str,
     architecture: Architecture,
 }
 
@@ -94,6 +98,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
+        explain_layer: "block3",
         architecture: Architecture {
             backbone: BackboneKind::SmallCnn,
             head: HeadKind::Pooled { hidden: Some(256), dropout: 0.5 },
@@ -107,6 +112,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
+        explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R18), 0.0),
     },
     ModelSpec {
@@ -116,6 +122,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: GRAY_MEAN,
         std: GRAY_STD,
         pretrained: None,
+        explain_layer: "layer4",
         architecture: Architecture { grayscale: true, ..pooled(BackboneKind::ResNet(Depth::R18), 0.0) },
     },
     ModelSpec {
@@ -125,6 +132,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
+        explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R34), 0.0),
     },
     ModelSpec {
@@ -134,6 +142,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
+        explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R50), 0.0),
     },
     ModelSpec {
@@ -143,6 +152,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: LITE_MEAN,
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
+        explain_layer: "stage4",
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite0), 0.2),
     },
     ModelSpec {
@@ -159,6 +169,7 @@ pub const MODELS: &[ModelSpec] = &[
             classes: 1000,
             key_rewrites: LUKEMELAS_KEYS,
         }),
+        explain_layer: "stage4",
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite1), 0.2),
     },
     ModelSpec {
@@ -175,6 +186,7 @@ pub const MODELS: &[ModelSpec] = &[
             classes: 1000,
             key_rewrites: LUKEMELAS_KEYS,
         }),
+        explain_layer: "stage4",
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
     },
     ModelSpec {
@@ -192,6 +204,7 @@ pub const MODELS: &[ModelSpec] = &[
             classes: 0,
             key_rewrites: crate::mobilenet_v2::KEY_REWRITES,
         }),
+        explain_layer: "stage4",
         architecture: pooled(BackboneKind::MobileNetV2, 0.2),
     },
     ModelSpec {
@@ -201,6 +214,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: None,
+        explain_layer: "pool5",
         architecture: Architecture {
             backbone: BackboneKind::Vgg16Bn,
             head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.0 },
@@ -214,6 +228,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: LITE_MEAN,
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
+        explain_layer: "stage4",
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
             head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.2 },
@@ -227,6 +242,7 @@ pub const MODELS: &[ModelSpec] = &[
         mean: LITE_MEAN,
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
+        explain_layer: CHIP_GRID,
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
             head: HeadKind::Chips { chip: 32, dropout: 0.2 },
@@ -272,20 +288,26 @@ pub struct Network {
 impl Network {
     /// Normalised images [batch, 3, h, w] -> output.
     pub fn forward(&self, images: Tensor<4>) -> Output {
+        self.forward_hooked(images, &unchanged)
+    }
+
+    /// [`forward`](Self::forward) with `hook` seeing every named layer's output on its way
+    /// (see [`crate::layers`]): how explanations read and cut the network.
+    pub fn forward_hooked(&self, images: Tensor<4>, hook: LayerHook) -> Output {
         let images = if self.grayscale {
             let luma = Tensor::<1>::from_floats(LUMA, &images.device()).reshape([1, 3, 1, 1]);
             (images * luma).sum_dim(1)
         } else {
             images
         };
-        let (logits, attention) = self.head.forward(images, |x| self.backbone.stages(x));
+        let (logits, attention) = self.head.forward(images, |x| self.backbone.stages(x, hook), hook);
         Output { logits, attention }
     }
 
     /// The backbone's globally pooled last feature map, [batch, channels]: what a linear
     /// probe or an embedding export uses.
     pub fn embedding(&self, images: Tensor<4>) -> Tensor<2> {
-        let last = self.backbone.stages(images).pop().expect("a backbone has at least one stage");
+        let last = self.backbone.stages(images, &unchanged).pop().expect("a backbone has at least one stage");
         crate::heads::global_average_pool(last)
     }
 
@@ -313,6 +335,39 @@ impl ModelSpec {
             backbone: backbone.build(in_channels, device),
             head: head.build(&backbone.stage_channels(), num_outputs, device),
             grayscale,
+        }
+    }
+
+    /// Names of the layers explanations can read, shallow to deep: the backbone's stages, or
+    /// for ChipNet only its chip grid (its backbone sees single chips, not the image).
+    pub fn layer_names(&self) -> Vec<&'static str> {
+        match self.architecture.head {
+            HeadKind::Chips { .. } => vec![CHIP_GRID],
+            HeadKind::Pooled { .. } | HeadKind::Attention { .. } => self.architecture.backbone.stage_names().to_vec(),
+        }
+    }
+
+    /// The layer called `name`, or an error listing this model's layers.
+    pub fn layer(&self, name: &str) -> Result<Layer, UnknownLayer> {
+        let names = self.layer_names();
+        match names.iter().position(|&n| n == name) {
+            Some(_) if name == CHIP_GRID => Ok(Layer::ChipGrid),
+            Some(index) => Ok(Layer::Stage(index)),
+            None => Err(UnknownLayer { model: self.name.to_string(), name: name.to_string(), known: names.join(", ") }),
+        }
+    }
+
+    /// Names of the layers whose learned attention maps [`Output::attention`] holds, in its
+    /// order (the maps each attention block weights); empty for models without attention.
+    pub fn attention_layers(&self) -> Vec<&'static str> {
+        match self.architecture.head {
+            HeadKind::Pooled { .. } => Vec::new(),
+            HeadKind::Attention { .. } => {
+                let names = self.architecture.backbone.stage_names();
+                // The head attends over the second- and third-last stages (heads.rs).
+                names[names.len() - 3..names.len() - 1].to_vec()
+            }
+            HeadKind::Chips { .. } => vec![CHIP_GRID],
         }
     }
 

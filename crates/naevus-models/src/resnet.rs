@@ -8,6 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::layers::{Layer, LayerHook};
+
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
     let pad = kernel / 2;
     Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
@@ -182,14 +184,16 @@ impl ResNetFeatures {
         [64, 128, 256, 512].iter().map(|c| c * depth.expansion()).collect()
     }
 
-    /// Images [batch, channels, h, w] -> the outputs of layer1..layer4 (strides 4, 8, 16, 32).
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// Images [batch, channels, h, w] -> the outputs of layer1..layer4 (strides 4, 8, 16, 32),
+    /// each passed through `hook` before the next layer.
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
         let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
         let mut stages = Vec::with_capacity(4);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
                 x = block.forward(x);
             }
+            x = hook(Layer::Stage(stages.len()), x);
             stages.push(x.clone());
         }
         stages

@@ -8,6 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::layers::{Layer, LayerHook};
+
 /// One conv 3x3 -> BatchNorm -> ReLU -> max-pool 2x2 block.
 #[derive(Module, Debug)]
 pub struct ConvBlock {
@@ -53,11 +55,15 @@ impl SmallCnnFeatures {
         }
     }
 
-    /// Images [batch, channels, h, w] -> the three block outputs (strides 2, 4, 8).
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
-        let x1 = self.block1.forward(images);
-        let x2 = self.block2.forward(x1.clone());
-        let x3 = self.block3.forward(x2.clone());
-        vec![x1, x2, x3]
+    /// Images [batch, channels, h, w] -> the three block outputs (strides 2, 4, 8), each
+    /// passed through `hook` before the next block.
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
+        let mut x = images;
+        let mut stages = Vec::with_capacity(3);
+        for block in [&self.block1, &self.block2, &self.block3] {
+            x = hook(Layer::Stage(stages.len()), block.forward(x));
+            stages.push(x.clone());
+        }
+        stages
     }
 }

@@ -11,6 +11,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::layers::{Layer, LayerHook};
+
 /// Output widths of the 3x3 convolutions of each block; every block ends in a 2x2 max-pool
 /// (64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M).
 const BLOCKS: [&[usize]; 5] = [&[64, 64], &[128, 128], &[256, 256, 256], &[512, 512, 512], &[512, 512, 512]];
@@ -77,8 +79,9 @@ impl Vgg16BnFeatures {
 
     /// Images [batch, 3, h, w] -> the outputs of pool-2, pool-3, pool-4 and pool-5, at strides
     /// 4, 8, 16 and 32. The seeds' attention takes its maps after the pool (pool-3 and pool-4
-    /// as local features, pool-5 as the global guide), so these are post-pool maps.
-    pub fn stages(&self, images: Tensor<4>) -> Vec<Tensor<4>> {
+    /// as local features, pool-5 as the global guide), so these are post-pool maps. Each passes
+    /// through `hook` before the next block.
+    pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
         let mut x = images;
         let mut stages = Vec::with_capacity(4);
         for (b, block) in self.blocks.iter().enumerate() {
@@ -87,6 +90,7 @@ impl Vgg16BnFeatures {
             }
             x = self.pool.forward(x);
             if b >= 1 {
+                x = hook(Layer::Stage(stages.len()), x);
                 stages.push(x.clone());
             }
         }
@@ -102,7 +106,7 @@ mod tests {
     fn stages_have_the_strides_and_widths_of_pool_2_to_5() {
         let device = Device::flex();
         let net = Vgg16BnFeatures::new(&device);
-        let stages = net.stages(Tensor::<4>::ones([2, 3, 64, 64], &device));
+        let stages = net.stages(Tensor::<4>::ones([2, 3, 64, 64], &device), &crate::layers::unchanged);
         let channels = Vgg16BnFeatures::stage_channels();
         assert_eq!(stages.len(), 4);
         for (i, (stage, stride)) in stages.iter().zip([4, 8, 16, 32]).enumerate() {

@@ -2,7 +2,9 @@
 //! parameter count of its reference implementation.
 
 use burn::prelude::*;
-use naevus_models::{MODELS, spec};
+use std::cell::RefCell;
+
+use naevus_models::{Layer, MODELS, spec};
 
 #[test]
 fn every_model_gives_one_logit_row_per_image() {
@@ -33,4 +35,36 @@ fn parameter_counts_match_torchvision() {
 fn unknown_model_names_the_known_ones() {
     let err = spec("resnet19").unwrap_err().to_string();
     assert!(err.contains("resnet19") && err.contains("resnet18") && err.contains("small-cnn"), "{err}");
+}
+
+#[test]
+fn every_model_names_its_layers_and_the_hook_sees_each_one() {
+    let device = Device::flex();
+    for model in MODELS {
+        let names = model.layer_names();
+        assert!(names.contains(&model.explain_layer), "{}: default layer {} not in {names:?}", model.name, model.explain_layer);
+        let layers: Vec<Layer> = names.iter().map(|name| model.layer(name).unwrap()).collect();
+
+        let seen = RefCell::new(Vec::new());
+        let record = |layer: Layer, map: Tensor<4>| {
+            seen.borrow_mut().push(layer);
+            map
+        };
+        let network = model.build(1, &device).valid();
+        let output = network.forward_hooked(Tensor::<4>::zeros([1, 3, 64, 64], &device), &record);
+        // Each named layer passes the hook exactly once (ChipNet's backbone stages see
+        // single chips and are not named).
+        for layer in &layers {
+            assert_eq!(seen.borrow().iter().filter(|l| *l == layer).count(), 1, "{}: {layer:?} in {:?}", model.name, seen.borrow());
+        }
+        assert_eq!(output.attention.len(), model.attention_layers().len(), "{}", model.name);
+    }
+}
+
+#[test]
+fn unknown_layer_names_the_known_ones() {
+    let err = spec("resnet18").unwrap().layer("layer5").unwrap_err().to_string();
+    assert!(err.contains("layer5") && err.contains("layer1, layer2, layer3, layer4"), "{err}");
+    assert_eq!(spec("attn-vgg16-bn").unwrap().attention_layers(), vec!["pool3", "pool4"]);
+    assert_eq!(spec("chipnet").unwrap().layer("chip-grid").unwrap(), Layer::ChipGrid);
 }

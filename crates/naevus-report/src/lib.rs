@@ -8,6 +8,7 @@
 //! * [`run_dir`]: reading a run directory (run.json, config.toml, metrics.jsonl).
 //! * [`plots`] and [`report`]: the charts (plotters, embedded font) and the self-contained
 //!   HTML report.
+//! * [`saliency`]: JET overlays, grey maps and captioned grids of where a model looks.
 
 pub mod ensemble;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod plots;
 pub mod predictions;
 pub mod report;
 pub mod run_dir;
+pub mod saliency;
 
 pub use ensemble::{Mode, combine, normalized_ranks};
 pub use error::ReportError;

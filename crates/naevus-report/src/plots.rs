@@ -16,7 +16,7 @@ use crate::ReportError;
 use crate::run_dir::FoldHistory;
 
 const FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Size of the single-panel charts.
 pub const CHART_SIZE: (u32, u32) = (800, 600);
@@ -41,7 +41,7 @@ const GREY: RGBColor = RGBColor(170, 170, 170);
 type DrawResult = Result<(), Box<dyn Error>>;
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
-fn register_font() -> Result<(), ReportError> {
+pub(crate) fn register_font() -> Result<(), ReportError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
     if ok { Ok(()) } else { Err(ReportError::Plot { chart: "any chart".into(), message: "the embedded DejaVu Sans font does not load".into() }) }

@@ -1,0 +1,241 @@
+//! `naevus explain`: where a trained model looks, as overlays, grey maps and a grid, and
+//! with lesion masks how well those maps find the lesion.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use naevus_data::{Normalize, center_crop_resize, load_rgb};
+use naevus_engine::RunInfo;
+use naevus_engine::device::select_device;
+use naevus_engine::explain::{Explanation, Method, explain_images};
+use naevus_engine::run::{load_fold_model, write_atomic};
+use naevus_report::saliency::{Tile, grid_png, map_png, overlay, rgb_png};
+
+/// Images per row of the grid.
+const GRID_IMAGES_PER_ROW: usize = 4;
+
+/// Show where a trained model looks: Grad-CAM, Grad-CAM++ or its learned attention maps.
+///
+/// Each IMAGE is read from its own file, center-cropped and resized to the run's input size
+/// and normalised as in training. For every image and map, OUT gets NAME_METHOD_LAYER.png
+/// (the map in the JET colour map over the image) and NAME_METHOD_LAYER_map.png (the map in
+/// grey, 0 to 1 as black to white), and grid_METHOD.png shows all of them captioned with the
+/// predicted melanoma probability. Maps are min-max normalised per image, so they show where
+/// the model looks, not how strongly. Grad-CAM shows positive evidence for melanoma only, so
+/// on an image the model calls benign its map is often empty (all black); Grad-CAM++ or an
+/// earlier --layer usually still shows something. An image that cannot be read is named and
+/// skipped.
+///
+/// With --masks DIR, each map is scored against the image's lesion mask
+/// (DIR/NAME_segmentation.png as ISIC names them, or DIR/NAME.png): the Jaccard index of the
+/// map binarised at 0.5, and the pointing game (is the map's maximum on the lesion).
+/// Scores are printed and written to OUT/mask_scores_METHOD.csv.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run directory (from `naevus train`).
+    #[arg(long)]
+    run: PathBuf,
+    /// Image files (JPEG or PNG) to explain.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// attention (models with learned attention), gradcam or gradcam++.
+    #[arg(long, default_value = "gradcam")]
+    method: Method,
+    /// Layer to explain: for Grad-CAM a layer of the model (default: the registry's, the
+    /// last stage; an unknown name lists the valid ones), for attention one attention map
+    /// (default: all of them).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Which fold's model (default: the run's first fold).
+    #[arg(long)]
+    fold: Option<String>,
+    /// Which checkpoint of the fold: best (validation AUC) or last.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// Folder of binary lesion masks to score the maps against.
+    #[arg(long)]
+    masks: Option<PathBuf>,
+    /// Folder to write the pictures (and mask scores) into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Compute backend (default: the one the run trained on).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+/// An image as the model sees it.
+struct InputImage {
+    /// Unique among the images explained: the file stem, numbered when stems repeat.
+    name: String,
+    /// The file stem, for finding its mask.
+    id: String,
+    /// side x side HWC RGB.
+    pixels: Vec<u8>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !matches!(args.checkpoint.as_str(), "best" | "last") {
+        bail!("--checkpoint must be best or last, got \"{}\"", args.checkpoint);
+    }
+    let info = RunInfo::read(&args.run)?;
+    let config = naevus_engine::run::read_config(&args.run)?;
+    let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
+    let spec = naevus_models::spec(&info.model)?;
+    let fold = match &args.fold {
+        Some(fold) if info.folds.contains(fold) => fold.clone(),
+        Some(fold) => bail!("{} has no fold \"{fold}\"; its folds: {}", args.run.display(), info.folds.join(", ")),
+        None => info.folds.first().cloned().with_context(|| format!("{} has no folds", args.run.display()))?,
+    };
+    // Check the layer before any work, so that a typo costs nothing.
+    if let (Some(layer), Method::GradCam | Method::GradCamPlusPlus) = (&args.layer, args.method) {
+        spec.layer(layer)?;
+    }
+    let network = load_fold_model(&args.run, &info, &fold, &args.checkpoint, &device)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let side = info.image_size;
+    let (images, unreadable) = read_images(&args.images, side);
+    if images.is_empty() {
+        bail!("none of the {} images could be read", args.images.len());
+    }
+    let normalize = Normalize { mean: info.mean, std: info.std };
+    let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
+    let explanations =
+        explain_images(&network, spec, info.loss, &pixels, side, &normalize, &device, args.method, args.layer.as_deref())?;
+
+    let method = args.method.name();
+    let mut tiles = Vec::new();
+    for (image, explanation) in images.iter().zip(&explanations) {
+        for map in &explanation.maps {
+            let stem = format!("{}_{method}_{}", image.name, map.layer);
+            let pixels = overlay(&image.pixels, &map.values, side)?;
+            write_atomic(&args.out.join(format!("{stem}.png")), &rgb_png(&pixels, side)?)?;
+            write_atomic(&args.out.join(format!("{stem}_map.png")), &map_png(&map.values, side)?)?;
+            let caption = [image.name.clone(), format!("melanoma {:.3} · {}", explanation.probability, map.layer)];
+            tiles.push(Tile { pixels, side, caption });
+        }
+    }
+    let maps_per_image = explanations.first().map_or(1, |e| e.maps.len()).max(1);
+    let grid = args.out.join(format!("grid_{method}.png"));
+    write_atomic(&grid, &grid_png(&tiles, maps_per_image * GRID_IMAGES_PER_ROW)?)?;
+
+    let layers: Vec<&str> = explanations.first().map_or(Vec::new(), |e| e.maps.iter().map(|m| m.layer.as_str()).collect());
+    println!(
+        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; grid: {}",
+        images.len(),
+        layers.join(", "),
+        info.model,
+        args.checkpoint,
+        args.out.display(),
+        grid.display()
+    );
+    let maps = explanations.iter().flat_map(|e| &e.maps);
+    let empty = maps.clone().filter(|map| map.values.iter().all(|&v| v == 0.0)).count();
+    if empty > 0 {
+        println!(
+            "{empty} of {} map(s) are empty: no positive evidence for melanoma at that layer (common where the \
+             model says benign; gradcam++ or an earlier --layer may show more)",
+            maps.count()
+        );
+    }
+    if unreadable > 0 {
+        println!("{unreadable} image(s) could not be read and were skipped (named above)");
+    }
+    if let Some(masks) = &args.masks {
+        score_against_masks(masks, &images, &explanations, side, &args.out.join(format!("mask_scores_{method}.csv")))?;
+    }
+    Ok(())
+}
+
+/// Reads, center-crops and resizes each image; an unreadable one is named on stderr and
+/// left out. Returns the images read and the number left out.
+fn read_images(paths: &[PathBuf], side: u32) -> (Vec<InputImage>, usize) {
+    let mut images = Vec::with_capacity(paths.len());
+    let mut names = HashSet::new();
+    let mut unreadable = 0;
+    for path in paths {
+        let decoded = match load_rgb(path) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // The error names the file.
+                eprintln!("skipping {error}");
+                unreadable += 1;
+                continue;
+            }
+        };
+        let id = path.file_stem().map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned());
+        let mut name = id.clone();
+        let mut copy = 1;
+        while !names.insert(name.clone()) {
+            copy += 1;
+            name = format!("{id}-{copy}");
+        }
+        images.push(InputImage { name, id, pixels: center_crop_resize(&decoded, side) });
+    }
+    (images, unreadable)
+}
+
+/// The lesion mask of image `id` in `dir`, as the image was cropped and resized; None when
+/// there is none.
+fn find_mask(dir: &Path, id: &str, side: u32) -> Result<Option<Vec<bool>>> {
+    let candidates = [dir.join(format!("{id}_segmentation.png")), dir.join(format!("{id}.png"))];
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        return Ok(None);
+    };
+    let mask = load_rgb(path).with_context(|| format!("reading mask {}", path.display()))?;
+    let pixels = center_crop_resize(&mask, side);
+    // Resampling blurs the mask's edge; half grey splits it back into lesion and skin.
+    Ok(Some(pixels.chunks_exact(3).map(|rgb| rgb[0] >= 128).collect()))
+}
+
+/// Jaccard index and pointing game of every map against its image's mask: printed per image
+/// and on average per layer, and written to `csv_path`.
+fn score_against_masks(dir: &Path, images: &[InputImage], explanations: &[Explanation], side: u32, csv_path: &Path) -> Result<()> {
+    let mut rows = String::from("image,layer,jaccard,pointing_hit\n");
+    // Per layer: (sum of Jaccard indices, hits, maps scored), in first-seen order.
+    let mut totals: Vec<(String, f64, usize, usize)> = Vec::new();
+    for (image, explanation) in images.iter().zip(explanations) {
+        let Some(mask) = find_mask(dir, &image.id, side)? else {
+            eprintln!("no mask for {} in {} ({}_segmentation.png or {}.png); not scored", image.name, dir.display(), image.id, image.id);
+            continue;
+        };
+        for map in &explanation.maps {
+            let scored = naevus_metrics::map_jaccard(&map.values, &mask)
+                .and_then(|jaccard| Ok((jaccard, naevus_metrics::pointing_game_hit(&map.values, &mask)?)));
+            let (jaccard, hit) = match scored {
+                Ok(scores) => scores,
+                Err(error) => {
+                    eprintln!("mask of {}: {error}; not scored", image.name);
+                    continue;
+                }
+            };
+            println!("{} {}: Jaccard {jaccard:.3}, pointing game {}", image.name, map.layer, if hit { "hit" } else { "miss" });
+            rows.push_str(&format!("{},{},{jaccard:.6},{}\n", image.name, map.layer, u8::from(hit)));
+            let index = match totals.iter().position(|t| t.0 == map.layer) {
+                Some(index) => index,
+                None => {
+                    totals.push((map.layer.clone(), 0.0, 0, 0));
+                    totals.len() - 1
+                }
+            };
+            let total = &mut totals[index];
+            total.1 += jaccard;
+            total.2 += usize::from(hit);
+            total.3 += 1;
+        }
+    }
+    if totals.is_empty() {
+        bail!("no image had a usable mask in {}", dir.display());
+    }
+    for (layer, jaccard_sum, hits, count) in &totals {
+        println!(
+            "{layer}: mean Jaccard {:.3} over {count} image(s); pointing game {hits}/{count} = {:.3}",
+            jaccard_sum / *count as f64,
+            *hits as f64 / *count as f64
+        );
+    }
+    write_atomic(csv_path, rows.as_bytes())?;
+    println!("mask scores: {}", csv_path.display());
+    Ok(())
+}
