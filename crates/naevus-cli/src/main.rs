@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod crop;
 mod ensemble;
 mod evaluate;
 mod explain;
@@ -40,6 +41,7 @@ enum Command {
     Evaluate(evaluate::Args),
     Calibrate(calibrate::Args),
     Explain(explain::Args),
+    Crop(crop::Args),
     Ensemble(ensemble::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
@@ -58,6 +60,7 @@ fn main() {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Calibrate(args) => calibrate::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Crop(args) => crop::run(args),
         Command::Ensemble(args) => ensemble::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),

@@ -118,3 +118,43 @@ fn explain_takes_a_layer_and_refuses_unknown_layers_and_missing_attention() {
     assert!(!out.status.success());
     assert!(text(&out).contains("attn-vgg16-bn") && text(&out).contains("chipnet"), "{}", text(&out));
 }
+
+#[test]
+fn crop_recuts_every_image_from_its_original_around_the_chipnet_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("isic2017");
+    let cache = dir.path().join("cache");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
+        source.join("images").to_str().unwrap(), "--size", "64", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // 64 px: a 2 x 2 grid of 32 px chips.
+    let run = dir.path().join("chipnet");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "chipnet", "--folds", "2",
+        "--epochs", "1", "--batch-size", "4", "--augment", "false", "--seed", "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let cropped = dir.path().join("cropped");
+    let out = naevus(&[
+        "crop", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", cropped.to_str().unwrap(), "--size", "48",
+        "--max-area", "1.0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("cropped 8 images"), "{}", text(&out));
+    let boxes = std::fs::read_to_string(cropped.join("crop_boxes.csv")).unwrap();
+    assert_eq!(boxes.lines().count(), 1 + 8, "{boxes}");
+    for line in boxes.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (left, top, side): (f64, f64, f64) = (fields[1].parse().unwrap(), fields[2].parse().unwrap(), fields[3].parse().unwrap());
+        assert!(side > 0.0 && side <= 1.0 && left >= 0.0 && top >= 0.0 && left + side <= 1.0 + 1e-9 && top + side <= 1.0 + 1e-9, "{line}");
+    }
+    // The new cache trains like any other.
+    let out = naevus(&[
+        "train", "--data", cropped.to_str().unwrap(), "--out", dir.path().join("cropnet").to_str().unwrap(), "--model", "small-cnn",
+        "--folds", "2", "--epochs", "1", "--batch-size", "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -173,7 +173,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
                     if cancel.load(Ordering::Relaxed) {
                         return;
                     }
-                    let result = process_image(&records[slot].image_path, size);
+                    let result = process_image(&records[slot], size);
                     let _ = tx.send((slot, result));
                 });
             });
@@ -251,13 +251,16 @@ fn slot_len(size: u32) -> usize {
 
 /// Decode + crop + resize; panics inside a decoder are caught so one bad file cannot
 /// take the whole run down.
-fn process_image(path: &Path, size: u32) -> Result<Vec<u8>, String> {
+fn process_image(record: &Record, size: u32) -> Result<Vec<u8>, String> {
     let run = || -> Result<Vec<u8>, String> {
-        let img = load_rgb(path).map_err(|e| match e {
+        let img = load_rgb(&record.image_path).map_err(|e| match e {
             DataError::Image { reason, .. } => reason,
             other => other.to_string(),
         })?;
-        Ok(center_crop_resize(&img, size))
+        Ok(match &record.crop {
+            Some(region) => crate::image_io::crop_resize(&img, region, size),
+            None => center_crop_resize(&img, size),
+        })
     };
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(result) => result,

@@ -140,6 +140,7 @@ mod tests {
             source: "test".into(),
             row: None,
             file_bytes: None,
+            crop: None,
         }
     }
 

@@ -68,6 +68,15 @@ pub fn center_crop_resize(img: &RgbImage, size: u32) -> Vec<u8> {
     resize_region(img.as_raw(), w, h, (left, top, f64::from(side)), size)
 }
 
+/// Crops `region` (fractions of the centre square) and resizes it to `size` x `size`.
+pub fn crop_resize(img: &RgbImage, region: &crate::crop::CropBox, size: u32) -> Vec<u8> {
+    let (w, h) = img.dimensions();
+    let square = f64::from(w.min(h));
+    let left = f64::from(w - w.min(h)) / 2.0 + region.left * square;
+    let top = f64::from(h - w.min(h)) / 2.0 + region.top * square;
+    resize_region(img.as_raw(), w, h, (left, top, region.side * square), size)
+}
+
 /// Resizes a square HWC RGB u8 image of side `from` to side `to`.
 pub fn resize_square(pixels: &[u8], from: u32, to: u32) -> Vec<u8> {
     if from == to && pixels.len() == rgb_len(to) {

@@ -85,6 +85,7 @@ mod tests {
             source: "test".into(),
             row: None,
             file_bytes,
+            crop: None,
         }
     }
 

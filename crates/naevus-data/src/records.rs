@@ -103,6 +103,9 @@ pub struct Record {
     /// the SIIM-ISIC 2020 winners: file size tracks the camera and the clinic).
     #[serde(default)]
     pub file_bytes: Option<u64>,
+    /// Region of the image's centre square to keep (attention-guided cropping); None: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<crate::crop::CropBox>,
 }
 
 /// A row or file that was skipped, and why.

@@ -385,6 +385,7 @@ fn finish(
             row: Some(p.line),
             file_bytes: std::fs::metadata(&image_path).ok().map(|m| m.len()),
             image_path,
+            crop: None,
         });
     }
     // Rejects in file order make rejects.csv easy to read.
@@ -693,6 +694,7 @@ fn read_folders(root: &Path) -> Result<SourceData, DataError> {
                 id,
                 file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
                 image_path: path,
+                crop: None,
                 melanoma: Some(POSITIVE_FOLDERS.contains(&class.as_str())),
                 diagnosis: Some(class.clone()),
                 metadata: Metadata::default(),

@@ -33,6 +33,7 @@ fn inputs() -> SourceData {
                 source: "isic2017".into(),
                 row: None,
                 file_bytes: None,
+                crop: None,
             },
         );
     }

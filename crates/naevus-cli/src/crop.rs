@@ -1,0 +1,99 @@
+//! `naevus crop`: attention-guided cropping (seed 002). A trained model's maps choose a square
+//! around the lesion in every image of a cache; the images are cut again from their original
+//! full-resolution files into a new cache, and the boxes are saved next to it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use naevus_data::{Cache, CropSettings, Normalize, PrepareOptions, SourceData, attention_box, resize_square};
+use naevus_engine::RunInfo;
+use naevus_engine::device::select_device;
+use naevus_engine::explain::{Method, explain_images};
+use naevus_engine::run::{load_fold_model, write_atomic};
+
+/// Re-crop every image of a cache around where a model looks, from the original files.
+///
+/// Each cached image is explained by the run's model (its learned attention for ChipNet and
+/// the attention models, else --method); the map becomes the smallest square holding --mass of
+/// its attention plus a --margin; a map whose box would cover more than --max-area of the image
+/// is diffuse and the image is kept whole. OUT is a new cache (same records, splits and
+/// groups) and OUT/crop_boxes.csv lists each box as fractions of the image's centre square.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run whose model chooses the crops (seed 002: a chipnet run).
+    #[arg(long)]
+    run: PathBuf,
+    /// Cache of the images to crop.
+    #[arg(long)]
+    data: PathBuf,
+    /// The new cache.
+    #[arg(long)]
+    out: PathBuf,
+    /// Side of the new cache's images (default: the input cache's).
+    #[arg(long)]
+    size: Option<u32>,
+    /// attention (default for models that have it) or gradcam / gradcam++.
+    #[arg(long)]
+    method: Option<Method>,
+    /// Which fold's model.
+    #[arg(long)]
+    fold: Option<String>,
+    #[arg(long, default_value_t = CropSettings::default().mass)]
+    mass: f64,
+    #[arg(long, default_value_t = CropSettings::default().margin)]
+    margin: f64,
+    #[arg(long, default_value_t = CropSettings::default().max_area)]
+    max_area: f64,
+    #[arg(long)]
+    device: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !(0.0 < args.mass && args.mass <= 1.0) || args.margin < 0.0 || !(0.0 < args.max_area && args.max_area <= 1.0) {
+        bail!("--mass and --max-area must lie in (0, 1] and --margin must not be negative");
+    }
+    let settings = CropSettings { mass: args.mass, margin: args.margin, max_area: args.max_area };
+    let info = RunInfo::read(&args.run)?;
+    let config = naevus_engine::run::read_config(&args.run)?;
+    let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
+    let spec = naevus_models::spec(&info.model)?;
+    let method = args.method.unwrap_or(if spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
+    let fold = args.fold.clone().or_else(|| info.folds.first().cloned()).context("the run has no folds")?;
+    let network = load_fold_model(&args.run, &info, &fold, "best", &device)?;
+    let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
+    let normalize = Normalize { mean: info.mean, std: info.std };
+
+    let mut records = cache.records().to_vec();
+    let mut lines = String::from("image_name,left,top,side,whole_image\n");
+    let mut kept_whole = 0;
+    for chunk in (0..cache.len()).collect::<Vec<_>>().chunks(64) {
+        let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| resize_square(cache.image(i), cache.size(), info.image_size)).collect();
+        let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+        let explanations = explain_images(&network, spec, info.loss, &views, info.image_size, &normalize, &device, method, None)?;
+        for (&i, explanation) in chunk.iter().zip(&explanations) {
+            // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
+            let map = explanation.maps.last().context("the model gave no map")?;
+            let region = attention_box(&map.values, map.height, map.width, &settings);
+            records[i].crop = region;
+            let region = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
+            kept_whole += usize::from(records[i].crop.is_none());
+            lines.push_str(&format!("{},{:.4},{:.4},{:.4},{}\n", records[i].id, region.left, region.top, region.side, records[i].crop.is_none()));
+        }
+        eprint!("\rchose {} of {} crops", chunk.last().map_or(0, |&i| i + 1), cache.len());
+    }
+    eprintln!();
+
+    let size = args.size.unwrap_or(cache.size());
+    let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true })?;
+    write_atomic(&args.out.join("crop_boxes.csv"), lines.as_bytes())?;
+    println!(
+        "cropped {} images from their original files into {} ({} kept whole: diffuse maps; {} rejected); boxes in {}",
+        summary.prepared,
+        args.out.display(),
+        kept_whole,
+        summary.rejected,
+        args.out.join("crop_boxes.csv").display()
+    );
+    Ok(())
+}
