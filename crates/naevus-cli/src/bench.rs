@@ -13,7 +13,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches, center_crop_resize, load_rgb, to_chw_f32};
 use naevus_engine::device::select_device;
-use naevus_engine::loss::{LossKind, loss, melanoma_probability};
+use naevus_engine::loss::{LossKind, Target, loss};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -171,7 +171,7 @@ fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: 
     let model = spec.build(1, device);
     let images = random_images(batch, size, device);
     let run = || {
-        let probs = melanoma_probability(LossKind::Bce, model.forward(images.clone()).logits);
+        let probs = Target::binary(LossKind::Bce).melanoma_probability(model.forward(images.clone()).logits);
         let _: Vec<f32> = probs.into_data().try_to_vec().unwrap_or_default();
     };
     run();
@@ -292,7 +292,7 @@ fn latency_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &s
         let mut chw = Vec::new();
         to_chw_f32(&pixels, size, &normalize, &mut chw);
         let input = Tensor::<4>::from_data(TensorData::new(chw, [1, 3, size as usize, size as usize]), device);
-        let _: Vec<f32> = melanoma_probability(LossKind::Bce, model.forward(input).logits).into_data().try_to_vec().unwrap_or_default();
+        let _: Vec<f32> = Target::binary(LossKind::Bce).melanoma_probability(model.forward(input).logits).into_data().try_to_vec().unwrap_or_default();
         millis.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     millis.remove(0); // the first call pays one-off setup

@@ -63,6 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     let network = load_fold_model(&args.run, &info, &fold, "best", &device)?;
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
     let normalize = Normalize { mean: info.mean, std: info.std };
+    let metadata = crate::explain::unknown_metadata(&info);
 
     let mut records = cache.records().to_vec();
     let mut lines = String::from("image_name,left,top,side,whole_image\n");
@@ -70,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
     for chunk in (0..cache.len()).collect::<Vec<_>>().chunks(64) {
         let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| resize_square(cache.image(i), cache.size(), info.image_size)).collect();
         let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-        let explanations = explain_images(&network, spec, info.loss, &views, info.image_size, &normalize, &device, method, None)?;
+        let explanations = explain_images(&network, spec, info.target(), metadata.as_deref(), &views, info.image_size, &normalize, &device, method, None)?;
         for (&i, explanation) in chunk.iter().zip(&explanations) {
             // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
             let map = explanation.maps.last().context("the model gave no map")?;

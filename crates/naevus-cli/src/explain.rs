@@ -50,7 +50,8 @@ pub struct Args {
     /// Which fold's model (default: the run's first fold).
     #[arg(long)]
     fold: Option<String>,
-    /// Which checkpoint of the fold: best (validation AUC) or last.
+    /// Which checkpoint of the fold: best (validation AUC), best_primary (AUC on primary-source
+    /// images, for runs validating external images too) or final.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Folder of binary lesion masks to score the maps against.
@@ -64,6 +65,14 @@ pub struct Args {
     device: Option<String>,
 }
 
+/// For a run with a metadata branch, the features of a patient whose metadata is unknown:
+/// image files come without it.
+pub fn unknown_metadata(info: &RunInfo) -> Option<Vec<f32>> {
+    let encoder = info.metadata.as_ref()?;
+    eprintln!("note: this model also takes patient metadata; the images are explained as of a patient whose metadata is unknown");
+    Some(encoder.encode_unknown())
+}
+
 /// An image as the model sees it.
 struct InputImage {
     /// Unique among the images explained: the file stem, numbered when stems repeat.
@@ -75,9 +84,6 @@ struct InputImage {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if !matches!(args.checkpoint.as_str(), "best" | "last") {
-        bail!("--checkpoint must be best or last, got \"{}\"", args.checkpoint);
-    }
     let info = RunInfo::read(&args.run)?;
     let config = naevus_engine::run::read_config(&args.run)?;
     let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
@@ -100,9 +106,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("none of the {} images could be read", args.images.len());
     }
     let normalize = Normalize { mean: info.mean, std: info.std };
+    let metadata = unknown_metadata(&info);
     let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
     let explanations =
-        explain_images(&network, spec, info.loss, &pixels, side, &normalize, &device, args.method, args.layer.as_deref())?;
+        explain_images(&network, spec, info.target(), metadata.as_deref(), &pixels, side, &normalize, &device, args.method, args.layer.as_deref())?;
 
     let method = args.method.name();
     let mut tiles = Vec::new();

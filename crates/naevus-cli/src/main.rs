@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod combine;
 mod crop;
 mod ensemble;
 mod evaluate;
@@ -36,6 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Prepare(prepare::Args),
+    Combine(combine::Args),
     Train(train::Args),
     Predict(predict::Args),
     Evaluate(evaluate::Args),
@@ -55,6 +57,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(args),
+        Command::Combine(args) => combine::run(args),
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),

@@ -29,7 +29,8 @@ pub struct Args {
     /// CSV to write.
     #[arg(long)]
     out: PathBuf,
-    /// Which checkpoint of each fold: best (validation AUC) or last.
+    /// Which checkpoint of each fold: best (validation AUC), best_primary (AUC on primary-source
+    /// images, for runs validating external images too) or final.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
@@ -51,9 +52,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if !matches!(args.checkpoint.as_str(), "best" | "last") {
-        bail!("--checkpoint must be best or last, got \"{}\"", args.checkpoint);
-    }
     if !(1..=MAX_TTA).contains(&args.tta) {
         bail!("--tta must be between 1 and {MAX_TTA}, got {}", args.tta);
     }

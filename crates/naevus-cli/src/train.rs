@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use naevus_data::Cache;
+use naevus_data::{Cache, ClassScheme, MetadataField};
 use naevus_engine::TrainConfig;
 use naevus_engine::config::{OptimizerKind, SamplingKind};
 use naevus_engine::loss::LossKind;
@@ -70,9 +70,25 @@ pub struct Overrides {
     pub optimizer: Option<OptimizerKind>,
     #[arg(long)]
     pub warmup_epochs: Option<f64>,
+    /// Learning rate at the start of the warm-up as a share of --lr (seed 004: 0.1).
+    #[arg(long)]
+    pub warmup_start: Option<f64>,
+    /// Epochs per cosine cycle, restarting at the peak after each (0: one cycle).
+    #[arg(long)]
+    pub restart_epochs: Option<f64>,
     /// bce, focal or cross-entropy.
     #[arg(long, value_parser = parse_kebab::<LossKind>)]
     pub loss: Option<LossKind>,
+    /// binary, four, nine or ham7 (diagnosis classes train with cross-entropy).
+    #[arg(long, value_parser = parse_kebab::<ClassScheme>)]
+    pub classes: Option<ClassScheme>,
+    /// Patient metadata fed to a metadata branch, comma-separated: sex, age,
+    /// images-of-patient, file-bytes, site ("none": image only).
+    #[arg(long, value_parser = parse_metadata)]
+    pub metadata: Option<MetadataList>,
+    /// Dropout masks averaged in training (multi-sample dropout).
+    #[arg(long)]
+    pub dropout_samples: Option<usize>,
     #[arg(long)]
     pub focal_alpha: Option<f64>,
     #[arg(long)]
@@ -89,11 +105,26 @@ pub struct Overrides {
     /// 0: the dataset's train/val split; K >= 2: grouped K-fold cross-validation.
     #[arg(long)]
     pub folds: Option<usize>,
+    /// Put external images (`naevus combine`) into validation folds too.
+    #[arg(long)]
+    pub external_in_validation: Option<bool>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Compute backend: flex (default), tch or vulkan, as compiled in.
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// A comma-separated list of metadata fields (its own type: clap treats a bare `Vec` as a
+/// repeated flag).
+#[derive(Clone)]
+pub struct MetadataList(Vec<MetadataField>);
+
+fn parse_metadata(text: &str) -> Result<MetadataList, String> {
+    if text.trim() == "none" {
+        return Ok(MetadataList(Vec::new()));
+    }
+    text.split(',').map(|field| parse_kebab::<MetadataField>(field.trim())).collect::<Result<_, _>>().map(MetadataList)
 }
 
 /// Parses a kebab-case enum value the same way the TOML recipe does.
@@ -110,8 +141,12 @@ impl Overrides {
         if let Some(lr) = self.backbone_lr {
             config.backbone_lr = Some(lr);
         }
-        set!(model, pretrained, image_size, epochs, batch_size, lr, freeze_backbone_epochs, early_stopping_patience, weight_decay, optimizer, warmup_epochs, loss,
-             focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds, seed, device);
+        if let Some(MetadataList(fields)) = self.metadata {
+            config.metadata = fields;
+        }
+        set!(model, pretrained, image_size, epochs, batch_size, lr, freeze_backbone_epochs, early_stopping_patience, weight_decay, optimizer, warmup_epochs,
+             warmup_start, restart_epochs, loss, classes, dropout_samples, focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds,
+             external_in_validation, seed, device);
     }
 }
 
@@ -137,8 +172,18 @@ pub fn print_report(report: &TrainReport) {
             fold.best_epoch.map_or("-".into(), |e| e.to_string())
         );
     }
+    let what = if report.folds.len() > 1 { "out-of-fold" } else { "validation" };
+    if let Some(m) = &report.class_metrics {
+        println!(
+            "{what} {}-class accuracy {:.4}, balanced accuracy {:.4}, macro AUC {} ({} images)",
+            m.classes.len(),
+            m.accuracy,
+            m.balanced_accuracy,
+            m.macro_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
+            m.images
+        );
+    }
     if let Some(auc) = report.oof_auc {
-        let what = if report.folds.len() > 1 { "out-of-fold" } else { "validation" };
         println!("{what} AUC {auc:.4} ({:.0} s); run directory {}", report.seconds, report.run_dir.display());
     }
 }

@@ -213,3 +213,89 @@ fn a_backend_that_was_not_compiled_in_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(text(&out).contains(&format!("device \"{device}\" was not compiled into this naevus")), "{}", text(&out));
 }
+
+/// Seed 004's recipe on the fixtures: a HAM10000-format external set joined with
+/// `naevus combine`, nine diagnosis classes, a metadata branch with multi-sample dropout,
+/// warm-up from a tenth and cosine restarts; external images validated too, so each fold
+/// scores primary images apart and keeps a best_primary checkpoint that predict can use.
+#[test]
+fn metadata_nine_classes_and_external_data_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = prepare(dir.path());
+    let ham = dir.path().join("ham");
+    std::fs::create_dir_all(ham.join("images")).unwrap();
+    let mut csv = String::from("image_id,lesion_id,dx,age,sex,localization\n");
+    let sources = ["ISIC_0000002", "ISIC_0000000", "ISIC_0012090", "ISIC_0000004", "ISIC_0000013", "ISIC_0001769"];
+    for (n, (source, dx)) in sources.iter().zip(["mel", "nv", "bkl", "bcc", "mel", "nv"]).enumerate() {
+        let id = format!("ISIC_900000{n}");
+        std::fs::copy(fixtures().join(format!("isic2017/images/{source}.jpg")), ham.join(format!("images/{id}.jpg"))).unwrap();
+        csv.push_str(&format!("{id},HAM_{n},{dx},{},male,back\n", 40 + n));
+    }
+    std::fs::write(ham.join("metadata.csv"), csv).unwrap();
+    let ham_cache = dir.path().join("ham_cache");
+    let out = naevus(&[
+        "prepare", "--source", "ham10000", "--csv", ham.join("metadata.csv").to_str().unwrap(), "--images",
+        ham.join("images").to_str().unwrap(), "--size", "32", "--out", ham_cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let combined = dir.path().join("combined");
+    let out = naevus(&["combine", primary.to_str().unwrap(), "--external", ham_cache.to_str().unwrap(), "--out", combined.to_str().unwrap()]);
+    assert!(text(&out).contains("combined 14 images (8 primary, 6 external)"), "{}", text(&out));
+
+    let train = |run: &Path, external_in_validation: &str| {
+        naevus(&[
+            "train", "--data", combined.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--folds", "2",
+            "--epochs", "3", "--batch-size", "4", "--classes", "nine", "--loss", "cross-entropy", "--metadata", "sex,age,site",
+            "--dropout-samples", "5", "--warmup-start", "0.1", "--restart-epochs", "1", "--external-in-validation",
+            external_in_validation, "--seed", "3",
+        ])
+    };
+    let run = dir.path().join("run");
+    let out = train(&run, "true");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("9-class accuracy") && text(&out).contains("primary AUC"), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["num_outputs"], 9);
+    assert_eq!(info["metadata"]["fields"], serde_json::json!(["sex", "age", "site"]));
+    assert_eq!(info["metadata"]["sites"], serde_json::json!(["torso"]), "HAM's back is the 2020 data's torso");
+    // Every image, external ones included, is validated once; every class has a column.
+    let classes = std::fs::read_to_string(run.join("oof_classes.csv")).unwrap();
+    assert_eq!(classes.lines().count(), 1 + 14);
+    assert!(classes.starts_with("image_name,fold,class,p_melanoma,p_nevus,p_BKL,p_BCC,"), "{classes}");
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("class_metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["images"], 14);
+    let mut primary_scored = 0;
+    for fold in ["fold-0", "fold-1"] {
+        let epochs = metrics_lines(&run.join(fold));
+        assert_eq!(epochs.len(), 3);
+        assert!(epochs[0]["lr"].as_f64().unwrap() > epochs[2]["lr"].as_f64().unwrap() || epochs[1]["lr"] != epochs[2]["lr"]);
+        if epochs.iter().any(|e| e["val_auc_primary"].is_f64()) {
+            assert!(run.join(fold).join("best_primary.bpk").exists(), "{fold}");
+            primary_scored += 1;
+        }
+    }
+    assert!(primary_scored > 0, "no fold had both classes among its primary images");
+    for checkpoint in ["best", "final"] {
+        let predictions = dir.path().join(format!("{checkpoint}.csv"));
+        let out = naevus(&[
+            "predict", "--run", run.to_str().unwrap(), "--data", primary.to_str().unwrap(), "--checkpoint", checkpoint, "--out",
+            predictions.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{checkpoint}: {}", text(&out));
+        assert_eq!(std::fs::read_to_string(&predictions).unwrap().lines().count(), 1 + 8);
+    }
+
+    // By default external images only train: validation holds the 8 primary images, and
+    // there is no best_primary checkpoint to ask for.
+    let run2 = dir.path().join("run2");
+    let out = train(&run2, "false");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("6 external images train in every fold"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(run2.join("oof.csv")).unwrap().lines().count(), 1 + 8);
+    let out = naevus(&[
+        "predict", "--run", run2.to_str().unwrap(), "--data", primary.to_str().unwrap(), "--checkpoint", "best_primary", "--out",
+        dir.path().join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no best_primary checkpoint"), "{}", text(&out));
+}

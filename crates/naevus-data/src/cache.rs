@@ -491,3 +491,62 @@ impl Cache {
         &self.dir
     }
 }
+
+/// Joins prepared caches of one image size into a new cache at `out`: the records of
+/// `primary` as they are, then those of every `external` cache marked `is_external` (extra
+/// training data from other sources, as seed 004 adds ISIC 2019 to 2020). Image ids must be
+/// unique across all of them. Returns the number of images written.
+pub fn combine(primary: &Cache, external: &[Cache], out: &Path) -> Result<usize, DataError> {
+    let caches: Vec<&Cache> = std::iter::once(primary).chain(external).collect();
+    if let Some(other) = caches.iter().find(|c| c.size != primary.size) {
+        return Err(DataError::InvalidArgument(format!(
+            "{} holds {} px images but {} holds {} px ones; prepare them at one size",
+            other.dir.display(),
+            other.size,
+            primary.dir.display(),
+            primary.size
+        )));
+    }
+    let mut seen: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    for (n, cache) in caches.iter().enumerate() {
+        for record in &cache.records {
+            if let Some(first) = seen.insert(record.id.as_str(), cache.dir.as_path()) {
+                return Err(DataError::InvalidArgument(format!(
+                    "image {} is in both {} and {}: an image must not be both training and validation data",
+                    record.id,
+                    first.display(),
+                    cache.dir.display()
+                )));
+            }
+            records.push(Record { is_external: record.is_external || n > 0, ..record.clone() });
+        }
+    }
+    fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    if fs::read_dir(out).map_err(|e| DataError::io(out, e))?.next().is_some() {
+        return Err(DataError::Cache { dir: out.to_path_buf(), reason: "the directory is not empty; combine writes a new cache".into() });
+    }
+    let manifest = Manifest { format_version: FORMAT_VERSION, size: primary.size, slots: records.len(), fingerprint: fingerprint(&records)? };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
+    write_atomic(&out.join(MANIFEST), &json)?;
+
+    // Pixels first, the index last: the index marks the cache finished.
+    let images_path = out.join(IMAGES);
+    let mut images = std::io::BufWriter::new(File::create(&images_path).map_err(|e| DataError::io(&images_path, e))?);
+    for cache in &caches {
+        for i in 0..cache.len() {
+            images.write_all(cache.image(i)).map_err(|e| DataError::io(&images_path, e))?;
+        }
+    }
+    let file = images.into_inner().map_err(|e| DataError::io(&images_path, e.into_error()))?;
+    file.sync_all().map_err(|e| DataError::io(&images_path, e))?;
+    let rejects_csv = out.join(REJECTS);
+    write_atomic(&rejects_csv, &rejects_to_csv(&[], &rejects_csv)?)?;
+    let mut index = Vec::new();
+    for (slot, record) in records.into_iter().enumerate() {
+        serde_json::to_writer(&mut index, &IndexLine { slot, record }).map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
+        index.push(b'\n');
+    }
+    write_atomic(&out.join(INDEX), &index)?;
+    Ok(manifest.slots)
+}

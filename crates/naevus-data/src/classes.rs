@@ -141,6 +141,7 @@ mod tests {
             row: None,
             file_bytes: None,
             crop: None,
+            is_external: false,
         }
     }
 

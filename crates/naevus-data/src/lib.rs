@@ -19,14 +19,14 @@ pub mod sampling;
 pub mod sources;
 
 pub use augment::{Augment, Normalize, augment, dihedral, dihedral_inverse, to_chw_f32};
-pub use cache::{Cache, PrepareOptions, PrepareSummary, prepare};
+pub use cache::{Cache, PrepareOptions, PrepareSummary, combine, prepare};
 pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use crop::{CropBox, CropSettings, attention_box};
 pub use error::DataError;
 pub use folds::stratified_group_kfold;
 pub use image_io::{center_crop_resize, crop_resize, load_rgb, resize_square};
 pub use loader::{Batch, BatchIter, LoaderConfig, batches};
-pub use metadata::{MetadataEncoder, images_per_group};
+pub use metadata::{MetadataEncoder, MetadataField, images_per_group};
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 pub use sampling::{Sampling, epoch_order};
 pub use sources::{SourceData, SourceKind, SourceSpec, read_source};

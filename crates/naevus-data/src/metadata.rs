@@ -10,9 +10,33 @@ use serde::{Deserialize, Serialize};
 
 use crate::records::{Record, Sex};
 
+/// One kind of metadata feature; a run chooses which it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetadataField {
+    /// male 1, female 0, unknown -1
+    Sex,
+    /// age / 90, missing 0
+    Age,
+    /// log1p of the number of images of the same patient in the data set
+    ImagesOfPatient,
+    /// log of the original image file's size in bytes, missing 0
+    FileBytes,
+    /// one-hot anatomical site, with a column for unknown or unseen sites
+    Site,
+}
+
+impl MetadataField {
+    /// Every field, in seed 004's order.
+    pub const ALL: [MetadataField; 5] =
+        [MetadataField::Sex, MetadataField::Age, MetadataField::ImagesOfPatient, MetadataField::FileBytes, MetadataField::Site];
+}
+
 /// Which columns a run's metadata features have.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetadataEncoder {
+    /// The fields used, in feature order.
+    pub fields: Vec<MetadataField>,
     /// Anatomical sites with a column of their own, sorted. Sites not in the list, and
     /// missing sites, go to the final "site_unknown" column.
     pub sites: Vec<String>,
@@ -28,43 +52,75 @@ pub fn images_per_group(records: &[Record]) -> HashMap<String, usize> {
 }
 
 impl MetadataEncoder {
-    /// Columns for every site that occurs in `records` (the seed fits on train and test
-    /// together: a site seen only in the test set still gets its column).
-    pub fn fit(records: &[Record]) -> Self {
-        let mut sites: Vec<String> = records.iter().filter_map(|r| r.metadata.site.clone()).collect();
+    /// An encoder of `fields`, with site columns for every site that occurs in `records`
+    /// (the seed fits on train and test together: a site seen only in the test set still
+    /// gets its column).
+    pub fn fit(records: &[Record], fields: &[MetadataField]) -> Self {
+        let mut sites: Vec<String> = if fields.contains(&MetadataField::Site) {
+            records.iter().filter_map(|r| r.metadata.site.clone()).collect()
+        } else {
+            Vec::new()
+        };
         sites.sort();
         sites.dedup();
-        Self { sites }
+        Self { fields: fields.to_vec(), sites }
     }
 
     /// Names of the features, in order.
     pub fn feature_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["sex", "age_over_90", "log1p_images_of_patient", "log_file_bytes"].map(String::from).to_vec();
-        names.extend(self.sites.iter().map(|s| format!("site_{s}")));
-        names.push("site_unknown".into());
+        let mut names = Vec::new();
+        for field in &self.fields {
+            match field {
+                MetadataField::Sex => names.push("sex".to_string()),
+                MetadataField::Age => names.push("age_over_90".to_string()),
+                MetadataField::ImagesOfPatient => names.push("log1p_images_of_patient".to_string()),
+                MetadataField::FileBytes => names.push("log_file_bytes".to_string()),
+                MetadataField::Site => {
+                    names.extend(self.sites.iter().map(|s| format!("site_{s}")));
+                    names.push("site_unknown".into());
+                }
+            }
+        }
         names
     }
 
     pub fn num_features(&self) -> usize {
-        4 + self.sites.len() + 1
+        self.feature_names().len()
     }
 
     /// The features of `record`, whose patient has `images_of_patient` images in the data set
     /// it belongs to (at least 1: the record itself).
     pub fn encode(&self, record: &Record, images_of_patient: usize) -> Vec<f32> {
         let metadata = &record.metadata;
-        let sex = match metadata.sex {
-            Some(Sex::Male) => 1.0,
-            Some(Sex::Female) => 0.0,
-            None => -1.0,
-        };
-        let age = metadata.age.filter(|a| a.is_finite() && *a >= 0.0).map_or(0.0, |a| a / 90.0);
-        let images = (images_of_patient.max(1) as f32).ln_1p();
-        let file_bytes = record.file_bytes.filter(|&b| b > 0).map_or(0.0, |b| (b as f32).ln());
-        let mut features = vec![sex, age, images, file_bytes];
-        let site_column = metadata.site.as_ref().and_then(|s| self.sites.iter().position(|known| known == s));
-        features.extend((0..=self.sites.len()).map(|c| if Some(c) == site_column || (site_column.is_none() && c == self.sites.len()) { 1.0 } else { 0.0 }));
+        let mut features = Vec::with_capacity(self.fields.len() + self.sites.len());
+        for field in &self.fields {
+            match field {
+                MetadataField::Sex => features.push(match metadata.sex {
+                    Some(Sex::Male) => 1.0,
+                    Some(Sex::Female) => 0.0,
+                    None => -1.0,
+                }),
+                MetadataField::Age => features.push(metadata.age.filter(|a| a.is_finite() && *a >= 0.0).map_or(0.0, |a| a / 90.0)),
+                MetadataField::ImagesOfPatient => features.push((images_of_patient.max(1) as f32).ln_1p()),
+                MetadataField::FileBytes => features.push(record.file_bytes.filter(|&b| b > 0).map_or(0.0, |b| (b as f32).ln())),
+                MetadataField::Site => {
+                    let column = metadata.site.as_ref().and_then(|s| self.sites.iter().position(|known| known == s)).unwrap_or(self.sites.len());
+                    features.extend((0..=self.sites.len()).map(|c| if c == column { 1.0 } else { 0.0 }));
+                }
+            }
+        }
         features
+    }
+
+    /// The features of an image whose metadata is all unknown (a lone file to explain).
+    pub fn encode_unknown(&self) -> Vec<f32> {
+        self.encode(&Record::default(), 1)
+    }
+
+    /// The features of every record of a data set, row by row.
+    pub fn encode_all(&self, records: &[Record]) -> Vec<Vec<f32>> {
+        let counts = images_per_group(records);
+        records.iter().map(|r| self.encode(r, counts.get(&r.group).copied().unwrap_or(1))).collect()
     }
 }
 
@@ -86,6 +142,7 @@ mod tests {
             row: None,
             file_bytes,
             crop: None,
+            is_external: false,
         }
     }
 
@@ -96,7 +153,7 @@ mod tests {
             record("b", "p1", Some(Sex::Female), None, Some("head/neck"), Some(1)),
             record("c", "c", None, Some(90.0), None, None),
         ];
-        let encoder = MetadataEncoder::fit(&records);
+        let encoder = MetadataEncoder::fit(&records, &MetadataField::ALL);
         assert_eq!(
             encoder.feature_names(),
             ["sex", "age_over_90", "log1p_images_of_patient", "log_file_bytes", "site_head/neck", "site_torso", "site_unknown"]
@@ -120,10 +177,20 @@ mod tests {
 
     #[test]
     fn a_site_unseen_when_fitting_goes_to_unknown() {
-        let encoder = MetadataEncoder::fit(&[record("a", "a", None, None, Some("torso"), None)]);
+        let encoder = MetadataEncoder::fit(&[record("a", "a", None, None, Some("torso"), None)], &MetadataField::ALL);
         let palms = record("b", "b", None, Some(f32::NAN), Some("palms/soles"), None);
         let features = encoder.encode(&palms, 1);
         assert_eq!(features[1], 0.0, "NaN age counts as missing");
         assert_eq!(&features[4..], &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_chosen_subset_of_fields_in_order() {
+        let records = vec![record("a", "p", Some(Sex::Female), Some(30.0), Some("torso"), Some(10)), record("b", "p", None, None, None, None)];
+        let encoder = MetadataEncoder::fit(&records, &[MetadataField::Age, MetadataField::Sex]);
+        assert_eq!(encoder.feature_names(), ["age_over_90", "sex"]);
+        assert!(encoder.sites.is_empty(), "no site columns unless the site is used");
+        let rows = encoder.encode_all(&records);
+        assert_eq!(rows, vec![vec![30.0 / 90.0, 0.0], vec![0.0, -1.0]]);
     }
 }

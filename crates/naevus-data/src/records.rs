@@ -78,7 +78,7 @@ pub struct Metadata {
 }
 
 /// One labelled (or unlabelled) image from a source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Image id, e.g. ISIC_0000000.
     pub id: String,
@@ -106,6 +106,10 @@ pub struct Record {
     /// Region of the image's centre square to keep (attention-guided cropping); None: all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop: Option<crate::crop::CropBox>,
+    /// Extra training data from another source (seed 004 adds the ISIC 2019 images to the
+    /// 2020 ones): it trains, and validation scores it apart from the primary source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_external: bool,
 }
 
 /// A row or file that was skipped, and why.

@@ -302,10 +302,22 @@ fn parse_age(value: Option<&str>) -> Option<f32> {
 /// Lowercases and trims an anatomical site; placeholders for "no value" become None.
 fn parse_site(value: Option<&str>) -> Option<String> {
     let site = value?.trim().to_lowercase();
-    match site.as_str() {
-        "" | "unknown" | "nan" | "na" | "n/a" | "none" => None,
-        _ => Some(site),
-    }
+    Some(
+        match site.as_str() {
+            "" | "unknown" | "nan" | "na" | "n/a" | "none" => return None,
+            // One vocabulary across sources, so that external data shares the site columns:
+            // ISIC 2020's general sites. ISIC 2019 splits the torso three ways; HAM10000
+            // names body parts.
+            "anterior torso" | "posterior torso" | "lateral torso" | "abdomen" | "back" | "chest" | "trunk" => "torso",
+            "face" | "ear" | "neck" | "scalp" => "head/neck",
+            "hand" => "upper extremity",
+            "foot" => "lower extremity",
+            "acral" => "palms/soles",
+            "genital" => "oral/genital",
+            other => other,
+        }
+        .to_string(),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -386,6 +398,7 @@ fn finish(
             file_bytes: std::fs::metadata(&image_path).ok().map(|m| m.len()),
             image_path,
             crop: None,
+            is_external: false,
         });
     }
     // Rejects in file order make rejects.csv easy to read.
@@ -695,6 +708,7 @@ fn read_folders(root: &Path) -> Result<SourceData, DataError> {
                 file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
                 image_path: path,
                 crop: None,
+                is_external: false,
                 melanoma: Some(POSITIVE_FOLDERS.contains(&class.as_str())),
                 diagnosis: Some(class.clone()),
                 metadata: Metadata::default(),

@@ -34,6 +34,7 @@ fn inputs() -> SourceData {
                 row: None,
                 file_bytes: None,
                 crop: None,
+                is_external: false,
             },
         );
     }
@@ -148,4 +149,36 @@ fn empty_input_gives_empty_cache() {
     assert_eq!((summary.prepared, summary.rejected), (0, 0));
     let cache = Cache::open(dir.path()).unwrap();
     assert!(cache.is_empty());
+}
+
+#[test]
+fn combine_marks_external_images_and_keeps_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SourceSpec { kind: SourceKind::Isic2017, csv: Some(fixtures().join("isic2017/labels.csv")), images: images(), metadata_csv: None };
+    let mut primary = read_source(&spec).unwrap();
+    let external = SourceData { records: primary.records.split_off(5), rejects: Vec::new() };
+    prepare(primary, &dir.path().join("a"), &opts(16)).unwrap();
+    prepare(external, &dir.path().join("b"), &opts(16)).unwrap();
+    let (a, b) = (Cache::open(&dir.path().join("a")).unwrap(), Cache::open(&dir.path().join("b")).unwrap());
+
+    let n = naevus_data::combine(&a, std::slice::from_ref(&b), &dir.path().join("ab")).unwrap();
+    let ab = Cache::open(&dir.path().join("ab")).unwrap();
+    assert_eq!((n, ab.len(), ab.size()), (8, 8, 16));
+    assert_eq!(ab.records().iter().filter(|r| r.is_external).count(), 3);
+    assert!(ab.records()[..5].iter().all(|r| !r.is_external));
+    assert_eq!(ab.records()[6].id, b.records()[1].id);
+    assert_eq!(ab.image(6), b.image(1));
+    assert_eq!(ab.image(2), a.image(2));
+
+    // The same image twice, or two sizes, are refused with the reason.
+    let err = naevus_data::combine(&a, std::slice::from_ref(&a), &dir.path().join("aa")).unwrap_err().to_string();
+    assert!(err.contains("is in both"), "{err}");
+    let spec_c = SourceSpec { kind: SourceKind::Isic2017, csv: Some(fixtures().join("isic2017/labels.csv")), images: images(), metadata_csv: None };
+    prepare(read_source(&spec_c).unwrap(), &dir.path().join("c"), &opts(8)).unwrap();
+    let c = Cache::open(&dir.path().join("c")).unwrap();
+    let err = naevus_data::combine(&b, &[c], &dir.path().join("bc")).unwrap_err().to_string();
+    assert!(err.contains("8 px") && err.contains("16 px"), "{err}");
+    // A non-empty output directory is never overwritten.
+    let err = naevus_data::combine(&a, &[], &dir.path().join("ab")).unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
 }

@@ -149,7 +149,7 @@ fn ham10000_fixture() {
     assert_eq!(ids, ["ISIC_0000000", "ISIC_0000002", "ISIC_0000004", "ISIC_0012090"]);
     let r = get(&data, "ISIC_0000004");
     assert_eq!((r.group.as_str(), r.melanoma, r.diagnosis.as_deref()), ("HAM_0000002", Some(true), Some("melanoma")));
-    assert_eq!((r.metadata.age, r.metadata.site.as_deref(), r.split), (None, Some("back"), Some(Split::Val)));
+    assert_eq!((r.metadata.age, r.metadata.site.as_deref(), r.split), (None, Some("torso"), Some(Split::Val))); // HAM10000 "back" in the ISIC 2020 vocabulary
     let r = get(&data, "ISIC_0000000");
     assert_eq!((r.melanoma, r.diagnosis.as_deref(), r.metadata.age), (Some(false), Some("nevus"), Some(55.0)));
     let r = get(&data, "ISIC_0012090");
@@ -186,7 +186,7 @@ fn isic2019_with_metadata() {
         ]
     );
     let r = get(&data, "ISIC_0000000");
-    assert_eq!((r.metadata.age, r.metadata.site.as_deref(), r.metadata.sex), (Some(55.0), Some("anterior torso"), Some(Sex::Female)));
+    assert_eq!((r.metadata.age, r.metadata.site.as_deref(), r.metadata.sex), (Some(55.0), Some("torso"), Some(Sex::Female)));
     assert_eq!(get(&data, "ISIC_0012090").metadata.sex, Some(Sex::Male));
     assert_eq!(get(&data, "ISIC_0001769").metadata, Default::default());
 

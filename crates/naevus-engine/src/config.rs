@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::loss::LossKind;
+use naevus_data::{ClassScheme, MetadataField};
+
+use crate::loss::{LossKind, Target};
 
 /// Optimiser choice.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -55,7 +57,21 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Linear warm-up length in epochs (fractions allowed) before the cosine decay.
     pub warmup_epochs: f64,
+    /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
+    /// tenfold: 0.1).
+    pub warmup_start: f64,
+    /// Length in epochs of each cosine cycle after the warm-up, the learning rate restarting
+    /// at its peak after each (SGDR); 0: one cycle over all remaining epochs.
+    pub restart_epochs: f64,
     pub loss: LossKind,
+    /// Classes the model tells apart: binary (melanoma or not), or diagnoses (four, nine,
+    /// ham7) trained with cross-entropy, the melanoma score being its class's probability.
+    pub classes: ClassScheme,
+    /// Patient metadata fed to a metadata branch next to the image features (seed 004):
+    /// any of sex, age, images-of-patient, file-bytes, site; empty: image only.
+    pub metadata: Vec<MetadataField>,
+    /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5).
+    pub dropout_samples: usize,
     pub focal_alpha: f64,
     pub focal_gamma: f64,
     pub sampling: SamplingKind,
@@ -65,6 +81,9 @@ pub struct TrainConfig {
     /// 0: train on the dataset's own train split and validate on its val split;
     /// K >= 2: K-fold cross-validation grouped by patient or lesion.
     pub folds: usize,
+    /// External images (see `naevus combine`) also go into validation folds; by default
+    /// they only ever train, and validation holds primary-source images alone.
+    pub external_in_validation: bool,
     pub seed: u64,
     /// Compute backend: flex, tch or vulkan (what was compiled in).
     pub device: String,
@@ -85,13 +104,19 @@ impl Default for TrainConfig {
             weight_decay: 1e-4,
             optimizer: OptimizerKind::Adamw,
             warmup_epochs: 1.0,
+            warmup_start: 0.01,
+            restart_epochs: 0.0,
             loss: LossKind::Bce,
+            classes: ClassScheme::Binary,
+            metadata: Vec::new(),
+            dropout_samples: 1,
             focal_alpha: 0.25,
             focal_gamma: 2.0,
             sampling: SamplingKind::Shuffle,
             negatives_per_positive: 3.0,
             augment: true,
             folds: 0,
+            external_in_validation: false,
             seed: 42,
             device: "flex".into(),
         }
@@ -99,6 +124,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The loss and classes together.
+    pub fn target(&self) -> Target {
+        Target { loss: self.loss, classes: self.classes }
+    }
+
     /// Reads a TOML recipe; unknown keys are an error so typos do not pass silently.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading recipe {}", path.display()))?;
@@ -145,6 +175,22 @@ impl TrainConfig {
         }
         if self.negatives_per_positive <= 0.0 {
             bail!("negatives_per_positive must be positive");
+        }
+        self.target().check().map_err(anyhow::Error::msg)?;
+        if !(self.warmup_start > 0.0 && self.warmup_start <= 1.0) {
+            bail!("warmup_start must lie in (0, 1], got {}", self.warmup_start);
+        }
+        if !(self.restart_epochs >= 0.0 && self.restart_epochs.is_finite()) {
+            bail!("restart_epochs must be 0 (no restarts) or a positive number of epochs, got {}", self.restart_epochs);
+        }
+        if self.dropout_samples == 0 {
+            bail!("dropout_samples must be at least 1");
+        }
+        let mut fields = self.metadata.clone();
+        fields.sort_by_key(|f| *f as usize);
+        fields.dedup();
+        if fields.len() != self.metadata.len() {
+            bail!("metadata lists a field twice: {:?}", self.metadata);
         }
         Ok(())
     }

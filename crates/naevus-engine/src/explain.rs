@@ -26,7 +26,7 @@ use naevus_data::{Normalize, to_chw_f32};
 use naevus_metrics::min_max_normalise;
 use naevus_models::{Layer, ModelSpec, Network};
 
-use crate::loss::{LossKind, melanoma_probability};
+use crate::loss::Target;
 
 /// How a map is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,8 @@ const BATCH: usize = 8;
 pub fn explain_images(
     network: &Network,
     spec: &ModelSpec,
-    loss: LossKind,
+    target: Target,
+    metadata: Option<&[f32]>,
     images: &[&[u8]],
     side: u32,
     normalize: &Normalize,
@@ -111,19 +112,21 @@ pub fn explain_images(
         }
         let shape = [chunk.len(), 3, side as usize, side as usize];
         let batch = Tensor::<4>::from_data(TensorData::new(values, shape), device);
-        explanations.extend(explain(network, spec, loss, batch, method, layer)?);
+        explanations.extend(explain(network, spec, target, metadata, batch, method, layer)?);
     }
     Ok(explanations)
 }
 
 /// Explains each of `images` (normalised, [batch, 3, h, w], on the network's device) with
 /// `method`, at `layer` when given, else at the model's default: its `explain_layer` for
-/// Grad-CAM, every attention map for attention. `loss` is the run's, which fixes the
-/// melanoma logit.
+/// Grad-CAM, every attention map for attention. `target` is the run's, which fixes the
+/// melanoma logit; `metadata` is the one row of metadata features every image is explained
+/// with, for networks with a metadata branch.
 pub fn explain(
     network: &Network,
     spec: &ModelSpec,
-    loss: LossKind,
+    target: Target,
+    metadata: Option<&[f32]>,
     images: Tensor<4>,
     method: Method,
     layer: Option<&str>,
@@ -132,15 +135,19 @@ pub fn explain(
     // cut alone brings autodiff in.
     let network = network.valid();
     let images = images.without_autodiff();
-    let [_, _, height, width] = images.dims();
+    let [batch, _, height, width] = images.dims();
+    let metadata = metadata.map(|row| {
+        let values: Vec<f32> = (0..batch).flat_map(|_| row.iter().copied()).collect();
+        Tensor::<2>::from_data(TensorData::new(values, [batch, row.len()]), &images.device())
+    });
     let (probabilities, raw_maps) = match method {
         Method::GradCam | Method::GradCamPlusPlus => {
             let name = layer.unwrap_or(spec.explain_layer);
             let cut_at = spec.layer(name)?;
-            let (probabilities, map) = class_activation_map(&network, images, cut_at, loss, method)?;
+            let (probabilities, map) = class_activation_map(&network, images, metadata, cut_at, target, method)?;
             (probabilities, vec![(name.to_string(), map)])
         }
-        Method::Attention => attention_maps(&network, spec, images, loss, layer)?,
+        Method::Attention => attention_maps(&network, spec, images, metadata, target, layer)?,
     };
 
     let probabilities = probabilities.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading probabilities: {e:?}"))?;
@@ -166,7 +173,8 @@ fn attention_maps(
     network: &Network,
     spec: &ModelSpec,
     images: Tensor<4>,
-    loss: LossKind,
+    metadata: Option<Tensor<2>>,
+    target: Target,
     layer: Option<&str>,
 ) -> Result<(Tensor<1>, Vec<(String, Tensor<4>)>)> {
     let names = spec.attention_layers();
@@ -184,14 +192,14 @@ fn attention_maps(
     {
         bail!("{} has attention maps over {}, not over \"{wanted}\"", spec.name, names.join(", "));
     }
-    let output = network.forward(images);
+    let output = network.forward_with_metadata(images, metadata);
     let maps = names
         .into_iter()
         .zip(output.attention)
         .filter(|(name, _)| layer.is_none_or(|wanted| wanted == *name))
         .map(|(name, map)| (name.to_string(), map))
         .collect();
-    Ok((melanoma_probability(loss, output.logits), maps))
+    Ok((target.melanoma_probability(output.logits), maps))
 }
 
 /// Grad-CAM or Grad-CAM++ at `layer`: (probabilities [batch], raw maps [batch, 1, h, w] at
@@ -199,11 +207,12 @@ fn attention_maps(
 fn class_activation_map(
     network: &Network,
     images: Tensor<4>,
+    metadata: Option<Tensor<2>>,
     layer: Layer,
-    loss: LossKind,
+    target: Target,
     method: Method,
 ) -> Result<(Tensor<1>, Tensor<4>)> {
-    let LayerGradient { activations, gradient, probabilities } = layer_gradient(network, images, layer, loss)?;
+    let LayerGradient { activations, gradient, probabilities } = layer_gradient(network, images, metadata, layer, target)?;
     let weights = if method == Method::GradCamPlusPlus {
         grad_cam_plus_plus_weights(activations.clone(), gradient)
     } else {
@@ -223,7 +232,7 @@ struct LayerGradient {
 }
 
 /// Runs the network cut at `layer` and back-propagates the melanoma logit to the cut.
-fn layer_gradient(network: &Network, images: Tensor<4>, layer: Layer, loss: LossKind) -> Result<LayerGradient> {
+fn layer_gradient(network: &Network, images: Tensor<4>, metadata: Option<Tensor<2>>, layer: Layer, target: Target) -> Result<LayerGradient> {
     let leaf: RefCell<Option<Tensor<4>>> = RefCell::new(None);
     let cut = |seen: Layer, map: Tensor<4>| {
         if seen != layer {
@@ -235,12 +244,13 @@ fn layer_gradient(network: &Network, images: Tensor<4>, layer: Layer, loss: Loss
         *leaf.borrow_mut() = Some(cut_map.clone());
         cut_map
     };
-    let output = network.forward_hooked(images, &cut);
+    let output = network.forward_hooked(images, metadata, &cut);
     let activations = leaf.take().with_context(|| format!("the forward pass never reached layer {layer:?}"))?;
 
     let logits = output.logits;
     let [batch, _] = logits.dims();
-    let melanoma = melanoma_logit_index(loss);
+    // The melanoma class's own logit (pre-softmax, as Grad-CAM prescribes).
+    let melanoma = target.melanoma_column();
     // Images do not interact in inference mode, so one backward pass of the summed logits
     // gives every image its own gradient.
     let score = logits.clone().slice([0..batch, melanoma..melanoma + 1]).sum();
@@ -249,17 +259,8 @@ fn layer_gradient(network: &Network, images: Tensor<4>, layer: Layer, loss: Loss
     Ok(LayerGradient {
         activations: activations.without_autodiff(),
         gradient,
-        probabilities: melanoma_probability(loss, logits.without_autodiff()),
+        probabilities: target.melanoma_probability(logits.without_autodiff()),
     })
-}
-
-/// Column of the melanoma logit: the single output of a sigmoid model, class 1 of a
-/// two-class softmax model (its pre-softmax score, as Grad-CAM prescribes).
-fn melanoma_logit_index(loss: LossKind) -> usize {
-    match loss {
-        LossKind::Bce | LossKind::Focal => 0,
-        LossKind::CrossEntropy => 1,
-    }
 }
 
 /// Grad-CAM channel weights: the spatial mean of the gradient, [batch, channels, 1, 1].
@@ -292,6 +293,7 @@ fn upsample(maps: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::LossKind;
 
     fn tensor(values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
         Tensor::from_data(TensorData::new(values, shape), &Device::flex())
@@ -333,7 +335,7 @@ mod tests {
         let pixels: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
         let images = tensor(pixels, [1, 3, 32, 32]);
         let layer = model.layer("block2").unwrap();
-        let LayerGradient { gradient, .. } = layer_gradient(&network, images.clone(), layer, LossKind::CrossEntropy).unwrap();
+        let LayerGradient { gradient, .. } = layer_gradient(&network, images.clone(), None, layer, Target::binary(LossKind::CrossEntropy)).unwrap();
         let gradient = values(gradient);
 
         let melanoma_logit_with = |index: usize, delta: f32| {
@@ -346,7 +348,7 @@ mod tests {
                 let shape = map.dims();
                 map + tensor(offset, shape)
             };
-            let logits = network.forward_hooked(images.clone(), &nudge).logits;
+            let logits = network.forward_hooked(images.clone(), None, &nudge).logits;
             f64::from(logits.into_data().try_to_vec::<f32>().unwrap()[1])
         };
         // The entries with the largest gradients, away from ReLU and max-pool kinks.

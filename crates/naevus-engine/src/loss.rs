@@ -1,7 +1,9 @@
-//! Losses for the binary melanoma target: BCE with logits, focal, and two-class cross-entropy.
+//! Losses: BCE with logits and focal loss for melanoma or not, softmax cross-entropy over
+//! two or more classes; and how a run's logits become a melanoma probability.
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
+use naevus_data::ClassScheme;
 use serde::{Deserialize, Serialize};
 
 /// Which loss a run trains with; it also fixes how many logits the model has.
@@ -26,7 +28,8 @@ impl LossKind {
     }
 }
 
-/// Mean loss of `logits` [batch, outputs] against 0/1 `labels`.
+/// Mean loss of `logits` [batch, outputs] against `labels`: 0/1 for one logit, class
+/// indices for cross-entropy.
 pub fn loss(kind: LossKind, logits: Tensor<2>, labels: &[u8], alpha: f64, gamma: f64) -> Tensor<1> {
     let device = logits.device();
     let batch = labels.len();
@@ -60,12 +63,57 @@ pub fn loss(kind: LossKind, logits: Tensor<2>, labels: &[u8], alpha: f64, gamma:
     }
 }
 
-/// Melanoma probability per image from the logits of a model trained with `kind`.
-pub fn melanoma_probability(kind: LossKind, logits: Tensor<2>) -> Tensor<1> {
-    let batch = logits.dims()[0];
-    match kind {
-        LossKind::Bce | LossKind::Focal => sigmoid(logits).reshape([batch]),
-        LossKind::CrossEntropy => softmax(logits, 1).slice([0..batch, 1..2]).reshape([batch]),
+/// What a run's logits stand for: the loss it trains with and the classes it tells apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    pub loss: LossKind,
+    pub classes: ClassScheme,
+}
+
+impl Target {
+    /// Melanoma or not.
+    pub fn binary(loss: LossKind) -> Self {
+        Self { loss, classes: ClassScheme::Binary }
+    }
+
+    /// Number of logits the model must produce.
+    pub fn num_outputs(self) -> usize {
+        match self.classes {
+            ClassScheme::Binary => self.loss.num_outputs(),
+            scheme => scheme.num_classes(),
+        }
+    }
+
+    /// Rejects losses that cannot train the scheme: diagnosis classes need cross-entropy.
+    pub fn check(self) -> Result<(), String> {
+        if self.classes != ClassScheme::Binary && self.loss != LossKind::CrossEntropy {
+            return Err(format!("the {:?} class scheme trains with loss = \"cross-entropy\", not {:?}", self.classes, self.loss));
+        }
+        Ok(())
+    }
+
+    /// Probabilities per image [batch, outputs]: sigmoid of a single logit, softmax otherwise.
+    pub fn output_probabilities(self, logits: Tensor<2>) -> Tensor<2> {
+        match self.loss {
+            LossKind::Bce | LossKind::Focal => sigmoid(logits),
+            LossKind::CrossEntropy => softmax(logits, 1),
+        }
+    }
+
+    /// The column of [`output_probabilities`](Self::output_probabilities) that is the
+    /// melanoma score.
+    pub fn melanoma_column(self) -> usize {
+        match self.loss {
+            LossKind::Bce | LossKind::Focal => 0,
+            LossKind::CrossEntropy => self.classes.melanoma_class(),
+        }
+    }
+
+    /// Melanoma probability per image.
+    pub fn melanoma_probability(self, logits: Tensor<2>) -> Tensor<1> {
+        let batch = logits.dims()[0];
+        let column = self.melanoma_column();
+        self.output_probabilities(logits).slice([0..batch, column..column + 1]).reshape([batch])
     }
 }
 
@@ -122,10 +170,22 @@ mod tests {
 
     #[test]
     fn probabilities_come_from_the_right_output() {
-        let p = melanoma_probability(LossKind::Bce, logits(&[0.0, 2.0], 1)).into_data().try_to_vec::<f32>().unwrap();
+        let p = Target::binary(LossKind::Bce).melanoma_probability(logits(&[0.0, 2.0], 1)).into_data().try_to_vec::<f32>().unwrap();
         assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] as f64 - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-6);
-        let p = melanoma_probability(LossKind::CrossEntropy, logits(&[0.0, 0.0, 0.0, 1.0], 2)).into_data().try_to_vec::<f32>().unwrap();
+        let p = Target::binary(LossKind::CrossEntropy)
+            .melanoma_probability(logits(&[0.0, 0.0, 0.0, 1.0], 2))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert!((p[0] - 0.5).abs() < 1e-6);
         assert!((p[1] as f64 - 1f64.exp() / (1.0 + 1f64.exp())).abs() < 1e-6);
+        // Nine classes: melanoma is class 0, and its softmax share is the score.
+        let nine = Target { loss: LossKind::CrossEntropy, classes: ClassScheme::Nine };
+        assert_eq!(nine.num_outputs(), 9);
+        let mut values = vec![0.0; 9];
+        values[0] = 2.0f32.ln();
+        let p = nine.melanoma_probability(logits(&values, 9)).into_data().try_to_vec::<f32>().unwrap();
+        assert!((p[0] - 0.2).abs() < 1e-6, "2 / (2 + 8) = 0.2, got {}", p[0]);
+        assert!(Target { loss: LossKind::Focal, classes: ClassScheme::Ham7 }.check().is_err());
     }
 }

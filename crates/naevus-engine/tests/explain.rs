@@ -5,7 +5,7 @@
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use naevus_engine::explain::{Method, explain};
-use naevus_engine::loss::{LossKind, loss, melanoma_probability};
+use naevus_engine::loss::{LossKind, Target, loss};
 use naevus_models::{MODELS, spec};
 
 /// Small deterministic pseudo-random numbers (xorshift64*), enough for test images.
@@ -39,13 +39,13 @@ fn every_model_gives_maps_of_the_image_size_in_zero_to_one() {
     for model in MODELS {
         device.seed(3);
         let network = model.build(1, &device).valid();
-        let plain = values(melanoma_probability(LossKind::Bce, network.forward(images.clone()).logits));
+        let plain = values(Target::binary(LossKind::Bce).melanoma_probability(network.forward(images.clone()).logits));
         let mut methods = vec![Method::GradCam, Method::GradCamPlusPlus];
         if !model.attention_layers().is_empty() {
             methods.push(Method::Attention);
         }
         for method in methods {
-            let explanations = explain(&network, model, LossKind::Bce, images.clone(), method, None).unwrap();
+            let explanations = explain(&network, model, Target::binary(LossKind::Bce), None, images.clone(), method, None).unwrap();
             assert_eq!(explanations.len(), batch, "{} {method}", model.name);
             for (explanation, p) in explanations.iter().zip(&plain) {
                 // Cutting the network at a layer changes nothing in what it computes.
@@ -69,16 +69,16 @@ fn every_named_layer_can_be_explained_and_others_are_refused() {
         let model = spec(name).unwrap();
         let network = model.build(2, &device).valid();
         for layer in model.layer_names() {
-            let explanations = explain(&network, model, LossKind::CrossEntropy, images.clone(), Method::GradCam, Some(layer)).unwrap();
+            let explanations = explain(&network, model, Target::binary(LossKind::CrossEntropy), None, images.clone(), Method::GradCam, Some(layer)).unwrap();
             assert_eq!(explanations[0].maps[0].layer, layer);
             assert_eq!(explanations[0].maps[0].values.len(), 64 * 64);
         }
-        let error = explain(&network, model, LossKind::CrossEntropy, images.clone(), Method::GradCam, Some("conv9")).unwrap_err();
+        let error = explain(&network, model, Target::binary(LossKind::CrossEntropy), None, images.clone(), Method::GradCam, Some("conv9")).unwrap_err();
         assert!(error.to_string().contains(&model.layer_names().join(", ")), "{error}");
     }
     let model = spec("resnet18").unwrap();
     let network = model.build(1, &device).valid();
-    let error = explain(&network, model, LossKind::Bce, images, Method::Attention, None).unwrap_err().to_string();
+    let error = explain(&network, model, Target::binary(LossKind::Bce), None, images, Method::Attention, None).unwrap_err().to_string();
     assert!(error.contains("attn-vgg16-bn") && error.contains("chipnet") && error.contains("gradcam"), "{error}");
 }
 
@@ -143,7 +143,7 @@ fn grad_cam_points_at_the_bright_square_a_trained_network_detects() {
     let test_count = 40;
     let SquareImages { pixels, labels, corners } = square_images(test_count, side, square, &mut noise);
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [test_count, 3, side, side]), &device);
-    let explanations = explain(&network, model, LossKind::Bce, images, Method::GradCam, None).unwrap();
+    let explanations = explain(&network, model, Target::binary(LossKind::Bce), None, images, Method::GradCam, None).unwrap();
 
     let correct = explanations.iter().zip(&labels).filter(|(e, label)| (e.probability > 0.5) == (**label == 1)).count();
     assert!(correct >= test_count * 9 / 10, "the network did not learn the task: {correct}/{test_count} correct");
@@ -185,7 +185,7 @@ fn benchmark_grad_cam_on_efficientnet_lite0_at_256_px() {
             let start = std::time::Instant::now();
             let pixels = naevus_data::center_crop_resize(&naevus_data::load_rgb(&file).unwrap(), side);
             let explanations =
-                naevus_engine::explain::explain_images(&network, model, LossKind::Bce, &[&pixels], side, &normalize, &device, method, None)
+                naevus_engine::explain::explain_images(&network, model, Target::binary(LossKind::Bce), None, &[&pixels], side, &normalize, &device, method, None)
                     .unwrap();
             assert_eq!(explanations[0].maps[0].values.len(), (side * side) as usize);
             seconds.push(start.elapsed().as_secs_f64());

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use naevus_data::{Cache, PrepareOptions, SourceKind, SourceSpec, prepare, read_source};
-use naevus_engine::loss::{LossKind, loss};
-use naevus_engine::predict::{InputSpec, batch_tensor, probabilities};
-use naevus_data::{LoaderConfig, Normalize, batches};
+use naevus_data::{Cache, ClassScheme, LoaderConfig, MetadataEncoder, MetadataField, Normalize, PrepareOptions, SourceKind, SourceSpec, batches, prepare, read_source};
+use naevus_engine::loss::{LossKind, Target, loss};
+use naevus_engine::predict::{InputSpec, batch_logits, batch_tensor, metadata_tensor, output_probabilities, probabilities};
+use naevus_models::HeadOptions;
 
 const SIZE: u32 = 64;
 const STEPS: usize = 12;
@@ -53,10 +53,76 @@ fn every_model_learns_the_fixtures_and_predicts() {
         assert!(losses.iter().all(|l| l.is_finite()), "{}: {losses:?}", spec.name);
         assert!(last < first, "{}: loss did not fall: {losses:?}", spec.name);
 
-        let input = InputSpec { image_size: SIZE, normalize, loss: LossKind::Bce };
+        let input = InputSpec { image_size: SIZE, normalize, target: Target::binary(LossKind::Bce), metadata: None };
         let probs = probabilities(&model.valid(), &cache, &items, &input, &device, 1).unwrap();
         assert_eq!(probs.len(), items.len(), "{}", spec.name);
         assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{}: {probs:?}", spec.name);
         eprintln!("{}: loss {first:.3} -> {last:.3}", spec.name);
+    }
+}
+
+/// Seed 004's network on every kind of head: a metadata branch beside the image features,
+/// multi-sample dropout, nine diagnosis classes with cross-entropy. A few steps lower the
+/// loss, the output depends on the metadata, and predict's path gives nine probabilities
+/// summing to one, the melanoma score being class 0's.
+#[test]
+fn metadata_models_with_nine_classes_learn_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = fixture_cache(dir.path());
+    let items: Vec<usize> = (0..cache.len()).collect();
+    let scheme = ClassScheme::Nine;
+    let labels: Vec<u8> = items.iter().map(|&i| scheme.class_of(&cache.records()[i]).unwrap().unwrap() as u8).collect();
+    assert!(labels.contains(&0) && labels.contains(&1) && labels.contains(&2), "melanoma, nevus and keratosis fixtures: {labels:?}");
+    let encoder = MetadataEncoder::fit(cache.records(), &MetadataField::ALL);
+    let features = encoder.encode_all(cache.records());
+    let target = Target { loss: LossKind::CrossEntropy, classes: scheme };
+    let options = HeadOptions { num_outputs: 9, metadata_features: encoder.num_features(), dropout_samples: 5 };
+    let device = Device::flex();
+    let train_device = device.clone().autodiff();
+
+    // One model per kind of head: pooled with a hidden layer, pooled, attention, chips.
+    for name in ["small-cnn", "efficientnet-lite0", "attn-efficientnet-lite0", "chipnet"] {
+        let spec = naevus_models::spec(name).unwrap();
+        let normalize = Normalize { mean: spec.mean, std: spec.std };
+        let loader = LoaderConfig { batch_size: items.len(), augment: None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
+        let batch = batches(cache.clone(), items.clone(), loader).next().unwrap();
+
+        train_device.seed(11);
+        let mut model = spec.build_with(options, &train_device);
+        assert!(model.takes_metadata(), "{name}");
+        let mut optimizer = AdamConfig::new().init();
+        let mut losses = Vec::new();
+        for _ in 0..STEPS {
+            let logits = batch_logits(&model, batch.clone(), Some(&features), &train_device);
+            assert_eq!(logits.dims(), [items.len(), 9], "{name}");
+            let value = loss(LossKind::CrossEntropy, logits, &labels, 0.25, 2.0);
+            losses.push(value.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(value.backward(), &model);
+            model = optimizer.step(1e-3, model, grads);
+        }
+        let first = (losses[0] + losses[1]) / 2.0;
+        let last = (losses[STEPS - 2] + losses[STEPS - 1]) / 2.0;
+        assert!(losses.iter().all(|l| l.is_finite()), "{name}: {losses:?}");
+        assert!(last < first, "{name}: loss did not fall: {losses:?}");
+
+        let model = model.valid();
+        let images = batch_tensor(batch.clone(), &device);
+        let with = |shift: f32| {
+            let meta = metadata_tensor(&features, &items, &device).add_scalar(shift);
+            model.forward_with_metadata(images.clone(), Some(meta)).logits.into_data().try_to_vec::<f32>().unwrap()
+        };
+        let (plain, shifted) = (with(0.0), with(1.0));
+        let change = plain.iter().zip(&shifted).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(change > 1e-4, "{name}: the logits ignore the metadata");
+
+        let input = InputSpec { image_size: SIZE, normalize, target, metadata: Some(encoder.clone()) };
+        let outputs = output_probabilities(&model, &cache, &items, &input, &device, 2).unwrap();
+        let melanoma = probabilities(&model, &cache, &items, &input, &device, 2).unwrap();
+        for (row, p) in outputs.iter().zip(&melanoma) {
+            assert_eq!(row.len(), 9);
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{name}: {row:?}");
+            assert_eq!(row[0], *p, "{name}: melanoma is class 0");
+        }
+        eprintln!("{name} + metadata, 9 classes: loss {first:.3} -> {last:.3}");
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use naevus_data::{Normalize, load_rgb, to_chw_f32};
 use naevus_engine::weights;
-use naevus_models::{ModelSpec, Network};
+use naevus_models::{HeadOptions, ModelSpec, Network};
 
 const IMAGES: [&str; 2] = ["lesion_a.png", "lesion_b.png"];
 
@@ -19,7 +19,7 @@ const IMAGES: [&str; 2] = ["lesion_a.png", "lesion_b.png"];
 /// asked to skip.
 fn pretrained(name: &str, num_outputs: usize) -> Option<(&'static ModelSpec, Network)> {
     let spec = naevus_models::spec(name).unwrap();
-    match weights::pretrained_network(spec, num_outputs, &Device::flex()) {
+    match weights::pretrained_network(spec, HeadOptions::logits(num_outputs), &Device::flex()) {
         Ok(network) => Some((spec, network.valid())),
         Err(e) if std::env::var_os("NAEVUS_SKIP_PRETRAINED").is_some() => {
             eprintln!("SKIPPED: {name} weights unavailable: {e:#}");

@@ -1,9 +1,11 @@
-//! Classifier heads over a backbone's feature maps. Everything a head holds is new when a
-//! pretrained backbone is fine-tuned, which is what gives the head its own learning rate.
+//! Heads over a backbone's feature maps: each pools the maps into one feature vector per
+//! image, which the [`Classifier`] (optionally joined with patient metadata) turns into
+//! logits. Everything here is new when a pretrained backbone is fine-tuned, which is what
+//! gives the head its own learning rate.
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, silu};
 
 use crate::attention::{AttentionBlock, AttentionNorm, ChipAttentionPool};
 use crate::layers::{Layer, LayerHook};
@@ -15,41 +17,36 @@ const ATTENTION_WIDTH: usize = 256;
 /// Which head, with its settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum HeadKind {
-    /// Global average pooling of the last map, an optional hidden FC layer with ReLU,
-    /// dropout, a linear classifier.
-    Pooled { hidden: Option<usize>, dropout: f64 },
+    /// Global average pooling of the last map and an optional hidden FC layer with ReLU.
+    Pooled { hidden: Option<usize> },
     /// Attention VGG head (seeds 000/001): two attention blocks pool the second- and
-    /// third-last maps under the guidance of the last; the classifier sees
-    /// [GAP(last), g1, g2].
-    Attention { norm: AttentionNorm, dropout: f64 },
+    /// third-last maps under the guidance of the last; the features are [GAP(last), g1, g2].
+    Attention { norm: AttentionNorm },
     /// ChipNet head (seed 002): the backbone embeds each `chip`-pixel chip of the image on
     /// its own; the grid of embeddings is pooled by learned attention into one vector.
-    Chips { chip: usize, dropout: f64 },
+    Chips { chip: usize },
 }
 
 impl HeadKind {
-    /// A fresh head over maps with `stage_channels` channels, giving `num_outputs` logits.
-    pub fn build(self, stage_channels: &[usize], num_outputs: usize, device: &Device) -> Head {
+    /// A fresh head over maps with `stage_channels` channels, and the width of its features.
+    pub fn build(self, stage_channels: &[usize], device: &Device) -> (Head, usize) {
         let last = *stage_channels.last().expect("a backbone has at least one stage");
         match self {
-            HeadKind::Pooled { hidden, dropout } => Head::Pooled(PooledHead::new(last, hidden, dropout, num_outputs, device)),
-            HeadKind::Attention { norm, dropout } => {
+            HeadKind::Pooled { hidden } => {
+                let head = PooledHead { hidden: hidden.map(|width| LinearConfig::new(last, width).init(device)) };
+                (Head::Pooled(head), hidden.unwrap_or(last))
+            }
+            HeadKind::Attention { norm } => {
                 let n = stage_channels.len();
                 assert!(n >= 3, "an attention head needs a backbone with at least three stages");
                 let (local1, local2) = (stage_channels[n - 3], stage_channels[n - 2]);
-                Head::Attention(AttentionHead {
+                let head = AttentionHead {
                     attention1: AttentionBlock::new(local1, last, ATTENTION_WIDTH, norm, device),
                     attention2: AttentionBlock::new(local2, last, ATTENTION_WIDTH, norm, device),
-                    dropout: DropoutConfig::new(dropout).init(),
-                    fc: LinearConfig::new(last + local1 + local2, num_outputs).init(device),
-                })
+                };
+                (Head::Attention(head), last + local1 + local2)
             }
-            HeadKind::Chips { chip, dropout } => Head::Chips(ChipHead {
-                pool: ChipAttentionPool::new(last, ATTENTION_WIDTH, device),
-                dropout: DropoutConfig::new(dropout).init(),
-                fc: LinearConfig::new(last, num_outputs).init(device),
-                chip,
-            }),
+            HeadKind::Chips { chip } => (Head::Chips(ChipHead { pool: ChipAttentionPool::new(last, ATTENTION_WIDTH, device), chip }), last),
         }
     }
 }
@@ -63,7 +60,7 @@ pub enum Head {
 }
 
 impl Head {
-    /// Images -> logits [batch, outputs] and attention maps, through `backbone_stages`;
+    /// Images -> features [batch, width] and attention maps, through `backbone_stages`;
     /// `hook` sees the head's own named layers (ChipNet's chip grid).
     pub fn forward(
         &self,
@@ -84,29 +81,19 @@ pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
     map.mean_dim(3).mean_dim(2).flatten(1, 3)
 }
 
-/// GAP -> [FC + ReLU] -> dropout -> FC.
+/// GAP -> [FC + ReLU].
 #[derive(Module, Debug)]
 pub struct PooledHead {
     hidden: Option<Linear>,
-    dropout: Dropout,
-    fc: Linear,
 }
 
 impl PooledHead {
-    fn new(channels: usize, hidden: Option<usize>, dropout: f64, num_outputs: usize, device: &Device) -> Self {
-        Self {
-            hidden: hidden.map(|width| LinearConfig::new(channels, width).init(device)),
-            dropout: DropoutConfig::new(dropout).init(),
-            fc: LinearConfig::new(hidden.unwrap_or(channels), num_outputs).init(device),
-        }
-    }
-
     fn forward(&self, mut stages: Vec<Tensor<4>>) -> Tensor<2> {
-        let mut x = global_average_pool(stages.pop().expect("a backbone has at least one stage"));
-        if let Some(hidden) = &self.hidden {
-            x = relu(hidden.forward(x));
+        let x = global_average_pool(stages.pop().expect("a backbone has at least one stage"));
+        match &self.hidden {
+            Some(hidden) => relu(hidden.forward(x)),
+            None => x,
         }
-        self.fc.forward(self.dropout.forward(x))
     }
 }
 
@@ -115,8 +102,6 @@ impl PooledHead {
 pub struct AttentionHead {
     attention1: AttentionBlock,
     attention2: AttentionBlock,
-    dropout: Dropout,
-    fc: Linear,
 }
 
 impl AttentionHead {
@@ -126,17 +111,14 @@ impl AttentionHead {
         let local1 = stages.pop().expect("three stages");
         let (g1, a1) = self.attention1.forward(local1, global.clone());
         let (g2, a2) = self.attention2.forward(local2, global.clone());
-        let features = Tensor::cat(vec![global_average_pool(global), g1, g2], 1);
-        (self.fc.forward(self.dropout.forward(features)), vec![a1, a2])
+        (Tensor::cat(vec![global_average_pool(global), g1, g2], 1), vec![a1, a2])
     }
 }
 
-/// Chip embeddings re-stacked into a grid, attention-pooled, classified.
+/// Chip embeddings re-stacked into a grid and attention-pooled.
 #[derive(Module, Debug)]
 pub struct ChipHead {
     pool: ChipAttentionPool,
-    dropout: Dropout,
-    fc: Linear,
     /// Side of a chip in pixels; the image side must be a multiple of it.
     chip: usize,
 }
@@ -159,6 +141,95 @@ impl ChipHead {
         let embeddings = global_average_pool(stages.pop().expect("a backbone has at least one stage"));
         let map = hook(Layer::ChipGrid, crate::attention::restack_chips(embeddings, batch, grid));
         let (pooled, attention) = self.pool.forward(map);
-        (self.fc.forward(self.dropout.forward(pooled)), vec![attention])
+        (pooled, vec![attention])
+    }
+}
+
+/// Width of the metadata branch's hidden and output layers (seed 004: n -> 512 -> 128).
+const METADATA_HIDDEN: usize = 512;
+const METADATA_OUT: usize = 128;
+
+/// How the image features become logits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassifierConfig {
+    pub num_outputs: usize,
+    /// Dropout before the final linear layer.
+    pub dropout: f64,
+    /// Dropout masks whose logits are averaged in training (multi-sample dropout, seed
+    /// 004 uses 5); 1 is plain dropout. Inference is the same either way.
+    pub dropout_samples: usize,
+    /// Metadata features per image; 0: no metadata branch.
+    pub metadata_features: usize,
+}
+
+/// Image features, joined with the metadata branch's output when there is one, through
+/// dropout into a linear layer.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    metadata: Option<MetadataBranch>,
+    dropout: Dropout,
+    dropout_samples: usize,
+    fc: Linear,
+}
+
+impl Classifier {
+    pub fn new(features: usize, config: ClassifierConfig, device: &Device) -> Self {
+        let metadata = (config.metadata_features > 0).then(|| MetadataBranch::new(config.metadata_features, device));
+        let width = features + if metadata.is_some() { METADATA_OUT } else { 0 };
+        Self {
+            metadata,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            dropout_samples: config.dropout_samples.max(1),
+            fc: LinearConfig::new(width, config.num_outputs).init(device),
+        }
+    }
+
+    /// Whether the classifier expects metadata features next to the image.
+    pub fn takes_metadata(&self) -> bool {
+        self.metadata.is_some()
+    }
+
+    /// Features [batch, width] (and metadata [batch, n] when the classifier has a branch
+    /// for it) -> logits [batch, outputs].
+    pub fn forward(&self, features: Tensor<2>, metadata: Option<Tensor<2>>) -> Tensor<2> {
+        let x = match (&self.metadata, metadata) {
+            (Some(branch), Some(metadata)) => Tensor::cat(vec![features, branch.forward(metadata)], 1),
+            (None, None) => features,
+            (Some(_), None) => panic!("this network has a metadata branch: pass the metadata features"),
+            (None, Some(_)) => panic!("this network has no metadata branch, but metadata features were passed"),
+        };
+        if self.dropout_samples == 1 || !x.device().is_autodiff() {
+            return self.fc.forward(self.dropout.forward(x));
+        }
+        // Multi-sample dropout: several masks over the same features, logits averaged.
+        let samples: Vec<Tensor<2>> = (0..self.dropout_samples).map(|_| self.fc.forward(self.dropout.forward(x.clone()))).collect();
+        Tensor::stack::<3>(samples, 0).mean_dim(0).squeeze_dim(0)
+    }
+}
+
+/// Seed 004's metadata branch: Linear -> BN -> Swish -> Dropout(0.3) -> Linear -> BN -> Swish.
+#[derive(Module, Debug)]
+pub struct MetadataBranch {
+    fc1: Linear,
+    bn1: BatchNorm,
+    dropout: Dropout,
+    fc2: Linear,
+    bn2: BatchNorm,
+}
+
+impl MetadataBranch {
+    fn new(features: usize, device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(features, METADATA_HIDDEN).init(device),
+            bn1: BatchNormConfig::new(METADATA_HIDDEN).init(device),
+            dropout: DropoutConfig::new(0.3).init(),
+            fc2: LinearConfig::new(METADATA_HIDDEN, METADATA_OUT).init(device),
+            bn2: BatchNormConfig::new(METADATA_OUT).init(device),
+        }
+    }
+
+    fn forward(&self, metadata: Tensor<2>) -> Tensor<2> {
+        let x = self.dropout.forward(silu(self.bn1.forward(self.fc1.forward(metadata))));
+        silu(self.bn2.forward(self.fc2.forward(x)))
     }
 }

@@ -15,4 +15,4 @@ pub mod small_cnn;
 pub mod vgg;
 
 pub use layers::{Layer, LayerHook, UnknownLayer};
-pub use registry::{MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};
+pub use registry::{HeadOptions, MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};

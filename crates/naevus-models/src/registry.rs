@@ -10,7 +10,7 @@ use burn::tensor::Gradients;
 use crate::attention::AttentionNorm;
 use crate::backbone::{Backbone, BackboneKind};
 use crate::efficientnet::Variant;
-use crate::heads::{Head, HeadKind};
+use crate::heads::{Classifier, ClassifierConfig, Head, HeadKind};
 use crate::layers::{CHIP_GRID, Layer, LayerHook, UnknownLayer, unchanged};
 use crate::resnet::Depth;
 
@@ -40,7 +40,7 @@ pub struct PretrainedWeights {
 
 /// lukemelas EfficientNet-PyTorch keys start every name with "_"; the classifier `_fc` is
 /// our head's `fc`, the rest the backbone.
-const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "head.fc."), (r"^_", "backbone."), (r"\._", ".")];
+const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "classifier.fc."), (r"^_", "backbone."), (r"\._", ".")];
 
 /// EfficientNet-Lite0's ImageNet weights, shared by every model built on that backbone.
 const EFFICIENTNET_LITE0_WEIGHTS: PretrainedWeights = PretrainedWeights {
@@ -77,16 +77,34 @@ pub struct ModelSpec {
     architecture: Architecture,
 }
 
-/// A backbone, a head, and whether the network sees grey images.
+/// A backbone, a head, the classifier's dropout, and whether the network sees grey images.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Architecture {
     backbone: BackboneKind,
     head: HeadKind,
+    dropout: f64,
     grayscale: bool,
 }
 
 const fn pooled(backbone: BackboneKind, dropout: f64) -> Architecture {
-    Architecture { backbone, head: HeadKind::Pooled { hidden: None, dropout }, grayscale: false }
+    Architecture { backbone, head: HeadKind::Pooled { hidden: None }, dropout, grayscale: false }
+}
+
+/// What a run chooses on top of a registered architecture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadOptions {
+    pub num_outputs: usize,
+    /// Metadata features per image fed to a metadata branch; 0: image only.
+    pub metadata_features: usize,
+    /// Multi-sample dropout masks in training; 1: plain dropout.
+    pub dropout_samples: usize,
+}
+
+impl HeadOptions {
+    /// Plain logits from the image alone.
+    pub fn logits(num_outputs: usize) -> Self {
+        Self { num_outputs, metadata_features: 0, dropout_samples: 1 }
+    }
 }
 
 /// Every model naevus knows, in the order `naevus models` lists them.
@@ -101,7 +119,8 @@ pub const MODELS: &[ModelSpec] = &[
         explain_layer: "block3",
         architecture: Architecture {
             backbone: BackboneKind::SmallCnn,
-            head: HeadKind::Pooled { hidden: Some(256), dropout: 0.5 },
+            head: HeadKind::Pooled { hidden: Some(256) },
+            dropout: 0.5,
             grayscale: false,
         },
     },
@@ -217,7 +236,8 @@ pub const MODELS: &[ModelSpec] = &[
         explain_layer: "pool5",
         architecture: Architecture {
             backbone: BackboneKind::Vgg16Bn,
-            head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.0 },
+            head: HeadKind::Attention { norm: AttentionNorm::Softmax },
+            dropout: 0.0,
             grayscale: false,
         },
     },
@@ -231,7 +251,8 @@ pub const MODELS: &[ModelSpec] = &[
         explain_layer: "stage4",
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
-            head: HeadKind::Attention { norm: AttentionNorm::Softmax, dropout: 0.2 },
+            head: HeadKind::Attention { norm: AttentionNorm::Softmax },
+            dropout: 0.2,
             grayscale: false,
         },
     },
@@ -245,7 +266,8 @@ pub const MODELS: &[ModelSpec] = &[
         explain_layer: CHIP_GRID,
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
-            head: HeadKind::Chips { chip: 32, dropout: 0.2 },
+            head: HeadKind::Chips { chip: 32 },
+            dropout: 0.2,
             grayscale: false,
         },
     },
@@ -276,32 +298,43 @@ pub struct Output {
     pub attention: Vec<Tensor<4>>,
 }
 
-/// Any network of the registry: a backbone and a head.
+/// Any network of the registry: a backbone, a head pooling its maps, a classifier.
 #[derive(Module, Debug)]
 pub struct Network {
     backbone: Backbone,
     head: Head,
+    classifier: Classifier,
     /// Reduce RGB input to its luminance before the backbone.
     grayscale: bool,
 }
 
 impl Network {
-    /// Normalised images [batch, 3, h, w] -> output.
+    /// Normalised images [batch, 3, h, w] -> output, for networks without a metadata branch.
     pub fn forward(&self, images: Tensor<4>) -> Output {
-        self.forward_hooked(images, &unchanged)
+        self.forward_hooked(images, None, &unchanged)
     }
 
-    /// [`forward`](Self::forward) with `hook` seeing every named layer's output on its way
-    /// (see [`crate::layers`]): how explanations read and cut the network.
-    pub fn forward_hooked(&self, images: Tensor<4>, hook: LayerHook) -> Output {
+    /// Images and their metadata features [batch, n] (None for image-only networks) -> output.
+    pub fn forward_with_metadata(&self, images: Tensor<4>, metadata: Option<Tensor<2>>) -> Output {
+        self.forward_hooked(images, metadata, &unchanged)
+    }
+
+    /// [`forward_with_metadata`](Self::forward_with_metadata) with `hook` seeing every named
+    /// layer's output on its way (see [`crate::layers`]): how explanations read and cut the network.
+    pub fn forward_hooked(&self, images: Tensor<4>, metadata: Option<Tensor<2>>, hook: LayerHook) -> Output {
         let images = if self.grayscale {
             let luma = Tensor::<1>::from_floats(LUMA, &images.device()).reshape([1, 3, 1, 1]);
             (images * luma).sum_dim(1)
         } else {
             images
         };
-        let (logits, attention) = self.head.forward(images, |x| self.backbone.stages(x, hook), hook);
-        Output { logits, attention }
+        let (features, attention) = self.head.forward(images, |x| self.backbone.stages(x, hook), hook);
+        Output { logits: self.classifier.forward(features, metadata), attention }
+    }
+
+    /// Whether [`forward_with_metadata`](Self::forward_with_metadata) needs metadata features.
+    pub fn takes_metadata(&self) -> bool {
+        self.classifier.takes_metadata()
     }
 
     /// The backbone's globally pooled last feature map, [batch, channels]: what a linear
@@ -311,11 +344,12 @@ impl Network {
         crate::heads::global_average_pool(last)
     }
 
-    /// Takes the gradients of one backward pass apart into the backbone's and the head's, so
-    /// that each can be stepped with its own learning rate.
+    /// Takes the gradients of one backward pass apart into the backbone's and the rest's
+    /// (head and classifier), so that each can be stepped with its own learning rate.
     pub fn split_gradients(&self, mut gradients: Gradients) -> (GradientsParams, GradientsParams) {
-        let head = GradientsParams::from_module(&mut gradients, &self.head);
         let backbone = GradientsParams::from_module(&mut gradients, &self.backbone);
+        // The backbone's gradients are gone from `gradients`: what is left is the head's.
+        let head = GradientsParams::from_grads(gradients, self);
         (backbone, head)
     }
 
@@ -327,13 +361,26 @@ impl Network {
 }
 
 impl ModelSpec {
-    /// A freshly initialised network with `num_outputs` logits.
+    /// A freshly initialised image-only network with `num_outputs` logits.
     pub fn build(&self, num_outputs: usize, device: &Device) -> Network {
-        let Architecture { backbone, head, grayscale } = self.architecture;
+        self.build_with(HeadOptions::logits(num_outputs), device)
+    }
+
+    /// A freshly initialised network with the run's head options.
+    pub fn build_with(&self, options: HeadOptions, device: &Device) -> Network {
+        let Architecture { backbone, head, dropout, grayscale } = self.architecture;
         let in_channels = if grayscale { 1 } else { 3 };
+        let (head, features) = head.build(&backbone.stage_channels(), device);
+        let classifier = ClassifierConfig {
+            num_outputs: options.num_outputs,
+            dropout,
+            dropout_samples: options.dropout_samples,
+            metadata_features: options.metadata_features,
+        };
         Network {
             backbone: backbone.build(in_channels, device),
-            head: head.build(&backbone.stage_channels(), num_outputs, device),
+            head,
+            classifier: Classifier::new(features, classifier, device),
             grayscale,
         }
     }
@@ -371,11 +418,12 @@ impl ModelSpec {
         }
     }
 
-    /// Whether the ImageNet classifier of the pretrained checkpoint fits this network's head
-    /// with `num_outputs` logits (then it is loaded too, as for checking reference logits).
-    pub fn takes_imagenet_classifier(&self, num_outputs: usize) -> bool {
-        matches!(self.architecture.head, HeadKind::Pooled { hidden: None, .. })
-            && self.pretrained.as_ref().is_some_and(|w| w.classes == num_outputs)
+    /// Whether the ImageNet classifier of the pretrained checkpoint fits this network's
+    /// classifier (then it is loaded too, as for checking reference logits).
+    pub fn takes_imagenet_classifier(&self, options: HeadOptions) -> bool {
+        matches!(self.architecture.head, HeadKind::Pooled { hidden: None })
+            && options.metadata_features == 0
+            && self.pretrained.as_ref().is_some_and(|w| w.classes == options.num_outputs)
     }
 
     /// Number of trainable values of the network with `num_outputs` logits.

@@ -51,7 +51,7 @@ fn every_model_names_its_layers_and_the_hook_sees_each_one() {
             map
         };
         let network = model.build(1, &device).valid();
-        let output = network.forward_hooked(Tensor::<4>::zeros([1, 3, 64, 64], &device), &record);
+        let output = network.forward_hooked(Tensor::<4>::zeros([1, 3, 64, 64], &device), None, &record);
         // Each named layer passes the hook exactly once (ChipNet's backbone stages see
         // single chips and are not named).
         for layer in &layers {
