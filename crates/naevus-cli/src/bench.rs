@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches, center_crop_resize, load_rgb, to_chw_f32};
-use naevus_engine::device::select_device;
+use naevus_engine::device::{Precision, select_device};
 use naevus_engine::loss::{LossKind, Target, loss};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         rows.push(loader_row(cache, args.sizes[0] as u32, args.train_batch)?);
     }
     for device_name in &args.devices {
-        let device = select_device(device_name)?;
+        let device = select_device(device_name, Precision::F32)?;
         for name in &args.models {
             let spec = naevus_models::spec(name)?;
             for &size in &args.sizes {

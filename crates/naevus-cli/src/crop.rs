@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     let settings = CropSettings { mass: args.mass, margin: args.margin, max_area: args.max_area };
     let info = RunInfo::read(&args.run)?;
     let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
+    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
     let spec = naevus_models::spec(&info.model)?;
     let method = args.method.unwrap_or(if spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
     let fold = args.fold.clone().or_else(|| info.folds.first().cloned()).context("the run has no folds")?;

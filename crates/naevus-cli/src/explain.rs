@@ -86,7 +86,7 @@ struct InputImage {
 pub fn run(args: Args) -> Result<()> {
     let info = RunInfo::read(&args.run)?;
     let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
+    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
     let spec = naevus_models::spec(&info.model)?;
     let fold = match &args.fold {
         Some(fold) if info.folds.contains(fold) => fold.clone(),

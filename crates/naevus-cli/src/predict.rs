@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let info = RunInfo::read(&args.run)?;
     let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device))?;
+    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
     let data = match (&args.data, args.oof) {
         (Some(data), _) => data.clone(),
         (None, true) => info.cache.clone(),

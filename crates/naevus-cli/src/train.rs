@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use naevus_data::{Cache, ClassScheme, MetadataField};
 use naevus_engine::TrainConfig;
 use naevus_engine::config::{OptimizerKind, SamplingKind};
+use naevus_engine::device::Precision;
 use naevus_engine::loss::LossKind;
 use naevus_engine::train::TrainReport;
 
@@ -113,6 +114,9 @@ pub struct Overrides {
     /// Compute backend: flex (default), tch or vulkan, as compiled in.
     #[arg(long)]
     pub device: Option<String>,
+    /// f32 (default), f16 or bf16 for every tensor.
+    #[arg(long, value_parser = parse_kebab::<Precision>)]
+    pub precision: Option<Precision>,
 }
 
 /// A comma-separated list of metadata fields (its own type: clap treats a bare `Vec` as a
@@ -146,7 +150,7 @@ impl Overrides {
         }
         set!(model, pretrained, image_size, epochs, batch_size, lr, freeze_backbone_epochs, early_stopping_patience, weight_decay, optimizer, warmup_epochs,
              warmup_start, restart_epochs, loss, classes, dropout_samples, focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds,
-             external_in_validation, seed, device);
+             external_in_validation, seed, device, precision);
     }
 }
 

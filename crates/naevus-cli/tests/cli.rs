@@ -299,3 +299,35 @@ fn metadata_nine_classes_and_external_data_end_to_end() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no best_primary checkpoint"), "{}", text(&out));
 }
+
+/// Half precision: a bf16 run trains (finite losses), predicts with the same precision, and
+/// a pretrained half-precision run is refused with the reason instead of crashing.
+#[test]
+fn bf16_trains_and_predicts_and_pretrained_half_precision_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--folds", "2",
+        "--epochs", "3", "--batch-size", "4", "--precision", "bf16", "--augment", "false", "--seed", "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for fold in ["fold-0", "fold-1"] {
+        for epoch in metrics_lines(&run.join(fold)) {
+            assert!(epoch["train_loss"].as_f64().is_some_and(f64::is_finite), "{fold}: {epoch}");
+        }
+    }
+    let predictions = dir.path().join("p.csv");
+    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", predictions.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    for line in std::fs::read_to_string(&predictions).unwrap().lines().skip(1) {
+        let p: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{line}");
+    }
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", dir.path().join("r2").to_str().unwrap(), "--model", "efficientnet-lite0",
+        "--pretrained", "true", "--precision", "f16",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("trains from scratch only"), "{}", text(&out));
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use naevus_data::{ClassScheme, MetadataField};
 
+use crate::device::Precision;
 use crate::loss::{LossKind, Target};
 
 /// Optimiser choice.
@@ -87,6 +88,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute backend: flex, tch or vulkan (what was compiled in).
     pub device: String,
+    /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -119,6 +122,7 @@ impl Default for TrainConfig {
             external_in_validation: false,
             seed: 42,
             device: "flex".into(),
+            precision: Precision::F32,
         }
     }
 }
@@ -159,6 +163,13 @@ impl TrainConfig {
             && !(lr > 0.0 && lr.is_finite())
         {
             bail!("backbone_lr must be a positive number, got {lr}");
+        }
+        if self.pretrained && self.precision != Precision::F32 {
+            bail!(
+                "precision {:?} trains from scratch only: burn 0.22's PyTorch loader cannot cast the f32 ImageNet weights \
+                 into a half-precision network; use precision = \"f32\" with pretrained",
+                self.precision
+            );
         }
         if self.freeze_backbone_epochs >= self.epochs {
             bail!(

@@ -150,13 +150,13 @@ pub fn explain(
         Method::Attention => attention_maps(&network, spec, images, metadata, target, layer)?,
     };
 
-    let probabilities = probabilities.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading probabilities: {e:?}"))?;
+    let probabilities = probabilities.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow!("reading probabilities: {e:?}"))?;
     let mut explanations: Vec<Explanation> =
         probabilities.into_iter().map(|probability| Explanation { probability, maps: Vec::new() }).collect();
     for (name, map) in raw_maps {
         let pixels = upsample(map, height, width)
             .into_data()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .map_err(|e| anyhow!("reading the {name} maps: {e:?}"))?;
         for (explanation, image_pixels) in explanations.iter_mut().zip(pixels.chunks_exact(height * width)) {
             let mut values = image_pixels.to_vec();

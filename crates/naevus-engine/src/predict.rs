@@ -98,7 +98,7 @@ pub fn output_probabilities(
                 .target
                 .output_probabilities(logits)
                 .into_data()
-                .try_to_vec::<f32>()
+                .try_to_vec_as::<f32>()
                 .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
             for (row, values) in sum[offset..].iter_mut().zip(p.chunks(outputs)) {
                 for (s, v) in row.iter_mut().zip(values) {

@@ -203,7 +203,7 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     };
     config.validate()?;
     let spec = naevus_models::spec(&config.model)?;
-    let device = select_device(&config.device)?;
+    let device = select_device(&config.device, config.precision)?;
     let image_size = if config.image_size == 0 { cache.size() } else { config.image_size };
     let plans = plan_folds(&cache, &config)?;
 
