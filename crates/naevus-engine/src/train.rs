@@ -101,7 +101,8 @@ pub struct ClassMetrics {
     pub images: usize,
     pub accuracy: f64,
     pub balanced_accuracy: f64,
-    /// None when a class is missing from the validation images.
+    /// One-vs-rest macro AUC over the classes present among the validation images (a
+    /// nine-class model on three-diagnosis data is scored on those three).
     pub macro_auc: Option<f64>,
 }
 
@@ -117,9 +118,18 @@ impl ClassMetrics {
             images: labels.len(),
             accuracy: correct as f64 / labels.len() as f64,
             balanced_accuracy: naevus_metrics::balanced_accuracy(&predicted, labels).ok()?,
-            macro_auc: naevus_metrics::macro_auc_ovr(probs, labels).ok(),
+            macro_auc: macro_auc_of_present_classes(probs, labels),
         })
     }
+}
+
+fn macro_auc_of_present_classes(probs: &[Vec<f64>], labels: &[usize]) -> Option<f64> {
+    let mut present = labels.to_vec();
+    present.sort_unstable();
+    present.dedup();
+    let columns: Vec<Vec<f64>> = probs.iter().map(|row| present.iter().map(|&c| row[c]).collect()).collect();
+    let labels: Vec<usize> = labels.iter().filter_map(|l| present.iter().position(|c| c == l)).collect();
+    naevus_metrics::macro_auc_ovr(&columns, &labels).ok()
 }
 
 fn argmax(row: &[f64]) -> usize {
