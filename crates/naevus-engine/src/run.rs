@@ -36,7 +36,7 @@ use crate::config::TrainConfig;
 use crate::loss::{LossKind, Target};
 
 /// Bumped when the layout changes incompatibly.
-pub const RUN_FORMAT: u32 = 2;
+pub const RUN_FORMAT: u32 = 3;
 
 /// What predict, evaluate and explain need to know about a trained run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,23 +55,12 @@ pub struct RunInfo {
     /// Fold directory names, e.g. ["fold-0", "fold-1"].
     pub folds: Vec<String>,
     /// The classes the logits stand for.
-    #[serde(default = "binary")]
     pub classes: ClassScheme,
     /// The metadata features the network takes, when it has a metadata branch.
-    #[serde(default)]
     pub metadata: Option<MetadataEncoder>,
     /// Multi-sample dropout masks in training (does not change inference, but the network
     /// is built the same way).
-    #[serde(default = "one")]
     pub dropout_samples: usize,
-}
-
-fn binary() -> ClassScheme {
-    ClassScheme::Binary
-}
-
-fn one() -> usize {
-    1
 }
 
 impl RunInfo {
