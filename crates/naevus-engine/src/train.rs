@@ -157,10 +157,10 @@ fn class_labels(cache: &Cache, scheme: ClassScheme) -> Result<Vec<Option<u8>>> {
         .collect()
 }
 
-/// Splits the labelled images of `cache` into folds as the recipe asks. External images
-/// join every fold's training set, and its validation folds only when the recipe says so.
-pub fn plan_folds(cache: &Cache, config: &TrainConfig) -> Result<Vec<FoldPlan>> {
-    let classes = class_labels(cache, config.classes)?;
+/// Splits the labelled images of `cache` (those with a class in `classes`, see
+/// `class_labels`) into folds as the recipe asks. External images join every fold's
+/// training set, and its validation folds only when the recipe says so.
+fn plan_folds(cache: &Cache, config: &TrainConfig, classes: &[Option<u8>]) -> Result<Vec<FoldPlan>> {
     let labelled: Vec<usize> = (0..cache.len()).filter(|&i| classes[i].is_some()).collect();
     if labelled.len() < cache.len() {
         eprintln!("note: {} of {} images have no label and are not used for training", cache.len() - labelled.len(), cache.len());
@@ -215,7 +215,8 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let spec = naevus_models::spec(&config.model)?;
     let device = select_device(&config.device, config.precision)?;
     let image_size = if config.image_size == 0 { cache.size() } else { config.image_size };
-    let plans = plan_folds(&cache, &config)?;
+    let classes = class_labels(&cache, config.classes)?;
+    let plans = plan_folds(&cache, &config, &classes)?;
 
     let metadata = (!config.metadata.is_empty()).then(|| MetadataEncoder::fit(cache.records(), &config.metadata));
     if let Some(encoder) = &metadata {
@@ -243,10 +244,10 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let mut reports = Vec::new();
     for (k, plan) in plans.iter().enumerate() {
         eprintln!("{}: {} training images, {} validation images", plan.name, plan.train.len(), plan.val.len());
-        reports.push(train_fold(&cache, &config, &info, &input, plan, k as u64, &device, &run_dir.join(&plan.name))?);
+        reports.push(train_fold(&cache, &config, &info, &input, &classes, plan, k as u64, &device, &run_dir.join(&plan.name))?);
     }
 
-    let (oof_auc, class_metrics) = write_oof(run_dir, &cache, &info, &reports)?;
+    let (oof_auc, class_metrics) = write_oof(run_dir, &cache, &info, &classes, &reports)?;
     Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
 }
 
@@ -273,6 +274,7 @@ fn train_fold(
     config: &TrainConfig,
     info: &RunInfo,
     input: &InputSpec,
+    classes: &[Option<u8>],
     plan: &FoldPlan,
     fold: u64,
     device: &Device,
@@ -285,7 +287,6 @@ fn train_fold(
         Err(_) => FoldState::default(),
     };
     let val_labels: Vec<u8> = plan.val.iter().map(|&i| melanoma_of(cache, i)).collect();
-    let classes = class_labels(cache, config.classes)?;
     let class_of = |item: usize| classes[item].unwrap_or(0);
     let val_classes: Vec<usize> = plan.val.iter().map(|&i| class_of(i) as usize).collect();
     // AUC on primary images apart, when external images are validated too.
@@ -544,7 +545,13 @@ pub fn write_predictions(path: &Path, cache: &Cache, items: &[usize], probs: &[f
 
 /// Pools every fold's best validation predictions into `oof.csv` and `metrics.json`, and
 /// for diagnosis classes `oof_classes.csv` and `class_metrics.json`.
-fn write_oof(run_dir: &Path, cache: &Cache, info: &RunInfo, folds: &[FoldReport]) -> Result<(Option<f64>, Option<ClassMetrics>)> {
+fn write_oof(
+    run_dir: &Path,
+    cache: &Cache,
+    info: &RunInfo,
+    classes: &[Option<u8>],
+    folds: &[FoldReport],
+) -> Result<(Option<f64>, Option<ClassMetrics>)> {
     let (mut items, mut outputs, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for fold in folds {
         items.extend_from_slice(&fold.val_items);
@@ -557,7 +564,6 @@ fn write_oof(run_dir: &Path, cache: &Cache, info: &RunInfo, folds: &[FoldReport]
     let class_metrics = if info.classes == ClassScheme::Binary {
         None
     } else {
-        let classes = class_labels(cache, info.classes)?;
         let truth: Vec<usize> = items.iter().map(|&i| classes[i].unwrap_or(0) as usize).collect();
         write_class_predictions(&run_dir.join("oof_classes.csv"), cache, info.classes, &items, &outputs, &truth, &names)?;
         let metrics = ClassMetrics::of(info.classes, &outputs, &truth);
