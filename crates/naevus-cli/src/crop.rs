@@ -10,6 +10,7 @@ use naevus_data::{Cache, CropSettings, Normalize, PrepareOptions, SourceData, at
 use naevus_engine::RunInfo;
 use naevus_engine::device::select_device;
 use naevus_engine::explain::{Method, explain_images};
+use naevus_engine::predict::held_out_items;
 use naevus_engine::run::{load_fold_model, write_atomic};
 
 /// Re-crop every image of a cache around where a model looks, from the original files.
@@ -36,7 +37,10 @@ pub struct Args {
     /// attention (default for models that have it) or gradcam / gradcam++.
     #[arg(long)]
     method: Option<Method>,
-    /// Which fold's model.
+    /// Which fold's model crops every image, or `held-out`: each image by the model of the
+    /// fold that held it out (the run's oof.csv), so that no crop is chosen by a model trained
+    /// on that image. Default: held-out when the run's folds held out every image of the
+    /// cache (cross-validation on the same data), else the first fold.
     #[arg(long)]
     fold: Option<String>,
     #[arg(long, default_value_t = CropSettings::default().mass)]
@@ -59,31 +63,42 @@ pub fn run(args: Args) -> Result<()> {
     let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
     let spec = naevus_models::spec(&info.model)?;
     let method = args.method.unwrap_or(if spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
-    let fold = args.fold.clone().or_else(|| info.folds.first().cloned()).context("the run has no folds")?;
-    let network = load_fold_model(&args.run, &info, &fold, "best", &device)?;
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
+    let groups = crop_groups(&args, &info, &cache)?;
     let normalize = Normalize { mean: info.mean, std: info.std };
     let metadata = crate::explain::unknown_metadata(&info);
 
-    let mut records = cache.records().to_vec();
-    let mut lines = String::from("image_name,left,top,side,whole_image\n");
-    let mut kept_whole = 0;
-    for chunk in (0..cache.len()).collect::<Vec<_>>().chunks(64) {
-        let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| resize_square(cache.image(i), cache.size(), info.image_size)).collect();
-        let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-        let explanations = explain_images(&network, spec, info.target(), metadata.as_deref(), &views, info.image_size, &normalize, &device, method, None)?;
-        for (&i, explanation) in chunk.iter().zip(&explanations) {
-            // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
-            let map = explanation.maps.last().context("the model gave no map")?;
-            let region = attention_box(&map.values, map.height, map.width, &settings);
-            records[i].crop = region;
-            let region = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
-            kept_whole += usize::from(records[i].crop.is_none());
-            lines.push_str(&format!("{},{:.4},{:.4},{:.4},{}\n", records[i].id, region.left, region.top, region.side, records[i].crop.is_none()));
+    let mut crop_boxes = vec![None; cache.len()];
+    let mut done = 0;
+    for (fold, items) in &groups {
+        let network = load_fold_model(&args.run, &info, fold, "best", &device)?;
+        for chunk in items.chunks(64) {
+            let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| resize_square(cache.image(i), cache.size(), info.image_size)).collect();
+            let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+            let explanations = explain_images(&network, spec, info.target(), metadata.as_deref(), &views, info.image_size, &normalize, &device, method, None)?;
+            for (&i, explanation) in chunk.iter().zip(&explanations) {
+                // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
+                let map = explanation.maps.last().context("the model gave no map")?;
+                crop_boxes[i] = Some(attention_box(&map.values, map.height, map.width, &settings));
+            }
+            done += chunk.len();
+            eprint!("\rchose {done} of {} crops", cache.len());
         }
-        eprint!("\rchose {} of {} crops", chunk.last().map_or(0, |&i| i + 1), cache.len());
     }
     eprintln!();
+
+    let mut records = cache.records().to_vec();
+    let mut lines = String::from("image_name,left,top,side,whole_image,fold\n");
+    let mut kept_whole = 0;
+    for (fold, items) in &groups {
+        for &i in items {
+            let region = crop_boxes[i].expect("every item of a group was explained");
+            records[i].crop = region;
+            kept_whole += usize::from(region.is_none());
+            let shown = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
+            lines.push_str(&format!("{},{:.4},{:.4},{:.4},{},{fold}\n", records[i].id, shown.left, shown.top, shown.side, region.is_none()));
+        }
+    }
 
     let size = args.size.unwrap_or(cache.size());
     let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true })?;
@@ -97,4 +112,37 @@ pub fn run(args: Args) -> Result<()> {
         args.out.join("crop_boxes.csv").display()
     );
     Ok(())
+}
+
+/// The fold models that crop and the cache items each crops (see `Args::fold`).
+fn crop_groups(args: &Args, info: &RunInfo, cache: &Cache) -> Result<Vec<(String, Vec<usize>)>> {
+    let everything = || (0..cache.len()).collect::<Vec<_>>();
+    let held_out = || -> Result<Vec<(String, Vec<usize>)>> {
+        let groups = held_out_items(&args.run, info, cache)?;
+        let covered: usize = groups.iter().map(|(_, items)| items.len()).sum();
+        if covered != cache.len() {
+            bail!("the run's folds held out {covered} of the cache's {} images", cache.len());
+        }
+        Ok(groups)
+    };
+    match args.fold.as_deref() {
+        Some("held-out") => held_out(),
+        Some(fold) => {
+            if !info.folds.iter().any(|f| f == fold) {
+                bail!("the run has no fold {fold} (it has {})", info.folds.join(", "));
+            }
+            Ok(vec![(fold.to_string(), everything())])
+        }
+        None => match held_out() {
+            Ok(groups) => {
+                eprintln!("each image cropped by the model of the fold that held it out");
+                Ok(groups)
+            }
+            Err(reason) => {
+                let first = info.folds.first().context("the run has no folds")?;
+                eprintln!("every image cropped by {first}'s model ({reason:#})");
+                Ok(vec![(first.clone(), everything())])
+            }
+        },
+    }
 }

@@ -151,6 +151,27 @@ fn crop_recuts_every_image_from_its_original_around_the_chipnet_attention() {
         let (left, top, side): (f64, f64, f64) = (fields[1].parse().unwrap(), fields[2].parse().unwrap(), fields[3].parse().unwrap());
         assert!(side > 0.0 && side <= 1.0 && left >= 0.0 && top >= 0.0 && left + side <= 1.0 + 1e-9 && top + side <= 1.0 + 1e-9, "{line}");
     }
+    // Cross-validation on the same cache: each image was cropped by the fold that held it out.
+    let oof = std::fs::read_to_string(run.join("oof.csv")).unwrap();
+    let held_out_by: std::collections::HashMap<&str, &str> =
+        oof.lines().skip(1).map(|l| (l.split(',').next().unwrap(), l.split(',').nth(3).unwrap())).collect();
+    for line in boxes.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(held_out_by[fields[0]], fields[5], "{line}");
+    }
+    // One named fold crops everything; an unknown fold is refused with the run's folds.
+    let recropped = dir.path().join("recropped");
+    let crop_with = |fold: &str| {
+        naevus(&[
+            "crop", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", recropped.to_str().unwrap(), "--fold", fold,
+        ])
+    };
+    let out = crop_with("fold-1");
+    assert!(out.status.success(), "{}", text(&out));
+    let boxes = std::fs::read_to_string(recropped.join("crop_boxes.csv")).unwrap();
+    assert!(boxes.lines().skip(1).all(|l| l.ends_with(",fold-1")), "{boxes}");
+    let out = crop_with("fold-7");
+    assert!(!out.status.success() && text(&out).contains("no fold fold-7 (it has fold-0, fold-1)"), "{}", text(&out));
     // The new cache trains like any other.
     let out = naevus(&[
         "train", "--data", cropped.to_str().unwrap(), "--out", dir.path().join("cropnet").to_str().unwrap(), "--model", "small-cnn",

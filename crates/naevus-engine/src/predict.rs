@@ -150,6 +150,20 @@ pub fn out_of_fold_probabilities(
 ) -> Result<(Vec<usize>, Vec<f64>, Vec<String>)> {
     let info = RunInfo::read(run_dir)?;
     let input = InputSpec::from_run(&info);
+    let (mut items, mut probs, mut folds) = (Vec::new(), Vec::new(), Vec::new());
+    for (fold, fold_items) in held_out_items(run_dir, &info, cache)? {
+        let model = load_fold_model(run_dir, &info, &fold, checkpoint, device)?;
+        probs.extend(probabilities(&model, cache, &fold_items, &input, device, tta)?);
+        items.extend_from_slice(&fold_items);
+        folds.extend(std::iter::repeat_n(fold, fold_items.len()));
+    }
+    Ok((items, probs, folds))
+}
+
+/// Which cache items each fold of a run held out, read from the run's oof.csv, in the run's
+/// fold order (folds that held out nothing are left out). An image of oof.csv missing from
+/// the cache is an error naming the line.
+pub fn held_out_items(run_dir: &Path, info: &RunInfo, cache: &Cache) -> Result<Vec<(String, Vec<usize>)>> {
     let by_id: HashMap<&str, usize> = cache.records().iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
     let oof_path = run_dir.join("oof.csv");
     let mut reader = csv::Reader::from_path(&oof_path).with_context(|| format!("opening {}", oof_path.display()))?;
@@ -162,13 +176,5 @@ pub fn out_of_fold_probabilities(
             .with_context(|| format!("{} line {}: image {id} is not in the cache {}", oof_path.display(), n + 2, cache.dir().display()))?;
         fold_items.entry(fold.to_string()).or_default().push(item);
     }
-    let (mut items, mut probs, mut folds) = (Vec::new(), Vec::new(), Vec::new());
-    for fold in &info.folds {
-        let Some(fold_items) = fold_items.get(fold) else { continue };
-        let model = load_fold_model(run_dir, &info, fold, checkpoint, device)?;
-        probs.extend(probabilities(&model, cache, fold_items, &input, device, tta)?);
-        items.extend_from_slice(fold_items);
-        folds.extend(std::iter::repeat_n(fold.clone(), fold_items.len()));
-    }
-    Ok((items, probs, folds))
+    Ok(info.folds.iter().filter_map(|fold| fold_items.remove(fold).map(|items| (fold.clone(), items))).collect())
 }
