@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::image_io::{center_crop_resize, load_rgb};
+use crate::image_io::load_square;
 use crate::records::{Record, Reject};
 use crate::sources::SourceData;
 
@@ -253,13 +253,9 @@ fn slot_len(size: u32) -> usize {
 /// take the whole run down.
 fn process_image(record: &Record, size: u32) -> Result<Vec<u8>, String> {
     let run = || -> Result<Vec<u8>, String> {
-        let img = load_rgb(&record.image_path).map_err(|e| match e {
+        load_square(&record.image_path, record.crop.as_ref(), size).map_err(|e| match e {
             DataError::Image { reason, .. } => reason,
             other => other.to_string(),
-        })?;
-        Ok(match &record.crop {
-            Some(region) => crate::image_io::crop_resize(&img, region, size),
-            None => center_crop_resize(&img, size),
         })
     };
     match catch_unwind(AssertUnwindSafe(run)) {

@@ -8,6 +8,7 @@ use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
+use crate::crop::CropBox;
 use crate::error::DataError;
 
 /// Decodes a JPEG or PNG file to 8-bit RGB with its EXIF orientation applied.
@@ -42,6 +43,59 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     Ok(img.to_rgb8())
 }
 
+/// Decode + crop + resize of one file: the square `region` (fractions of the image's centre
+/// square; None: the whole centre square) at `size` x `size`, HWC RGB u8. Errors as `load_rgb`.
+pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<Vec<u8>, DataError> {
+    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    // The region must keep at least `size` source pixels per side for the Lanczos resize.
+    let region_side = region.map_or(1.0, |r| r.side).clamp(1e-3, 1.0);
+    let min_short_side = (f64::from(size) / region_side).ceil() as u32;
+    let img = match decode_jpeg_reduced(&bytes, min_short_side) {
+        Some(img) => img,
+        None => decode_rgb(&bytes).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?,
+    };
+    Ok(match region {
+        Some(region) => crop_resize(&img, region, size),
+        None => center_crop_resize(&img, size),
+    })
+}
+
+/// A JPEG at least four times as large as needed decoded at 1/4 or 1/8 scale inside the
+/// inverse DCT (libjpeg's scaled decoding, Pillow's draft mode): most of the decoding work of
+/// a 2000-6000 px original is skipped when a 256 px input is wanted, and the reduced IDCT is
+/// itself a proper low-pass filter. None (decode in full instead) when no reduction is
+/// possible, for CMYK and 16-bit JPEGs, and on any decoding problem, so that errors are
+/// reported by the one full decoder.
+fn decode_jpeg_reduced(bytes: &[u8], min_short_side: u32) -> Option<RgbImage> {
+    if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || check_jpeg_complete(bytes).is_err() {
+        return None;
+    }
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    let short_side = u32::from(info.width.min(info.height));
+    // At 1/2 the saved IDCT work does not pay for this decoder's slower entropy decoding
+    // (zune-jpeg, the full decoder, is faster there: bench/NOTES.md), so 1/4 and 1/8 only.
+    let divisor = [8u16, 4].into_iter().find(|&d| short_side / u32::from(d) >= min_short_side)?;
+    let grey = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => false,
+        jpeg_decoder::PixelFormat::L8 => true,
+        _ => return None,
+    };
+    let (width, height) = decoder.scale(info.width.div_ceil(divisor), info.height.div_ceil(divisor)).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let rgb = if grey { pixels.iter().flat_map(|&v| [v, v, v]).collect() } else { pixels };
+    let img = RgbImage::from_raw(u32::from(width), u32::from(height), rgb)?;
+    let orientation = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
+        .into_decoder()
+        .ok()
+        .and_then(|mut header| header.orientation().ok())
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::ImageRgb8(img);
+    img.apply_orientation(orientation);
+    Some(img.into_rgb8())
+}
+
 /// The JPEG decoder (zune-jpeg in non-strict mode) silently fills a truncated scan with
 /// grey, so we check the structure ourselves: the end-of-image marker (FF D9) must follow
 /// the last start-of-scan marker (FF DA). Inside entropy-coded data a 0xFF byte is always
@@ -69,7 +123,7 @@ pub fn center_crop_resize(img: &RgbImage, size: u32) -> Vec<u8> {
 }
 
 /// Crops `region` (fractions of the centre square) and resizes it to `size` x `size`.
-pub fn crop_resize(img: &RgbImage, region: &crate::crop::CropBox, size: u32) -> Vec<u8> {
+pub fn crop_resize(img: &RgbImage, region: &CropBox, size: u32) -> Vec<u8> {
     let (w, h) = img.dimensions();
     let square = f64::from(w.min(h));
     let left = f64::from(w - w.min(h)) / 2.0 + region.left * square;

@@ -24,7 +24,7 @@ pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use crop::{CropBox, CropSettings, attention_box};
 pub use error::DataError;
 pub use folds::stratified_group_kfold;
-pub use image_io::{center_crop_resize, crop_resize, load_rgb, resize_square};
+pub use image_io::{center_crop_resize, crop_resize, load_rgb, load_square, resize_square};
 pub use loader::{Batch, BatchIter, LoaderConfig, batches};
 pub use metadata::{MetadataEncoder, MetadataField, images_per_group};
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use common::{fixtures, images};
 use naevus_data::{
-    Cache, DataError, Metadata, PrepareOptions, Record, Reject, SourceData, SourceKind, SourceSpec, center_crop_resize,
-    load_rgb, prepare, read_source,
+    Cache, DataError, Metadata, PrepareOptions, Record, Reject, SourceData, SourceKind, SourceSpec, load_square,
+    prepare, read_source,
 };
 
 /// The 8 ISIC 2017 fixture images plus three broken files and one reader reject.
@@ -74,7 +74,7 @@ fn prepare_and_open() {
     assert_eq!((cache.len(), cache.size(), cache.dir()), (8, 32, out.as_path()));
     assert!(cache.records().iter().all(|r| !r.id.starts_with("BAD")));
     for (i, record) in cache.records().iter().enumerate() {
-        let expected = center_crop_resize(&load_rgb(&record.image_path).unwrap(), 32);
+        let expected = load_square(&record.image_path, None, 32).unwrap();
         assert_eq!(cache.image(i), expected.as_slice(), "{}", record.id);
     }
     // Re-running a finished job does nothing new.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use common::{fixtures, images};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, RgbImage, Rgba};
-use naevus_data::{DataError, center_crop_resize, load_rgb, resize_square};
+use naevus_data::{CropBox, DataError, center_crop_resize, crop_resize, load_rgb, load_square, resize_square};
 
 fn reason(path: &Path) -> String {
     match load_rgb(path) {
@@ -148,4 +148,69 @@ fn resize_square_sizes_and_identity() {
     assert_eq!(small.len(), 4 * 4 * 3);
     let flat = vec![100u8; 8 * 8 * 3];
     assert!(resize_square(&flat, 8, 5).iter().all(|&v| v == 100));
+}
+
+/// A smooth 1600x1200 test photograph: a dark disc (the "lesion") on skin-coloured gradient.
+fn large_photo() -> RgbImage {
+    RgbImage::from_fn(1600, 1200, |x, y| {
+        let (dx, dy) = (x as f64 - 900.0, y as f64 - 500.0);
+        if dx * dx + dy * dy < 250.0 * 250.0 {
+            Rgb([90, 50, 40])
+        } else {
+            Rgb([200 + (x % 50) as u8, 150 + (y / 24) as u8, 130])
+        }
+    })
+}
+
+fn mean_abs_difference(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(&x, &y)| f64::from(x.abs_diff(y))).sum::<f64>() / a.len() as f64
+}
+
+#[test]
+fn load_square_matches_a_full_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("large.jpg");
+    large_photo().save(&path).unwrap();
+    let full = load_rgb(&path).unwrap();
+    // 1200 px short side to 128 px: decoded at 1/8 (150 px) then resized; to 512 px: in full.
+    for size in [128, 300, 512] {
+        let reduced = load_square(&path, None, size).unwrap();
+        let reference = center_crop_resize(&full, size);
+        let difference = mean_abs_difference(&reduced, &reference);
+        assert!(difference < 2.0, "{size} px: mean difference {difference:.2} grey levels");
+    }
+    // A crop needs more source pixels: a quarter-side box at 128 px must come from >= 512 px.
+    let region = CropBox { left: 0.3, top: 0.1, side: 0.25 };
+    let reduced = load_square(&path, Some(&region), 128).unwrap();
+    let difference = mean_abs_difference(&reduced, &crop_resize(&full, &region, 128));
+    assert!(difference < 2.0, "crop: mean difference {difference:.2}");
+}
+
+#[test]
+fn load_square_keeps_orientation_grey_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Orientation 6 on a large image: the rotated picture, not the stored one, is cropped.
+    let photo = large_photo();
+    let rotated = DynamicImage::ImageRgb8(photo.clone()).rotate90().into_rgb8();
+    let path = dir.path().join("rot6.jpg");
+    std::fs::write(&path, jpeg_with_orientation(&photo, 6)).unwrap();
+    let difference = mean_abs_difference(&load_square(&path, None, 128).unwrap(), &center_crop_resize(&rotated, 128));
+    assert!(difference < 3.0, "rotated: mean difference {difference:.2}");
+
+    // A greyscale JPEG comes out as RGB with equal channels.
+    let grey = ImageBuffer::from_fn(1024, 1024, |x, y| Luma([((x + y) / 8) as u8]));
+    let path = dir.path().join("grey.jpg");
+    DynamicImage::ImageLuma8(grey).save(&path).unwrap();
+    let out = load_square(&path, None, 64).unwrap();
+    assert!(out.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+
+    // Broken files give the same errors as load_rgb.
+    let bad = fixtures().join("bad");
+    for name in ["empty.jpg", "truncated.jpg", "text.jpg"] {
+        let path = bad.join(name);
+        let err = load_square(&path, None, 64).unwrap_err().to_string();
+        assert_eq!(err, load_rgb(&path).unwrap_err().to_string(), "{name}");
+    }
+    assert_eq!(load_square(&bad.join("cmyk.jpg"), None, 16).unwrap().len(), 16 * 16 * 3);
 }
