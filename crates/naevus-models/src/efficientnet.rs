@@ -10,6 +10,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use crate::layers::{Layer, LayerHook};
+use crate::mobilenet_v2::relu6;
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -87,10 +88,6 @@ fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, g
 fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     // TensorFlow's BN settings: eps 1e-3, moving average decay 0.99.
     BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
-}
-
-fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clamp(0.0, 6.0)
 }
 
 /// Mobile inverted bottleneck: 1x1 expand, depthwise kxk, 1x1 project, residual when shapes match.

@@ -100,8 +100,11 @@ fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
 }
 
-fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clamp(0.0, 6.0)
+/// min(max(x, 0), 6), as relu then clamp_max: burn's autodiff has no clamp of its own, and
+/// `clamp(0, 6)` costs two comparisons and two mask fills each way, where relu is one fused
+/// pass forward and one backward (bench/NOTES.md). Shared with EfficientNet-Lite.
+pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    burn::tensor::activation::relu(x).clamp_max(6.0)
 }
 
 /// Inverted residual block; no expansion layers when the expansion factor is 1.
