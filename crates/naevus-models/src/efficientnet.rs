@@ -10,7 +10,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use crate::layers::{Layer, LayerHook};
-use crate::mobilenet_v2::relu6;
+use crate::mobilenet_v2::{pointwise, relu6};
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -122,10 +122,10 @@ impl MbConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(conv.forward(x)));
+            x = relu6(bn.forward(pointwise(conv, x)));
         }
         x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(self.project_conv.forward(x));
+        x = self.bn2.forward(pointwise(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }
@@ -191,7 +191,7 @@ impl EfficientNetLiteFeatures {
             }
             x = block.forward(x);
         }
-        let head = relu6(self.bn1.forward(self.conv_head.forward(x)));
+        let head = relu6(self.bn1.forward(pointwise(&self.conv_head, x)));
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }

@@ -100,6 +100,28 @@ fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
 }
 
+/// A 1x1 convolution (stride 1, no padding, one group); in training, as one batched matrix
+/// product, weight [out, in] x input [batch, in, h*w]. The same values as `conv.forward`, but
+/// burn's flex backend computes a convolution's gradients through a generic transposed
+/// convolution and transposed copies of the input, which a matrix product's backward does
+/// not need; without gradients flex's own 1x1 convolution is the faster (bench/NOTES.md). The
+/// module and its weights stay a Conv2d, so checkpoints and pretrained weights load as before.
+pub(crate) fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let no_padding = matches!(conv.padding, PaddingConfig2d::Valid | PaddingConfig2d::Same | PaddingConfig2d::Explicit(0, 0, 0, 0));
+    let trivial = conv.kernel_size == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 && no_padding;
+    if !trivial || !x.device().is_autodiff() {
+        return conv.forward(x);
+    }
+    let [batch, channels_in, height, width] = x.dims();
+    let [channels_out, ..] = conv.weight.dims();
+    let weight = conv.weight.val().reshape([1, channels_out, channels_in]);
+    let mut y = weight.matmul(x.reshape([batch, channels_in, height * width]));
+    if let Some(bias) = &conv.bias {
+        y = y + bias.val().reshape([1, channels_out, 1]);
+    }
+    y.reshape([batch, channels_out, height, width])
+}
+
 /// min(max(x, 0), 6), as relu then clamp_max: burn's autodiff has no clamp of its own, and
 /// `clamp(0, 6)` costs two comparisons and two mask fills each way, where relu is one fused
 /// pass forward and one backward (bench/NOTES.md). Shared with EfficientNet-Lite.
@@ -136,11 +158,11 @@ impl InvertedResidual {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
-            x = relu6(bn.forward(conv.forward(x)));
+            x = relu6(bn.forward(pointwise(conv, x)));
         }
         x = relu6(self.depthwise_bn.forward(self.depthwise_conv.forward(x)));
         // Linear bottleneck: no activation after the projection.
-        x = self.project_bn.forward(self.project_conv.forward(x));
+        x = self.project_bn.forward(pointwise(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }
@@ -194,7 +216,7 @@ impl MobileNetV2Features {
                 stages.push(x.clone());
             }
         }
-        let head = relu6(self.head_bn.forward(self.head_conv.forward(x)));
+        let head = relu6(self.head_bn.forward(pointwise(&self.head_conv, x)));
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }
@@ -212,6 +234,27 @@ mod tests {
         let shapes: Vec<[usize; 4]> = stages.iter().map(|s| s.dims()).collect();
         let [c4, c8, c16, c32] = MobileNetV2Features::stage_channels();
         assert_eq!(shapes, vec![[2, c4, 16, 16], [2, c8, 8, 8], [2, c16, 4, 4], [2, c32, 2, 2]]);
+    }
+
+    #[test]
+    fn pointwise_matches_the_convolution_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let x = Tensor::<4>::random([2, 6, 5, 7], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let conv = Conv2dConfig::new([6, 4], [1, 1]).init(&device);
+        let by_conv = conv.forward(x.clone());
+        let by_matmul = pointwise(&conv, x.clone());
+        by_matmul.to_data().assert_approx_eq::<f32>(&by_conv.to_data(), burn::tensor::Tolerance::absolute(1e-5));
+
+        // The same gradients for the input, the weight and the bias.
+        let grads_conv = (by_conv.clone() * by_conv).sum().backward();
+        let grads_matmul = (by_matmul.clone() * by_matmul).sum().backward();
+        let close = burn::tensor::Tolerance::absolute(1e-4);
+        x.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&x.grad(&grads_conv).unwrap().to_data(), close);
+        let weight = conv.weight.val();
+        weight.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&weight.grad(&grads_conv).unwrap().to_data(), close);
+        let bias = conv.bias.as_ref().unwrap().val();
+        bias.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&bias.grad(&grads_conv).unwrap().to_data(), close);
     }
 
     #[test]
