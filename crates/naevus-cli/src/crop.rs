@@ -68,7 +68,8 @@ pub fn run(args: Args) -> Result<()> {
     let normalize = Normalize { mean: info.mean, std: info.std };
     let metadata = crate::explain::unknown_metadata(&info);
 
-    let mut crop_boxes = vec![None; cache.len()];
+    // Per cache item: its box (None: kept whole) and the fold whose model chose it.
+    let mut chosen: Vec<Option<(Option<naevus_data::CropBox>, &str)>> = vec![None; cache.len()];
     let mut done = 0;
     for (fold, items) in &groups {
         let network = load_fold_model(&args.run, &info, fold, "best", &device)?;
@@ -79,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
             for (&i, explanation) in chunk.iter().zip(&explanations) {
                 // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
                 let map = explanation.maps.last().context("the model gave no map")?;
-                crop_boxes[i] = Some(attention_box(&map.values, map.height, map.width, &settings));
+                chosen[i] = Some((attention_box(&map.values, map.height, map.width, &settings), fold.as_str()));
             }
             done += chunk.len();
             eprint!("\rchose {done} of {} crops", cache.len());
@@ -90,14 +91,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut records = cache.records().to_vec();
     let mut lines = String::from("image_name,left,top,side,whole_image,fold\n");
     let mut kept_whole = 0;
-    for (fold, items) in &groups {
-        for &i in items {
-            let region = crop_boxes[i].expect("every item of a group was explained");
-            records[i].crop = region;
-            kept_whole += usize::from(region.is_none());
-            let shown = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
-            lines.push_str(&format!("{},{:.4},{:.4},{:.4},{},{fold}\n", records[i].id, shown.left, shown.top, shown.side, region.is_none()));
-        }
+    for (record, choice) in records.iter_mut().zip(&chosen) {
+        let (region, fold) = choice.context("an image of the cache was not explained")?;
+        record.crop = region;
+        kept_whole += usize::from(region.is_none());
+        let shown = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
+        lines.push_str(&format!("{},{:.4},{:.4},{:.4},{},{fold}\n", record.id, shown.left, shown.top, shown.side, region.is_none()));
     }
 
     let size = args.size.unwrap_or(cache.size());
