@@ -18,7 +18,8 @@ use naevus_engine::run::{load_fold_model, write_atomic};
 /// Each cached image is explained by the run's model (its learned attention for ChipNet and
 /// the attention models, else --method); the map becomes the smallest square holding --mass of
 /// its attention plus a --margin; a map whose box would cover more than --max-area of the image
-/// is diffuse and the image is kept whole. OUT is a new cache (same records, splits and
+/// is diffuse and the image is kept whole, as is one whose box with its margin would cover the
+/// whole image. OUT is a new cache (same records, splits and
 /// groups) and OUT/crop_boxes.csv lists each box as fractions of the image's centre square.
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
     let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true })?;
     write_atomic(&args.out.join("crop_boxes.csv"), lines.as_bytes())?;
     println!(
-        "cropped {} images from their original files into {} ({} kept whole: diffuse maps; {} rejected); boxes in {}",
+        "cropped {} images from their original files into {} ({} kept whole: diffuse maps or boxes as large as the image; {} rejected); boxes in {}",
         summary.prepared,
         args.out.display(),
         kept_whole,

@@ -32,7 +32,7 @@ impl Default for CropSettings {
 }
 
 /// The box for a row-major `height` x `width` map, or None to keep the whole image (a diffuse
-/// or constant map).
+/// or constant map, or a box that its margin grows to the whole image).
 pub fn attention_box(map: &[f32], height: usize, width: usize, settings: &CropSettings) -> Option<CropBox> {
     assert_eq!(map.len(), height * width, "map size");
     let lowest = map.iter().copied().fold(f32::INFINITY, f32::min);
@@ -61,7 +61,11 @@ pub fn attention_box(map: &[f32], height: usize, width: usize, settings: &CropSe
     if box_height * box_width > settings.max_area {
         return None;
     }
-    let side = (box_height.max(box_width) * (1.0 + 2.0 * settings.margin)).min(1.0);
+    let side = box_height.max(box_width) * (1.0 + 2.0 * settings.margin);
+    if side >= 1.0 {
+        // With its margin the box covers the whole centre square: nothing to crop.
+        return None;
+    }
     let centre_y = (top + bottom) as f64 / 2.0 / height as f64;
     let centre_x = (left + right) as f64 / 2.0 / width as f64;
     let clamp = |centre: f64| (centre - side / 2.0).clamp(0.0, 1.0 - side);
@@ -97,6 +101,16 @@ mod tests {
         let map = map_with_blob(10, 0..2, 8..10);
         let b = attention_box(&map, 10, 10, &CropSettings::default()).unwrap();
         assert!(b.top == 0.0 && (b.left + b.side - 1.0).abs() < 1e-12, "{b:?}");
+    }
+
+    #[test]
+    fn a_box_that_grows_to_the_whole_image_is_no_crop() {
+        // 3 x 3 of a 4 x 4 grid (area 0.56, under max_area) is 0.75 wide, 0.975 with a 15%
+        // margin; 3 x 3 and a 20% margin would exceed the image: the whole image.
+        let map = map_with_blob(4, 0..3, 1..4);
+        let settings = |margin| CropSettings { mass: 0.99, margin, max_area: 0.6 };
+        assert!((attention_box(&map, 4, 4, &settings(0.15)).unwrap().side - 0.975).abs() < 1e-9);
+        assert_eq!(attention_box(&map, 4, 4, &settings(0.2)), None);
     }
 
     #[test]
