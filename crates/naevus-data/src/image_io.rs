@@ -21,6 +21,12 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
 
 /// Decodes in-memory JPEG/PNG bytes; the error is a human-readable reason.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_rgb_at_least(bytes, None)
+}
+
+/// `decode_rgb`, except that with `min_short_side` a large enough JPEG is decoded at reduced
+/// scale (`decode_jpeg_reduced`), its short side still at least that many pixels.
+fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
@@ -35,12 +41,16 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt {format:?} header: {e}"))?;
     // A broken EXIF block should not cost us the image: fall back to "no rotation".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt {format:?} data: {e}"))?;
+    let reduced = min_short_side.filter(|_| format == ImageFormat::Jpeg).and_then(|side| decode_jpeg_reduced(bytes, side));
+    let mut img = match reduced {
+        Some(img) => DynamicImage::ImageRgb8(img),
+        None => DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt {format:?} data: {e}"))?,
+    };
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err("image has zero width or height".into());
     }
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }
 
 /// Decode + crop + resize of one file: the square `region` (fractions of the image's centre
@@ -50,10 +60,7 @@ pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<V
     // The region must keep at least `size` source pixels per side for the Lanczos resize.
     let region_side = region.map_or(1.0, |r| r.side).clamp(1e-3, 1.0);
     let min_short_side = (f64::from(size) / region_side).ceil() as u32;
-    let img = match decode_jpeg_reduced(&bytes, min_short_side) {
-        Some(img) => img,
-        None => decode_rgb(&bytes).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?,
-    };
+    let img = decode_rgb_at_least(&bytes, Some(min_short_side)).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?;
     Ok(match region {
         Some(region) => crop_resize(&img, region, size),
         None => center_crop_resize(&img, size),
@@ -65,11 +72,8 @@ pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<V
 /// a 2000-6000 px original is skipped when a 256 px input is wanted, and the reduced IDCT is
 /// itself a proper low-pass filter. None (decode in full instead) when no reduction is
 /// possible, for CMYK and 16-bit JPEGs, and on any decoding problem, so that errors are
-/// reported by the one full decoder.
+/// reported by the one full decoder. The EXIF orientation is the caller's to apply.
 fn decode_jpeg_reduced(bytes: &[u8], min_short_side: u32) -> Option<RgbImage> {
-    if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || check_jpeg_complete(bytes).is_err() {
-        return None;
-    }
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.read_info().ok()?;
     let info = decoder.info()?;
@@ -85,15 +89,7 @@ fn decode_jpeg_reduced(bytes: &[u8], min_short_side: u32) -> Option<RgbImage> {
     let (width, height) = decoder.scale(info.width.div_ceil(divisor), info.height.div_ceil(divisor)).ok()?;
     let pixels = decoder.decode().ok()?;
     let rgb = if grey { pixels.iter().flat_map(|&v| [v, v, v]).collect() } else { pixels };
-    let img = RgbImage::from_raw(u32::from(width), u32::from(height), rgb)?;
-    let orientation = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg)
-        .into_decoder()
-        .ok()
-        .and_then(|mut header| header.orientation().ok())
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::ImageRgb8(img);
-    img.apply_orientation(orientation);
-    Some(img.into_rgb8())
+    RgbImage::from_raw(u32::from(width), u32::from(height), rgb)
 }
 
 /// The JPEG decoder (zune-jpeg in non-strict mode) silently fills a truncated scan with
