@@ -50,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("2/3 training {} for {} epochs into {}", config.model, config.epochs, run_dir.display());
     let cache = Arc::new(Cache::open(&cache_dir)?);
     let resume = run_dir.join("run.json").exists();
-    let report = naevus_engine::train::train(cache, &config, &run_dir, resume)?;
+    let report = naevus_engine::train::train(cache, &config, &run_dir, resume, &[])?;
 
     println!("3/3 evaluating the best checkpoint on the validation split");
     let metrics = std::fs::read_to_string(run_dir.join("metrics.json")).context("reading the run's metrics.json")?;

@@ -32,6 +32,11 @@ pub struct Args {
     /// Continue an interrupted run in --out with its saved recipe.
     #[arg(long)]
     resume: bool,
+    /// Train only these folds (comma-separated, e.g. fold-0,fold-1), so that several
+    /// processes or GPUs can share one run: each given the same recipe and its own folds;
+    /// `--resume` alone afterwards pools the out-of-fold predictions.
+    #[arg(long, value_delimiter = ',')]
+    only_folds: Vec<String>,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -132,7 +137,7 @@ fn parse_metadata(text: &str) -> Result<MetadataList, String> {
 }
 
 /// Parses a kebab-case enum value the same way the TOML recipe does.
-fn parse_kebab<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+pub(crate) fn parse_kebab<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|e| e.to_string())
 }
 
@@ -161,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     args.overrides.apply(&mut config);
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
-    let report = naevus_engine::train::train(cache, &config, &args.out, args.resume)?;
+    let report = naevus_engine::train::train(cache, &config, &args.out, args.resume, &args.only_folds)?;
     print_report(&report);
     Ok(())
 }

@@ -204,6 +204,39 @@ fn a_killed_training_resumes_where_it_stopped() {
     assert!(run.join("fold-1/best.bpk").exists());
 }
 
+/// Two processes with the same recipe share one run, one fold each, at the same time; a last
+/// `--resume` pools their out-of-fold predictions.
+#[test]
+fn folds_trained_by_separate_processes_pool_into_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let base = ["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--epochs", "2", "--batch-size", "4"];
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let out = naevus(&args(&["--only-folds", "fold-9"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success() && text(&out).contains("no fold \"fold-9\"; its folds are fold-0, fold-1"), "{}", text(&out));
+
+    let piped = std::process::Stdio::piped;
+    let first = Command::new(env!("CARGO_BIN_EXE_naevus")).args(args(&["--only-folds", "fold-0"])).stdout(piped()).stderr(piped()).spawn().unwrap();
+    let second = Command::new(env!("CARGO_BIN_EXE_naevus")).args(args(&["--only-folds", "fold-1"])).output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    for out in [&first, &second] {
+        assert!(out.status.success() && text(out).contains("trained 1 of 2 folds"), "{}", text(out));
+    }
+    assert!(run.join("fold-0/best.bpk").exists() && run.join("fold-1/best.bpk").exists());
+    assert!(!run.join("oof.csv").exists());
+    // Another recipe does not join the run.
+    let out = naevus(&args(&["--only-folds", "fold-1", "--lr", "0.5"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success() && text(&out).contains("already holds a run"), "{}", text(&out));
+
+    let out = naevus(&args(&["--resume"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success() && text(&out).contains("out-of-fold AUC"), "{}", text(&out));
+    assert!(text(&out).contains("fold-0: already trained") && text(&out).contains("fold-1: already trained"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(run.join("oof.csv")).unwrap().lines().count(), 1 + 8);
+}
+
 #[test]
 fn a_backend_that_was_not_compiled_in_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

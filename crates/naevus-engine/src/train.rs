@@ -195,9 +195,12 @@ fn plan_folds(cache: &Cache, config: &TrainConfig, classes: &[Option<u8>]) -> Re
     Ok(vec![FoldPlan { name: "fold-0".into(), train, val }])
 }
 
-/// Trains every fold of a run into `run_dir`. With `resume`, finished epochs and folds of an
-/// interrupted run are kept and training continues from the last checkpoint.
-pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bool) -> Result<TrainReport> {
+/// Trains every fold of a run into `run_dir`, or only the folds named in `only_folds` when it
+/// is not empty. With `resume`, finished epochs and folds of an interrupted run are kept and
+/// training continues from the last checkpoint. Because each fold keeps its own directory,
+/// processes given the same recipe and different `only_folds` can share one run (one per GPU,
+/// say); oof.csv is written by the call that finds every fold trained.
+pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bool, only_folds: &[String]) -> Result<TrainReport> {
     let started = Instant::now();
     let config = if resume {
         let saved = crate::run::read_config(run_dir).context("--resume needs the run directory of an earlier run")?;
@@ -206,7 +209,10 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
         }
         saved
     } else {
-        if run_dir.join("run.json").exists() {
+        // Processes that train different folds of one run (`only_folds`) join it when their
+        // recipe is the one it was started with.
+        let joining = !only_folds.is_empty() && crate::run::read_config(run_dir).is_ok_and(|saved| &saved == config);
+        if run_dir.join("run.json").exists() && !joining {
             bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
         }
         config.clone()
@@ -217,6 +223,9 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let image_size = if config.image_size == 0 { cache.size() } else { config.image_size };
     let classes = class_labels(&cache, config.classes)?;
     let plans = plan_folds(&cache, &config, &classes)?;
+    if let Some(unknown) = only_folds.iter().find(|name| !plans.iter().any(|p| &p.name == *name)) {
+        bail!("this run has no fold \"{unknown}\"; its folds are {}", plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+    }
 
     let metadata = (!config.metadata.is_empty()).then(|| MetadataEncoder::fit(cache.records(), &config.metadata));
     if let Some(encoder) = &metadata {
@@ -243,11 +252,19 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let input = InputSpec::from_run(&info);
     let mut reports = Vec::new();
     for (k, plan) in plans.iter().enumerate() {
+        if !only_folds.is_empty() && !only_folds.contains(&plan.name) {
+            continue;
+        }
         eprintln!("{}: {} training images, {} validation images", plan.name, plan.train.len(), plan.val.len());
         reports.push(train_fold(&cache, &config, &info, &input, &classes, plan, k as u64, &device, &run_dir.join(&plan.name))?);
     }
 
-    let (oof_auc, class_metrics) = write_oof(run_dir, &cache, &info, &classes, &reports)?;
+    let (oof_auc, class_metrics) = if reports.len() == plans.len() {
+        write_oof(run_dir, &cache, &info, &classes, &reports)?
+    } else {
+        eprintln!("trained {} of {} folds; `naevus train --resume --out {}` writes oof.csv once all are trained", reports.len(), plans.len(), run_dir.display());
+        (None, None)
+    };
     Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
 }
 
