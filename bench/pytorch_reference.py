@@ -3,7 +3,8 @@ naevus / PyTorch ratio of each row.
 
 Run through bench/pytorch_reference.sh, which makes the throwaway virtual environment and
 runs `naevus bench` first. Every model row runs in a fresh process so that its peak resident
-memory (ru_maxrss) is its own.
+memory (ru_maxrss) is its own. naevus rows on a GPU backend (vulkan) are compared with PyTorch
+on CUDA in the same floating-point type, peak memory being what the allocator reserved.
 """
 
 import argparse
@@ -123,15 +124,20 @@ def build(name):
 # ---------------------------------------------------------------- one row per process
 
 
-def peak_mib():
+def peak_mib(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved() / (1024.0 * 1024.0)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def train_row(name, size, batch, steps):
-    model = build(name).train()
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def train_row(name, size, batch, steps, warmup, device, dtype):
+    model = build(name).train().to(device, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    images = torch.randn(batch, 3, size, size)
-    labels = (torch.arange(batch) % 2).float().unsqueeze(1)
+    images = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+    labels = (torch.arange(batch, device=device) % 2).to(dtype).unsqueeze(1)
 
     def step():
         optimizer.zero_grad()
@@ -140,24 +146,26 @@ def train_row(name, size, batch, steps):
         optimizer.step()
         return loss.item()
 
-    step()
+    for _ in range(warmup):
+        step()
     started = time.perf_counter()
     for _ in range(steps):
         step()
     return {"workload": f"train {name} {size}px batch {batch}", "images_per_second": steps * batch / (time.perf_counter() - started),
-            "peak_mib": peak_mib()}
+            "peak_mib": peak_mib(device)}
 
 
-def infer_row(name, size, batch, steps):
-    model = build(name).eval()
-    images = torch.randn(batch, 3, size, size)
+def infer_row(name, size, batch, steps, warmup, device, dtype):
+    model = build(name).eval().to(device, dtype)
+    images = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
     with torch.no_grad():
-        torch.sigmoid(model(images)).tolist()
+        for _ in range(warmup):
+            torch.sigmoid(model(images)).tolist()
         started = time.perf_counter()
         for _ in range(steps):
             torch.sigmoid(model(images)).tolist()
     return {"workload": f"infer {name} {size}px batch {batch}", "images_per_second": steps * batch / (time.perf_counter() - started),
-            "peak_mib": peak_mib()}
+            "peak_mib": peak_mib(device)}
 
 
 def preprocess(path, size):
@@ -170,16 +178,16 @@ def preprocess(path, size):
     return TF.pil_to_tensor(TF.resize(image, [size, size], antialias=True))
 
 
-def latency_row(name, size, images):
+def latency_row(name, size, images, device, dtype):
     import torchvision.transforms.functional as TF
-    model = build(name).eval()
+    model = build(name).eval().to(device, dtype)
     files = sorted(os.path.join(images, f) for f in os.listdir(images) if f.lower().endswith((".jpg", ".jpeg")))[:21]
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     millis = []
     with torch.no_grad():
         for path in files:
             started = time.perf_counter()
-            x = TF.normalize(preprocess(path, size).float() / 255.0, mean, std).unsqueeze(0)
+            x = TF.normalize(preprocess(path, size).float() / 255.0, mean, std).unsqueeze(0).to(device, dtype)
             torch.sigmoid(model(x)).item()
             millis.append((time.perf_counter() - started) * 1000.0)
     millis = sorted(millis[1:])
@@ -219,52 +227,67 @@ def main():
     parser.add_argument("--images", help="folder of JPEGs for the latency rows")
     parser.add_argument("--row", nargs="+", help=argparse.SUPPRESS)  # internal: one row in this process
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count())
+    # naevus's f32 is IEEE f32 throughout; PyTorch's default would run convolutions in TF32.
+    if hasattr(torch.backends.cudnn, "conv"):  # the settings' names from PyTorch 2.9 on
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     if args.row:
         kind, name, size, batch = args.row[0], args.row[1], int(args.row[2]), int(args.row[3])
-        row = {"train": lambda: train_row(name, size, batch, args.steps),
-               "infer": lambda: infer_row(name, size, batch, args.steps),
-               "latency": lambda: latency_row(name, size, args.images)}[kind]()
+        device, dtype = torch.device(args.row[4]), DTYPES[args.row[5]]
+        row = {"train": lambda: train_row(name, size, batch, args.steps, args.warmup, device, dtype),
+               "infer": lambda: infer_row(name, size, batch, args.steps, args.warmup, device, dtype),
+               "latency": lambda: latency_row(name, size, args.images, device, dtype)}[kind]()
         print(json.dumps(row))
         return
 
     with open(args.naevus) as f:
         naevus_rows = json.load(f)
-    torch_rows = {}
+    torch_rows = {}  # (workload, naevus device) -> PyTorch row
     for row in naevus_rows:
         words = row["workload"].split()
+        key = (row["workload"], row["device"])
         if row["device"] == "cpu" and words[0] == "decode+crop+resize":
             side = int(words[1].split("x")[0])
             folder = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"naevus-bench-{side}")
-            if os.path.isdir(folder) and row["workload"] not in torch_rows:
+            if os.path.isdir(folder) and key not in torch_rows:
                 for r in data_rows(folder, side):
-                    torch_rows[r["workload"]] = r
+                    torch_rows[(r["workload"], "cpu")] = r
             continue
         if row["device"] == "cpu":
             continue  # the cache loader has no PyTorch twin here
+        # "flex", "tch": the CPU; "vulkan", "vulkan f16": a GPU, which PyTorch reaches through CUDA.
+        backend, precision = (row["device"].split() + ["f32"])[:2]
+        torch_device = "cpu" if backend in ("flex", "tch") else "cuda"
         if words[0] in ("train", "infer"):
-            request = [words[0], words[1], words[2].removesuffix("px"), words[4]]
+            request = [words[0], words[1], words[2].removesuffix("px"), words[4], torch_device, precision]
         elif words[0] == "latency":
             if not args.images:
                 continue
-            request = ["latency", words[5], words[6].removesuffix("px"), "1"]
+            request = ["latency", words[5], words[6].removesuffix("px"), "1", torch_device, precision]
         else:
             continue
-        command = [sys.executable, __file__, "--naevus", args.naevus, "--steps", str(args.steps), "--row", *request]
+        command = [sys.executable, __file__, "--naevus", args.naevus, "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--row", *request]
         if args.images:
             command += ["--images", args.images]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         result = json.loads(output.strip().splitlines()[-1])
-        torch_rows[result["workload"]] = result
-        print(f"  pytorch {result['workload']}: {result['images_per_second']:.1f} images/s", file=sys.stderr)
+        torch_rows[key] = result
+        print(f"  pytorch {result['workload']} ({torch_device} {precision}): {result['images_per_second']:.1f} images/s", file=sys.stderr)
 
-    print(f"\nnaevus vs PyTorch {torch.__version__} eager, {os.cpu_count()} threads")
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    print(f"\nnaevus vs PyTorch {torch.__version__} eager, {os.cpu_count()} threads{gpu}")
     print("| workload | naevus device | naevus images/s | PyTorch images/s | ratio | naevus peak MiB | PyTorch peak MiB | memory ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in naevus_rows:
-        ref = torch_rows.get(row["workload"])
+        ref = torch_rows.get((row["workload"], row["device"]))
         if ref is None:
             continue
         mem = lambda r: r.get("peak_mib")

@@ -33,9 +33,15 @@ pub struct Args {
     train_batch: usize,
     #[arg(long, default_value_t = 32)]
     infer_batch: usize,
-    /// Timed steps per row (after one untimed warm-up step).
+    /// Floating-point type of the model rows: f32, f16 or bf16 (where the backend has it).
+    #[arg(long, default_value = "f32", value_parser = crate::train::parse_kebab::<Precision>)]
+    precision: Precision,
+    /// Timed steps per row.
     #[arg(long, default_value_t = 3)]
     steps: usize,
+    /// Untimed steps before them (a GPU backend compiles and tunes its kernels in the first).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Folder of JPEGs: re-encoded at 1024 and 2048 px for the decode + crop + resize rows,
     /// and used for single-image latency.
     #[arg(long)]
@@ -58,7 +64,8 @@ struct Row {
     workload: String,
     device: String,
     images_per_second: f64,
-    /// Peak resident memory of the process during this row, MiB (Linux; None elsewhere).
+    /// Peak memory of this row, MiB: on a GPU what the device's allocator reserved, else the
+    /// process's peak resident memory (Linux; None elsewhere).
     peak_mib: Option<f64>,
     /// Latency rows: median and 95th percentile in milliseconds.
     p50_ms: Option<f64>,
@@ -67,7 +74,8 @@ struct Row {
 
 pub fn run(args: Args) -> Result<()> {
     let threads = rayon::current_num_threads();
-    eprintln!("naevus bench: {threads} threads, {} timed steps per row", args.steps);
+    eprintln!("naevus bench: {threads} threads, {} warm-up and {} timed steps per row", args.warmup, args.steps);
+    let timing = Timing { warmup: args.warmup, steps: args.steps };
     let mut rows = Vec::new();
     if let Some(images) = &args.images {
         rows.extend(data_path_rows(images, args.image_count)?);
@@ -76,13 +84,19 @@ pub fn run(args: Args) -> Result<()> {
         rows.push(loader_row(cache, args.sizes[0] as u32, args.train_batch)?);
     }
     for device_name in &args.devices {
-        let device = select_device(device_name, Precision::F32)?;
+        let device = select_device(device_name, args.precision)?;
+        // The device column names the type when it is not f32, e.g. "vulkan f16".
+        let device_label = match args.precision {
+            Precision::F32 => device_name.clone(),
+            other => format!("{device_name} {}", other.name()),
+        };
+        let device_name = &device_label;
         for name in &args.models {
             let spec = naevus_models::spec(name)?;
             for &size in &args.sizes {
-                rows.push(train_row(spec, &device, device_name, size, args.train_batch, args.steps)?);
+                rows.push(train_row(spec, &device, device_name, size, args.train_batch, timing)?);
                 print_row(rows.last().unwrap());
-                rows.push(inference_row(spec, &device, device_name, size, args.infer_batch, args.steps)?);
+                rows.push(inference_row(spec, &device, device_name, size, args.infer_batch, timing)?);
                 print_row(rows.last().unwrap());
             }
             if let Some(images) = &args.images {
@@ -112,18 +126,32 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Untimed and timed steps of a model row.
+#[derive(Clone, Copy)]
+struct Timing {
+    warmup: usize,
+    steps: usize,
+}
+
 fn print_row(row: &Row) {
     eprintln!("  {:<48} {:<7} {:>8.1} images/s", row.workload, row.device, row.images_per_second);
 }
 
-/// Resets the process's peak-RSS counter (Linux: writing 5 to clear_refs), so the next
-/// [`peak_mib`] covers only what ran in between.
-fn reset_peak() {
+/// Resets the peak-memory reading so the next [`peak_mib`] covers only what ran in between:
+/// the process's peak-RSS counter (Linux: writing 5 to clear_refs), and the pages a GPU
+/// allocator holds for reuse.
+fn reset_peak(device: &Device) {
+    device.memory_cleanup();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident memory since the last [`reset_peak`], MiB.
-fn peak_mib() -> Option<f64> {
+/// Peak memory since the last [`reset_peak`], MiB. A GPU allocator keeps the pages it took
+/// for reuse, so what it holds reserved after the steps is their peak (PyTorch's twin is
+/// `torch.cuda.max_memory_reserved`).
+fn peak_mib(device: &Device) -> Option<f64> {
+    if let Some(usage) = device.memory_pool_usage() {
+        return Some(usage.bytes_reserved as f64 / (1024.0 * 1024.0));
+    }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -134,9 +162,9 @@ fn random_images(batch: usize, size: usize, device: &Device) -> Tensor<4> {
     Tensor::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device)
 }
 
-fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, steps: usize) -> Result<Row> {
+fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, timing: Timing) -> Result<Row> {
     let train_device = device.clone().autodiff();
-    reset_peak();
+    reset_peak(device);
     let mut model = spec.build(1, &train_device);
     let mut optimizer = AdamConfig::new().init();
     let images = random_images(batch, size, &train_device);
@@ -149,42 +177,47 @@ fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str
         let _ = value.into_scalar::<f32>();
         model
     };
-    model = step(model);
+    for _ in 0..timing.warmup {
+        model = step(model);
+    }
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..timing.steps {
         model = step(model);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let peak = peak_mib(device);
     drop(model);
     Ok(Row {
         workload: format!("train {} {size}px batch {batch}", spec.name),
         device: device_name.into(),
-        images_per_second: (steps * batch) as f64 / seconds,
-        peak_mib: peak_mib(),
+        images_per_second: (timing.steps * batch) as f64 / seconds,
+        peak_mib: peak,
         p50_ms: None,
         p95_ms: None,
     })
 }
 
-fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, steps: usize) -> Result<Row> {
-    reset_peak();
+fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, timing: Timing) -> Result<Row> {
+    reset_peak(device);
     let model = spec.build(1, device);
     let images = random_images(batch, size, device);
     let run = || {
         let probs = Target::binary(LossKind::Bce).melanoma_probability(model.forward(images.clone()).logits);
         let _: Vec<f32> = probs.into_data().try_to_vec().unwrap_or_default();
     };
-    run();
+    for _ in 0..timing.warmup {
+        run();
+    }
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..timing.steps {
         run();
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Row {
         workload: format!("infer {} {size}px batch {batch}", spec.name),
         device: device_name.into(),
-        images_per_second: (steps * batch) as f64 / seconds,
-        peak_mib: peak_mib(),
+        images_per_second: (timing.steps * batch) as f64 / seconds,
+        peak_mib: peak_mib(device),
         p50_ms: None,
         p95_ms: None,
     })

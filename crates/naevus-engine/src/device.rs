@@ -16,6 +16,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The name used in recipes and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// The backends this binary was built with, in the order they are preferred.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut names = Vec::new();
