@@ -20,10 +20,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use naevus_data::{Normalize, to_chw_f32};
 use naevus_metrics::min_max_normalise;
+use naevus_models::attention::bilinear_resize;
 use naevus_models::{Layer, ModelSpec, Network};
 
 use crate::loss::Target;
@@ -154,7 +153,7 @@ pub fn explain(
     let mut explanations: Vec<Explanation> =
         probabilities.into_iter().map(|probability| Explanation { probability, maps: Vec::new() }).collect();
     for (name, map) in raw_maps {
-        let pixels = upsample(map, height, width)
+        let pixels = bilinear_resize(map, height, width)
             .into_data()
             .try_to_vec_as::<f32>()
             .map_err(|e| anyhow!("reading the {name} maps: {e:?}"))?;
@@ -281,14 +280,6 @@ fn grad_cam_plus_plus_weights(activations: Tensor<4>, gradient: Tensor<4>) -> Te
     (alpha * relu(gradient)).sum_dim(3).sum_dim(2)
 }
 
-/// Bilinear upsampling (half-pixel centres, as torch's align_corners=False) of maps
-/// [batch, 1, h, w] to [batch, 1, height, width].
-fn upsample(maps: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    let options = InterpolateOptions::new(InterpolateMode::Bilinear)
-        .with_align_corners(false)
-        .with_output_size([height, width]);
-    interpolate(maps, options)
-}
 
 #[cfg(test)]
 mod tests {

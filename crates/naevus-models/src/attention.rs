@@ -6,8 +6,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 /// How compatibility scores become attention weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +28,42 @@ fn weighted_sum(features: Tensor<4>, weights: Tensor<2>) -> Tensor<2> {
         .reshape([batch, channels, positions])
         .matmul(weights.reshape([batch, positions, 1]))
         .reshape([batch, channels])
+}
+
+/// Bilinear resizing of `maps` [batch, channels, h, w] to [batch, channels, height, width]
+/// with half-pixel centres (torch's `align_corners=False`), as two products with
+/// interpolation matrices. burn's `interpolate` gives the same values, but its backward is
+/// missing on the GPU backends (cubecl: "Bilinear interpolation backward is not supported"),
+/// so attention models could not train there; matrix products differentiate everywhere.
+pub fn bilinear_resize(maps: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
+    let [batch, channels, h, w] = maps.dims();
+    let device = maps.device();
+    let rows = interpolation_matrix(h, height, &device); // [h, height]
+    let columns = interpolation_matrix(w, width, &device); // [w, width]
+    let across = maps.reshape([batch * channels * h, w]).matmul(columns); // [.. h, width]
+    let across = across.reshape([batch * channels, h, width]).swap_dims(1, 2);
+    across
+        .reshape([batch * channels * width, h])
+        .matmul(rows) // [.. width, height]
+        .reshape([batch * channels, width, height])
+        .swap_dims(1, 2)
+        .reshape([batch, channels, height, width])
+}
+
+/// The [from, to] matrix whose column j holds the weights of the source samples that output
+/// sample j of a half-pixel linear resize from `from` to `to` samples reads.
+fn interpolation_matrix(from: usize, to: usize, device: &Device) -> Tensor<2> {
+    let mut weights = vec![0f32; from * to];
+    let scale = from as f64 / to as f64;
+    for j in 0..to {
+        let source = ((j as f64 + 0.5) * scale - 0.5).max(0.0);
+        let lower = (source.floor() as usize).min(from - 1);
+        let upper = (lower + 1).min(from - 1);
+        let fraction = (source - lower as f64) as f32;
+        weights[lower * to + j] += 1.0 - fraction;
+        weights[upper * to + j] += fraction;
+    }
+    Tensor::from_data(TensorData::new(weights, [from, to]), device)
 }
 
 /// 1x1 convolution with the seeds' initialisation: Kaiming normal (fan-in, ReLU gain), zero bias.
@@ -84,10 +118,7 @@ impl AttentionBlock {
         let [_, _, global_height, global_width] = global_term.dims();
         if [global_height, global_width] != [height, width] {
             // Half-pixel bilinear upsampling, as torch's align_corners=False in the seeds.
-            let options = InterpolateOptions::new(InterpolateMode::Bilinear)
-                .with_align_corners(false)
-                .with_output_size([height, width]);
-            global_term = interpolate(global_term, options);
+            global_term = bilinear_resize(global_term, height, width);
         }
         let scores = self.phi.forward(relu(local_term + global_term)).reshape([batch, height * width]);
         let (attention, pooled) = match self.norm {
@@ -210,6 +241,29 @@ mod tests {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-4, "{got:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn bilinear_resize_matches_interpolate_and_has_a_gradient() {
+        use burn::tensor::module::interpolate;
+        use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+        let device = Device::flex();
+        // The attention VGG's sizes (7 -> 14, 7 -> 28), a shrink and uneven ratios.
+        for (from, to) in [([7, 7], [14, 14]), ([7, 7], [28, 28]), ([5, 6], [13, 9]), ([6, 4], [3, 4])] {
+            let maps = tensor(pattern(2 * 3 * from[0] * from[1], from[0]), [2, 3, from[0], from[1]], &device);
+            let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size(to);
+            let want = values(interpolate(maps.clone(), options));
+            assert_close(&values(bilinear_resize(maps, to[0], to[1])), &want);
+        }
+        // Every input sample's weights sum to what it contributes: resizing a constant map
+        // keeps it constant, and the gradient of the sum spreads over every input sample.
+        let ad = device.clone().autodiff();
+        let maps = tensor(vec![2.0; 2 * 7 * 7], [1, 2, 7, 7], &ad).require_grad();
+        let resized = bilinear_resize(maps.clone(), 14, 14);
+        assert_close(&values(resized.clone()), &[2.0; 2 * 14 * 14]);
+        let gradient = values(maps.grad(&resized.sum().backward()).unwrap());
+        assert!(gradient.iter().all(|&g| g > 0.0), "{gradient:?}");
+        assert_close(&[gradient.iter().sum::<f32>()], &[2.0 * 14.0 * 14.0]);
     }
 
     #[test]
