@@ -213,7 +213,10 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
         // recipe is the one it was started with.
         let joining = !only_folds.is_empty() && crate::run::read_config(run_dir).is_ok_and(|saved| &saved == config);
         if run_dir.join("run.json").exists() && !joining {
-            bail!("{} already holds a run; pass --resume to continue it or choose another --out", run_dir.display());
+            bail!(
+                "{} already holds a run; pass --resume to continue it or choose another --out (with --only-folds, the same recipe joins it)",
+                run_dir.display()
+            );
         }
         config.clone()
     };
@@ -262,7 +265,7 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     let (oof_auc, class_metrics) = if reports.len() == plans.len() {
         write_oof(run_dir, &cache, &info, &classes, &reports)?
     } else {
-        eprintln!("trained {} of {} folds; `naevus train --resume --out {}` writes oof.csv once all are trained", reports.len(), plans.len(), run_dir.display());
+        eprintln!("trained {} of {} folds; once all are, `naevus train --resume` on {} writes oof.csv", reports.len(), plans.len(), run_dir.display());
         (None, None)
     };
     Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
