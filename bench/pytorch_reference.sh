@@ -8,6 +8,10 @@
 #
 # IMAGES_DIR: JPEGs to re-encode (default: ../shared/data/isic2017/images, else data/sample/images).
 # BENCH_VENV: where the virtual environment lives (default /tmp/naevus-bench-venv; reused).
+# BENCH_STEPS, BENCH_WARMUP: timed and untimed steps per model row, both sides (default 3, 1).
+# NAEVUS_FEATURES: cargo features to build with. On a GPU (PyPI's torch wheel has CUDA):
+#   NAEVUS_FEATURES=vulkan BENCH_WARMUP=2 BENCH_STEPS=6 bench/pytorch_reference.sh IMAGES --devices vulkan
+# (rows on vulkan are compared with PyTorch on CUDA; add --precision f16 for half precision).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +19,8 @@ images=${1:-../shared/data/isic2017/images}
 [ -d "$images" ] || images=data/sample/images
 shift || true
 venv=${BENCH_VENV:-/tmp/naevus-bench-venv}
+steps=${BENCH_STEPS:-3}
+warmup=${BENCH_WARMUP:-1}
 work=${TMPDIR:-/tmp}
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -24,7 +30,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 echo "== building naevus"
-cargo build --release --locked
+cargo build --release --locked ${NAEVUS_FEATURES:+--features "$NAEVUS_FEATURES"}
 
 echo "== a cache of the bundled sample at 256 px for the loader row"
 cache="$work/naevus-bench-cache"
@@ -32,7 +38,8 @@ cache="$work/naevus-bench-cache"
     --size 256 --out "$cache" > /dev/null
 
 echo "== naevus bench"
-./target/release/naevus bench --images "$images" --cache "$cache" --out "$work/naevus-bench.json" "$@"
+./target/release/naevus bench --images "$images" --cache "$cache" --steps "$steps" --warmup "$warmup" --out "$work/naevus-bench.json" "$@"
 
 echo "== the same in PyTorch"
-"$venv/bin/python" bench/pytorch_reference.py --naevus "$work/naevus-bench.json" --images "$work/naevus-bench-1024"
+"$venv/bin/python" bench/pytorch_reference.py --naevus "$work/naevus-bench.json" --images "$work/naevus-bench-1024" \
+    --steps "$steps" --warmup "$warmup"
