@@ -86,21 +86,20 @@ pub fn run(args: Args) -> Result<()> {
     for device_name in &args.devices {
         let device = select_device(device_name, args.precision)?;
         // The device column names the type when it is not f32, e.g. "vulkan f16".
-        let device_label = match args.precision {
+        let label = match args.precision {
             Precision::F32 => device_name.clone(),
             other => format!("{device_name} {}", other.name()),
         };
-        let device_name = &device_label;
         for name in &args.models {
             let spec = naevus_models::spec(name)?;
             for &size in &args.sizes {
-                rows.push(train_row(spec, &device, device_name, size, args.train_batch, timing)?);
+                rows.push(train_row(spec, &device, &label, size, args.train_batch, timing)?);
                 print_row(rows.last().unwrap());
-                rows.push(inference_row(spec, &device, device_name, size, args.infer_batch, timing)?);
+                rows.push(inference_row(spec, &device, &label, size, args.infer_batch, timing)?);
                 print_row(rows.last().unwrap());
             }
             if let Some(images) = &args.images {
-                rows.push(latency_row(spec, &device, device_name, images, args.sizes[0] as u32)?);
+                rows.push(latency_row(spec, &device, &label, images, args.sizes[0] as u32)?);
                 print_row(rows.last().unwrap());
             }
         }

@@ -211,8 +211,8 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
     } else {
         // Processes that train different folds of one run (`only_folds`) join it when their
         // recipe is the one it was started with.
-        let joining = !only_folds.is_empty() && crate::run::read_config(run_dir).is_ok_and(|saved| &saved == config);
-        if run_dir.join("run.json").exists() && !joining {
+        let joins = || !only_folds.is_empty() && crate::run::read_config(run_dir).is_ok_and(|saved| &saved == config);
+        if run_dir.join("run.json").exists() && !joins() {
             bail!(
                 "{} already holds a run; pass --resume to continue it or choose another --out (with --only-folds, the same recipe joins it)",
                 run_dir.display()
