@@ -9,6 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::flex_training::{batch_norm, depthwise};
 use crate::layers::{Layer, LayerHook};
 use crate::mobilenet_v2::{pointwise, relu6};
 
@@ -85,7 +86,7 @@ fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, g
         .init(device)
 }
 
-fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
     // TensorFlow's BN settings: eps 1e-3, moving average decay 0.99.
     BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
 }
@@ -109,11 +110,11 @@ impl MbConv {
         let hidden = channels_in * expand;
         Self {
             expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
-            bn0: (expand != 1).then(|| batch_norm(hidden, device)),
+            bn0: (expand != 1).then(|| batch_norm_layer(hidden, device)),
             depthwise_conv: conv(hidden, hidden, kernel, stride, hidden, device),
-            bn1: batch_norm(hidden, device),
+            bn1: batch_norm_layer(hidden, device),
             project_conv: conv(hidden, channels_out, 1, 1, 1, device),
-            bn2: batch_norm(channels_out, device),
+            bn2: batch_norm_layer(channels_out, device),
             residual: stride == 1 && channels_in == channels_out,
             stride,
         }
@@ -122,10 +123,10 @@ impl MbConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(bn.forward(pointwise(conv, x)));
+            x = relu6(batch_norm(bn, pointwise(conv, x)));
         }
-        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(pointwise(&self.project_conv, x));
+        x = relu6(batch_norm(&self.bn1, depthwise(&self.depthwise_conv, x)));
+        x = batch_norm(&self.bn2, pointwise(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }
@@ -159,10 +160,10 @@ impl EfficientNetLiteFeatures {
         }
         Self {
             conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
-            bn0: batch_norm(STEM_CHANNELS, device),
+            bn0: batch_norm_layer(STEM_CHANNELS, device),
             blocks,
             conv_head: conv(round_channels(B0_STAGES[last].channels_out, width), HEAD_CHANNELS, 1, 1, 1, device),
-            bn1: batch_norm(HEAD_CHANNELS, device),
+            bn1: batch_norm_layer(HEAD_CHANNELS, device),
         }
     }
 
@@ -176,7 +177,7 @@ impl EfficientNetLiteFeatures {
     /// the head convolution's output at stride 32, each passed through `hook` before the
     /// blocks after it.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = relu6(self.bn0.forward(self.conv_stem.forward(images)));
+        let mut x = relu6(batch_norm(&self.bn0, self.conv_stem.forward(images)));
         let mut stages = Vec::with_capacity(4);
         let mut past_stride_2 = false;
         for block in &self.blocks {
@@ -191,7 +192,7 @@ impl EfficientNetLiteFeatures {
             }
             x = block.forward(x);
         }
-        let head = relu6(self.bn1.forward(pointwise(&self.conv_head, x)));
+        let head = relu6(batch_norm(&self.bn1, pointwise(&self.conv_head, x)));
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }

@@ -5,6 +5,22 @@
 
 pub mod attention;
 pub mod backbone;
+#[cfg(feature = "flex")]
+mod flex_training;
+#[cfg(not(feature = "flex"))]
+mod flex_training {
+    //! Without flex there are no own training kernels: burn's modules as they are.
+    use burn::nn::{BatchNorm, conv::Conv2d};
+    use burn::prelude::Tensor;
+
+    pub(crate) fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        conv.forward(x)
+    }
+
+    pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+        bn.forward(x)
+    }
+}
 pub mod efficientnet;
 pub mod heads;
 pub mod layers;

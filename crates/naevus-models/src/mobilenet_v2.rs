@@ -10,6 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::flex_training::{batch_norm, depthwise};
 use crate::layers::{Layer, LayerHook};
 
 const STEM_CHANNELS: usize = 32;
@@ -95,7 +96,7 @@ fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, g
         .init(device)
 }
 
-fn batch_norm(channels: usize, device: &Device) -> BatchNorm {
+fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
     // PyTorch's defaults, which the ImageNet weights were trained with.
     BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
 }
@@ -146,11 +147,11 @@ impl InvertedResidual {
         let hidden = channels_in * expand;
         Self {
             expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
-            expand_bn: (expand != 1).then(|| batch_norm(hidden, device)),
+            expand_bn: (expand != 1).then(|| batch_norm_layer(hidden, device)),
             depthwise_conv: conv(hidden, hidden, 3, stride, hidden, device),
-            depthwise_bn: batch_norm(hidden, device),
+            depthwise_bn: batch_norm_layer(hidden, device),
             project_conv: conv(hidden, channels_out, 1, 1, 1, device),
-            project_bn: batch_norm(channels_out, device),
+            project_bn: batch_norm_layer(channels_out, device),
             residual: stride == 1 && channels_in == channels_out,
         }
     }
@@ -158,11 +159,11 @@ impl InvertedResidual {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
-            x = relu6(bn.forward(pointwise(conv, x)));
+            x = relu6(batch_norm(bn, pointwise(conv, x)));
         }
-        x = relu6(self.depthwise_bn.forward(self.depthwise_conv.forward(x)));
+        x = relu6(batch_norm(&self.depthwise_bn, depthwise(&self.depthwise_conv, x)));
         // Linear bottleneck: no activation after the projection.
-        x = self.project_bn.forward(pointwise(&self.project_conv, x));
+        x = batch_norm(&self.project_bn, pointwise(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }
@@ -191,10 +192,10 @@ impl MobileNetV2Features {
         }
         Self {
             stem_conv: conv(3, STEM_CHANNELS, 3, 2, 1, device),
-            stem_bn: batch_norm(STEM_CHANNELS, device),
+            stem_bn: batch_norm_layer(STEM_CHANNELS, device),
             blocks,
             head_conv: conv(channels_in, HEAD_CHANNELS, 1, 1, 1, device),
-            head_bn: batch_norm(HEAD_CHANNELS, device),
+            head_bn: batch_norm_layer(HEAD_CHANNELS, device),
         }
     }
 
@@ -207,7 +208,7 @@ impl MobileNetV2Features {
     /// resolution level, at strides 4, 8, 16 and 32; the last is the 1280-channel head output.
     /// Each passes through `hook` before the next block.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = relu6(self.stem_bn.forward(self.stem_conv.forward(images)));
+        let mut x = relu6(batch_norm(&self.stem_bn, self.stem_conv.forward(images)));
         let mut stages = Vec::with_capacity(4);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -216,7 +217,7 @@ impl MobileNetV2Features {
                 stages.push(x.clone());
             }
         }
-        let head = relu6(self.head_bn.forward(pointwise(&self.head_conv, x)));
+        let head = relu6(batch_norm(&self.head_bn, pointwise(&self.head_conv, x)));
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }
