@@ -165,6 +165,12 @@ pub fn run(args: Args) -> Result<()> {
         None => TrainConfig::default(),
     };
     args.overrides.apply(&mut config);
+    // `--resume` with no recipe given continues with the saved one (and says nothing about it).
+    if args.resume && args.config.is_none() && config == TrainConfig::default() {
+        if let Ok(saved) = naevus_engine::run::read_config(&args.out) {
+            config = saved;
+        }
+    }
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
     let report = naevus_engine::train::train(cache, &config, &args.out, args.resume, &args.only_folds)?;
     print_report(&report);
