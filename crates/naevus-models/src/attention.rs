@@ -7,6 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 
+use crate::flex_training::batch_norm;
+
 /// How compatibility scores become attention weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionNorm {
@@ -166,7 +168,7 @@ impl ChipAttentionPool {
     /// map [batch, C, n, n] -> (pooled [batch, C], attention [batch, 1, n, n] summing to 1).
     pub fn forward(&self, map: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
         let [batch, _, height, width] = map.dims();
-        let scores = self.conv2.forward(relu(self.bn.forward(self.conv1.forward(map.clone()))));
+        let scores = self.conv2.forward(relu(batch_norm(&self.bn, self.conv1.forward(map.clone()))));
         let attention = softmax(scores.reshape([batch, height * width]), 1);
         (weighted_sum(map, attention.clone()), attention.reshape([batch, 1, height, width]))
     }
