@@ -54,6 +54,12 @@ enum Command {
 }
 
 fn main() {
+    // Output piped into `head` and the like ends quietly when the reader closes the pipe, as
+    // command-line tools do, instead of panicking on the failed write to stdout.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(args),

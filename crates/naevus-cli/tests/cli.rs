@@ -364,3 +364,18 @@ fn bf16_trains_and_predicts_and_pretrained_half_precision_is_refused() {
     assert!(!out.status.success());
     assert!(text(&out).contains("trains from scratch only"), "{}", text(&out));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `naevus models | head -0`: the reader is gone before the first line is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_naevus"))
+        .arg("models")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
