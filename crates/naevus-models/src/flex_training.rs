@@ -358,7 +358,7 @@ impl Shapes {
 
 /// The `o` in 0..out_len with 0 <= o * stride + offset - pad < len.
 fn valid_range(out_len: usize, stride: usize, offset: usize, pad: usize, len: usize) -> std::ops::Range<usize> {
-    let first = pad.saturating_sub(offset).div_ceil(stride);
+    let first = pad.saturating_sub(offset).div_ceil(stride).min(out_len);
     // o * stride + offset - pad <= len - 1  <=>  o <= (len - 1 + pad - offset) / stride
     let last_exclusive = match (len + pad).checked_sub(offset + 1) {
         Some(limit) => (limit / stride + 1).min(out_len),
@@ -384,6 +384,9 @@ fn input_gradient(s: &Shapes, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                 let dx_row = &mut dx[row * s.width..(row + 1) * s.width];
                 for j in 0..s.kernel_w {
                     let columns = s.valid_columns(j);
+                    if columns.is_empty() {
+                        continue;
+                    }
                     let wv = w[i * s.kernel_w + j];
                     if s.stride[1] == 1 {
                         let start = columns.start + j - s.pad_left;
@@ -423,6 +426,9 @@ fn weight_gradient(s: &Shapes, grad: &[f32], x: &[f32]) -> Vec<f32> {
                     let x_row = &xp[row * s.width..(row + 1) * s.width];
                     for j in 0..s.kernel_w {
                         let columns = s.valid_columns(j);
+                        if columns.is_empty() {
+                            continue;
+                        }
                         totals[i * s.kernel_w + j] += if s.stride[1] == 1 {
                             let start = columns.start + j - s.pad_left;
                             sum_pairs(&g_row[columns.clone()], &x_row[start..start + columns.len()], |g, x| g * x)
@@ -516,6 +522,12 @@ mod tests {
         // MobileNet-V2: padding 1 at stride 2; and no padding at all.
         check(6, 3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), [9, 9]);
         check(2, 3, 1, PaddingConfig2d::Valid, [7, 6]);
+        // Maps smaller than the kernel (ChipNet's chips at small inputs): some kernel columns
+        // see only padding.
+        check(3, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), [1, 1]);
+        check(2, 5, 1, PaddingConfig2d::Explicit(2, 2, 2, 2), [2, 2]);
+        check(2, 5, 1, PaddingConfig2d::Explicit(2, 2, 2, 2), [1, 1]);
+        check(2, 5, 2, PaddingConfig2d::Explicit(1, 1, 2, 2), [2, 2]);
     }
 
     #[test]
@@ -552,7 +564,7 @@ mod tests {
 
     #[test]
     fn valid_range_keeps_input_columns_inside_the_image() {
-        for (out_len, stride, offset, pad, len) in [(5, 1, 0, 1, 5), (5, 1, 2, 1, 5), (6, 2, 0, 0, 12), (6, 2, 2, 1, 12), (3, 2, 4, 2, 6)] {
+        for (out_len, stride, offset, pad, len) in [(5, 1, 0, 1, 5), (5, 1, 2, 1, 5), (6, 2, 0, 0, 12), (6, 2, 2, 1, 12), (3, 2, 4, 2, 6), (1, 1, 0, 1, 1), (1, 1, 2, 1, 1), (1, 2, 4, 1, 2), (1, 1, 0, 2, 1)] {
             let range = valid_range(out_len, stride, offset, pad, len);
             for o in 0..out_len {
                 let inside = (o * stride + offset).checked_sub(pad).is_some_and(|column| column < len);
