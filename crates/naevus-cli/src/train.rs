@@ -142,20 +142,24 @@ pub(crate) fn parse_kebab<T: serde::de::DeserializeOwned>(text: &str) -> Result<
 }
 
 impl Overrides {
-    /// Applies the flags that were given on top of `config`.
-    pub fn apply(self, config: &mut TrainConfig) {
+    /// Applies the flags that were given on top of `config`; false when none was.
+    pub fn apply(self, config: &mut TrainConfig) -> bool {
+        let mut given = false;
         macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; } )* };
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { config.$field = v; given = true; } )* };
         }
         if let Some(lr) = self.backbone_lr {
             config.backbone_lr = Some(lr);
+            given = true;
         }
         if let Some(MetadataList(fields)) = self.metadata {
             config.metadata = fields;
+            given = true;
         }
         set!(model, pretrained, image_size, epochs, batch_size, lr, freeze_backbone_epochs, early_stopping_patience, weight_decay, optimizer, warmup_epochs,
              warmup_start, restart_epochs, loss, classes, dropout_samples, focal_alpha, focal_gamma, sampling, negatives_per_positive, augment, folds,
              external_in_validation, seed, device, precision);
+        given
     }
 }
 
@@ -164,9 +168,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => TrainConfig::from_toml_file(path)?,
         None => TrainConfig::default(),
     };
-    args.overrides.apply(&mut config);
+    let flags_given = args.overrides.apply(&mut config);
     // `--resume` with no recipe given continues with the saved one (and says nothing about it).
-    if args.resume && args.config.is_none() && config == TrainConfig::default() {
+    if args.resume && args.config.is_none() && !flags_given {
         if let Ok(saved) = naevus_engine::run::read_config(&args.out) {
             config = saved;
         }

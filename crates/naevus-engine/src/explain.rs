@@ -280,7 +280,6 @@ fn grad_cam_plus_plus_weights(activations: Tensor<4>, gradient: Tensor<4>) -> Te
     (alpha * relu(gradient)).sum_dim(3).sum_dim(2)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,11 +146,11 @@ impl Backward<Flex, 2> for DepthwiseBackward {
         let grad = contiguous_f32(&grad);
         if let Some(node) = node_x {
             let values = input_gradient(&shapes, &grad, &weight);
-            grads.register::<Flex>(node.id, flex_tensor(values, vec![shapes.batch, shapes.channels, shapes.height, shapes.width]));
+            grads.register::<Flex>(node.id, flex_tensor(values, shapes.input.shape()));
         }
         if let Some(node) = node_weight {
             let values = weight_gradient(&shapes, &grad, &x);
-            grads.register::<Flex>(node.id, flex_tensor(values, vec![shapes.channels, 1, shapes.kernel_h, shapes.kernel_w]));
+            grads.register::<Flex>(node.id, flex_tensor(values, vec![shapes.input.channels, 1, shapes.kernel_h, shapes.kernel_w]));
         }
     }
 }
@@ -311,10 +311,7 @@ fn batch_norm_backward(planes: &Planes, x: &[f32], gamma: &[f32], statistics: &S
 /// Sizes of one depthwise convolution, input [batch, channels, height, width] to output
 /// [batch, channels, out_h, out_w].
 struct Shapes {
-    batch: usize,
-    channels: usize,
-    height: usize,
-    width: usize,
+    input: Planes,
     kernel_h: usize,
     kernel_w: usize,
     out_h: usize,
@@ -326,15 +323,11 @@ struct Shapes {
 
 impl Shapes {
     fn new(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Self {
-        let x_dims = x.layout().shape().clone();
         let w_dims = weight.layout().shape().clone();
         let g_dims = grad.layout().shape().clone();
         let [pad_top, pad_left] = options.padding_begin();
         Self {
-            batch: x_dims[0],
-            channels: x_dims[1],
-            height: x_dims[2],
-            width: x_dims[3],
+            input: Planes::of(x),
             kernel_h: w_dims[2],
             kernel_w: w_dims[3],
             out_h: g_dims[2],
@@ -347,12 +340,12 @@ impl Shapes {
 
     /// Output columns `ow` whose input column `ow * stride + j - pad_left` lies inside the image.
     fn valid_columns(&self, j: usize) -> std::ops::Range<usize> {
-        valid_range(self.out_w, self.stride[1], j, self.pad_left, self.width)
+        valid_range(self.out_w, self.stride[1], j, self.pad_left, self.input.width)
     }
 
     /// Input row of output row `oh` and kernel row `i`, if inside the image.
     fn input_row(&self, oh: usize, i: usize) -> Option<usize> {
-        (oh * self.stride[0] + i).checked_sub(self.pad_top).filter(|&row| row < self.height)
+        (oh * self.stride[0] + i).checked_sub(self.pad_top).filter(|&row| row < self.input.height)
     }
 }
 
@@ -369,19 +362,19 @@ fn valid_range(out_len: usize, stride: usize, offset: usize, pad: usize, len: us
 
 /// d loss / d x: each output gradient spread back over the inputs its kernel window read.
 fn input_gradient(s: &Shapes, grad: &[f32], weight: &[f32]) -> Vec<f32> {
-    let plane = s.height * s.width;
+    let plane = s.input.size();
     let out_plane = s.out_h * s.out_w;
     let kernel = s.kernel_h * s.kernel_w;
-    let mut dx = vec![0.0f32; s.batch * s.channels * plane];
+    let mut dx = vec![0.0f32; s.input.batch * s.input.channels * plane];
     dx.par_chunks_mut(plane).enumerate().for_each(|(index, dx)| {
-        let channel = index % s.channels;
+        let channel = index % s.input.channels;
         let g = &grad[index * out_plane..(index + 1) * out_plane];
         let w = &weight[channel * kernel..(channel + 1) * kernel];
         for oh in 0..s.out_h {
             let g_row = &g[oh * s.out_w..(oh + 1) * s.out_w];
             for i in 0..s.kernel_h {
                 let Some(row) = s.input_row(oh, i) else { continue };
-                let dx_row = &mut dx[row * s.width..(row + 1) * s.width];
+                let dx_row = &mut dx[row * s.input.width..(row + 1) * s.input.width];
                 for j in 0..s.kernel_w {
                     let columns = s.valid_columns(j);
                     if columns.is_empty() {
@@ -409,21 +402,21 @@ fn input_gradient(s: &Shapes, grad: &[f32], weight: &[f32]) -> Vec<f32> {
 /// d loss / d weight: for each channel and kernel tap, the sum over the batch and the output
 /// positions of output gradient times the input the tap read.
 fn weight_gradient(s: &Shapes, grad: &[f32], x: &[f32]) -> Vec<f32> {
-    let plane = s.height * s.width;
+    let plane = s.input.size();
     let out_plane = s.out_h * s.out_w;
     let kernel = s.kernel_h * s.kernel_w;
-    let mut dw = vec![0.0f32; s.channels * kernel];
+    let mut dw = vec![0.0f32; s.input.channels * kernel];
     dw.par_chunks_mut(kernel).enumerate().for_each(|(channel, dw)| {
         let mut totals = vec![0.0f64; kernel];
-        for b in 0..s.batch {
-            let index = b * s.channels + channel;
+        for b in 0..s.input.batch {
+            let index = b * s.input.channels + channel;
             let g = &grad[index * out_plane..(index + 1) * out_plane];
             let xp = &x[index * plane..(index + 1) * plane];
             for oh in 0..s.out_h {
                 let g_row = &g[oh * s.out_w..(oh + 1) * s.out_w];
                 for i in 0..s.kernel_h {
                     let Some(row) = s.input_row(oh, i) else { continue };
-                    let x_row = &xp[row * s.width..(row + 1) * s.width];
+                    let x_row = &xp[row * s.input.width..(row + 1) * s.input.width];
                     for j in 0..s.kernel_w {
                         let columns = s.valid_columns(j);
                         if columns.is_empty() {

@@ -5,6 +5,15 @@
 
 pub mod attention;
 pub mod backbone;
+pub mod efficientnet;
+pub mod heads;
+pub mod layers;
+pub mod mobilenet_v2;
+pub mod registry;
+pub mod resnet;
+pub mod small_cnn;
+pub mod vgg;
+
 #[cfg(feature = "flex")]
 mod flex_training;
 #[cfg(not(feature = "flex"))]
@@ -21,14 +30,6 @@ mod flex_training {
         bn.forward(x)
     }
 }
-pub mod efficientnet;
-pub mod heads;
-pub mod layers;
-pub mod mobilenet_v2;
-pub mod registry;
-pub mod resnet;
-pub mod small_cnn;
-pub mod vgg;
 
 pub use layers::{Layer, LayerHook, UnknownLayer};
 pub use registry::{HeadOptions, MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};
