@@ -338,9 +338,10 @@ impl Shapes {
         }
     }
 
-    /// Output columns `ow` whose input column `ow * stride + j - pad_left` lies inside the image.
-    fn valid_columns(&self, j: usize) -> std::ops::Range<usize> {
-        valid_range(self.out_w, self.stride[1], j, self.pad_left, self.input.width)
+    /// Output columns `ow` whose input column `ow * stride + j - pad_left` lies inside the image;
+    /// none when kernel column `j` sees only padding (maps smaller than the kernel).
+    fn valid_columns(&self, j: usize) -> Option<std::ops::Range<usize>> {
+        Some(valid_range(self.out_w, self.stride[1], j, self.pad_left, self.input.width)).filter(|columns| !columns.is_empty())
     }
 
     /// Input row of output row `oh` and kernel row `i`, if inside the image.
@@ -376,10 +377,7 @@ fn input_gradient(s: &Shapes, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                 let Some(row) = s.input_row(oh, i) else { continue };
                 let dx_row = &mut dx[row * s.input.width..(row + 1) * s.input.width];
                 for j in 0..s.kernel_w {
-                    let columns = s.valid_columns(j);
-                    if columns.is_empty() {
-                        continue;
-                    }
+                    let Some(columns) = s.valid_columns(j) else { continue };
                     let wv = w[i * s.kernel_w + j];
                     if s.stride[1] == 1 {
                         let start = columns.start + j - s.pad_left;
@@ -418,10 +416,7 @@ fn weight_gradient(s: &Shapes, grad: &[f32], x: &[f32]) -> Vec<f32> {
                     let Some(row) = s.input_row(oh, i) else { continue };
                     let x_row = &xp[row * s.input.width..(row + 1) * s.input.width];
                     for j in 0..s.kernel_w {
-                        let columns = s.valid_columns(j);
-                        if columns.is_empty() {
-                            continue;
-                        }
+                        let Some(columns) = s.valid_columns(j) else { continue };
                         totals[i * s.kernel_w + j] += if s.stride[1] == 1 {
                             let start = columns.start + j - s.pad_left;
                             sum_pairs(&g_row[columns.clone()], &x_row[start..start + columns.len()], |g, x| g * x)
