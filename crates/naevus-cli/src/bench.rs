@@ -14,6 +14,7 @@ use burn::prelude::*;
 use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches, load_rgb, load_square, to_chw_f32};
 use naevus_engine::device::{Precision, select_device};
 use naevus_engine::loss::{LossKind, Target, loss};
+use naevus_engine::run::write_atomic;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -76,12 +77,14 @@ pub fn run(args: Args) -> Result<()> {
     let threads = rayon::current_num_threads();
     eprintln!("naevus bench: {threads} threads, {} warm-up and {} timed steps per row", args.warmup, args.steps);
     let timing = Timing { warmup: args.warmup, steps: args.steps };
-    let mut rows = Vec::new();
+    let mut table = Table { rows: Vec::new(), out: args.out.clone() };
     if let Some(images) = &args.images {
-        rows.extend(data_path_rows(images, args.image_count)?);
+        for row in data_path_rows(images, args.image_count)? {
+            table.add(row)?;
+        }
     }
     if let Some(cache) = &args.cache {
-        rows.push(loader_row(cache, args.sizes[0] as u32, args.train_batch)?);
+        table.add(loader_row(cache, args.sizes[0] as u32, args.train_batch)?)?;
     }
     for device_name in &args.devices {
         let device = select_device(device_name, args.precision)?;
@@ -93,21 +96,18 @@ pub fn run(args: Args) -> Result<()> {
         for name in &args.models {
             let spec = naevus_models::spec(name)?;
             for &size in &args.sizes {
-                rows.push(train_row(spec, &device, &label, size, args.train_batch, timing)?);
-                print_row(rows.last().unwrap());
-                rows.push(inference_row(spec, &device, &label, size, args.infer_batch, timing)?);
-                print_row(rows.last().unwrap());
+                table.add(train_row(spec, &device, &label, size, args.train_batch, timing)?)?;
+                table.add(inference_row(spec, &device, &label, size, args.infer_batch, timing)?)?;
             }
             if let Some(images) = &args.images {
-                rows.push(latency_row(spec, &device, &label, images, args.sizes[0] as u32)?);
-                print_row(rows.last().unwrap());
+                table.add(latency_row(spec, &device, &label, images, args.sizes[0] as u32)?)?;
             }
         }
     }
     println!();
     println!("| workload | device | images/s | peak MiB | p50 ms | p95 ms |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
-    for row in &rows {
+    for row in &table.rows {
         let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         println!(
             "| {} | {} | {:.1} | {} | {} | {} |",
@@ -119,10 +119,25 @@ pub fn run(args: Args) -> Result<()> {
             opt(row.p95_ms, 1)
         );
     }
-    if let Some(out) = &args.out {
-        std::fs::write(out, serde_json::to_string_pretty(&rows)?).with_context(|| format!("writing {}", out.display()))?;
-    }
     Ok(())
+}
+
+/// The rows measured so far. Each is printed and, with --out, saved as it comes: a bench stopped
+/// by a timeout (a GPU backend can spend minutes compiling kernels for one row) keeps the rest.
+struct Table {
+    rows: Vec<Row>,
+    out: Option<PathBuf>,
+}
+
+impl Table {
+    fn add(&mut self, row: Row) -> Result<()> {
+        eprintln!("  {:<48} {:<7} {:>8.1} images/s", row.workload, row.device, row.images_per_second);
+        self.rows.push(row);
+        match &self.out {
+            Some(out) => write_atomic(out, serde_json::to_string_pretty(&self.rows)?.as_bytes()),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Untimed and timed steps of a model row.
@@ -130,10 +145,6 @@ pub fn run(args: Args) -> Result<()> {
 struct Timing {
     warmup: usize,
     steps: usize,
-}
-
-fn print_row(row: &Row) {
-    eprintln!("  {:<48} {:<7} {:>8.1} images/s", row.workload, row.device, row.images_per_second);
 }
 
 /// Resets the peak-memory reading so the next [`peak_mib`] covers only what ran in between:
@@ -279,7 +290,6 @@ fn data_path_rows(folder: &Path, count: usize) -> Result<Vec<Row>> {
                 p50_ms: None,
                 p95_ms: None,
             });
-            print_row(rows.last().unwrap());
         }
     }
     Ok(rows)
@@ -308,7 +318,6 @@ fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
         p50_ms: None,
         p95_ms: None,
     };
-    print_row(&row);
     Ok(row)
 }
 
