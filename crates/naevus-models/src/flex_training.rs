@@ -319,6 +319,10 @@ struct Shapes {
     stride: [usize; 2],
     pad_top: usize,
     pad_left: usize,
+    /// Per kernel column `j`: the output columns `ow` whose input column
+    /// `ow * stride + j - pad_left` lies inside the image; none when the column sees only
+    /// padding (maps smaller than the kernel). Computed once, not per row in the kernels.
+    valid_columns: Vec<Option<std::ops::Range<usize>>>,
 }
 
 impl Shapes {
@@ -326,22 +330,22 @@ impl Shapes {
         let w_dims = weight.layout().shape().clone();
         let g_dims = grad.layout().shape().clone();
         let [pad_top, pad_left] = options.padding_begin();
+        let input = Planes::of(x);
+        let (kernel_w, out_w) = (w_dims[3], g_dims[3]);
+        let valid_columns = (0..kernel_w)
+            .map(|j| Some(valid_range(out_w, options.stride[1], j, pad_left, input.width)).filter(|columns| !columns.is_empty()))
+            .collect();
         Self {
-            input: Planes::of(x),
+            input,
             kernel_h: w_dims[2],
-            kernel_w: w_dims[3],
+            kernel_w,
             out_h: g_dims[2],
-            out_w: g_dims[3],
+            out_w,
             stride: options.stride,
             pad_top,
             pad_left,
+            valid_columns,
         }
-    }
-
-    /// Output columns `ow` whose input column `ow * stride + j - pad_left` lies inside the image;
-    /// none when kernel column `j` sees only padding (maps smaller than the kernel).
-    fn valid_columns(&self, j: usize) -> Option<std::ops::Range<usize>> {
-        Some(valid_range(self.out_w, self.stride[1], j, self.pad_left, self.input.width)).filter(|columns| !columns.is_empty())
     }
 
     /// Input row of output row `oh` and kernel row `i`, if inside the image.
@@ -377,7 +381,7 @@ fn input_gradient(s: &Shapes, grad: &[f32], weight: &[f32]) -> Vec<f32> {
                 let Some(row) = s.input_row(oh, i) else { continue };
                 let dx_row = &mut dx[row * s.input.width..(row + 1) * s.input.width];
                 for j in 0..s.kernel_w {
-                    let Some(columns) = s.valid_columns(j) else { continue };
+                    let Some(columns) = s.valid_columns[j].clone() else { continue };
                     let wv = w[i * s.kernel_w + j];
                     if s.stride[1] == 1 {
                         let start = columns.start + j - s.pad_left;
@@ -416,7 +420,7 @@ fn weight_gradient(s: &Shapes, grad: &[f32], x: &[f32]) -> Vec<f32> {
                     let Some(row) = s.input_row(oh, i) else { continue };
                     let x_row = &xp[row * s.input.width..(row + 1) * s.input.width];
                     for j in 0..s.kernel_w {
-                        let Some(columns) = s.valid_columns(j) else { continue };
+                        let Some(columns) = s.valid_columns[j].clone() else { continue };
                         totals[i * s.kernel_w + j] += if s.stride[1] == 1 {
                             let start = columns.start + j - s.pad_left;
                             sum_pairs(&g_row[columns.clone()], &x_row[start..start + columns.len()], |g, x| g * x)
