@@ -16,7 +16,7 @@ pub enum DataError {
     },
 
     /// A CSV file lacks a column the reader needs.
-    #[error("{}: required column \"{column}\" not found; columns found: {}", file.display(), found.join(", "))]
+    #[error("{}: required column \"{column}\" not found; columns found: {}", file.display(), column_list(found))]
     MissingColumn {
         /// The CSV file.
         file: PathBuf,
@@ -64,5 +64,55 @@ impl DataError {
     /// Shorthand for an I/O error on `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io { path: path.into(), source }
+    }
+}
+
+/// Longest excerpt of an input value that a message quotes.
+const EXCERPT_CHARS: usize = 80;
+
+/// `s`, or its first 80 characters and its length when longer: a message must stay readable
+/// (and small) whatever the input, e.g. a 50 MB line without a newline.
+pub(crate) fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(EXCERPT_CHARS) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes in all)", &s[..cut], s.len()),
+    }
+}
+
+/// `excerpt` of raw bytes (invalid UTF-8 shown as U+FFFD); only the start is decoded.
+pub(crate) fn excerpt_bytes(bytes: &[u8]) -> String {
+    // At most 4 bytes a character: this head holds more than EXCERPT_CHARS of them, or is all of `bytes`.
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4 * EXCERPT_CHARS + 4)]);
+    match head.char_indices().nth(EXCERPT_CHARS) {
+        None => head.into_owned(),
+        Some((cut, _)) => format!("{}... ({} bytes in all)", &head[..cut], bytes.len()),
+    }
+}
+
+/// Header names for a message: each excerpted, the first 60 of them.
+fn column_list(found: &[String]) -> String {
+    const SHOWN: usize = 60;
+    let mut list: Vec<String> = found.iter().take(SHOWN).map(|c| excerpt(c)).collect();
+    if found.len() > SHOWN {
+        list.push(format!("and {} more", found.len() - SHOWN));
+    }
+    list.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = excerpt(&long);
+        assert!(cut.starts_with(&"é".repeat(80)) && cut.ends_with("... (2000 bytes in all)"), "{cut}");
+        assert_eq!(excerpt_bytes(b"abc"), "abc");
+        let bytes = vec![b'x'; 50 << 20];
+        assert_eq!(excerpt_bytes(&bytes), format!("{}... (52428800 bytes in all)", "x".repeat(80)));
+        let names: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert!(column_list(&names).ends_with("59, and 40 more"));
     }
 }

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::DataError;
+use crate::error::{DataError, excerpt, excerpt_bytes};
 use crate::records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 
 /// The dataset formats this crate can read.
@@ -128,15 +128,17 @@ struct Row {
 
 /// 1-based line numbers of CSV records from their byte offsets. The csv crate's own line
 /// count is off by one after CRLF line ends (as in the official ISIC 2017 files), so the
-/// newlines are counted here, skipping line ends a record position may point into.
+/// line ends are counted here, skipping line ends a record position may point into.
 struct LineIndex<'a> {
     body: &'a [u8],
-    newlines: Vec<usize>,
+    /// Offsets of the line ends: "\n", or a "\r" not followed by one (old Mac files).
+    ends: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(body: &'a [u8]) -> Self {
-        Self { body, newlines: body.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).collect() }
+        let ends = (0..body.len()).filter(|&i| body[i] == b'\n' || (body[i] == b'\r' && body.get(i + 1) != Some(&b'\n'))).collect();
+        Self { body, ends }
     }
 
     fn line_at(&self, offset: usize) -> usize {
@@ -144,8 +146,107 @@ impl<'a> LineIndex<'a> {
         while start < self.body.len() && matches!(self.body[start], b'\r' | b'\n') {
             start += 1;
         }
-        1 + self.newlines.partition_point(|&n| n < start)
+        1 + self.ends.partition_point(|&n| n < start)
     }
+
+    /// The bytes of line `line` (1-based), without its line end.
+    fn line(&self, line: usize) -> &'a [u8] {
+        let start = if line <= 1 { 0 } else { self.ends.get(line - 2).map_or(self.body.len(), |&e| e + 1) };
+        let end = self.ends.get(line - 1).copied().unwrap_or(self.body.len()).max(start);
+        let text = &self.body[start..end];
+        text.strip_suffix(b"\r").unwrap_or(text)
+    }
+}
+
+/// Longest line a label CSV may have: real rows are well under 1 KB, and a longer "line" is a
+/// file that is not a CSV (or whose line ends the reader does not know).
+const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// What a line-by-line look at a CSV's quotes found.
+#[derive(Default)]
+struct QuoteCheck {
+    /// Lines (1-based) with text after a closing quote, and what is wrong: the csv crate
+    /// would silently glue that text to the field.
+    bad_lines: HashMap<usize, String>,
+}
+
+/// Checks every line's quoting before the csv crate sees it. A label CSV has one record per
+/// line, so a quote still open at the end of its line is an unterminated quote: the csv crate
+/// would read the rest of the file into that one field. That stops the job, naming the line
+/// where the quote began; so does a line over `MAX_LINE_BYTES`.
+fn check_quotes(file: &Path, lines: &LineIndex) -> Result<QuoteCheck, DataError> {
+    let mut check = QuoteCheck::default();
+    for line in 1..=lines.ends.len() + 1 {
+        let text = lines.line(line);
+        if text.len() > MAX_LINE_BYTES {
+            return Err(DataError::Csv {
+                file: file.to_path_buf(),
+                line: line as u64,
+                message: format!(
+                    "the line is {} bytes long, over the {MAX_LINE_BYTES} bytes a label CSV line may have; is this a CSV file? It starts: \"{}\"",
+                    text.len(),
+                    excerpt_bytes(text)
+                ),
+            });
+        }
+        let (mut field, mut quote_at, mut state) = (1, 0, Quote::FieldStart);
+        for (i, &b) in text.iter().enumerate() {
+            state = match (state, b) {
+                (Quote::FieldStart | Quote::AfterClose, b',') => Quote::FieldStart,
+                (Quote::FieldStart, b'"') => {
+                    quote_at = i;
+                    Quote::Open
+                }
+                (Quote::FieldStart, _) => Quote::Unquoted,
+                (Quote::Unquoted, b',') => Quote::FieldStart,
+                // A quote inside an unquoted field is taken literally, by the csv crate too.
+                (Quote::Unquoted, _) => Quote::Unquoted,
+                (Quote::Open, b'"') => Quote::MaybeClosed,
+                (Quote::Open, _) => Quote::Open,
+                // Doubled: an escaped quote inside the field.
+                (Quote::MaybeClosed, b'"') => Quote::Open,
+                (Quote::MaybeClosed, b',') => Quote::FieldStart,
+                (Quote::MaybeClosed | Quote::AfterClose, _) => {
+                    check.bad_lines.entry(line).or_insert_with(|| {
+                        format!(
+                            "field {field} has text after its closing quote (at character {}): \"{}\"",
+                            i + 1,
+                            excerpt_bytes(&text[quote_at..])
+                        )
+                    });
+                    Quote::AfterClose
+                }
+            };
+            if b == b',' && state == Quote::FieldStart {
+                field += 1;
+            }
+        }
+        if state == Quote::Open {
+            return Err(DataError::Csv {
+                file: file.to_path_buf(),
+                line: line as u64,
+                message: format!(
+                    "field {field} opens a quote (at character {}) that is not closed on its line; an unterminated quote would \
+                     swallow the rest of the file (and fields spanning lines are not supported): \"{}\"",
+                    quote_at + 1,
+                    excerpt_bytes(&text[quote_at..])
+                ),
+            });
+        }
+    }
+    Ok(check)
+}
+
+/// Where `check_quotes` is within a field.
+#[derive(Clone, Copy, PartialEq)]
+enum Quote {
+    FieldStart,
+    Unquoted,
+    Open,
+    /// Just after a quote inside a quoted field: its end, or the first of a doubled quote.
+    MaybeClosed,
+    /// Text after a closing quote (an error), up to the next comma.
+    AfterClose,
 }
 
 impl Table {
@@ -153,35 +254,30 @@ impl Table {
         let bytes = fs::read(file).map_err(|e| DataError::io(file, e))?;
         // Spreadsheet exports often start with a UTF-8 byte order mark.
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let lines = LineIndex::new(body);
+        let quotes = check_quotes(file, &lines)?;
         // `flexible` so a row with the wrong number of fields is ours to reject, not a hard error.
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(body);
         let path_str = file.display().to_string();
-        let lines = LineIndex::new(body);
         let mut records = reader.byte_records();
+        let csv_error = |line: u64, message: String| DataError::Csv { file: file.to_path_buf(), line, message };
 
         let header = match records.next() {
-            None => {
-                return Err(DataError::Csv {
-                    file: file.to_path_buf(),
-                    line: 1,
-                    message: "the file is empty; expected a header row".into(),
-                });
-            }
-            Some(Err(e)) => {
-                return Err(DataError::Csv { file: file.to_path_buf(), line: 1, message: e.to_string() });
-            }
+            None => return Err(csv_error(1, "the file is empty; expected a header row".into())),
+            Some(Err(e)) => return Err(csv_error(1, e.to_string())),
             Some(Ok(h)) => h,
         };
+        let header_line = header.position().map_or(1, |p| lines.line_at(p.byte() as usize)) as u64;
+        if let Some(reason) = quotes.bad_lines.get(&(header_line as usize)) {
+            return Err(csv_error(header_line, format!("malformed header: {reason}")));
+        }
         let mut columns = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let name = std::str::from_utf8(raw).map_err(|_| DataError::Csv {
-                file: file.to_path_buf(),
-                line: 1,
-                message: format!("header field {} is not valid UTF-8", i + 1),
-            })?;
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| csv_error(header_line, format!("header field {} is not valid UTF-8", i + 1)))?;
             columns.push(name.trim().to_string());
         }
         let mut index = HashMap::new();
@@ -191,6 +287,8 @@ impl Table {
         }
 
         let mut rows = Vec::new();
+        // A data row with as many fields as the header, and the first one without.
+        let (mut any_fits, mut first_misfit) = (false, None);
         for result in records {
             let record = match result {
                 Ok(r) => r,
@@ -201,12 +299,18 @@ impl Table {
                 }
             };
             let line = record.position().map_or(0, |p| lines.line_at(p.byte() as usize));
+            if record.len() == columns.len() {
+                any_fits = true;
+            } else {
+                first_misfit.get_or_insert((line, record.len()));
+            }
+            let reject = |reason: String| Err(Reject { row: Some(line), path: path_str.clone(), reason });
+            if let Some(reason) = quotes.bad_lines.get(&line) {
+                rows.push(reject(format!("malformed CSV row: {reason}")));
+                continue;
+            }
             if record.len() != columns.len() {
-                rows.push(Err(Reject {
-                    row: Some(line),
-                    path: path_str.clone(),
-                    reason: format!("malformed CSV row: expected {} fields, found {}", columns.len(), record.len()),
-                }));
+                rows.push(reject(format!("malformed CSV row: expected {} fields, found {}", columns.len(), record.len())));
                 continue;
             }
             let mut fields = Vec::with_capacity(record.len());
@@ -221,13 +325,20 @@ impl Table {
                 }
             }
             match bad_utf8 {
-                Some(i) => rows.push(Err(Reject {
-                    row: Some(line),
-                    path: path_str.clone(),
-                    reason: format!("column \"{}\": value is not valid UTF-8", columns[i]),
-                })),
+                Some(i) => rows.push(reject(format!("column \"{}\": value is not valid UTF-8", excerpt(&columns[i])))),
                 None => rows.push(Ok(Row { line, fields })),
             }
+        }
+        // When no row fits the header, the header is what is wrong (or the file is not this
+        // format): one error, rather than every row rejected.
+        if let (false, Some((line, found))) = (any_fits, first_misfit) {
+            return Err(csv_error(
+                header_line,
+                format!(
+                    "the header has {} fields but no data row does (line {line} has {found}); check the header and the delimiter",
+                    columns.len()
+                ),
+            ));
         }
         Ok(Table { file: file.to_path_buf(), columns, index, rows })
     }
@@ -289,7 +400,7 @@ fn parse_flag(value: &str, col: &Col) -> Result<bool, String> {
     match v.parse::<f64>() {
         Ok(0.0) => Ok(false),
         Ok(1.0) => Ok(true),
-        _ => Err(format!("column \"{}\": expected 0 or 1, got \"{v}\"", col.name)),
+        _ => Err(format!("column \"{}\": expected 0 or 1, got \"{}\"", col.name, excerpt(v))),
     }
 }
 
@@ -335,19 +446,52 @@ struct Pending {
     split: Option<Split>,
 }
 
-/// Image file for an id: images/<id>.jpg, .jpeg, .png (then upper-case variants);
-/// an id that already carries an image extension is also tried as-is.
-fn find_image(images: &Path, id: &str) -> Option<PathBuf> {
-    if has_image_extension(Path::new(id)) {
-        let direct = images.join(id);
-        if direct.is_file() {
-            return Some(direct);
-        }
+/// Why `id` cannot name a file in the images folder, if it cannot. Ids are names, never
+/// paths: a label CSV must not make prepare read files elsewhere.
+fn check_id(id: &str) -> Result<(), String> {
+    let path = Path::new(id);
+    if path.has_root() || path.is_absolute() {
+        return Err(format!("image id \"{}\" is an absolute path; ids are file names in the images folder", excerpt(id)));
     }
-    ["jpg", "jpeg", "png", "JPG", "JPEG", "PNG"]
-        .iter()
-        .map(|ext| images.join(format!("{id}.{ext}")))
-        .find(|p| p.is_file())
+    if id.contains(['/', '\\']) {
+        return Err(format!("image id \"{}\" contains a path separator; ids are file names, not paths", excerpt(id)));
+    }
+    // What is left that is not one plain name: ".", ".." or a drive prefix such as "C:".
+    let mut parts = path.components();
+    if !matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) {
+        return Err(format!("image id \"{}\" is not a file name", excerpt(id)));
+    }
+    // With its extension (".jpeg") a file name has at most 255 bytes on common file systems.
+    if id.len() > 250 {
+        return Err(format!("image id \"{}\" is too long for a file name", excerpt(id)));
+    }
+    Ok(())
+}
+
+/// `path` canonical, or why not: it must resolve to a file inside `root` (a symbolic link
+/// may not lead out of the images folder).
+fn resolve_inside(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    let resolved = fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !resolved.starts_with(root) {
+        return Err(format!(
+            "{} resolves to {}, outside the images folder {}; images must be inside it",
+            path.display(),
+            resolved.display(),
+            root.display()
+        ));
+    }
+    Ok(resolved)
+}
+
+/// Image file for an id: images/<id>.jpg, .jpeg, .png (then upper-case variants);
+/// an id that already carries an image extension is also tried as-is. The first that exists,
+/// whatever it is: `resolve_inside` and the decoder check what it is.
+fn find_image(images: &Path, id: &str) -> Option<PathBuf> {
+    let direct = has_image_extension(Path::new(id)).then(|| images.join(id));
+    direct
+        .into_iter()
+        .chain(["jpg", "jpeg", "png", "JPG", "JPEG", "PNG"].iter().map(|ext| images.join(format!("{id}.{ext}"))))
+        .find(|p| p.exists())
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -365,9 +509,16 @@ fn finish(
     pending: Vec<Pending>,
     mut rejects: Vec<Reject>,
 ) -> SourceData {
+    // Canonical (absolute, links resolved): stored paths then work from any directory, and
+    // containment can be checked. A folder that cannot be resolved holds no images anyway.
+    let root = fs::canonicalize(images).unwrap_or_else(|_| images.to_path_buf());
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut records = Vec::with_capacity(pending.len());
     for p in pending {
+        if let Err(reason) = check_id(&p.id) {
+            rejects.push(Reject { row: Some(p.line), path: table.path_str(), reason });
+            continue;
+        }
         if let Some(&first) = first_line.get(&p.id) {
             rejects.push(Reject {
                 row: Some(p.line),
@@ -377,7 +528,7 @@ fn finish(
             continue;
         }
         first_line.insert(p.id.clone(), p.line);
-        let Some(image_path) = find_image(images, &p.id) else {
+        let Some(found) = find_image(images, &p.id) else {
             let expected = images.join(format!("{}.jpg", p.id));
             rejects.push(Reject {
                 row: Some(p.line),
@@ -385,6 +536,13 @@ fn finish(
                 reason: format!("file not found: {} (also tried .jpeg and .png)", expected.display()),
             });
             continue;
+        };
+        let image_path = match resolve_inside(&root, &found) {
+            Ok(path) => path,
+            Err(reason) => {
+                rejects.push(Reject { row: Some(p.line), path: found.display().to_string(), reason });
+                continue;
+            }
         };
         records.push(Record {
             id: p.id,
@@ -536,8 +694,9 @@ fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
         let dx = row.required(&c_dx)?.to_lowercase();
         if !HAM_DX.contains(&dx.as_str()) {
             return Err(format!(
-                "column \"{}\": unknown label \"{dx}\"; expected one of {}",
+                "column \"{}\": unknown label \"{}\"; expected one of {}",
                 c_dx.name,
+                excerpt(&dx),
                 HAM_DX.join(", ")
             ));
         }
@@ -594,7 +753,7 @@ fn read_isic2019(csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Resu
                 .parse()
                 .ok()
                 .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| format!("column \"{}\": expected a number (0.0 or 1.0), got \"{raw}\"", col.name))?;
+                .ok_or_else(|| format!("column \"{}\": expected a number (0.0 or 1.0), got \"{}\"", col.name, excerpt(raw)))?;
             if v >= 0.5 {
                 hot.push(*name);
             }
@@ -664,6 +823,7 @@ const POSITIVE_FOLDERS: [&str; 4] = ["malignant", "melanoma", "mel", "positive"]
 /// Class folders: every .jpg/.jpeg/.png inside `root/<class>/` is a record labelled by
 /// its folder. Sorted by folder then file name so the order never depends on the file system.
 fn read_folders(root: &Path) -> Result<SourceData, DataError> {
+    let canonical = fs::canonicalize(root).map_err(|e| DataError::io(root, e))?;
     let mut classes = Vec::new();
     for entry in fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
         let entry = entry.map_err(|e| DataError::io(root, e))?;
@@ -701,12 +861,19 @@ fn read_folders(root: &Path) -> Result<SourceData, DataError> {
                 });
                 continue;
             }
+            let image_path = match resolve_inside(&canonical, &path) {
+                Ok(resolved) => resolved,
+                Err(reason) => {
+                    data.rejects.push(Reject { row: None, path: path.display().to_string(), reason });
+                    continue;
+                }
+            };
             seen.insert(id.clone(), path.clone());
             data.records.push(Record {
                 group: id.clone(),
                 id,
-                file_bytes: std::fs::metadata(&path).ok().map(|m| m.len()),
-                image_path: path,
+                file_bytes: std::fs::metadata(&image_path).ok().map(|m| m.len()),
+                image_path,
                 crop: None,
                 is_external: false,
                 melanoma: Some(POSITIVE_FOLDERS.contains(&class.as_str())),

@@ -45,7 +45,8 @@ fn isic2020_train_with_bom_and_bad_rows() {
     assert_eq!(r.metadata.site.as_deref(), Some("torso"));
     assert_eq!(r.source, "isic2020");
     assert_eq!(r.split, None);
-    assert_eq!(r.image_path, images().join("ISIC_0000000.jpg"));
+    // Stored canonical (absolute, links resolved), so that jobs work from any directory.
+    assert_eq!(r.image_path, std::fs::canonicalize(images().join("ISIC_0000000.jpg")).unwrap());
 
     let r = get(&data, "ISIC_0000002");
     assert_eq!((r.melanoma, r.metadata.age), (Some(true), None));
