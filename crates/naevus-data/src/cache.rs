@@ -23,6 +23,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::DataError;
 use crate::image_io::load_square;
 use crate::records::{Record, Reject};
@@ -376,18 +377,6 @@ fn rejects_to_csv(rejects: &[Reject], path: &Path) -> Result<Vec<u8>, DataError>
         writer.write_record([row.as_str(), r.path.as_str(), r.reason.as_str()]).map_err(to_err)?;
     }
     writer.into_inner().map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))
-}
-
-/// Write to a temp file next to `path`, then rename over it: readers never see half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| DataError::io(&tmp, e))?;
-    file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }
 
 /// A finished prepared cache, opened read-only and memory-mapped.
