@@ -101,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let size = args.size.unwrap_or(cache.size());
-    let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true })?;
+    let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true, ..PrepareOptions::default() })?;
     write_atomic(&args.out.join("crop_boxes.csv"), lines.as_bytes())?;
     println!(
         "cropped {} images from their original files into {} ({} kept whole: diffuse maps or boxes as large as the image; {} rejected); boxes in {}",

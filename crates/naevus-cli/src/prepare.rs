@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Reads `spec` and prepares it into `out`, printing the summary line.
 pub fn prepare(spec: &SourceSpec, out: &std::path::Path, size: u32, threads: Option<usize>) -> Result<()> {
     let data = naevus_data::read_source(spec)?;
-    let summary = naevus_data::prepare(data, out, &PrepareOptions { size, threads, progress: true })?;
+    let summary = naevus_data::prepare(data, out, &PrepareOptions { size, threads, progress: true, ..PrepareOptions::default() })?;
     println!(
         "prepared {} images ({} already done), {} rejected (see {})",
         summary.prepared,

@@ -109,7 +109,7 @@ fn report_of_a_hand_written_run() {
         metadata_csv: None,
     };
     let cache = dir.path().join("cache");
-    let options = naevus_data::PrepareOptions { size: 16, threads: Some(1), progress: false };
+    let options = naevus_data::PrepareOptions { size: 16, threads: Some(1), progress: false, ..Default::default() };
     naevus_data::prepare(naevus_data::read_source(&spec).unwrap(), &cache, &options).unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir_all(run.join("fold-0")).unwrap();

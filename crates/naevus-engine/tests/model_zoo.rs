@@ -19,7 +19,7 @@ fn fixture_cache(dir: &Path) -> Arc<Cache> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/isic2017");
     let spec = SourceSpec { kind: SourceKind::Isic2017, csv: Some(fixtures.join("labels.csv")), images: fixtures.join("images"), metadata_csv: None };
     let data = read_source(&spec).unwrap();
-    prepare(data, dir, &PrepareOptions { size: SIZE, threads: Some(1), progress: false }).unwrap();
+    prepare(data, dir, &PrepareOptions { size: SIZE, threads: Some(1), progress: false, ..Default::default() }).unwrap();
     Arc::new(Cache::open(dir).unwrap())
 }
 

@@ -33,7 +33,7 @@ pub fn synthetic_run(dir: &Path) -> PathBuf {
         metadata_csv: None,
     };
     let cache = dir.join("cache");
-    prepare(read_source(&spec).unwrap(), &cache, &PrepareOptions { size: 16, threads: Some(1), progress: false }).unwrap();
+    prepare(read_source(&spec).unwrap(), &cache, &PrepareOptions { size: 16, threads: Some(1), progress: false, ..Default::default() }).unwrap();
     let run = dir.join("run");
     for fold in ["fold-0", "fold-1"] {
         std::fs::create_dir_all(run.join(fold)).unwrap();
