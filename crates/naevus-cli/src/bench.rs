@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use naevus_data::{Augment, Cache, LoaderConfig, Normalize, batches, load_rgb, load_square, to_chw_f32};
+use naevus_data::{Augment, Batch, Cache, LoaderConfig, Normalize, batches, load_rgb, load_square, to_chw_f32};
+use naevus_engine::TrainConfig;
 use naevus_engine::device::{Precision, select_device};
-use naevus_engine::loss::{LossKind, Target, loss};
-use naevus_engine::run::write_atomic;
+use naevus_engine::loss::{LossKind, Target};
+use naevus_engine::step::{StepOutcome, Trainer};
+use naevus_run::recipe::Kebab;
+use naevus_run::write_atomic;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -35,8 +37,8 @@ pub struct Args {
     #[arg(long, default_value_t = 32)]
     infer_batch: usize,
     /// Floating-point type of the model rows: f32, f16 or bf16 (where the backend has it).
-    #[arg(long, default_value = "f32", value_parser = crate::train::parse_kebab::<Precision>)]
-    precision: Precision,
+    #[arg(long, default_value = "f32")]
+    precision: Kebab<Precision>,
     /// Timed steps per row.
     #[arg(long, default_value_t = 3)]
     steps: usize,
@@ -71,6 +73,10 @@ struct Row {
     /// Latency rows: median and 95th percentile in milliseconds.
     p50_ms: Option<f64>,
     p95_ms: Option<f64>,
+    /// Training rows: seconds of the first warm-up step (kernel compilation and tuning on a
+    /// GPU), apart from the steady rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_step_seconds: Option<f64>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -87,9 +93,9 @@ pub fn run(args: Args) -> Result<()> {
         table.add(loader_row(cache, args.sizes[0] as u32, args.train_batch)?)?;
     }
     for device_name in &args.devices {
-        let device = select_device(device_name, args.precision)?;
+        let device = select_device(device_name, args.precision.0)?;
         // The device column names the type when it is not f32, e.g. "vulkan f16".
-        let label = match args.precision {
+        let label = match args.precision.0 {
             Precision::F32 => device_name.clone(),
             other => format!("{device_name} {}", other.name()),
         };
@@ -105,18 +111,19 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     println!();
-    println!("| workload | device | images/s | peak MiB | p50 ms | p95 ms |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    println!("| workload | device | images/s | peak MiB | p50 ms | p95 ms | first step s |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for row in &table.rows {
         let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         println!(
-            "| {} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {} | {} | {} | {} |",
             row.workload,
             row.device,
             row.images_per_second,
             opt(row.peak_mib, 0),
             opt(row.p50_ms, 1),
-            opt(row.p95_ms, 1)
+            opt(row.p95_ms, 1),
+            opt(row.first_step_seconds, 2)
         );
     }
     Ok(())
@@ -134,7 +141,7 @@ impl Table {
         eprintln!("  {:<48} {:<7} {:>8.1} images/s", row.workload, row.device, row.images_per_second);
         self.rows.push(row);
         match &self.out {
-            Some(out) => write_atomic(out, serde_json::to_string_pretty(&self.rows)?.as_bytes()),
+            Some(out) => Ok(write_atomic(out, serde_json::to_string_pretty(&self.rows)?.as_bytes())?),
             None => Ok(()),
         }
     }
@@ -172,31 +179,32 @@ fn random_images(batch: usize, size: usize, device: &Device) -> Tensor<4> {
     Tensor::random([batch, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device)
 }
 
+/// The training step of `naevus train` ([`Trainer::step`]: forward, loss, backward, AdamW with
+/// the schedule's learning rates for head and backbone), on a batch of synthetic images
+/// handed over as the loader hands them. The first warm-up step is reported apart: on a GPU
+/// it compiles and tunes kernels.
 fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, timing: Timing) -> Result<Row> {
     let train_device = device.clone().autodiff();
     reset_peak(device);
-    let mut model = spec.build(1, &train_device);
-    let mut optimizer = AdamConfig::new().init();
-    let images = random_images(batch, size, &train_device);
+    let recipe = TrainConfig { model: spec.name.to_string(), batch_size: batch, ..TrainConfig::default() };
+    let mut trainer = Trainer::new(&recipe, spec.build(1, &train_device), timing.warmup + timing.steps, &train_device);
+    let images = synthetic_batch(batch, size);
     let labels: Vec<u8> = (0..batch).map(|i| (i % 2) as u8).collect();
-    let mut step = |model: naevus_models::Network| {
-        let value = loss(LossKind::Bce, model.forward(images.clone()).logits, &labels, 0.25, 2.0);
-        let grads = GradientsParams::from_grads(value.backward(), &model);
-        let model = optimizer.step(1e-4, model, grads);
-        // Reading the loss waits for the device to finish the step.
-        let _ = value.into_scalar::<f32>();
-        model
-    };
+    let mut first_step = None;
     for _ in 0..timing.warmup {
-        model = step(model);
+        let started = Instant::now();
+        trainer.step(images.clone(), &labels, None);
+        first_step.get_or_insert(started.elapsed().as_secs_f64());
     }
     let started = Instant::now();
     for _ in 0..timing.steps {
-        model = step(model);
+        if trainer.step(images.clone(), &labels, None) == StepOutcome::NotFinite {
+            bail!("the training step of {} gave a non-finite loss", spec.name);
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let peak = peak_mib(device);
-    drop(model);
+    drop(trainer);
     Ok(Row {
         workload: format!("train {} {size}px batch {batch}", spec.name),
         device: device_name.into(),
@@ -204,7 +212,15 @@ fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str
         peak_mib: peak,
         p50_ms: None,
         p95_ms: None,
+        first_step_seconds: first_step,
     })
+}
+
+/// A loader batch of `batch` normalised synthetic images (a fixed pattern in [-1, 1]).
+fn synthetic_batch(batch: usize, size: usize) -> Batch {
+    let values = batch * 3 * size * size;
+    let images = (0..values).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 2.0).collect();
+    Batch { images, batch, size: size as u32, items: (0..batch).collect() }
 }
 
 fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str, size: usize, batch: usize, timing: Timing) -> Result<Row> {
@@ -230,6 +246,7 @@ fn inference_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: 
         peak_mib: peak_mib(device),
         p50_ms: None,
         p95_ms: None,
+        first_step_seconds: None,
     })
 }
 
@@ -289,6 +306,7 @@ fn data_path_rows(folder: &Path, count: usize) -> Result<Vec<Row>> {
                 peak_mib: None,
                 p50_ms: None,
                 p95_ms: None,
+                first_step_seconds: None,
             });
         }
     }
@@ -317,6 +335,7 @@ fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
         peak_mib: None,
         p50_ms: None,
         p95_ms: None,
+        first_step_seconds: None,
     };
     Ok(row)
 }
@@ -346,5 +365,6 @@ fn latency_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &s
         peak_mib: None,
         p50_ms: Some(quantile(0.5)),
         p95_ms: Some(quantile(0.95)),
+        first_step_seconds: None,
     })
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use naevus_engine::calibration::Calibration;
+use naevus_run::{Calibration, Predictions, RunDir};
 
 /// Fit temperature scaling for `predict --calibrated` and store it in the run.
 ///
@@ -21,9 +21,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    naevus_engine::RunInfo::read(&args.run)?;
-    let path = args.predictions.unwrap_or_else(|| args.run.join("oof.csv"));
-    let predictions = naevus_report::read_predictions(&path)?;
+    let run = RunDir::new(&args.run);
+    run.read_info()?;
+    let path = args.predictions.unwrap_or_else(|| run.oof_csv());
+    let predictions = Predictions::read(&path)?;
     let Some(labels) = &predictions.labels else {
         bail!("{} has no label column; calibration needs held-out predictions with their labels", path.display());
     };
@@ -36,7 +37,7 @@ pub fn run(args: Args) -> Result<()> {
         path.display(),
         calibration.log_loss_before,
         calibration.log_loss_after,
-        args.run.join(naevus_engine::calibration::CALIBRATION_FILE).display()
+        run.calibration_json().display()
     );
     Ok(())
 }

@@ -6,12 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use naevus_data::{Cache, CropSettings, Normalize, PrepareOptions, SourceData, attention_box, resize_square};
-use naevus_engine::RunInfo;
-use naevus_engine::device::select_device;
-use naevus_engine::explain::{Method, explain_images};
-use naevus_engine::predict::held_out_items;
-use naevus_engine::run::{load_fold_model, write_atomic};
+use naevus_data::{Cache, CropSettings, PrepareOptions, SourceData, attention_box, image_at_size};
+use naevus_engine::TrainedRun;
+use naevus_engine::explain::Method;
+use naevus_run::{Checkpoint, write_atomic};
 
 /// Re-crop every image of a cache around where a model looks, from the original files.
 ///
@@ -59,25 +57,22 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--mass and --max-area must lie in (0, 1] and --margin must not be negative");
     }
     let settings = CropSettings { mass: args.mass, margin: args.margin, max_area: args.max_area };
-    let info = RunInfo::read(&args.run)?;
-    let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
-    let spec = naevus_models::spec(&info.model)?;
-    let method = args.method.unwrap_or(if spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
+    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
+    let method = args.method.unwrap_or(if run.spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
-    let groups = crop_groups(&args, &info, &cache)?;
-    let normalize = Normalize { mean: info.mean, std: info.std };
-    let metadata = crate::explain::unknown_metadata(&info);
+    let groups = crop_groups(&args, &run, &cache)?;
+    crate::explain::note_unknown_metadata(&run);
+    let side = run.input.image_size;
 
     // Per cache item: its box (None: kept whole) and the fold whose model chose it.
     let mut chosen: Vec<Option<(Option<naevus_data::CropBox>, &str)>> = vec![None; cache.len()];
     let mut done = 0;
     for (fold, items) in &groups {
-        let network = load_fold_model(&args.run, &info, fold, "best", &device)?;
+        let network = run.fold_model(fold, Checkpoint::Best)?;
         for chunk in items.chunks(64) {
-            let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| resize_square(cache.image(i), cache.size(), info.image_size)).collect();
+            let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| image_at_size(&cache, i, side)).collect();
             let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-            let explanations = explain_images(&network, spec, info.target(), metadata.as_deref(), &views, info.image_size, &normalize, &device, method, None)?;
+            let explanations = run.explain(&network, &views, method, None)?;
             for (&i, explanation) in chunk.iter().zip(&explanations) {
                 // The deepest map: ChipNet has one; the attention VGG's pool-4 map is its coarser one.
                 let map = explanation.maps.last().context("the model gave no map")?;
@@ -115,10 +110,11 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// The fold models that crop and the cache items each crops (see `Args::fold`).
-fn crop_groups(args: &Args, info: &RunInfo, cache: &Cache) -> Result<Vec<(String, Vec<usize>)>> {
+fn crop_groups(args: &Args, run: &TrainedRun, cache: &Cache) -> Result<Vec<(String, Vec<usize>)>> {
+    let info = &run.info;
     let everything = || (0..cache.len()).collect::<Vec<_>>();
     let held_out = || -> Result<Vec<(String, Vec<usize>)>> {
-        let groups = held_out_items(&args.run, info, cache)?;
+        let groups = run.held_out_items(cache)?;
         let covered: usize = groups.iter().map(|(_, items)| items.len()).sum();
         if covered != cache.len() {
             bail!("the run's folds held out {covered} of the cache's {} images", cache.len());

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use naevus_data::Cache;
 use naevus_metrics::BinaryReport;
 use naevus_report::EvaluationReport;
+use naevus_run::Predictions;
 
 /// Score predictions against the truth: ROC AUC (ties handled), the ISIC 2024 partial AUC
 /// above 80% sensitivity, average precision, sensitivity at 90/95% specificity and
@@ -38,13 +39,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let predictions = read_predictions(&args.pred)?;
+    let predictions = Predictions::read(&args.pred)?;
     let truth = read_truth(&args.truth)?;
     let report = evaluate_full(&predictions, &truth, args.threshold, args.bootstrap)?;
     print_table(&report);
     if let Some(out) = &args.out {
         let path = out.join("metrics.json");
-        naevus_engine::run::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        naevus_run::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())
@@ -56,12 +57,12 @@ pub struct Truth {
 }
 
 /// Joins predictions with the truth: scores, labels and groups in prediction order.
-fn join<'a>(predictions: &[(String, f64)], truth: &'a Truth) -> Result<(Vec<f64>, Vec<u8>, Vec<&'a str>)> {
+fn join<'a>(predictions: &Predictions, truth: &'a Truth) -> Result<(Vec<f64>, Vec<u8>, Vec<&'a str>)> {
     let mut scores = Vec::with_capacity(predictions.len());
     let mut labels = Vec::with_capacity(predictions.len());
     let mut groups = Vec::with_capacity(predictions.len());
     let mut unknown = Vec::new();
-    for (id, p) in predictions {
+    for (id, p) in predictions.ids.iter().zip(&predictions.scores) {
         match truth.labels.get(id) {
             Some((label, group)) => {
                 scores.push(*p);
@@ -81,15 +82,8 @@ fn join<'a>(predictions: &[(String, f64)], truth: &'a Truth) -> Result<(Vec<f64>
     Ok((scores, labels, groups))
 }
 
-/// Joins predictions with the truth and computes the [`BinaryReport`] alone.
-#[allow(dead_code)] // kept for callers that need only the basic report
-pub fn evaluate(predictions: &[(String, f64)], truth: &Truth, threshold: f64) -> Result<BinaryReport> {
-    let (scores, labels, groups) = join(predictions, truth)?;
-    Ok(naevus_metrics::binary_report(&scores, &labels, Some(&groups), threshold, 1000, 0)?)
-}
-
 /// Joins predictions with the truth and computes the full metric table.
-pub fn evaluate_full(predictions: &[(String, f64)], truth: &Truth, threshold: f64, rounds: usize) -> Result<EvaluationReport> {
+pub fn evaluate_full(predictions: &Predictions, truth: &Truth, threshold: f64, rounds: usize) -> Result<EvaluationReport> {
     let (scores, labels, groups) = join(predictions, truth)?;
     Ok(naevus_report::evaluate_scores(&scores, &labels, Some(&groups), threshold, rounds, 0)?)
 }
@@ -125,7 +119,7 @@ pub fn print_report(r: &BinaryReport) {
 }
 
 fn column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize> {
-    headers.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}'))).with_context(|| {
+    naevus_run::predictions::find_column(headers, names).with_context(|| {
         format!(
             "{}: no column named {}; columns found: {}",
             path.display(),
@@ -133,34 +127,6 @@ fn column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<us
             headers.iter().collect::<Vec<_>>().join(", ")
         )
     })
-}
-
-/// Reads `image_name,target` rows; a bad row is an error naming its line.
-pub fn read_predictions(path: &Path) -> Result<Vec<(String, f64)>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let id_col = column(&headers, &["image_name", "image_id", "image"], path)?;
-    let score_col = column(&headers, &["target", "score", "probability"], path)?;
-    let mut rows = Vec::new();
-    for (n, row) in reader.records().enumerate() {
-        let line = n + 2;
-        let row = row.with_context(|| format!("{} line {line}: malformed row", path.display()))?;
-        let id = row.get(id_col).unwrap_or("").trim().to_string();
-        let text = row.get(score_col).unwrap_or("").trim();
-        let score: f64 = text
-            .parse()
-            .ok()
-            .filter(|s: &f64| s.is_finite())
-            .with_context(|| format!("{} line {line}, column {}: expected a number, found \"{text}\"", path.display(), &headers[score_col]))?;
-        if id.is_empty() {
-            bail!("{} line {line}: empty image id", path.display());
-        }
-        rows.push((id, score));
-    }
-    if rows.is_empty() {
-        bail!("{} holds no predictions", path.display());
-    }
-    Ok(rows)
 }
 
 /// Reads labels from a prepared cache directory or a label CSV.

@@ -5,11 +5,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use naevus_data::{Normalize, center_crop_resize, load_rgb};
-use naevus_engine::RunInfo;
-use naevus_engine::device::select_device;
-use naevus_engine::explain::{Explanation, Method, explain_images};
-use naevus_engine::run::{load_fold_model, write_atomic};
+use naevus_data::{center_crop_resize, load_rgb};
+use naevus_engine::TrainedRun;
+use naevus_engine::explain::{Explanation, Method};
+use naevus_run::{Checkpoint, write_atomic};
 use naevus_report::saliency::{Tile, grid_png, map_png, overlay, rgb_png};
 
 /// Images per row of the grid.
@@ -65,12 +64,11 @@ pub struct Args {
     device: Option<String>,
 }
 
-/// For a run with a metadata branch, the features of a patient whose metadata is unknown:
-/// image files come without it.
-pub fn unknown_metadata(info: &RunInfo) -> Option<Vec<f32>> {
-    let encoder = info.metadata.as_ref()?;
-    eprintln!("note: this model also takes patient metadata; the images are explained as of a patient whose metadata is unknown");
-    Some(encoder.encode_unknown())
+/// For a run with a metadata branch, says that image files are explained without metadata.
+pub fn note_unknown_metadata(run: &TrainedRun) {
+    if run.info.metadata.is_some() {
+        eprintln!("note: this model also takes patient metadata; the images are explained as of a patient whose metadata is unknown");
+    }
 }
 
 /// An image as the model sees it.
@@ -84,32 +82,27 @@ struct InputImage {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let info = RunInfo::read(&args.run)?;
-    let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
-    let spec = naevus_models::spec(&info.model)?;
+    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
     let fold = match &args.fold {
-        Some(fold) if info.folds.contains(fold) => fold.clone(),
-        Some(fold) => bail!("{} has no fold \"{fold}\"; its folds: {}", args.run.display(), info.folds.join(", ")),
-        None => info.folds.first().cloned().with_context(|| format!("{} has no folds", args.run.display()))?,
+        Some(fold) => run.fold_name(fold)?,
+        None => run.first_fold()?,
     };
     // Check the layer before any work, so that a typo costs nothing.
     if let (Some(layer), Method::GradCam | Method::GradCamPlusPlus) = (&args.layer, args.method) {
-        spec.layer(layer)?;
+        run.spec.layer(layer)?;
     }
-    let network = load_fold_model(&args.run, &info, &fold, &args.checkpoint, &device)?;
+    let network = run.fold_model(fold, checkpoint)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
-    let side = info.image_size;
+    let side = run.input.image_size;
     let (images, unreadable) = read_images(&args.images, side);
     if images.is_empty() {
         bail!("none of the {} images could be read", args.images.len());
     }
-    let normalize = Normalize { mean: info.mean, std: info.std };
-    let metadata = unknown_metadata(&info);
+    note_unknown_metadata(&run);
     let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
-    let explanations =
-        explain_images(&network, spec, info.target(), metadata.as_deref(), &pixels, side, &normalize, &device, args.method, args.layer.as_deref())?;
+    let explanations = run.explain(&network, &pixels, args.method, args.layer.as_deref())?;
 
     let method = args.method.name();
     let mut tiles = Vec::new();
@@ -132,8 +125,8 @@ pub fn run(args: Args) -> Result<()> {
         "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; grid: {}",
         images.len(),
         layers.join(", "),
-        info.model,
-        args.checkpoint,
+        run.info.model,
+        checkpoint.name(),
         args.out.display(),
         grid.display()
     );

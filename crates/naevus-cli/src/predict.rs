@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use naevus_data::{Cache, Split};
-use naevus_engine::RunInfo;
-use naevus_engine::calibration::Calibration;
-use naevus_engine::device::select_device;
-use naevus_engine::predict::{MAX_TTA, ensemble_probabilities, out_of_fold_probabilities};
-use naevus_engine::train::write_predictions;
+use naevus_engine::TrainedRun;
+use naevus_engine::predict::MAX_TTA;
+use naevus_run::{Calibration, Checkpoint};
 
 /// Predict melanoma probabilities with a trained run.
 ///
@@ -55,24 +53,24 @@ pub fn run(args: Args) -> Result<()> {
     if !(1..=MAX_TTA).contains(&args.tta) {
         bail!("--tta must be between 1 and {MAX_TTA}, got {}", args.tta);
     }
-    let info = RunInfo::read(&args.run)?;
-    let config = naevus_engine::run::read_config(&args.run)?;
-    let device = select_device(args.device.as_deref().unwrap_or(&config.device), config.precision)?;
+    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
     let data = match (&args.data, args.oof) {
         (Some(data), _) => data.clone(),
-        (None, true) => info.cache.clone(),
+        (None, true) => run.info.cache.clone(),
         (None, false) => bail!("--data is required (the prepared cache of the images to score)"),
     };
-    let calibration = args.calibrated.then(|| Calibration::read(&args.run)).transpose()?;
+    let calibration = args.calibrated.then(|| Calibration::read(run.path())).transpose()?;
     let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
+    let ids = |items: &[usize]| -> Vec<String> { items.iter().map(|&i| cache.records()[i].id.clone()).collect() };
 
     if args.oof {
-        let (items, mut probs, folds) = out_of_fold_probabilities(&args.run, &args.checkpoint, &cache, &device, args.tta)?;
+        let (items, mut probs, folds) = run.predict_out_of_fold(checkpoint, &cache, args.tta)?;
         if let Some(calibration) = &calibration {
             calibration.apply(&mut probs);
         }
-        write_predictions(&args.out, &cache, &items, &probs, Some(&folds))?;
         let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
+        naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds)?;
         let auc = naevus_metrics::roc_auc(&probs, &labels)?;
         println!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, args.out.display());
         return Ok(());
@@ -89,16 +87,20 @@ pub fn run(args: Args) -> Result<()> {
     if items.is_empty() {
         bail!("no images to score in {} (split {:?})", data.display(), args.split);
     }
-    let mut probs = ensemble_probabilities(&args.run, &args.checkpoint, &cache, &items, &device, args.tta)?;
+    for warning in run.info.metadata_warnings(items.iter().map(|&i| &cache.records()[i])) {
+        eprintln!("{warning}");
+    }
+    let ensemble = run.ensemble(checkpoint)?;
+    let mut probs = run.predict_cache(&ensemble, &cache, &items, args.tta)?;
     if let Some(calibration) = &calibration {
         calibration.apply(&mut probs);
     }
-    write_predictions(&args.out, &cache, &items, &probs, None)?;
+    naevus_run::write_predictions(&args.out, &ids(&items), &probs)?;
     println!(
         "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}",
         items.len(),
-        info.folds.len(),
-        info.model,
+        run.info.folds.len(),
+        run.info.model,
         args.tta,
         calibration.map_or(String::new(), |c| format!(", temperature {:.3}", c.temperature)),
         args.out.display()

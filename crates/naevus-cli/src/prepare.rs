@@ -35,17 +35,22 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Largest image accepted, in pixels (width x height), checked before decoding: a larger
+    /// or decompression-bomb file is a rejected row.
+    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let spec = SourceSpec { kind: args.source, csv: args.csv, images: args.images, metadata_csv: args.metadata_csv };
-    prepare(&spec, &args.out, args.size, args.threads)
+    let limits = naevus_data::DecodeLimits { max_pixels: args.max_pixels };
+    prepare(&spec, &args.out, &PrepareOptions { size: args.size, threads: args.threads, progress: true, limits })
 }
 
 /// Reads `spec` and prepares it into `out`, printing the summary line.
-pub fn prepare(spec: &SourceSpec, out: &std::path::Path, size: u32, threads: Option<usize>) -> Result<()> {
+pub fn prepare(spec: &SourceSpec, out: &std::path::Path, options: &PrepareOptions) -> Result<()> {
     let data = naevus_data::read_source(spec)?;
-    let summary = naevus_data::prepare(data, out, &PrepareOptions { size, threads, progress: true, ..PrepareOptions::default() })?;
+    let summary = naevus_data::prepare(data, out, options)?;
     println!(
         "prepared {} images ({} already done), {} rejected (see {})",
         summary.prepared,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use naevus_data::{Cache, SourceKind, SourceSpec};
 use naevus_engine::TrainConfig;
+use naevus_engine::train::Start;
 
 /// The recipe the quickstart trains with (also in configs/quickstart.toml).
 const RECIPE: &str = include_str!("../../../configs/quickstart.toml");
@@ -28,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value = SAMPLE_DIR)]
     sample: PathBuf,
     #[command(flatten)]
-    overrides: crate::train::Overrides,
+    recipe: naevus_run::RecipeFlags,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -38,19 +39,24 @@ pub fn run(args: Args) -> Result<()> {
         "the bundled sample is not at {} (run from a naevus checkout, or pass --sample DIR)",
         args.sample.display()
     );
-    let mut config: TrainConfig = toml::from_str(RECIPE).context("the built-in quickstart recipe")?;
-    args.overrides.apply(&mut config);
+    let mut config = TrainConfig::from_toml(RECIPE).map_err(anyhow::Error::msg).context("the built-in quickstart recipe")?;
+    args.recipe.apply(&mut config);
 
     let cache_dir = args.out.join("cache");
     println!("1/3 preparing the sample into {}", cache_dir.display());
     let spec = SourceSpec { kind: SourceKind::Isic2017, csv: Some(labels), images: args.sample.join("images"), metadata_csv: None };
-    crate::prepare::prepare(&spec, &cache_dir, 128, None)?;
+    crate::prepare::prepare(&spec, &cache_dir, &naevus_data::PrepareOptions { size: 128, progress: true, ..Default::default() })?;
 
     let run_dir = args.out.join("run");
     println!("2/3 training {} for {} epochs into {}", config.model, config.epochs, run_dir.display());
     let cache = Arc::new(Cache::open(&cache_dir)?);
-    let resume = run_dir.join("run.json").exists();
-    let report = naevus_engine::train::train(cache, &config, &run_dir, resume, &[])?;
+    // Run again, it continues (or reuses) what is there; a changed recipe is refused then.
+    let start = if naevus_run::RunDir::new(&run_dir).holds_run() {
+        Start::Resume { file: Some(config), flags: naevus_run::RecipeFlags::default() }
+    } else {
+        Start::Fresh(config)
+    };
+    let report = naevus_engine::train::train(cache, start, &run_dir, &[])?;
 
     println!("3/3 evaluating the best checkpoint on the validation split");
     let metrics = std::fs::read_to_string(run_dir.join("metrics.json")).context("reading the run's metrics.json")?;

@@ -113,7 +113,7 @@ fn report_of_a_hand_written_run() {
     naevus_data::prepare(naevus_data::read_source(&spec).unwrap(), &cache, &options).unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir_all(run.join("fold-0")).unwrap();
-    let info = serde_json::json!({"format": 1, "naevus_version": "0.1.0", "model": "small-cnn", "loss": "bce", "num_outputs": 1,
+    let info = serde_json::json!({"format": 4, "naevus_version": "0.1.0", "classes": "binary", "dropout_samples": 1, "model": "small-cnn", "loss": "bce", "num_outputs": 1,
         "image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "cache": cache, "folds": ["fold-0"]});
     std::fs::write(run.join("run.json"), info.to_string()).unwrap();
     std::fs::write(run.join("config.toml"), "model = \"small-cnn\"\nepochs = 2\n").unwrap();

@@ -23,8 +23,9 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::error::DataError;
-use crate::image_io::{DecodeLimits, load_square_limited};
+use crate::image_io::load_square;
 use crate::records::{Record, Reject};
 use crate::sources::SourceData;
 
@@ -45,14 +46,11 @@ pub struct PrepareOptions {
     pub threads: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// Bounds on each decode; an image over them is a reject.
-    #[serde(default)]
-    pub limits: DecodeLimits,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        PrepareOptions { size: 256, threads: None, progress: false, limits: DecodeLimits::default() }
+        PrepareOptions { size: 256, threads: None, progress: false }
     }
 }
 
@@ -166,7 +164,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
     let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Vec<u8>, String>)>(64);
     let cancel = AtomicBool::new(false);
     let records = &data.records;
-    let (size, limits) = (opts.size, opts.limits);
+    let size = opts.size;
     let write_result: Result<(), DataError> = std::thread::scope(|scope| {
         let cancel = &cancel;
         let pending = &pending;
@@ -176,7 +174,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
                     if cancel.load(Ordering::Relaxed) {
                         return;
                     }
-                    let result = process_image(&records[slot], size, &limits);
+                    let result = process_image(&records[slot], size);
                     let _ = tx.send((slot, result));
                 });
             });
@@ -254,15 +252,10 @@ fn slot_len(size: u32) -> usize {
 
 /// Decode + crop + resize; panics inside a decoder are caught so one bad file cannot
 /// take the whole run down.
-fn process_image(record: &Record, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, String> {
+fn process_image(record: &Record, size: u32) -> Result<Vec<u8>, String> {
     let run = || -> Result<Vec<u8>, String> {
-        load_square_limited(&record.image_path, record.crop.as_ref(), size, limits).map_err(|e| match e {
+        load_square(&record.image_path, record.crop.as_ref(), size).map_err(|e| match e {
             DataError::Image { reason, .. } => reason,
-            // Caches prepared by older versions hold paths relative to where prepare ran.
-            DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound && record.image_path.is_relative() => format!(
-                "{}: {source}; the path is relative to the directory an older naevus prepared the cache in: run from there, or prepare the cache again",
-                record.image_path.display()
-            ),
             other => other.to_string(),
         })
     };
@@ -384,18 +377,6 @@ fn rejects_to_csv(rejects: &[Reject], path: &Path) -> Result<Vec<u8>, DataError>
         writer.write_record([row.as_str(), r.path.as_str(), r.reason.as_str()]).map_err(to_err)?;
     }
     writer.into_inner().map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))
-}
-
-/// Write to a temp file next to `path`, then rename over it: readers never see half a file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| DataError::io(&tmp, e))?;
-    file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
 }
 
 /// A finished prepared cache, opened read-only and memory-mapped.

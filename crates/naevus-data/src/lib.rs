@@ -5,6 +5,7 @@
 //! stratified folds ([`folds`]), epoch sampling ([`sampling`]), augmentation ([`augment`])
 //! and a background batch loader ([`loader`]).
 
+pub mod atomic;
 pub mod augment;
 pub mod cache;
 pub mod classes;
@@ -18,18 +19,16 @@ pub mod records;
 pub mod sampling;
 pub mod sources;
 
+pub use atomic::write_atomic;
 pub use augment::{Augment, Normalize, augment, dihedral, dihedral_inverse, to_chw_f32};
 pub use cache::{Cache, PrepareOptions, PrepareSummary, combine, prepare};
 pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use crop::{CropBox, CropSettings, attention_box};
 pub use error::DataError;
 pub use folds::stratified_group_kfold;
-pub use image_io::{
-    DecodeLimits, center_crop_resize, crop_resize, decode_rgb, decode_rgb_limited, load_rgb, load_rgb_limited, load_square,
-    load_square_limited, resize_square,
-};
-pub use loader::{Batch, BatchIter, LoaderConfig, batches};
-pub use metadata::{MetadataEncoder, MetadataField, images_per_group};
+pub use image_io::{center_crop_resize, crop_resize, load_rgb, load_square, resize_square};
+pub use loader::{Batch, BatchIter, LoaderConfig, batches, image_at_size};
+pub use metadata::{MetadataEncoder, MetadataField, field_missing, images_per_group};
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 pub use sampling::{Sampling, epoch_order};
 pub use sources::{SourceData, SourceKind, SourceSpec, read_source};

@@ -102,18 +102,20 @@ pub fn batches(cache: Arc<Cache>, order: Vec<usize>, cfg: LoaderConfig) -> impl 
     BatchIter { rx: Some(rx), worker: Some(worker) }
 }
 
+/// The cached image of `item` at `size` x `size` px (HWC RGB u8), resized from the cache's
+/// size when they differ: what the model sees of it before augmentation.
+pub fn image_at_size(cache: &Cache, item: usize, size: u32) -> Vec<u8> {
+    let stored = cache.image(item);
+    if size == cache.size() { stored.to_vec() } else { resize_square(stored, cache.size(), size) }
+}
+
 /// Builds one batch; `first_position` is the position of items[0] within the epoch order.
 fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &LoaderConfig) -> Batch {
-    let size = cfg.output_size.filter(|&s| s > 0).unwrap_or(cache.size());
+    let size = cfg.output_size.unwrap_or(cache.size());
     let plane = 3 * size as usize * size as usize;
     let mut images = vec![0.0f32; items.len() * plane];
     images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().for_each(|(j, (dst, &item))| {
-        let stored = cache.image(item);
-        let pixels = if size != cache.size() {
-            resize_square(stored, cache.size(), size)
-        } else {
-            stored.to_vec()
-        };
+        let pixels = image_at_size(cache, item, size);
         let pixels = if cfg.dihedral % 8 != 0 { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
         let pixels = match &cfg.augment {
             Some(aug) => {

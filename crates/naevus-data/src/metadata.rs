@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::records::{Record, Sex};
 
 /// One kind of metadata feature; a run chooses which it uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MetadataField {
     /// male 1, female 0, unknown -1
@@ -43,6 +43,18 @@ pub struct MetadataEncoder {
 }
 
 /// Images per patient (group) among `records`: the seed's `n_images`.
+/// Whether `record` lacks `field` (and is encoded as unknown for it).
+pub fn field_missing(field: MetadataField, record: &Record) -> bool {
+    let metadata = &record.metadata;
+    match field {
+        MetadataField::Sex => metadata.sex.is_none(),
+        MetadataField::Age => !metadata.age.is_some_and(|a| a.is_finite() && a >= 0.0),
+        MetadataField::ImagesOfPatient => false,
+        MetadataField::FileBytes => !record.file_bytes.is_some_and(|b| b > 0),
+        MetadataField::Site => metadata.site.is_none(),
+    }
+}
+
 pub fn images_per_group(records: &[Record]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for record in records {
@@ -113,6 +125,32 @@ impl MetadataEncoder {
     }
 
     /// The features of an image whose metadata is all unknown (a lone file to explain).
+    /// Where each field's features stand in the feature vector, in field order.
+    pub fn field_ranges(&self) -> Vec<(MetadataField, std::ops::Range<usize>)> {
+        let mut start = 0;
+        self.fields
+            .iter()
+            .map(|&field| {
+                let width = if field == MetadataField::Site { self.sites.len() + 1 } else { 1 };
+                start += width;
+                (field, start - width..start)
+            })
+            .collect()
+    }
+
+    /// The share of `records` that lack each field (a patient's image count is never
+    /// missing), in field order.
+    pub fn missing_shares<'a>(&self, records: impl IntoIterator<Item = &'a Record> + Clone) -> Vec<(MetadataField, f64)> {
+        let total = records.clone().into_iter().count().max(1) as f64;
+        self.fields
+            .iter()
+            .map(|&field| {
+                let missing = records.clone().into_iter().filter(|r| field_missing(field, r)).count();
+                (field, missing as f64 / total)
+            })
+            .collect()
+    }
+
     pub fn encode_unknown(&self) -> Vec<f32> {
         self.encode(&Record::default(), 1)
     }
@@ -169,6 +207,12 @@ mod tests {
         assert_eq!(&a[4..], &[0.0, 1.0, 0.0]);
 
         // Missing sex is -1 and missing age 0, not a real value; a patient with one image.
+        let ranges: Vec<_> = encoder.field_ranges().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(ranges, [0..1, 1..2, 2..3, 3..4, 4..7]);
+        let shares = encoder.missing_shares(&records);
+        let share = |f: MetadataField| shares.iter().find(|(g, _)| *g == f).unwrap().1;
+        assert_eq!((share(MetadataField::Sex), share(MetadataField::Age), share(MetadataField::ImagesOfPatient)), (1.0 / 3.0, 1.0 / 3.0, 0.0));
+
         let c = encode(&records[2]);
         assert_eq!(&c[..3], &[-1.0, 1.0, 2f32.ln()]);
         assert_eq!(c[3], 0.0, "no file size known");

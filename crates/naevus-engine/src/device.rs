@@ -2,30 +2,8 @@
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, FloatDType};
-use serde::{Deserialize, Serialize};
 
-/// Floating-point type of every tensor of a run: weights, activations and gradients alike.
-/// burn 0.22 has no automatic mixed precision (f32 master weights, loss scaling), so f16 and
-/// bf16 halve memory and speed up GPUs at the cost of precision throughout.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precision {
-    #[default]
-    F32,
-    F16,
-    Bf16,
-}
-
-impl Precision {
-    /// The name used in recipes and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F16 => "f16",
-            Precision::Bf16 => "bf16",
-        }
-    }
-}
+pub use naevus_run::Precision;
 
 /// The backends this binary was built with, in the order they are preferred.
 pub fn compiled_backends() -> Vec<&'static str> {

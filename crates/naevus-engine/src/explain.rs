@@ -20,11 +20,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use naevus_data::{Normalize, to_chw_f32};
+use naevus_data::to_chw_f32;
 use naevus_metrics::min_max_normalise;
 use naevus_models::attention::bilinear_resize;
 use naevus_models::{Layer, ModelSpec, Network};
 
+use crate::input::InputSpec;
 use crate::loss::Target;
 
 /// How a map is made.
@@ -88,30 +89,28 @@ pub struct Explanation {
 /// Images explained per forward pass by [`explain_images`].
 const BATCH: usize = 8;
 
-/// Explains square RGB images (HWC u8, `side` px, as `naevus_data::center_crop_resize` gives
-/// them), normalised with `normalize`, in batches on `device`; see [`explain`].
-#[allow(clippy::too_many_arguments)]
+/// Explains square RGB images (HWC u8 at the input's side, as `naevus_data::center_crop_resize`
+/// gives them), normalised as `input` says, in batches on `device`; see [`explain`].
 pub fn explain_images(
     network: &Network,
     spec: &ModelSpec,
-    target: Target,
+    input: &InputSpec,
     metadata: Option<&[f32]>,
     images: &[&[u8]],
-    side: u32,
-    normalize: &Normalize,
     device: &Device,
     method: Method,
     layer: Option<&str>,
 ) -> Result<Vec<Explanation>> {
+    let side = input.image_size;
     let mut explanations = Vec::with_capacity(images.len());
     for chunk in images.chunks(BATCH) {
         let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
         for pixels in chunk {
-            to_chw_f32(pixels, side, normalize, &mut values);
+            to_chw_f32(pixels, side, &input.normalize, &mut values);
         }
         let shape = [chunk.len(), 3, side as usize, side as usize];
         let batch = Tensor::<4>::from_data(TensorData::new(values, shape), device);
-        explanations.extend(explain(network, spec, target, metadata, batch, method, layer)?);
+        explanations.extend(explain(network, spec, input.target, metadata, batch, method, layer)?);
     }
     Ok(explanations)
 }

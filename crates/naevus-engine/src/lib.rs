@@ -1,16 +1,21 @@
-//! naevus training and inference on burn: recipes, losses, schedules, the training loop
-//! with checkpoints and resume, cross-validation, and prediction from run directories.
+//! naevus training and inference on burn: losses, schedules, the training loop with
+//! checkpoints and resume, cross-validation, and [`TrainedRun`], the one way to open a
+//! trained run for prediction and explanation. The run directory's files are defined in
+//! naevus-run.
 
-pub mod calibration;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod explain;
+pub mod input;
 pub mod loss;
 pub mod predict;
-pub mod run;
 pub mod schedule;
+pub mod step;
 pub mod train;
+pub mod trained;
 pub mod weights;
 
 pub use config::TrainConfig;
-pub use run::RunInfo;
+pub use naevus_run::RunInfo;
+pub use trained::TrainedRun;

@@ -4,29 +4,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use naevus_data::ClassScheme;
-use serde::{Deserialize, Serialize};
 
-/// Which loss a run trains with; it also fixes how many logits the model has.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    /// One logit, binary cross-entropy.
-    Bce,
-    /// One logit, focal loss (Lin et al. 2017) with `focal_alpha` and `focal_gamma`.
-    Focal,
-    /// Two logits, softmax cross-entropy (seed 003).
-    CrossEntropy,
-}
-
-impl LossKind {
-    /// Number of logits the model must produce.
-    pub fn num_outputs(self) -> usize {
-        match self {
-            LossKind::Bce | LossKind::Focal => 1,
-            LossKind::CrossEntropy => 2,
-        }
-    }
-}
+pub use naevus_run::LossKind;
 
 /// Mean loss of `logits` [batch, outputs] against `labels`: 0/1 for one logit, class
 /// indices for cross-entropy.
@@ -76,12 +55,14 @@ impl Target {
         Self { loss, classes: ClassScheme::Binary }
     }
 
+    /// What the logits of a trained run stand for.
+    pub fn of_run(info: &naevus_run::RunInfo) -> Self {
+        Self { loss: info.loss, classes: info.classes }
+    }
+
     /// Number of logits the model must produce.
     pub fn num_outputs(self) -> usize {
-        match self.classes {
-            ClassScheme::Binary => self.loss.num_outputs(),
-            scheme => scheme.num_classes(),
-        }
+        naevus_run::recipe::num_outputs(self.loss, self.classes)
     }
 
     /// Rejects losses that cannot train the scheme: diagnosis classes need cross-entropy.

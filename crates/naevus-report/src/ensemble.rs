@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ReportError;
-use crate::predictions::Predictions;
+use naevus_run::Predictions;
 
 /// How the scores of the files are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,27 +11,9 @@ pub enum ReportError {
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// A CSV row could not be parsed at all (bad quoting, bad UTF-8, ...).
-    #[error("{path} line {line}: malformed CSV row: {message}")]
-    Csv { path: PathBuf, line: u64, message: String },
-    /// A required column is absent from the header line.
-    #[error("{path} line 1: no column named {wanted}; columns found: {found}")]
-    MissingColumn { path: PathBuf, wanted: String, found: String },
-    /// A cell that must hold a finite number does not.
-    #[error("{path} line {line}, column {column} ({name}): expected a finite number, found \"{text}\"")]
-    BadNumber { path: PathBuf, line: u64, column: usize, name: String, text: String },
-    /// A cell that must hold a 0/1 label does not.
-    #[error("{path} line {line}, column {column} ({name}): expected 0 or 1, found \"{text}\"")]
-    BadLabel { path: PathBuf, line: u64, column: usize, name: String, text: String },
-    /// An empty image id.
-    #[error("{path} line {line}, column {column} ({name}): empty image id")]
-    EmptyId { path: PathBuf, line: u64, column: usize, name: String },
-    /// The same image id twice in one file.
-    #[error("{path} line {line}, column {column}: image id \"{id}\" appears twice (first on line {first_line})")]
-    DuplicateId { path: PathBuf, line: u64, column: usize, id: String, first_line: u64 },
-    /// A prediction file without a single row.
-    #[error("{path}: holds no predictions (only a header line, or nothing)")]
-    NoRows { path: PathBuf },
+    /// A run directory or prediction file that cannot be read (the message names it).
+    #[error(transparent)]
+    Run(#[from] naevus_run::RunError),
     /// Files to combine do not hold the same image ids.
     #[error(
         "{path} does not hold the same image ids as {reference}: {n_missing} missing{missing_list}, {n_extra} extra{extra_list}"
@@ -44,9 +26,6 @@ pub enum ReportError {
         n_extra: usize,
         extra_list: String,
     },
-    /// A JSON or JSON-lines file that does not parse.
-    #[error("{path} line {line}, column {column}: {message}")]
-    Json { path: PathBuf, line: usize, column: usize, message: String },
     /// A TOML file that does not parse (the message names line and column).
     #[error("{path}: {message}")]
     Toml { path: PathBuf, message: String },

@@ -1,11 +1,9 @@
 //! naevus-report: the burn-free reporting layer of naevus.
 //!
-//! * [`predictions`]: reading and writing `image_name,target` CSVs, with errors that name
-//!   the file, line and column.
 //! * [`ensemble`]: mean, weighted and rank-averaged ensembles of prediction files.
 //! * [`evaluation`]: the metric table (ROC AUC, ISIC 2024 pAUC, average precision,
 //!   operating points, calibration) with bootstrap 95% intervals.
-//! * [`run_dir`]: reading a run directory (run.json, config.toml, metrics.jsonl).
+//! * [`run_dir`]: what the report shows of a run directory (read with naevus-run).
 //! * [`plots`] and [`report`]: the charts (plotters, embedded font) and the self-contained
 //!   HTML report.
 //! * [`saliency`]: JET overlays, grey maps and captioned grids of where a model looks.
@@ -14,7 +12,6 @@ pub mod ensemble;
 pub mod error;
 pub mod evaluation;
 pub mod plots;
-pub mod predictions;
 pub mod report;
 pub mod run_dir;
 pub mod saliency;
@@ -22,6 +19,6 @@ pub mod saliency;
 pub use ensemble::{Mode, combine, normalized_ranks};
 pub use error::ReportError;
 pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, bootstrap_ci, evaluate_scores, table_rows};
-pub use predictions::{Predictions, read_predictions, write_predictions};
+pub use naevus_run::{Predictions, read_predictions, write_predictions};
 pub use report::{ReportOptions, ReportSummary, write_report};
 pub use run_dir::{RunData, read_run};

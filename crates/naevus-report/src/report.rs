@@ -10,8 +10,8 @@ use naevus_metrics::SubgroupMetrics;
 
 use crate::evaluation::{EvaluationReport, evaluate_scores, table_rows};
 use crate::plots::{self, Marker};
-use crate::predictions::read_predictions;
-use crate::run_dir::{RunData, read_run, resolve_cache};
+use crate::run_dir::{RunData, read_run};
+use naevus_run::read_predictions;
 use crate::ReportError;
 
 /// What to report on.
@@ -129,7 +129,7 @@ pub fn write_report(options: &ReportOptions) -> Result<ReportSummary, ReportErro
     let run = read_run(&options.run)?;
     let pred_path = options.pred.clone().unwrap_or_else(|| options.run.join("oof.csv"));
     let predictions = read_predictions(&pred_path)?;
-    let cache_path = resolve_cache(&run);
+    let cache_path = run.cache.clone();
 
     // Labels: the oof.csv label column by default, else (or with --pred) the cache.
     let cache = match (&options.pred, &predictions.labels) {
@@ -239,10 +239,7 @@ fn render_html(
     h.push_str(&format!("<style>{STYLE}</style>\n</head>\n<body>\n"));
     h.push_str(&format!("<h1>naevus report: {}</h1>\n", escape(&run.dir.display().to_string())));
     h.push_str("<table>\n");
-    let loss = match &run.info.loss {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let loss = serde_json::to_value(run.info.loss).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     for (k, v) in [
         ("model", run.info.model.clone()),
         ("loss", loss),

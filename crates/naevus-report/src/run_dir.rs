@@ -1,50 +1,11 @@
-//! Reading a run directory written by `naevus train`, without depending on the engine:
-//! run.json, config.toml (verbatim), fold-K/metrics.jsonl.
+//! Everything the report shows of a run directory, read through naevus-run's [`RunDir`]:
+//! run.json, config.toml (verbatim) and every fold's metrics.jsonl.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Deserialize;
+use naevus_run::{EpochMetrics, RunDir, RunInfo};
 
 use crate::ReportError;
-
-/// The parts of run.json the report shows.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunInfo {
-    #[serde(default)]
-    pub naevus_version: String,
-    pub model: String,
-    /// The loss, as written by the engine (a name or a table of settings).
-    #[serde(default)]
-    pub loss: serde_json::Value,
-    #[serde(default)]
-    pub num_outputs: usize,
-    #[serde(default)]
-    pub image_size: u32,
-    /// The prepared cache the run was trained on.
-    pub cache: PathBuf,
-    pub folds: Vec<String>,
-}
-
-/// One line of fold-K/metrics.jsonl.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    #[serde(default)]
-    pub lr: Option<f64>,
-    #[serde(default)]
-    pub train_loss: Option<f64>,
-    #[serde(default)]
-    pub val_loss: Option<f64>,
-    /// `null` when the validation set holds one class only.
-    #[serde(default)]
-    pub val_auc: Option<f64>,
-    #[serde(default)]
-    pub seconds: Option<f64>,
-    #[serde(default)]
-    pub images_per_second: Option<f64>,
-    #[serde(default)]
-    pub skipped_steps: Option<u64>,
-}
 
 /// The per-epoch history of one fold.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,20 +22,16 @@ pub struct RunData {
     /// config.toml verbatim (empty when the file is absent).
     pub config_toml: String,
     pub folds: Vec<FoldHistory>,
-}
-
-fn json_error(path: &Path, line_offset: usize, e: &serde_json::Error) -> ReportError {
-    ReportError::Json { path: path.to_path_buf(), line: line_offset + e.line(), column: e.column(), message: e.to_string() }
+    /// The prepared cache the run was trained on.
+    pub cache: PathBuf,
 }
 
 /// Reads run.json, config.toml and every fold's metrics.jsonl (a fold without one, e.g.
 /// interrupted before its first epoch, gets an empty history).
-pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
-    let run_json = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_json).map_err(|e| ReportError::io(&run_json, e))?;
-    let info: RunInfo = serde_json::from_str(&text).map_err(|e| json_error(&run_json, 0, &e))?;
-
-    let config_path = dir.join("config.toml");
+pub fn read_run(dir: &std::path::Path) -> Result<RunData, ReportError> {
+    let run = RunDir::new(dir);
+    let info = run.read_info()?;
+    let config_path = run.recipe_path();
     let config_toml = match std::fs::read_to_string(&config_path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -83,34 +40,10 @@ pub fn read_run(dir: &Path) -> Result<RunData, ReportError> {
     if let Err(e) = config_toml.parse::<toml::Table>() {
         return Err(ReportError::Toml { path: config_path, message: e.to_string() });
     }
-
     let mut folds = Vec::with_capacity(info.folds.len());
     for name in &info.folds {
-        let path = dir.join(name).join("metrics.jsonl");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(ReportError::io(&path, e)),
-        };
-        let mut epochs = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let epoch: EpochMetrics = serde_json::from_str(line).map_err(|e| json_error(&path, i, &e))?;
-            epochs.push(epoch);
-        }
-        folds.push(FoldHistory { name: name.clone(), epochs });
+        folds.push(FoldHistory { name: name.clone(), epochs: run.fold(name).read_epochs()? });
     }
-    Ok(RunData { dir: dir.to_path_buf(), info, config_toml, folds })
-}
-
-/// The cache a run names: as written when absolute or when it exists relative to the
-/// current directory, else relative to the run directory.
-pub fn resolve_cache(run: &RunData) -> PathBuf {
-    let cache = &run.info.cache;
-    if cache.is_absolute() || cache.exists() {
-        return cache.clone();
-    }
-    run.dir.join(cache)
+    let cache = run.resolve_cache(&info);
+    Ok(RunData { dir: dir.to_path_buf(), info, config_toml, folds, cache })
 }

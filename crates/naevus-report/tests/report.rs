@@ -39,7 +39,7 @@ pub fn synthetic_run(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(run.join(fold)).unwrap();
     }
     let info = serde_json::json!({
-        "format": 1, "naevus_version": "0.1.0", "model": "small-cnn", "loss": "bce", "num_outputs": 1,
+        "format": 4, "naevus_version": "0.1.0", "classes": "binary", "dropout_samples": 1, "model": "small-cnn", "loss": "bce", "num_outputs": 1,
         "image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
         "cache": cache, "folds": ["fold-0", "fold-1"]
     });

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::run::write_atomic;
+use crate::error::RunError;
+use crate::write_atomic;
 
 /// The file in a run directory.
 pub const CALIBRATION_FILE: &str = "calibration.json";
@@ -27,15 +27,16 @@ pub struct Calibration {
 
 impl Calibration {
     /// Fits the temperature that minimises the log loss of `probs` against `labels`.
-    pub fn fit(probs: &[f64], labels: &[u8], fitted_on: &str) -> Result<Self> {
-        let temperature = naevus_metrics::fit_temperature(probs, labels).context("fitting the temperature")?;
+    pub fn fit(probs: &[f64], labels: &[u8], fitted_on: &str) -> Result<Self, RunError> {
+        let failed = |e: naevus_metrics::MetricsError| RunError::Invalid(format!("fitting the temperature on {fitted_on}: {e}"));
+        let temperature = naevus_metrics::fit_temperature(probs, labels).map_err(failed)?;
         let scaled: Vec<f64> = probs.iter().map(|&p| naevus_metrics::apply_temperature(p, temperature)).collect();
         Ok(Self {
             temperature,
             fitted_on: fitted_on.to_string(),
             images: probs.len(),
-            log_loss_before: naevus_metrics::binary_cross_entropy(probs, labels)?,
-            log_loss_after: naevus_metrics::binary_cross_entropy(&scaled, labels)?,
+            log_loss_before: naevus_metrics::binary_cross_entropy(probs, labels).map_err(failed)?,
+            log_loss_after: naevus_metrics::binary_cross_entropy(&scaled, labels).map_err(failed)?,
         })
     }
 
@@ -46,16 +47,25 @@ impl Calibration {
         }
     }
 
-    pub fn write(&self, run_dir: &Path) -> Result<()> {
-        write_atomic(&run_dir.join(CALIBRATION_FILE), serde_json::to_string_pretty(self)?.as_bytes())
+    pub fn write(&self, run_dir: &Path) -> Result<(), RunError> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| RunError::Invalid(e.to_string()))?;
+        Ok(write_atomic(&run_dir.join(CALIBRATION_FILE), json.as_bytes())?)
     }
 
-    pub fn read(run_dir: &Path) -> Result<Self> {
+    pub fn read(run_dir: &Path) -> Result<Self, RunError> {
         let path = run_dir.join(CALIBRATION_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("{} has no {CALIBRATION_FILE}; fit one with `naevus calibrate --run {}`", run_dir.display(), run_dir.display())
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            RunError::Invalid(format!(
+                "{} has no {CALIBRATION_FILE}; fit one with `naevus calibrate --run {}`",
+                run_dir.display(),
+                run_dir.display()
+            ))
         })?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let calibration: Self = serde_json::from_str(&text).map_err(|e| RunError::json(&path, 0, &e))?;
+        if !(calibration.temperature > 0.0 && calibration.temperature.is_finite()) {
+            return Err(RunError::Invalid(format!("{}: the temperature must be a positive number, found {}", path.display(), calibration.temperature)));
+        }
+        Ok(calibration)
     }
 }
 

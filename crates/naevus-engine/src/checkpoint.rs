@@ -1,0 +1,55 @@
+//! A network's weights as bytes (burnpack), to be sealed into a run's checkpoint files by
+//! naevus-run, and loaded back with every tensor checked.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Bytes;
+use naevus_models::Network;
+
+/// The network's weights as burnpack bytes.
+pub fn weights_bytes(model: &Network) -> Result<Vec<u8>> {
+    let mut store = BurnpackStore::from_bytes(None);
+    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
+    let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
+    Ok(bytes.to_vec())
+}
+
+/// Loads weights from burnpack `bytes` (read from `path`) into `model`; every tensor must
+/// match, and every weight must be a finite number.
+pub fn load_weights(model: Network, bytes: Vec<u8>, path: &Path) -> Result<Network> {
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes)));
+    let mut model = model;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| anyhow::anyhow!("loading checkpoint {}: {e}", path.display()))?;
+    anyhow::ensure!(
+        result.missing.is_empty() && result.unused.is_empty() && result.errors.is_empty(),
+        "checkpoint {} does not fit the model: missing {:?}, unused {:?}, errors {:?}",
+        path.display(),
+        result.missing,
+        result.unused,
+        result.errors
+    );
+    Ok(model)
+}
+
+/// Whether every weight of `model` is a finite number: a network whose weights became NaN or
+/// infinite is never saved as a checkpoint.
+pub fn weights_finite(model: &Network) -> bool {
+    struct Finite(bool);
+    impl ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.0 {
+                let all_finite = param.val().is_finite().all().into_scalar::<bool>();
+                self.0 = all_finite;
+            }
+        }
+    }
+    let mut visitor = Finite(true);
+    model.visit(&mut visitor);
+    visitor.0
+}

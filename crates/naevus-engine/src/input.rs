@@ -1,0 +1,67 @@
+//! Input settings: how cached images (and their records' metadata) become model inputs, and
+//! the model's logits probabilities. Built once, when training starts (from the recipe, the
+//! registry and the cache) or when a trained run is opened (from run.json).
+
+use naevus_data::{Augment, Cache, LoaderConfig, MetadataEncoder, Normalize};
+use naevus_models::ModelSpec;
+use naevus_run::RunInfo;
+
+use crate::loss::Target;
+
+/// What a model's input and output mean.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// Side of the square input in pixels.
+    pub image_size: u32,
+    pub normalize: Normalize,
+    pub target: Target,
+    pub metadata: Option<MetadataEncoder>,
+}
+
+impl InputSpec {
+    /// The input of a trained run, as run.json records it.
+    pub fn from_run(info: &RunInfo) -> Self {
+        Self {
+            image_size: info.image_size,
+            normalize: Normalize { mean: info.mean, std: info.std },
+            target: Target::of_run(info),
+            metadata: info.metadata.clone(),
+        }
+    }
+
+    /// Metadata features of every cache record (patients' image counts taken over the
+    /// cache), or None for image-only runs.
+    pub fn cache_metadata(&self, cache: &Cache) -> Option<Vec<Vec<f32>>> {
+        self.metadata.as_ref().map(|encoder| encoder.encode_all(cache.records()))
+    }
+
+    /// Loader settings for `batch_size` images with optional augmentation.
+    pub fn loader(&self, cache: &Cache, batch_size: usize, augment: Option<Augment>, seed: u64) -> LoaderConfig {
+        LoaderConfig {
+            batch_size,
+            augment,
+            normalize: self.normalize.clone(),
+            seed,
+            prefetch: 2,
+            output_size: (self.image_size != cache.size()).then_some(self.image_size),
+            dihedral: 0,
+        }
+    }
+}
+
+/// The input side a run trains at: the recipe's `image_size` when it gives one, else the
+/// model's own input size from the registry (as timm's data config does), capped by the
+/// cache's image size, since upscaling adds no detail (said in a note).
+pub fn resolve_image_size(recipe: Option<u32>, spec: &ModelSpec, cache_size: u32) -> u32 {
+    if let Some(size) = recipe {
+        return size;
+    }
+    if spec.input_size > cache_size {
+        eprintln!(
+            "note: {} takes {} px inputs; the cache holds {cache_size} px images, so it trains at {cache_size} px (set image_size to choose)",
+            spec.name, spec.input_size
+        );
+        return cache_size;
+    }
+    spec.input_size
+}

@@ -1,0 +1,215 @@
+//! [`TrainedRun`]: the one place that opens a trained run. Its run.json, recipe, input
+//! settings, model and device are resolved once; predict, explain, crop (and the HTTP
+//! service) use its folds through it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::prelude::*;
+use naevus_data::Cache;
+use naevus_models::{HeadOptions, ModelSpec, Network};
+use naevus_run::{Checkpoint, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
+
+use crate::checkpoint::load_weights;
+use crate::device::select_device;
+use crate::explain::{Explanation, Method, explain_images};
+use crate::input::InputSpec;
+use crate::loss::Target;
+use crate::predict::{probabilities, rows_tensor};
+
+/// A trained run, opened for inference on one device.
+pub struct TrainedRun {
+    pub dir: RunDir,
+    pub info: RunInfo,
+    /// The recipe it was trained with.
+    pub recipe: TrainConfig,
+    pub spec: &'static ModelSpec,
+    pub input: InputSpec,
+    pub device: Device,
+}
+
+impl TrainedRun {
+    /// Opens the run in `dir` on `device` (None: the device and precision it trained with).
+    pub fn open(dir: &Path, device: Option<&str>) -> Result<Self> {
+        let dir = RunDir::new(dir);
+        let info = dir.read_info()?;
+        let recipe = dir.read_recipe()?;
+        let spec = naevus_models::spec(&info.model)?;
+        let device = select_device(device.unwrap_or(&recipe.device), recipe.precision)?;
+        let input = InputSpec::from_run(&info);
+        Ok(Self { dir, info, recipe, spec, input, device })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn target(&self) -> Target {
+        self.input.target
+    }
+
+    /// How the network's classifier is built.
+    pub fn head_options(&self) -> HeadOptions {
+        head_options(&self.info)
+    }
+
+    /// The fold named `fold`, or an error listing the run's folds.
+    pub fn fold_name<'a>(&self, fold: &'a str) -> Result<&'a str> {
+        if !self.info.folds.iter().any(|f| f == fold) {
+            bail!("{} has no fold \"{fold}\"; its folds: {}", self.path().display(), self.info.folds.join(", "));
+        }
+        Ok(fold)
+    }
+
+    /// The first fold (the one explain uses unless told otherwise).
+    pub fn first_fold(&self) -> Result<&str> {
+        self.info.folds.first().map(String::as_str).with_context(|| format!("{} has no folds", self.path().display()))
+    }
+
+    /// The network of `fold` with the weights of `checkpoint`, in inference mode.
+    pub fn fold_model(&self, fold: &str, checkpoint: Checkpoint) -> Result<Network> {
+        let fold = self.dir.fold(fold);
+        if checkpoint == Checkpoint::BestPrimary && !fold.checkpoint(checkpoint).exists() {
+            bail!(
+                "{} has no best_primary checkpoint: it is written only when external images are validated too \
+                 (external_in_validation); otherwise best already is the best on primary images",
+                self.path().display()
+            );
+        }
+        load_network(&self.info, &fold, checkpoint, &self.device)
+    }
+
+    /// Every fold's network with the weights of `checkpoint`: the fold ensemble.
+    pub fn ensemble(&self, checkpoint: Checkpoint) -> Result<Vec<Network>> {
+        self.info.folds.iter().map(|fold| self.fold_model(fold, checkpoint)).collect()
+    }
+
+    /// Mean melanoma probability over the fold ensemble of each cache item in `items`, each
+    /// averaged over `tta` dihedral views.
+    pub fn predict_cache(&self, ensemble: &[Network], cache: &Arc<Cache>, items: &[usize], tta: usize) -> Result<Vec<f64>> {
+        let mut sum = vec![0.0; items.len()];
+        for (model, fold) in ensemble.iter().zip(&self.info.folds) {
+            let probs = probabilities(model, cache, items, &self.input, &self.device, tta)?;
+            self.refuse_non_finite(&probs, fold)?;
+            for (s, p) in sum.iter_mut().zip(probs) {
+                *s += p;
+            }
+        }
+        let n = ensemble.len().max(1) as f64;
+        Ok(sum.into_iter().map(|s| s / n).collect())
+    }
+
+    /// Out-of-fold predictions again, now with `tta` views: each image of the run's oof.csv
+    /// scored by the fold that did not train on it. Returns cache items, probabilities and folds.
+    pub fn predict_out_of_fold(&self, checkpoint: Checkpoint, cache: &Arc<Cache>, tta: usize) -> Result<(Vec<usize>, Vec<f64>, Vec<String>)> {
+        let (mut items, mut probs, mut folds) = (Vec::new(), Vec::new(), Vec::new());
+        for (fold, fold_items) in self.held_out_items(cache)? {
+            let model = self.fold_model(&fold, checkpoint)?;
+            let fold_probs = probabilities(&model, cache, &fold_items, &self.input, &self.device, tta)?;
+            self.refuse_non_finite(&fold_probs, &fold)?;
+            probs.extend(fold_probs);
+            items.extend_from_slice(&fold_items);
+            folds.extend(std::iter::repeat_n(fold, fold_items.len()));
+        }
+        Ok((items, probs, folds))
+    }
+
+    /// An error naming the fold's checkpoints when a probability is not a finite number (a
+    /// model whose weights went bad must not write NaN predictions).
+    fn refuse_non_finite(&self, probs: &[f64], fold: &str) -> Result<()> {
+        let bad = probs.iter().filter(|p| !p.is_finite()).count();
+        if bad > 0 {
+            bail!(
+                "{} of {} probabilities from {} are not finite numbers: that checkpoint is unusable; retrain the fold",
+                bad,
+                probs.len(),
+                self.dir.fold(fold).path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Which cache items each fold held out, read from the run's oof.csv, in the run's fold
+    /// order (folds that held out nothing are left out). An image of oof.csv missing from the
+    /// cache is an error naming it.
+    pub fn held_out_items(&self, cache: &Cache) -> Result<Vec<(String, Vec<usize>)>> {
+        let by_id: HashMap<&str, usize> = cache.records().iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+        let oof = Predictions::read(&self.dir.oof_csv())?;
+        let folds = oof.folds.as_ref().with_context(|| format!("{} has no fold column", oof.path.display()))?;
+        let mut fold_items: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (id, fold) in oof.ids.iter().zip(folds) {
+            let item = *by_id
+                .get(id.as_str())
+                .with_context(|| format!("{}: image {id} is not in the cache {}", oof.path.display(), cache.dir().display()))?;
+            fold_items.entry(fold.as_str()).or_default().push(item);
+        }
+        Ok(self.info.folds.iter().filter_map(|fold| fold_items.remove(fold.as_str()).map(|items| (fold.clone(), items))).collect())
+    }
+
+    /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
+    /// input size (HWC u8, as `naevus_data::center_crop_resize` gives them), as of patients
+    /// whose metadata is unknown.
+    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]]) -> Result<Vec<f64>> {
+        let side = self.input.image_size;
+        let metadata = self.unknown_metadata();
+        let column = self.input.target.melanoma_column();
+        let outputs = self.input.target.num_outputs();
+        let mut sum = vec![0.0; images.len()];
+        for (chunk_index, chunk) in images.chunks(32).enumerate() {
+            let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
+            for pixels in chunk {
+                naevus_data::to_chw_f32(pixels, side, &self.input.normalize, &mut values);
+            }
+            let shape = [chunk.len(), 3, side as usize, side as usize];
+            for model in ensemble {
+                let batch = Tensor::<4>::from_data(TensorData::new(values.clone(), shape), &self.device);
+                let meta = metadata.as_ref().map(|row| rows_tensor(&vec![row.as_slice(); chunk.len()], &self.device));
+                let logits = model.forward_with_metadata(batch, meta).logits;
+                let p = self
+                    .input
+                    .target
+                    .output_probabilities(logits)
+                    .into_data()
+                    .try_to_vec_as::<f32>()
+                    .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
+                for (n, row) in p.chunks(outputs).enumerate() {
+                    sum[chunk_index * 32 + n] += f64::from(row[column]);
+                }
+                if p.iter().any(|v| !v.is_finite()) {
+                    bail!("a model of {} gives probabilities that are not finite numbers: its checkpoint is unusable; retrain it", self.path().display());
+                }
+            }
+        }
+        let n = ensemble.len().max(1) as f64;
+        Ok(sum.into_iter().map(|s| s / n).collect())
+    }
+
+    /// The metadata features of a patient whose metadata is unknown, for a run with a
+    /// metadata branch (image files come without metadata); None for image-only runs.
+    pub fn unknown_metadata(&self) -> Option<Vec<f32>> {
+        self.info.metadata.as_ref().map(|encoder| encoder.encode_unknown())
+    }
+
+    /// Explains square RGB images at the run's input size (HWC u8) with `network`, as of a
+    /// patient whose metadata is unknown; see [`crate::explain::explain`].
+    pub fn explain(&self, network: &Network, images: &[&[u8]], method: Method, layer: Option<&str>) -> Result<Vec<Explanation>> {
+        let metadata = self.unknown_metadata();
+        explain_images(network, self.spec, &self.input, metadata.as_deref(), images, &self.device, method, layer)
+    }
+}
+
+/// How the classifier of a run's network is built.
+pub fn head_options(info: &RunInfo) -> HeadOptions {
+    HeadOptions { num_outputs: info.num_outputs, metadata_features: info.metadata_features(), dropout_samples: info.dropout_samples }
+}
+
+/// Builds the run's network on `device` in inference mode with the weights of `checkpoint`
+/// of `fold` (checked against their checksum, every tensor matched).
+pub fn load_network(info: &RunInfo, fold: &FoldDir, checkpoint: Checkpoint, device: &Device) -> Result<Network> {
+    let weights = fold.read_weights(checkpoint)?;
+    let network = naevus_models::spec(&info.model)?.build_with(head_options(info), device);
+    Ok(load_weights(network, weights, &fold.checkpoint(checkpoint))?.valid())
+}

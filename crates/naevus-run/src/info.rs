@@ -1,0 +1,74 @@
+//! run.json: what predict, evaluate, explain and the report need to know about a trained run.
+
+use std::path::PathBuf;
+
+use naevus_data::{ClassScheme, MetadataEncoder, MetadataField, Record};
+use serde::{Deserialize, Serialize};
+
+use crate::recipe::LossKind;
+
+/// Bumped when the layout changes incompatibly (4: sealed checkpoints, one training-state file).
+pub const RUN_FORMAT: u32 = 4;
+
+/// The contents of run.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub format: u32,
+    pub naevus_version: String,
+    pub model: String,
+    pub loss: LossKind,
+    pub num_outputs: usize,
+    /// Side of the square input the model was trained at.
+    pub image_size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The prepared cache it was trained on (absolute when it could be resolved).
+    pub cache: PathBuf,
+    /// What the cache holds (a hash of its records and image size): `--resume` refuses
+    /// another cache.
+    #[serde(default)]
+    pub cache_id: Option<String>,
+    /// Fold directory names, e.g. ["fold-0", "fold-1"].
+    pub folds: Vec<String>,
+    /// The classes the logits stand for.
+    pub classes: ClassScheme,
+    /// The metadata features the network takes, when it has a metadata branch.
+    pub metadata: Option<MetadataEncoder>,
+    /// For a metadata model: the share of its training images that lacked each field, so
+    /// that prediction can warn when far more images lack one.
+    #[serde(default)]
+    pub metadata_missing: Vec<(MetadataField, f64)>,
+    /// Multi-sample dropout masks in training (does not change inference, but the network
+    /// is built the same way).
+    pub dropout_samples: usize,
+}
+
+impl RunInfo {
+    /// For a metadata model, a warning for each field that many more of `records` lack than
+    /// its training images did (20 points or more): its predictions on them are less sound.
+    pub fn metadata_warnings<'a>(&self, records: impl IntoIterator<Item = &'a Record> + Clone) -> Vec<String> {
+        let Some(encoder) = &self.metadata else { return Vec::new() };
+        let trained: std::collections::HashMap<MetadataField, f64> = self.metadata_missing.iter().copied().collect();
+        encoder
+            .missing_shares(records)
+            .into_iter()
+            .filter_map(|(field, share)| {
+                let before = trained.get(&field).copied().unwrap_or(0.0);
+                (share - before >= 0.2).then(|| {
+                    format!(
+                        "warning: {:.0}% of these images lack {} against {:.0}% of the training images: this model also reads it, \
+                         and its predictions for them are less sound",
+                        share * 100.0,
+                        serde_json::to_value(field).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                        before * 100.0
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Number of features of the metadata branch (0: image only).
+    pub fn metadata_features(&self) -> usize {
+        self.metadata.as_ref().map_or(0, MetadataEncoder::num_features)
+    }
+}

@@ -1,0 +1,200 @@
+//! The predictions CSV, `image_name,target` (the SIIM-ISIC submission format), optionally
+//! with `label` (0/1 truth) and `fold` columns as in a run's oof.csv: its one reader and its
+//! one writer. Columns are found by name, in any order, among any others.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use naevus_data::ClassScheme;
+
+use crate::error::RunError;
+use crate::write_atomic;
+
+/// Names accepted for the image id column.
+pub const ID_COLUMNS: &[&str] = &["image_name", "image_id", "image"];
+/// Names accepted for the score column.
+pub const SCORE_COLUMNS: &[&str] = &["target", "score", "probability"];
+
+/// The rows of one prediction file, in file order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    pub path: PathBuf,
+    pub ids: Vec<String>,
+    /// Melanoma probabilities, each in [0, 1].
+    pub scores: Vec<f64>,
+    /// The `label` column (0/1) when the file has one.
+    pub labels: Option<Vec<u8>>,
+    /// The `fold` column when the file has one (which fold held the image out).
+    pub folds: Option<Vec<String>>,
+}
+
+impl Predictions {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Reads a prediction CSV. Errors name the file, line and column of: a missing id or
+    /// score column, an empty id, a duplicate id, a score that is not a finite number or not
+    /// a probability, a label that is not 0 or 1, a malformed row; a file without rows is an
+    /// error too.
+    pub fn read(path: &Path) -> Result<Self, RunError> {
+        let file = std::fs::File::open(path).map_err(|e| RunError::io(path, e))?;
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
+        let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+        let id_col = require_column(&headers, ID_COLUMNS, path)?;
+        let score_col = require_column(&headers, SCORE_COLUMNS, path)?;
+        let label_col = find_column(&headers, &["label"]);
+        let fold_col = find_column(&headers, &["fold"]);
+        let name = |c: usize| headers.get(c).unwrap_or("").trim().to_string();
+
+        let mut out = Predictions {
+            path: path.to_path_buf(),
+            ids: Vec::new(),
+            scores: Vec::new(),
+            labels: label_col.map(|_| Vec::new()),
+            folds: fold_col.map(|_| Vec::new()),
+        };
+        let mut first_line: HashMap<String, u64> = HashMap::new();
+        for row in reader.records() {
+            let row = row.map_err(|e| csv_error(path, e))?;
+            let line = row.position().map(|p| p.line()).unwrap_or(0);
+            let id = row.get(id_col).unwrap_or("").trim();
+            if id.is_empty() {
+                return Err(RunError::EmptyId { path: path.to_path_buf(), line, column: id_col + 1, name: name(id_col) });
+            }
+            if let Some(&first) = first_line.get(id) {
+                return Err(RunError::DuplicateId { path: path.to_path_buf(), line, column: id_col + 1, id: excerpt(id), first_line: first });
+            }
+            let text = row.get(score_col).unwrap_or("").trim();
+            let score = match text.parse::<f64>() {
+                Ok(s) if s.is_finite() => s,
+                _ => {
+                    let (column, name, text) = (score_col + 1, name(score_col), excerpt(text));
+                    return Err(RunError::BadNumber { path: path.to_path_buf(), line, column, name, text });
+                }
+            };
+            if !(0.0..=1.0).contains(&score) {
+                return Err(RunError::NotAProbability { path: path.to_path_buf(), line, column: score_col + 1, name: name(score_col), value: score });
+            }
+            if let (Some(c), Some(labels)) = (label_col, out.labels.as_mut()) {
+                let text = row.get(c).unwrap_or("").trim();
+                let label = match text {
+                    "0" | "0.0" => 0,
+                    "1" | "1.0" => 1,
+                    _ => return Err(RunError::BadLabel { path: path.to_path_buf(), line, column: c + 1, name: name(c), text: excerpt(text) }),
+                };
+                labels.push(label);
+            }
+            if let (Some(c), Some(folds)) = (fold_col, out.folds.as_mut()) {
+                folds.push(row.get(c).unwrap_or("").trim().to_string());
+            }
+            first_line.insert(id.to_string(), line);
+            out.ids.push(id.to_string());
+            out.scores.push(score);
+        }
+        if out.ids.is_empty() {
+            return Err(RunError::NoRows { path: path.to_path_buf() });
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a prediction CSV (see [`Predictions::read`]).
+pub fn read_predictions(path: &Path) -> Result<Predictions, RunError> {
+    Predictions::read(path)
+}
+
+/// Writes `image_name,target` rows atomically (see [`write_rows`]).
+pub fn write_predictions(path: &Path, ids: &[String], scores: &[f64]) -> Result<(), RunError> {
+    write_rows(path, ids, scores, None, None)
+}
+
+/// Writes `image_name,target,label,fold` rows atomically, as a run's oof.csv has them.
+pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[u8], folds: &[String]) -> Result<(), RunError> {
+    write_rows(path, ids, scores, Some(labels), Some(folds))
+}
+
+/// Writes `image_name,target` rows, with `label` and `fold` columns when given, atomically.
+/// Scores are written in shortest round-trip form, so reading the file back gives the same
+/// numbers.
+fn write_rows(path: &Path, ids: &[String], scores: &[f64], labels: Option<&[u8]>, folds: Option<&[String]>) -> Result<(), RunError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
+    let mut header = vec!["image_name", "target"];
+    if labels.is_some() {
+        header.push("label");
+    }
+    if folds.is_some() {
+        header.push("fold");
+    }
+    out.write_record(&header).map_err(fail)?;
+    for (n, (id, score)) in ids.iter().zip(scores).enumerate() {
+        let mut row = vec![id.clone(), score.to_string()];
+        if let Some(labels) = labels {
+            row.push(labels[n].to_string());
+        }
+        if let Some(folds) = folds {
+            row.push(folds[n].clone());
+        }
+        out.write_record(&row).map_err(fail)?;
+    }
+    let bytes = out.into_inner().map_err(|e| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") })?;
+    Ok(write_atomic(path, &bytes)?)
+}
+
+/// Writes `image_name,fold,class,p_<class>...` rows (oof_classes.csv): every class's
+/// probability of each image, with its true class.
+pub fn write_class_predictions(
+    path: &Path,
+    scheme: ClassScheme,
+    ids: &[String],
+    outputs: &[Vec<f64>],
+    truth: &[usize],
+    folds: &[String],
+) -> Result<(), RunError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
+    let names = scheme.class_names();
+    let mut header = vec!["image_name".to_string(), "fold".into(), "class".into()];
+    header.extend(names.iter().map(|c| format!("p_{c}")));
+    out.write_record(&header).map_err(fail)?;
+    for (n, id) in ids.iter().enumerate() {
+        let mut row = vec![id.clone(), folds[n].clone(), names[truth[n]].to_string()];
+        row.extend(outputs[n].iter().map(|p| p.to_string()));
+        out.write_record(&row).map_err(fail)?;
+    }
+    let bytes = out.into_inner().map_err(|e| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") })?;
+    Ok(write_atomic(path, &bytes)?)
+}
+
+/// Index of the first header among `names` (a leading byte-order mark and spaces ignored).
+pub fn find_column(headers: &csv::StringRecord, names: &[&str]) -> Option<usize> {
+    headers.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
+}
+
+fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize, RunError> {
+    find_column(headers, names).ok_or_else(|| RunError::MissingColumn {
+        path: path.to_path_buf(),
+        wanted: names.join(" or "),
+        found: excerpt(&headers.iter().collect::<Vec<_>>().join(", ")),
+    })
+}
+
+fn csv_error(path: &Path, error: csv::Error) -> RunError {
+    let line = error.position().map(|p| p.line()).unwrap_or(1);
+    RunError::Csv { path: path.to_path_buf(), line, message: excerpt(&error.to_string()) }
+}
+
+/// At most 80 characters of a cell or header, so that a hostile file cannot make the
+/// message itself huge.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,386 @@
+//! The training recipe: every knob of a run. Each key is defined once, in the
+//! [`recipe_keys!`] list below, which makes the [`TrainConfig`] struct (the TOML recipe in
+//! configs/ and the run's config.toml), its defaults, and [`RecipeFlags`] (the command-line
+//! flags of the same names, with the key's documentation as their help).
+
+use std::path::Path;
+use std::str::FromStr;
+
+use naevus_data::{ClassScheme, MetadataField};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RunError;
+
+/// Which loss a run trains with; it also fixes how many logits the model has.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// One logit, binary cross-entropy.
+    Bce,
+    /// One logit, focal loss (Lin et al. 2017) with `focal_alpha` and `focal_gamma`.
+    Focal,
+    /// Two logits, softmax cross-entropy (seed 003).
+    CrossEntropy,
+}
+
+impl LossKind {
+    /// Number of logits the model must produce.
+    pub fn num_outputs(self) -> usize {
+        match self {
+            LossKind::Bce | LossKind::Focal => 1,
+            LossKind::CrossEntropy => 2,
+        }
+    }
+}
+
+/// Number of logits a model trained with `loss` on `classes` has.
+pub fn num_outputs(loss: LossKind, classes: ClassScheme) -> usize {
+    match classes {
+        ClassScheme::Binary => loss.num_outputs(),
+        scheme => scheme.num_classes(),
+    }
+}
+
+/// Optimiser choice.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Adam,
+    Adamw,
+}
+
+/// How training images are drawn each epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplingKind {
+    /// Every training image once, shuffled.
+    Shuffle,
+    /// Classes drawn equally often (with replacement), same epoch length.
+    Balanced,
+    /// All melanomas plus a fresh random subset of `negatives_per_positive` benign images per melanoma.
+    Undersample,
+}
+
+/// Floating-point type of every tensor of a run: weights, activations and gradients alike.
+/// burn 0.22 has no automatic mixed precision (f32 master weights, loss scaling), so f16 and
+/// bf16 halve memory and speed up GPUs at the cost of precision throughout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    /// The name used in recipes and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// How a recipe key's type is given on the command line: most types as themselves, enums by
+/// their kebab-case recipe names, an optional key by its value.
+pub trait RecipeValue: Sized {
+    type Flag: Clone + Send + Sync + 'static;
+    fn from_flag(flag: Self::Flag) -> Self;
+}
+
+macro_rules! given_as_itself {
+    ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = $ty; fn from_flag(flag: $ty) -> $ty { flag } } )* };
+}
+given_as_itself!(String, bool, u32, u64, usize, f32, f64);
+
+macro_rules! given_by_name {
+    ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = Kebab<$ty>; fn from_flag(flag: Kebab<$ty>) -> $ty { flag.0 } } )* };
+}
+given_by_name!(LossKind, OptimizerKind, SamplingKind, Precision, ClassScheme);
+
+impl<T: RecipeValue<Flag = T> + Clone + Send + Sync + 'static> RecipeValue for Option<T> {
+    type Flag = T;
+    fn from_flag(flag: T) -> Self {
+        Some(flag)
+    }
+}
+
+impl RecipeValue for Vec<MetadataField> {
+    type Flag = MetadataList;
+    fn from_flag(flag: MetadataList) -> Self {
+        flag.0
+    }
+}
+
+/// An enum value parsed from its kebab-case name, the way the TOML recipe reads it.
+#[derive(Debug, Clone)]
+pub struct Kebab<T>(pub T);
+
+impl<T: DeserializeOwned> FromStr for Kebab<T> {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        serde_json::from_value(serde_json::Value::String(text.trim().to_string())).map(Kebab).map_err(|e| e.to_string())
+    }
+}
+
+/// A comma-separated list of metadata fields ("none": image only).
+#[derive(Debug, Clone)]
+pub struct MetadataList(pub Vec<MetadataField>);
+
+impl FromStr for MetadataList {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim() == "none" {
+            return Ok(MetadataList(Vec::new()));
+        }
+        text.split(',').map(|field| Kebab::<MetadataField>::from_str(field).map(|k| k.0)).collect::<Result<_, _>>().map(MetadataList)
+    }
+}
+
+/// Makes the recipe from one list of `key: type = default` entries, each with its
+/// documentation (the recipe's reference, and the flag's help).
+macro_rules! recipe_keys {
+    ($( $(#[doc = $doc:literal])* $key:ident : $ty:ty = $default:expr, )*) => {
+        /// A complete training recipe.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct TrainConfig {
+            $( $(#[doc = $doc])* pub $key: $ty, )*
+        }
+
+        impl Default for TrainConfig {
+            fn default() -> Self {
+                Self { $( $key: $default, )* }
+            }
+        }
+
+        /// The recipe keys as command-line flags (`--image-size` for `image_size`); a flag
+        /// given overrides the recipe's value.
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct RecipeFlags {
+            $( $(#[doc = $doc])* #[arg(long)] pub $key: Option<<$ty as RecipeValue>::Flag>, )*
+        }
+
+        impl RecipeFlags {
+            /// The keys given, in recipe order.
+            pub fn given(&self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $( if self.$key.is_some() { keys.push(stringify!($key)); } )*
+                keys
+            }
+
+            /// Sets every key given on `recipe`.
+            pub fn apply(&self, recipe: &mut TrainConfig) {
+                $( if let Some(flag) = &self.$key { recipe.$key = RecipeValue::from_flag(flag.clone()); } )*
+            }
+        }
+
+        impl TrainConfig {
+            /// The keys whose values differ between `self` and `other`, in recipe order.
+            pub fn differing_keys(&self, other: &TrainConfig) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $( if self.$key != other.$key { keys.push(stringify!($key)); } )*
+                keys
+            }
+        }
+    };
+}
+
+recipe_keys! {
+    /// Registry name of the model (`naevus models` lists them).
+    model: String = "small-cnn".into(),
+    /// Start from the model's ImageNet weights (fetched on first use; see `naevus weights`).
+    pretrained: bool = false,
+    /// Side of the square model input in pixels; absent: the model's own input size from the
+    /// registry, or the cache's image size when that is smaller.
+    image_size: Option<u32> = None,
+    /// Training epochs.
+    epochs: usize = 10,
+    /// Images per optimiser step.
+    batch_size: usize = 32,
+    /// Peak learning rate (of the head, when `backbone_lr` is given).
+    lr: f64 = 1e-3,
+    /// Peak learning rate of the backbone; absent: the same as `lr`. Seed 002 fine-tunes its
+    /// ImageNet ResNet at 1e-5 under a 5e-5 head.
+    backbone_lr: Option<f64> = None,
+    /// Train only the head for this many first epochs (backbone weights and BatchNorm
+    /// statistics fixed), then everything.
+    freeze_backbone_epochs: usize = 0,
+    /// Stop a fold when its validation AUC has not improved for this many epochs; 0: never.
+    early_stopping_patience: usize = 0,
+    /// Weight decay of the optimiser.
+    weight_decay: f64 = 1e-4,
+    /// adam or adamw.
+    optimizer: OptimizerKind = OptimizerKind::Adamw,
+    /// Linear warm-up length in epochs (fractions allowed) before the cosine decay.
+    warmup_epochs: f64 = 1.0,
+    /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
+    /// tenfold: 0.1).
+    warmup_start: f64 = 0.01,
+    /// Length in epochs of each cosine cycle after the warm-up, the learning rate restarting
+    /// at its peak after each (SGDR); 0: one cycle over all remaining epochs.
+    restart_epochs: f64 = 0.0,
+    /// bce, focal or cross-entropy.
+    loss: LossKind = LossKind::Bce,
+    /// Classes the model tells apart: binary (melanoma or not), or diagnoses (four, nine,
+    /// ham7) trained with cross-entropy, the melanoma score being its class's probability.
+    classes: ClassScheme = ClassScheme::Binary,
+    /// Patient metadata fed to a metadata branch next to the image features (seed 004),
+    /// comma-separated: any of sex, age, images-of-patient, file-bytes, site; empty ("none"):
+    /// image only.
+    metadata: Vec<MetadataField> = Vec::new(),
+    /// Probability that each metadata field of a training image is masked to "unknown" in
+    /// a step, so that a metadata model stays sound on images whose fields are missing.
+    metadata_dropout: f64 = 0.0,
+    /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5).
+    dropout_samples: usize = 1,
+    /// Focal loss: weight of the positive class.
+    focal_alpha: f64 = 0.25,
+    /// Focal loss: focusing exponent.
+    focal_gamma: f64 = 2.0,
+    /// shuffle, balanced or undersample.
+    sampling: SamplingKind = SamplingKind::Shuffle,
+    /// For sampling = undersample: benign images kept per melanoma each epoch.
+    negatives_per_positive: f32 = 3.0,
+    /// Random flips, 90-degree rotations, small affine and colour jitter on training images.
+    augment: bool = true,
+    /// 0: train on the dataset's own train split and validate on its val split;
+    /// K >= 2: K-fold cross-validation grouped by patient or lesion.
+    folds: usize = 0,
+    /// External images (see `naevus combine`) also go into validation folds; by default
+    /// they only ever train, and validation holds primary-source images alone.
+    external_in_validation: bool = false,
+    /// Seed of folds, sampling, augmentation and initialisation.
+    seed: u64 = 42,
+    /// Compute backend: flex, tch or vulkan (what was compiled in).
+    device: String = "flex".into(),
+    /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
+    precision: Precision = Precision::F32,
+}
+
+/// Keys that may change when a run is resumed: they do not change what the epochs already
+/// trained mean. Every other key is fixed once a run has started.
+pub const RESUMABLE_KEYS: [&str; 3] = ["epochs", "early_stopping_patience", "device"];
+
+impl TrainConfig {
+    /// Reads a TOML recipe; unknown keys are an error so typos do not pass silently.
+    pub fn from_toml_file(path: &Path) -> Result<Self, RunError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
+        Self::from_toml(&text).map_err(|message| RunError::Toml { path: path.to_path_buf(), message })
+    }
+
+    /// Parses a TOML recipe.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("parsing the recipe: {e}"))
+    }
+
+    /// The recipe as TOML text.
+    pub fn to_toml(&self) -> Result<String, RunError> {
+        toml::to_string_pretty(self).map_err(|e| RunError::Invalid(format!("writing the recipe as TOML: {e}")))
+    }
+
+    /// Number of logits the model must produce.
+    pub fn num_outputs(&self) -> usize {
+        num_outputs(self.loss, self.classes)
+    }
+
+    /// Rejects values that cannot train. (The model's own limits, such as whether it has
+    /// ImageNet weights, are checked where the registry is known: the engine.)
+    pub fn validate(&self) -> Result<(), RunError> {
+        let fail = |message: String| Err(RunError::Invalid(message));
+        if self.epochs == 0 {
+            return fail("epochs must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return fail("batch_size must be at least 2 (BatchNorm needs more than one image)".into());
+        }
+        if self.image_size == Some(0) {
+            return fail("image_size must be a positive number of pixels; leave it out for the model's own input size".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if let Some(lr) = self.backbone_lr
+            && !(lr > 0.0 && lr.is_finite())
+        {
+            return fail(format!("backbone_lr must be a positive number, got {lr}"));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return fail(format!("weight_decay must be 0 or a positive number, got {}", self.weight_decay));
+        }
+        if self.pretrained && self.precision != Precision::F32 {
+            return fail(format!(
+                "precision {:?} trains from scratch only: burn 0.22's PyTorch loader cannot cast the f32 ImageNet weights \
+                 into a half-precision network; use precision = \"f32\" with pretrained",
+                self.precision
+            ));
+        }
+        if self.freeze_backbone_epochs >= self.epochs {
+            return fail(format!(
+                "freeze_backbone_epochs ({}) must be smaller than epochs ({}): the backbone would never train",
+                self.freeze_backbone_epochs, self.epochs
+            ));
+        }
+        if self.folds == 1 {
+            return fail("folds must be 0 (use the dataset's split) or at least 2".into());
+        }
+        if !(0.0..=1.0).contains(&self.focal_alpha) {
+            return fail(format!("focal_alpha must lie in [0, 1], got {}", self.focal_alpha));
+        }
+        if !(self.focal_gamma >= 0.0 && self.focal_gamma.is_finite()) {
+            return fail(format!("focal_gamma must be 0 or a positive number, got {}", self.focal_gamma));
+        }
+        if !(self.negatives_per_positive > 0.0 && self.negatives_per_positive.is_finite()) {
+            return fail("negatives_per_positive must be positive".into());
+        }
+        if self.classes != ClassScheme::Binary && self.loss != LossKind::CrossEntropy {
+            return fail(format!("the {:?} class scheme trains with loss = \"cross-entropy\", not {:?}", self.classes, self.loss));
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+            return fail(format!("warmup_epochs must be 0 or a positive number, got {}", self.warmup_epochs));
+        }
+        if !(self.warmup_start > 0.0 && self.warmup_start <= 1.0) {
+            return fail(format!("warmup_start must lie in (0, 1], got {}", self.warmup_start));
+        }
+        if !(self.restart_epochs >= 0.0 && self.restart_epochs.is_finite()) {
+            return fail(format!("restart_epochs must be 0 (no restarts) or a positive number of epochs, got {}", self.restart_epochs));
+        }
+        if !(0.0..=1.0).contains(&self.metadata_dropout) {
+            return fail(format!("metadata_dropout must lie in [0, 1], got {}", self.metadata_dropout));
+        }
+        if self.dropout_samples == 0 {
+            return fail("dropout_samples must be at least 1".into());
+        }
+        let mut fields = self.metadata.clone();
+        fields.sort_by_key(|f| *f as usize);
+        fields.dedup();
+        if fields.len() != self.metadata.len() {
+            return fail(format!("metadata lists a field twice: {:?}", self.metadata));
+        }
+        Ok(())
+    }
+
+    /// The recipe a resumed run continues with: `saved` with the changes asked for now (a
+    /// recipe file, flags, or both; neither: `saved` as it is). Keys of [`RESUMABLE_KEYS`]
+    /// are taken (epochs may be extended, say); a change to any other key is refused with
+    /// the keys that conflict. Returns the recipe and the keys that changed.
+    pub fn resumed(saved: &TrainConfig, file: Option<&TrainConfig>, flags: &RecipeFlags) -> Result<(TrainConfig, Vec<&'static str>), RunError> {
+        let mut wanted = file.cloned().unwrap_or_else(|| saved.clone());
+        flags.apply(&mut wanted);
+        let changed = saved.differing_keys(&wanted);
+        let conflicts: Vec<&str> = changed.iter().copied().filter(|key| !RESUMABLE_KEYS.contains(key)).collect();
+        if !conflicts.is_empty() {
+            return Err(RunError::Invalid(format!(
+                "--resume continues the run with its saved recipe; these keys differ from it and cannot change once a run has \
+                 started: {} (only {} can). Drop them, or start a new run with another --out",
+                conflicts.join(", "),
+                RESUMABLE_KEYS.join(", ")
+            )));
+        }
+        Ok((wanted, changed))
+    }
+}

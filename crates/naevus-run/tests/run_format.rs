@@ -1,0 +1,132 @@
+//! The run directory's files: the recipe keys and their flags, resume rules, run.json's
+//! format check, and the predictions CSV's one reader and writer.
+
+use clap::Parser;
+use naevus_run::recipe::{LossKind, OptimizerKind};
+use naevus_run::{Predictions, RecipeFlags, RunDir, RunInfo, TrainConfig, write_out_of_fold, write_predictions};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    recipe: RecipeFlags,
+}
+
+fn flags(args: &[&str]) -> RecipeFlags {
+    Cli::try_parse_from(std::iter::once("naevus").chain(args.iter().copied())).unwrap().recipe
+}
+
+#[test]
+fn every_recipe_key_is_a_flag_of_the_same_name() {
+    let given = flags(&[
+        "--model", "resnet18", "--image-size", "64", "--backbone-lr", "1e-5", "--optimizer", "adam", "--loss", "focal",
+        "--metadata", "sex,age", "--classes", "binary", "--precision", "bf16", "--pretrained", "true",
+    ]);
+    assert_eq!(given.given(), ["model", "pretrained", "image_size", "backbone_lr", "optimizer", "loss", "classes", "metadata", "precision"]);
+    let mut recipe = TrainConfig::default();
+    given.apply(&mut recipe);
+    assert_eq!(recipe.model, "resnet18");
+    assert_eq!(recipe.image_size, Some(64));
+    assert_eq!(recipe.backbone_lr, Some(1e-5));
+    assert_eq!(recipe.optimizer, OptimizerKind::Adam);
+    assert_eq!(recipe.loss, LossKind::Focal);
+    assert_eq!(recipe.metadata.len(), 2);
+    assert!(recipe.pretrained);
+    // A flag's value is parsed the way the TOML recipe spells it, and a wrong one is named.
+    let error = Cli::try_parse_from(["naevus", "--optimizer", "sgd"]).err().unwrap().to_string();
+    assert!(error.contains("--optimizer") && error.contains("sgd"), "{error}");
+    assert!(Cli::try_parse_from(["naevus", "--metadata", "none"]).unwrap().recipe.metadata.unwrap().0.is_empty());
+
+    // The recipe round-trips through TOML, and unknown keys are refused.
+    let text = recipe.to_toml().unwrap();
+    assert_eq!(TrainConfig::from_toml(&text).unwrap(), recipe);
+    assert!(TrainConfig::from_toml("modle = \"resnet18\"").unwrap_err().contains("modle"));
+    assert!(TrainConfig { image_size: Some(0), ..TrainConfig::default() }.validate().is_err());
+    assert!(TrainConfig { weight_decay: f64::NAN, ..TrainConfig::default() }.validate().is_err());
+}
+
+#[test]
+fn resuming_takes_more_epochs_and_refuses_other_changes() {
+    let saved = TrainConfig { epochs: 5, ..TrainConfig::default() };
+    let (same, changed) = TrainConfig::resumed(&saved, None, &RecipeFlags::default()).unwrap();
+    assert!(same == saved && changed.is_empty());
+
+    let (longer, changed) = TrainConfig::resumed(&saved, None, &flags(&["--epochs", "20"])).unwrap();
+    assert_eq!((longer.epochs, changed), (20, vec!["epochs"]));
+
+    let error = TrainConfig::resumed(&saved, None, &flags(&["--epochs", "20", "--lr", "0.1", "--model", "resnet18"])).unwrap_err().to_string();
+    assert!(error.contains("model, lr") && error.contains("cannot change"), "{error}");
+    // A recipe file that differs only where resuming allows is taken too.
+    let file = TrainConfig { early_stopping_patience: 3, ..saved.clone() };
+    assert_eq!(TrainConfig::resumed(&saved, Some(&file), &RecipeFlags::default()).unwrap().1, ["early_stopping_patience"]);
+}
+
+fn info() -> RunInfo {
+    serde_json::from_value(serde_json::json!({
+        "format": naevus_run::RUN_FORMAT, "naevus_version": "0.1.0", "model": "small-cnn", "loss": "bce", "num_outputs": 1,
+        "image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "cache": "cache", "folds": ["fold-0"],
+        "classes": "binary", "dropout_samples": 1
+    }))
+    .unwrap()
+}
+
+#[test]
+fn run_json_of_another_format_is_refused_with_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    assert!(run.read_info().unwrap_err().to_string().contains("is not a naevus run directory"));
+    run.write_info(&info()).unwrap();
+    assert_eq!(run.read_info().unwrap(), info());
+    std::fs::write(run.info_path(), r#"{"format": 1, "model": "small-cnn"}"#).unwrap();
+    let error = run.read_info().unwrap_err().to_string();
+    assert!(error.contains("run format 1") && error.contains(&format!("reads format {}", naevus_run::RUN_FORMAT)), "{error}");
+}
+
+#[test]
+fn predictions_round_trip_and_bad_rows_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oof.csv");
+    let ids = vec!["a".to_string(), "b".to_string()];
+    write_out_of_fold(&path, &ids, &[0.125, 0.1 + 0.2], &[0, 1], &["fold-0".into(), "fold-1".into()]).unwrap();
+    let read = Predictions::read(&path).unwrap();
+    assert_eq!(read.scores, [0.125, 0.1 + 0.2], "shortest round-trip form keeps every digit");
+    assert_eq!(read.labels, Some(vec![0, 1]));
+    assert_eq!(read.folds, Some(vec!["fold-0".to_string(), "fold-1".to_string()]));
+
+    // Columns by name, in any order.
+    std::fs::write(&path, "fold,target,image_name\nf,0.5,x\n").unwrap();
+    assert_eq!(Predictions::read(&path).unwrap().ids, ["x"]);
+
+    let bad = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        Predictions::read(&path).unwrap_err().to_string()
+    };
+    assert!(bad("image_name,target\nx,0.2\nx,0.3\n").contains("line 3, column 1: image id \"x\" appears twice (first on line 2)"));
+    assert!(bad("image_name,target\nx,1.5\n").contains("line 2, column 2 (target): expected a probability between 0 and 1, found 1.5"));
+    assert!(bad("image_name,target\nx,-0.1\n").contains("found -0.1"));
+    let long = format!("image_name,target\nx,{}\n", "9".repeat(100_000));
+    let message = bad(&long);
+    assert!(message.len() < 400, "a huge cell is quoted as an excerpt, not whole: {} bytes", message.len());
+
+    write_predictions(&path, &ids, &[0.0, 1.0]).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "image_name,target\na,0\nb,1\n");
+}
+
+#[test]
+fn a_metadata_model_warns_when_far_more_images_lack_a_field_than_in_training() {
+    use naevus_data::{MetadataEncoder, MetadataField, Record, Sex};
+    let with_sex = |sex: Option<Sex>| Record { metadata: naevus_data::Metadata { sex, age: Some(40.0), site: None }, ..Record::default() };
+    let training: Vec<Record> = (0..10).map(|i| with_sex(if i == 0 { None } else { Some(Sex::Male) })).collect();
+    let encoder = MetadataEncoder::fit(&training, &[MetadataField::Sex, MetadataField::Age]);
+    let mut run = info();
+    run.metadata_missing = encoder.missing_shares(&training);
+    run.metadata = Some(encoder);
+    assert_eq!(run.metadata_missing[0], (MetadataField::Sex, 0.1));
+
+    assert!(run.metadata_warnings(&training).is_empty());
+    let unknown: Vec<Record> = (0..4).map(|_| with_sex(None)).collect();
+    let warnings = run.metadata_warnings(&unknown);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("100% of these images lack sex against 10%"), "{}", warnings[0]);
+    run.metadata = None;
+    assert!(run.metadata_warnings(&unknown).is_empty(), "an image-only model reads no metadata");
+}
