@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
 use crate::error::DataError;
-use crate::image_io::load_square;
+use crate::image_io::{DecodeLimits, load_square_limited};
 use crate::records::{Record, Reject};
 use crate::sources::SourceData;
 
@@ -46,11 +46,14 @@ pub struct PrepareOptions {
     pub threads: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Bounds on each decode; an image over them is a reject.
+    #[serde(default)]
+    pub limits: DecodeLimits,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        PrepareOptions { size: 256, threads: None, progress: false }
+        PrepareOptions { size: 256, threads: None, progress: false, limits: DecodeLimits::default() }
     }
 }
 
@@ -164,7 +167,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
     let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Vec<u8>, String>)>(64);
     let cancel = AtomicBool::new(false);
     let records = &data.records;
-    let size = opts.size;
+    let (size, limits) = (opts.size, opts.limits);
     let write_result: Result<(), DataError> = std::thread::scope(|scope| {
         let cancel = &cancel;
         let pending = &pending;
@@ -174,7 +177,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
                     if cancel.load(Ordering::Relaxed) {
                         return;
                     }
-                    let result = process_image(&records[slot], size);
+                    let result = process_image(&records[slot], size, &limits);
                     let _ = tx.send((slot, result));
                 });
             });
@@ -252,10 +255,15 @@ fn slot_len(size: u32) -> usize {
 
 /// Decode + crop + resize; panics inside a decoder are caught so one bad file cannot
 /// take the whole run down.
-fn process_image(record: &Record, size: u32) -> Result<Vec<u8>, String> {
+fn process_image(record: &Record, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, String> {
     let run = || -> Result<Vec<u8>, String> {
-        load_square(&record.image_path, record.crop.as_ref(), size).map_err(|e| match e {
+        load_square_limited(&record.image_path, record.crop.as_ref(), size, limits).map_err(|e| match e {
             DataError::Image { reason, .. } => reason,
+            // Caches prepared by older versions hold paths relative to where prepare ran.
+            DataError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound && record.image_path.is_relative() => format!(
+                "{}: {source}; the path is relative to the directory an older naevus prepared the cache in: run from there, or prepare the cache again",
+                record.image_path.display()
+            ),
             other => other.to_string(),
         })
     };

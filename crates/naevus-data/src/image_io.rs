@@ -1,32 +1,175 @@
-//! Image decoding and resizing: any JPEG/PNG in, 8-bit RGB out.
+//! Image decoding and resizing: any JPEG/PNG in, 8-bit RGB out, within [`DecodeLimits`].
 
-use std::fs;
-use std::io::Cursor;
+use std::fs::{self, File};
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use fast_image_resize::images::{Image as FirImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use crate::crop::CropBox;
 use crate::error::DataError;
 
-/// Decodes a JPEG or PNG file to 8-bit RGB with its EXIF orientation applied.
-/// Grayscale, CMYK, 16-bit and alpha images are converted (alpha is dropped);
-/// empty, truncated, corrupt and non-image files give `DataError::Image` with a reason.
-pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_rgb(&bytes).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })
+/// What one decode may cost. The dimensions in the file's header are checked before any pixel
+/// buffer exists, so a file that claims (or inflates to) a huge image is refused at once
+/// instead of exhausting memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodeLimits {
+    /// Most pixels (width x height) an image may have.
+    pub max_pixels: u64,
 }
 
-/// Decodes in-memory JPEG/PNG bytes; the error is a human-readable reason.
+impl DecodeLimits {
+    /// 100 megapixels: room to spare for dermoscopy originals (the ISIC archive's largest are
+    /// about 30 megapixels, e.g. 6000 x 4000).
+    pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+    /// Most bytes a decoder may allocate, and the largest file read: the pixels at 8 bytes
+    /// each (16-bit RGBA, the widest the decoders produce) plus room for headers and buffers.
+    pub fn max_alloc(&self) -> u64 {
+        self.max_pixels.saturating_mul(8).saturating_add(16 << 20)
+    }
+
+    /// The same bounds for the image crate's decoders: no side can be longer than the pixel
+    /// count allows, and their allocations stay within `max_alloc`.
+    fn image_limits(&self) -> image::Limits {
+        let side = u32::try_from(self.max_pixels).unwrap_or(u32::MAX);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(side);
+        limits.max_image_height = Some(side);
+        limits.max_alloc = Some(self.max_alloc());
+        limits
+    }
+
+    /// The reason an image of `width` x `height` is refused, if it is.
+    fn check(&self, width: u32, height: u32) -> Result<(), String> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels <= self.max_pixels {
+            return Ok(());
+        }
+        Err(format!(
+            "image is {width} x {height} pixels ({}), over the limit of {}; not decoded",
+            megapixels(pixels),
+            megapixels(self.max_pixels)
+        ))
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_pixels: Self::DEFAULT_MAX_PIXELS }
+    }
+}
+
+/// "100 megapixels", "23.5 megapixels"; small counts (limits set in tests) in plain pixels.
+fn megapixels(pixels: u64) -> String {
+    if pixels < 100_000 {
+        return format!("{pixels} pixels");
+    }
+    let mp = format!("{:.1}", pixels as f64 / 1e6);
+    format!("{} megapixels", mp.strip_suffix(".0").unwrap_or(&mp))
+}
+
+/// Decodes a JPEG or PNG file to 8-bit RGB with its EXIF orientation applied, within the
+/// default [`DecodeLimits`]. See [`load_rgb_limited`].
+pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
+    load_rgb_limited(path, &DecodeLimits::default())
+}
+
+/// Decodes a JPEG or PNG file to 8-bit RGB with its EXIF orientation applied.
+/// Grayscale, CMYK, 16-bit and alpha images are converted (alpha is dropped); empty,
+/// truncated, corrupt, non-image and over-limit files, and anything but a regular file (a
+/// FIFO, a device), give `DataError::Image` with a reason.
+pub fn load_rgb_limited(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, DataError> {
+    let bytes = read_image_file(path, limits)?;
+    decode_rgb_limited(&bytes, limits).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })
+}
+
+/// Decodes in-memory JPEG/PNG bytes within the default limits; the error is a human-readable reason.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
-    decode_rgb_at_least(bytes, None)
+    decode_rgb_limited(bytes, &DecodeLimits::default())
+}
+
+/// Decodes in-memory JPEG/PNG bytes within `limits`; the error is a human-readable reason.
+pub fn decode_rgb_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, String> {
+    decode_rgb_at_least(bytes, None, limits)
+}
+
+/// Reads a whole image file. Only a regular file is opened: reading a FIFO waits for a writer
+/// and a device may never end. A file larger than `max_alloc` is refused unread.
+fn read_image_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, DataError> {
+    let refuse = |reason: String| DataError::Image { path: path.to_path_buf(), reason };
+    let kind = fs::metadata(path).map_err(|e| DataError::io(path, e))?.file_type();
+    if !kind.is_file() {
+        return Err(refuse(not_a_regular_file(kind)));
+    }
+    let file = open_no_wait(path).map_err(|e| DataError::io(path, e))?;
+    // The path may have been replaced since the check above.
+    let meta = file.metadata().map_err(|e| DataError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(not_a_regular_file(meta.file_type())));
+    }
+    let max = limits.max_alloc();
+    let too_large = |len: u64| {
+        format!("file is {len} bytes, more than any image within the limit of {} takes ({max} bytes)", megapixels(limits.max_pixels))
+    };
+    if meta.len() > max {
+        return Err(refuse(too_large(meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take`: the file may grow while it is read.
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(refuse(too_large(bytes.len() as u64)));
+    }
+    Ok(bytes)
+}
+
+/// Opens for reading without waiting: should the path have become a FIFO after it was
+/// checked, open returns at once (O_NONBLOCK) instead of blocking until a writer comes.
+#[cfg(unix)]
+fn open_no_wait(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_no_wait(path: &Path) -> std::io::Result<File> {
+    File::open(path)
+}
+
+fn not_a_regular_file(kind: fs::FileType) -> String {
+    format!("not a regular file ({}); only image files are read", file_kind(kind))
+}
+
+#[cfg(unix)]
+fn file_kind(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn file_kind(kind: fs::FileType) -> &'static str {
+    if kind.is_dir() { "a directory" } else { "a special file" }
 }
 
 /// `decode_rgb`, except that with `min_short_side` a large enough JPEG is decoded at reduced
 /// scale (`decode_jpeg_reduced`), its short side still at least that many pixels.
-fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>) -> Result<RgbImage, String> {
+fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>, limits: &DecodeLimits) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
@@ -37,14 +180,20 @@ fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>) -> Result<RgbI
         ImageFormat::Png => {}
         other => return Err(format!("unsupported image format {other:?}; expected JPEG or PNG")),
     }
-    let reader = ImageReader::with_format(Cursor::new(bytes), format);
-    let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt {format:?} header: {e}"))?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits.image_limits());
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(format, "header", limits, e))?;
+    // Only the header has been read: refuse before any pixel buffer is allocated.
+    let (width, height) = decoder.dimensions();
+    limits.check(width, height)?;
     // A broken EXIF block should not cost us the image: fall back to "no rotation".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let reduced = min_short_side.filter(|_| format == ImageFormat::Jpeg).and_then(|side| decode_jpeg_reduced(bytes, side));
+    let reduced = min_short_side
+        .filter(|_| format == ImageFormat::Jpeg)
+        .and_then(|side| decode_jpeg_reduced(bytes, side, limits));
     let mut img = match reduced {
         Some(img) => DynamicImage::ImageRgb8(img),
-        None => DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt {format:?} data: {e}"))?,
+        None => DynamicImage::from_decoder(decoder).map_err(|e| decode_error(format, "data", limits, e))?,
     };
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
@@ -53,14 +202,32 @@ fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>) -> Result<RgbI
     Ok(img.into_rgb8())
 }
 
-/// Decode + crop + resize of one file: the square `region` (fractions of the image's centre
-/// square; None: the whole centre square) at `size` x `size`, HWC RGB u8. Errors as `load_rgb`.
+/// The reason for a decoder error: over a limit, or corrupt `part` ("header" or "data").
+fn decode_error(format: ImageFormat, part: &str, limits: &DecodeLimits, error: ImageError) -> String {
+    match error {
+        ImageError::Limits(e) => format!(
+            "{format:?} image over the decoding limits ({}, {} bytes of memory): {e}; not decoded",
+            megapixels(limits.max_pixels),
+            limits.max_alloc()
+        ),
+        e => format!("corrupt {format:?} {part}: {e}"),
+    }
+}
+
+/// Decode + crop + resize of one file within the default limits. See [`load_square_limited`].
 pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<Vec<u8>, DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    load_square_limited(path, region, size, &DecodeLimits::default())
+}
+
+/// Decode + crop + resize of one file: the square `region` (fractions of the image's centre
+/// square; None: the whole centre square) at `size` x `size`, HWC RGB u8. Errors as `load_rgb_limited`.
+pub fn load_square_limited(path: &Path, region: Option<&CropBox>, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, DataError> {
+    let bytes = read_image_file(path, limits)?;
     // The region must keep at least `size` source pixels per side for the Lanczos resize.
     let region_side = region.map_or(1.0, |r| r.side).clamp(1e-3, 1.0);
     let min_short_side = (f64::from(size) / region_side).ceil() as u32;
-    let img = decode_rgb_at_least(&bytes, Some(min_short_side)).map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?;
+    let img = decode_rgb_at_least(&bytes, Some(min_short_side), limits)
+        .map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?;
     Ok(match region {
         Some(region) => crop_resize(&img, region, size),
         None => center_crop_resize(&img, size),
@@ -72,11 +239,14 @@ pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<V
 /// a 2000-6000 px original is skipped when a 256 px input is wanted, and the reduced IDCT is
 /// itself a proper low-pass filter. None (decode in full instead) when no reduction is
 /// possible, for CMYK and 16-bit JPEGs, and on any decoding problem, so that errors are
-/// reported by the one full decoder. The EXIF orientation is the caller's to apply.
-fn decode_jpeg_reduced(bytes: &[u8], min_short_side: u32) -> Option<RgbImage> {
+/// reported by the one full decoder (which also refuses an image over the limits). The EXIF orientation is the caller's to apply.
+fn decode_jpeg_reduced(bytes: &[u8], min_short_side: u32, limits: &DecodeLimits) -> Option<RgbImage> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc()).unwrap_or(usize::MAX));
     decoder.read_info().ok()?;
     let info = decoder.info()?;
+    // The caller checked the header already; this decoder reads it again, on its own.
+    limits.check(u32::from(info.width), u32::from(info.height)).ok()?;
     let short_side = u32::from(info.width.min(info.height));
     // 1/4 and 1/8 only: at 1/2 the saved IDCT work measured no gain over zune-jpeg's full
     // decode, whose entropy decoding is faster (bench/NOTES.md).

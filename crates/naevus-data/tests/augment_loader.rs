@@ -80,7 +80,7 @@ fn fixture_cache(dir: &std::path::Path) -> Arc<Cache> {
         images: images(),
         metadata_csv: None,
     };
-    prepare(read_source(&spec).unwrap(), dir, &PrepareOptions { size: 16, threads: Some(2), progress: false }).unwrap();
+    prepare(read_source(&spec).unwrap(), dir, &PrepareOptions { size: 16, threads: Some(2), ..PrepareOptions::default() }).unwrap();
     Arc::new(Cache::open(dir).unwrap())
 }
 

@@ -43,7 +43,7 @@ fn inputs() -> SourceData {
 }
 
 fn opts(size: u32) -> PrepareOptions {
-    PrepareOptions { size, threads: Some(2), progress: false }
+    PrepareOptions { size, threads: Some(2), ..PrepareOptions::default() }
 }
 
 fn read(path: &Path) -> Vec<u8> {
