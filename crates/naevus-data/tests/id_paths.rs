@@ -74,3 +74,15 @@ fn records_and_the_cache_hold_absolute_image_paths() {
     let cache = Cache::open(dir.path()).unwrap();
     assert!(cache.records().iter().all(|r| r.image_path.is_absolute()));
 }
+
+#[test]
+fn a_missing_relative_path_from_an_older_cache_says_why() {
+    // Older caches stored image paths relative to the directory prepare ran in.
+    let record = naevus_data::Record { id: "old".into(), image_path: PathBuf::from("no/such/dir/old.jpg"), row: Some(2), ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let options = PrepareOptions { size: 16, threads: Some(1), ..PrepareOptions::default() };
+    let summary = prepare(naevus_data::SourceData { records: vec![record], rejects: Vec::new() }, dir.path(), &options).unwrap();
+    assert_eq!((summary.prepared, summary.rejected), (0, 1));
+    let rejects = fs::read_to_string(dir.path().join("rejects.csv")).unwrap();
+    assert!(rejects.contains("the path is relative to the directory an older naevus prepared the cache in"), "{rejects}");
+}
