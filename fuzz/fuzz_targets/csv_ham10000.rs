@@ -1,0 +1,9 @@
+#![no_main]
+//! The ham10000 label CSV reader: `naevus_data::read_source` (see `naevus_fuzz::csv_source`).
+
+use libfuzzer_sys::fuzz_target;
+use naevus_data::SourceKind;
+
+fuzz_target!(|data: &[u8]| {
+    naevus_fuzz::csv_source(SourceKind::Ham10000, naevus_fuzz::csv_dir(), data);
+});

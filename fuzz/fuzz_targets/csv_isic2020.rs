@@ -1,0 +1,9 @@
+#![no_main]
+//! The isic2020 label CSV reader: `naevus_data::read_source` (see `naevus_fuzz::csv_source`).
+
+use libfuzzer_sys::fuzz_target;
+use naevus_data::SourceKind;
+
+fuzz_target!(|data: &[u8]| {
+    naevus_fuzz::csv_source(SourceKind::Isic2020, naevus_fuzz::csv_dir(), data);
+});
