@@ -431,7 +431,17 @@ impl Cache {
 
         let images_path = dir.join(IMAGES);
         let file = File::open(&images_path).map_err(|e| DataError::io(&images_path, e))?;
-        let expected = (slot_len(manifest.size) * manifest.slots) as u64;
+        // Checked: a damaged or hostile cache.json may claim more bytes than any file holds.
+        let expected = u64::try_from(manifest.slots)
+            .ok()
+            .and_then(|slots| u64::from(manifest.size).pow(2).checked_mul(3)?.checked_mul(slots))
+            .ok_or_else(|| DataError::Cache {
+                dir: dir.to_path_buf(),
+                reason: format!(
+                    "{MANIFEST} claims {} slots of {} px images, more bytes than a file can hold; prepare it again",
+                    manifest.slots, manifest.size
+                ),
+            })?;
         let actual = file.metadata().map_err(|e| DataError::io(&images_path, e))?.len();
         if actual != expected {
             return Err(DataError::Cache {
