@@ -1,10 +1,10 @@
 //! `naevus predict`: melanoma probabilities for a prepared cache, Kaggle submission format.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use naevus_data::{Cache, Split};
+use naevus_data::{Cache, DecodeLimits, Metadata, Record, Sex, Split};
 use naevus_engine::TrainedRun;
 use naevus_engine::predict::MAX_TTA;
 use naevus_run::{Calibration, Checkpoint};
@@ -22,8 +22,17 @@ pub struct Args {
     #[arg(long)]
     run: PathBuf,
     /// Prepared cache of the images to score (default with --oof: the run's training cache).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     data: Option<PathBuf>,
+    /// Image files to score directly, without `naevus prepare`: files (JPEG or PNG), folders
+    /// of them, or CSVs with a `path` column (relative to the CSV) and, for metadata models,
+    /// optional `age`, `sex` and `site` columns. Each is decoded, cropped and resized exactly
+    /// as prepare and the loader do; one that cannot be read is named and skipped.
+    #[arg(long, num_args = 1.., conflicts_with = "oof")]
+    images: Vec<PathBuf>,
+    /// Largest image accepted from --images, in pixels (width x height).
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
     /// CSV to write.
     #[arg(long)]
     out: PathBuf,
@@ -55,6 +64,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let checkpoint = Checkpoint::parse(&args.checkpoint)?;
     let run = TrainedRun::open(&args.run, args.device.as_deref())?;
+    if !args.images.is_empty() {
+        return predict_files(&run, &args, checkpoint);
+    }
     let data = match (&args.data, args.oof) {
         (Some(data), _) => data.clone(),
         (None, true) => run.info.cache.clone(),
@@ -106,4 +118,126 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// One image named on the command line, with the metadata its CSV row gives.
+struct ImageFile {
+    id: String,
+    path: PathBuf,
+    metadata: Metadata,
+}
+
+/// `predict --images`: scores image files with the fold ensemble and writes the same CSV.
+fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Result<()> {
+    let files = image_files(&args.images)?;
+    if files.is_empty() {
+        bail!("no JPEG or PNG files among {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let decoded = run.load_images(&paths, &DecodeLimits { max_pixels: args.max_pixels })?;
+    let (mut kept, mut pixels) = (Vec::new(), Vec::new());
+    for (file, image) in files.iter().zip(decoded) {
+        match image {
+            Ok(image) => {
+                kept.push(file);
+                pixels.push(image);
+            }
+            Err(reason) => eprintln!("skipping {reason}"),
+        }
+    }
+    if kept.is_empty() {
+        bail!("none of the {} images could be read", files.len());
+    }
+    let records: Vec<Record> = kept.iter().map(|f| Record { id: f.id.clone(), metadata: f.metadata.clone(), ..Record::default() }).collect();
+    for warning in run.info.metadata_warnings(&records) {
+        eprintln!("{warning}");
+    }
+    let metadata: Option<Vec<Vec<f32>>> = run.info.metadata.as_ref().map(|encoder| records.iter().map(|r| encoder.encode(r, 1)).collect());
+    // Test-time augmentation as for a cache: the mean over the first --tta dihedral views.
+    let ensemble = run.ensemble(checkpoint)?;
+    let side = run.input.image_size;
+    let mut probs = vec![0.0; pixels.len()];
+    for view in 0..args.tta {
+        let turned: Vec<Vec<u8>> = pixels.iter().map(|p| naevus_data::dihedral(p, side, view as u8)).collect();
+        let views: Vec<&[u8]> = turned.iter().map(Vec::as_slice).collect();
+        for (sum, p) in probs.iter_mut().zip(run.predict_images(&ensemble, &views, metadata.as_deref())?) {
+            *sum += p / args.tta as f64;
+        }
+    }
+    if args.calibrated {
+        Calibration::read(run.path())?.apply(&mut probs);
+    }
+    let ids: Vec<String> = kept.iter().map(|f| f.id.clone()).collect();
+    naevus_run::write_predictions(&args.out, &ids, &probs)?;
+    println!(
+        "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}",
+        ids.len(),
+        run.info.folds.len(),
+        run.info.model,
+        files.len() - ids.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The image files named by `inputs` (files, folders, CSVs of paths), each with a unique id:
+/// its file stem, numbered when stems repeat.
+fn image_files(inputs: &[PathBuf]) -> Result<Vec<ImageFile>> {
+    let is_image = |p: &Path| p.extension().is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("reading {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_image(p))
+                .collect();
+            found.sort();
+            files.extend(found.into_iter().map(|path| (path, Metadata::default())));
+        } else if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            files.extend(csv_of_paths(input)?);
+        } else {
+            files.push((input.clone(), Metadata::default()));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(files
+        .into_iter()
+        .map(|(path, metadata)| {
+            let stem = path.file_stem().map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned());
+            let (mut id, mut copy) = (stem.clone(), 1);
+            while !seen.insert(id.clone()) {
+                copy += 1;
+                id = format!("{stem}-{copy}");
+            }
+            ImageFile { id, path, metadata }
+        })
+        .collect())
+}
+
+/// The rows of a CSV of image paths (column `path`, relative to the CSV's folder) with their
+/// optional age, sex and site.
+fn csv_of_paths(csv_path: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+    let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("opening {}", csv_path.display()))?;
+    let headers = reader.headers().with_context(|| format!("{} line 1", csv_path.display()))?.clone();
+    let find = |names: &[&str]| naevus_run::predictions::find_column(&headers, names);
+    let path_col = find(&["path", "file"]).with_context(|| format!("{} line 1: no column named path or file", csv_path.display()))?;
+    let (age_col, sex_col, site_col) = (find(&["age", "age_approx", "age_approximate"]), find(&["sex"]), find(&["site", "anatom_site_general_challenge"]));
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let mut rows = Vec::new();
+    for row in reader.records() {
+        let row = row.with_context(|| format!("{}: malformed row", csv_path.display()))?;
+        let line = row.position().map_or(0, |p| p.line());
+        let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).map(str::trim).filter(|v| !v.is_empty());
+        let path = cell(Some(path_col)).with_context(|| format!("{} line {line}: empty path", csv_path.display()))?;
+        let age = match cell(age_col).filter(|v| !v.eq_ignore_ascii_case("unknown")) {
+            Some(text) => Some(text.parse::<f32>().ok().filter(|a| a.is_finite()).with_context(|| {
+                format!("{} line {line}, column age: expected a number, found \"{}\"", csv_path.display(), text.chars().take(40).collect::<String>())
+            })?),
+            None => None,
+        };
+        let metadata = Metadata { age, sex: cell(sex_col).and_then(Sex::parse), site: cell(site_col).map(str::to_string) };
+        rows.push((base.join(path), metadata));
+    }
+    Ok(rows)
 }

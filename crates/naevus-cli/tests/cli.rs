@@ -382,3 +382,52 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `predict --images` scores image files with the same decode, crop and resizes as prepare
+/// and the loader: the same probabilities as prepare + `predict --data`.
+#[test]
+fn scoring_files_directly_equals_prepare_then_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--epochs", "1", "--batch-size", "4",
+        "--image-size", "24", "--metadata", "sex,age",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |path: &Path| -> std::collections::HashMap<String, f64> {
+        std::fs::read_to_string(path).unwrap().lines().skip(1).map(|l| {
+            let (id, p) = l.split_once(',').unwrap();
+            (id.to_string(), p.parse().unwrap())
+        }).collect()
+    };
+    for tta in ["1", "4"] {
+        let from_cache = dir.path().join(format!("cache_{tta}.csv"));
+        let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--tta", tta, "--out", from_cache.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+
+        // The same images as a CSV of paths with the label CSV's age and sex.
+        let labels = std::fs::read_to_string(dir.path().join("labels.csv")).unwrap();
+        let mut list = String::from("path,age,sex\n");
+        for line in labels.lines().skip(1) {
+            let cells: Vec<&str> = line.split(',').collect();
+            let file = ["jpg", "png", "JPG"].iter().map(|e| format!("images/{}.{e}", cells[0])).find(|f| dir.path().join(f).exists());
+            if let Some(file) = file {
+                list.push_str(&format!("{file},{},{}\n", cells[5], cells[6]));
+            }
+        }
+        std::fs::write(dir.path().join("list.csv"), list).unwrap();
+        let from_files = dir.path().join(format!("files_{tta}.csv"));
+        let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--images", dir.path().join("list.csv").to_str().unwrap(), "--tta", tta, "--out", from_files.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("skipping") && text(&out).contains("truncated"), "the truncated file is named: {}", text(&out));
+
+        let (cached, direct) = (read(&from_cache), read(&from_files));
+        assert_eq!(cached.len(), 8);
+        assert_eq!(direct.len(), 8, "{direct:?}");
+        for (id, p) in &cached {
+            let q = direct[id];
+            assert!((p - q).abs() < 1e-5, "{id}: {p} from the cache, {q} from the file (tta {tta})");
+        }
+    }
+}

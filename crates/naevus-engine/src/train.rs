@@ -250,6 +250,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
         mean: spec.mean,
         std: spec.std,
         cache: std::fs::canonicalize(cache.dir()).unwrap_or_else(|_| cache.dir().to_path_buf()),
+        cache_size: Some(cache.size()),
         cache_id: Some(cache_id.clone()),
         folds: plans.iter().map(|p| p.name.clone()).collect(),
         classes: config.classes,

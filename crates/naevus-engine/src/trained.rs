@@ -3,13 +3,13 @@
 //! service) use its folds through it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use naevus_data::Cache;
+use naevus_data::{Cache, DecodeLimits, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
 use naevus_run::{Checkpoint, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
@@ -149,24 +149,48 @@ impl TrainedRun {
         Ok(self.info.folds.iter().filter_map(|fold| fold_items.remove(fold.as_str()).map(|items| (fold.clone(), items))).collect())
     }
 
-    /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
-    /// input size (HWC u8, as `naevus_data::center_crop_resize` gives them), as of patients
-    /// whose metadata is unknown.
-    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]]) -> Result<Vec<f64>> {
+    /// Each image file decoded, oriented, cropped and resized exactly as `naevus prepare`
+    /// stores it in a cache of the run's training cache size, then resized to the model's
+    /// input as the loader does: HWC RGB u8 at the run's input size, or the reason it cannot
+    /// be read (named per file; an unreadable file is not an error of the whole batch).
+    pub fn load_images(&self, paths: &[PathBuf], limits: &DecodeLimits) -> Result<Vec<Result<Vec<u8>, String>>> {
+        let cache_size = self.info.cache_size.with_context(|| {
+            format!("{} does not record its cache's image size (trained by an older naevus); score a prepared cache with --data", self.path().display())
+        })?;
         let side = self.input.image_size;
-        let metadata = self.unknown_metadata();
+        Ok(paths
+            .iter()
+            .map(|path| {
+                let stored = load_square_limited(path, None, cache_size, limits).map_err(|e| e.to_string())?;
+                Ok(resize_square(&stored, cache_size, side))
+            })
+            .collect())
+    }
+
+    /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
+    /// input size (HWC u8, as [`load_images`](Self::load_images) gives them), with each
+    /// image's metadata features (None: a patient whose metadata is unknown).
+    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<f64>> {
+        let side = self.input.image_size;
+        let unknown = self.unknown_metadata();
         let column = self.input.target.melanoma_column();
         let outputs = self.input.target.num_outputs();
         let mut sum = vec![0.0; images.len()];
         for (chunk_index, chunk) in images.chunks(32).enumerate() {
+            let first = chunk_index * 32;
             let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
             for pixels in chunk {
                 naevus_data::to_chw_f32(pixels, side, &self.input.normalize, &mut values);
             }
             let shape = [chunk.len(), 3, side as usize, side as usize];
-            for model in ensemble {
+            let rows: Option<Vec<&[f32]>> = match (metadata, &unknown) {
+                (Some(rows), _) => Some(rows[first..first + chunk.len()].iter().map(Vec::as_slice).collect()),
+                (None, Some(row)) => Some(vec![row.as_slice(); chunk.len()]),
+                (None, None) => None,
+            };
+            for (model, fold) in ensemble.iter().zip(&self.info.folds) {
                 let batch = Tensor::<4>::from_data(TensorData::new(values.clone(), shape), &self.device);
-                let meta = metadata.as_ref().map(|row| rows_tensor(&vec![row.as_slice(); chunk.len()], &self.device));
+                let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
                 let logits = model.forward_with_metadata(batch, meta).logits;
                 let p = self
                     .input
@@ -175,11 +199,10 @@ impl TrainedRun {
                     .into_data()
                     .try_to_vec_as::<f32>()
                     .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
-                for (n, row) in p.chunks(outputs).enumerate() {
-                    sum[chunk_index * 32 + n] += f64::from(row[column]);
-                }
-                if p.iter().any(|v| !v.is_finite()) {
-                    bail!("a model of {} gives probabilities that are not finite numbers: its checkpoint is unusable; retrain it", self.path().display());
+                let melanoma: Vec<f64> = p.chunks(outputs).map(|row| f64::from(row[column])).collect();
+                self.refuse_non_finite(&melanoma, fold)?;
+                for (s, m) in sum[first..].iter_mut().zip(melanoma) {
+                    *s += m;
                 }
             }
         }

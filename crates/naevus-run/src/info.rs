@@ -24,6 +24,10 @@ pub struct RunInfo {
     pub std: [f32; 3],
     /// The prepared cache it was trained on (absolute when it could be resolved).
     pub cache: PathBuf,
+    /// Side of the cache's stored images: an image file is prepared at this size, then
+    /// resized to `image_size` as the loader does, so it is scored as prepare + predict would.
+    #[serde(default)]
+    pub cache_size: Option<u32>,
     /// What the cache holds (a hash of its records and image size): `--resume` refuses
     /// another cache.
     #[serde(default)]

@@ -256,7 +256,7 @@ recipe_keys! {
     external_in_validation: bool = false,
     /// Seed of folds, sampling, augmentation and initialisation.
     seed: u64 = 42,
-    /// Compute backend: flex, tch or vulkan (what was compiled in).
+    /// Compute backend: flex, tch, vulkan or cuda (cuda:N for the N-th GPU), as compiled in.
     device: String = "flex".into(),
     /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
     precision: Precision = Precision::F32,
