@@ -8,6 +8,7 @@ mod crop;
 mod ensemble;
 mod evaluate;
 mod explain;
+mod export;
 mod predict;
 mod prepare;
 mod quickstart;
@@ -44,6 +45,7 @@ enum Command {
     Calibrate(calibrate::Args),
     Explain(explain::Args),
     Crop(crop::Args),
+    Export(export::Args),
     Ensemble(ensemble::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
@@ -70,6 +72,7 @@ fn main() {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Crop(args) => crop::run(args),
+        Command::Export(args) => export::run(args),
         Command::Ensemble(args) => ensemble::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),

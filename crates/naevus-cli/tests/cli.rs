@@ -431,3 +431,54 @@ fn scoring_files_directly_equals_prepare_then_predict() {
         }
     }
 }
+
+/// `naevus export` writes a model folder with its model card that predict takes as --run.
+#[test]
+fn an_exported_model_predicts_from_files_and_carries_its_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path());
+    let run = dir.path().join("run");
+    let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--epochs", "1", "--batch-size", "4"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = dir.path().join("model");
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    assert!(out.status.success() && text(&out).contains("out-of-fold AUC"), "{}", text(&out));
+    let mut files: Vec<String> = walk(&model);
+    files.sort();
+    assert_eq!(files, ["MODEL_CARD.md", "calibration.json", "config.toml", "fold-0/best.bpk", "fold-1/best.bpk", "model_card.json", "run.json"]);
+
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("model_card.json")).unwrap()).unwrap();
+    assert_eq!(card["training_data"]["images"], 8);
+    assert_eq!(card["validation"]["kind"], "out-of-fold");
+    assert_eq!(card["operating_points"].as_array().unwrap().len(), 2);
+    assert!(card["subgroups"].as_array().unwrap().iter().any(|s| s["attribute"] == "sex"));
+    let markdown = std::fs::read_to_string(model.join("MODEL_CARD.md")).unwrap();
+    assert!(markdown.contains("not a diagnosis") && markdown.contains("Known limits") && markdown.contains("sensitivity 95%"), "{markdown}");
+
+    // The folder alone scores image files: the same numbers as the run.
+    let image = fixtures().join("isic2017/images/ISIC_0000000.jpg");
+    let score = |run: &Path, name: &str| -> String {
+        let csv = dir.path().join(name);
+        let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--images", image.to_str().unwrap(), "--out", csv.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::read_to_string(csv).unwrap()
+    };
+    assert_eq!(score(&model, "a.csv"), score(&run, "b.csv"));
+    // A second export into the same folder is refused.
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("not empty"), "{}", text(&out));
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.extend(walk(&path).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    files
+}

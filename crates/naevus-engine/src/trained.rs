@@ -17,7 +17,6 @@ use crate::checkpoint::load_weights;
 use crate::device::select_device;
 use crate::explain::{Explanation, Method, explain_images};
 use crate::input::InputSpec;
-use crate::loss::Target;
 use crate::predict::{probabilities, rows_tensor};
 
 /// A trained run, opened for inference on one device.
@@ -45,15 +44,6 @@ impl TrainedRun {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn target(&self) -> Target {
-        self.input.target
-    }
-
-    /// How the network's classifier is built.
-    pub fn head_options(&self) -> HeadOptions {
-        head_options(&self.info)
     }
 
     /// The fold named `fold`, or an error listing the run's folds.

@@ -11,6 +11,7 @@
 pub mod ensemble;
 pub mod error;
 pub mod evaluation;
+pub mod model_card;
 pub mod plots;
 pub mod report;
 pub mod run_dir;
@@ -18,6 +19,7 @@ pub mod saliency;
 
 pub use ensemble::{Mode, combine, normalized_ranks};
 pub use error::ReportError;
+pub use model_card::ModelCard;
 pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, bootstrap_ci, evaluate_scores, table_rows};
 pub use naevus_run::{Predictions, read_predictions, write_predictions};
 pub use report::{ReportOptions, ReportSummary, write_report};

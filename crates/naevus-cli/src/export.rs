@@ -1,0 +1,77 @@
+//! `naevus export`: a model to take away: one folder with everything needed to use a trained
+//! run's model and nothing else, and its model card.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use naevus_report::ModelCard;
+use naevus_run::{Checkpoint, RunDir, write_atomic};
+
+/// Export a trained run as a self-contained model folder with its model card.
+///
+/// OUT gets run.json and config.toml (with only the chosen folds), calibration.json when the
+/// run has one, each chosen fold's checkpoint as fold-K/best.bpk (checked against its
+/// checksum on the way), MODEL_CARD.md and model_card.json: intended use, training data,
+/// out-of-fold figures with bootstrap intervals, subgroup figures, the thresholds for 90% and
+/// 95% sensitivity, known limits and the recipe. `predict` and `explain` take OUT as --run.
+/// The card needs the run's oof.csv and its training cache.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run directory (from `naevus train`).
+    #[arg(long)]
+    run: PathBuf,
+    /// The folder to write (must not exist yet, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Which checkpoint of each fold: best or best_primary.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// Folds to export, comma-separated (default: all of the run's).
+    #[arg(long, value_delimiter = ',')]
+    folds: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    if checkpoint == Checkpoint::Final {
+        bail!("export takes the best or best_primary checkpoint; the final one is part of a training state");
+    }
+    let run = RunDir::new(&args.run);
+    let mut info = run.read_info()?;
+    let folds = if args.folds.is_empty() { info.folds.clone() } else { args.folds.clone() };
+    if let Some(unknown) = folds.iter().find(|f| !info.folds.contains(f)) {
+        bail!("{} has no fold \"{unknown}\"; its folds: {}", args.run.display(), info.folds.join(", "));
+    }
+    if std::fs::read_dir(&args.out).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!("{} exists and is not empty; choose a new folder", args.out.display());
+    }
+    let card = ModelCard::of_run(&args.run, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", args.run.display()))?;
+
+    let bundle = RunDir::new(&args.out);
+    for fold in &folds {
+        // Read (checksum verified) and written again sealed: a damaged file is never exported.
+        let weights = run.fold(fold).read_weights(checkpoint)?;
+        bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
+    }
+    info.folds = folds.clone();
+    bundle.write_info(&info)?;
+    bundle.write_recipe(&run.read_recipe()?)?;
+    if let Ok(calibration) = naevus_run::Calibration::read(&args.run) {
+        calibration.write(&args.out)?;
+    }
+    write_atomic(&args.out.join("model_card.json"), serde_json::to_string_pretty(&card)?.as_bytes())?;
+    write_atomic(&args.out.join("MODEL_CARD.md"), card.to_markdown().as_bytes())?;
+    let auc = &card.validation.auc;
+    println!(
+        "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {:.3}{}; model card: {}",
+        info.model,
+        folds.len(),
+        checkpoint.name(),
+        args.out.display(),
+        card.validation.kind,
+        auc.value,
+        auc.ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3} to {hi:.3})")),
+        args.out.join("MODEL_CARD.md").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The model card of a trained run (MODEL_CARD.md and model_card.json in an exported model):
+//! what the model is for and not for, what it was trained on, how well it did on images it
+//! did not train on (with bootstrap intervals and by subgroup), its operating thresholds, its
+//! known limits and its recipe.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use naevus_data::{Cache, Metadata};
+use naevus_run::{Calibration, Predictions, RunDir, RunInfo, TrainConfig};
+use serde::Serialize;
+
+use crate::evaluation::{Estimate, evaluate_scores};
+use crate::report::subgroup_tables;
+use crate::ReportError;
+
+/// What the model is for, in the card's words.
+pub const INTENDED_USE: &str = "Research and clinical decision support on dermoscopic images of single skin lesions: a \
+    second opinion on how likely a lesion is to be melanoma, to help decide which lesions a dermatologist looks at first \
+    or refers for excision. It is not a diagnosis and must not replace a clinician's examination or histopathology.";
+
+/// What it must not be used for.
+pub const NOT_FOR: [&str; 3] = [
+    "clinical (non-dermoscopic) photographs, smartphone close-ups without a dermoscope, or total-body photography crops",
+    "ruling melanoma out on its own: a low score does not make a lesion safe",
+    "populations the training data does not represent (see known limits)",
+];
+
+/// The model card.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelCard {
+    pub model: String,
+    pub naevus_version: String,
+    pub intended_use: String,
+    pub not_for: Vec<String>,
+    pub training_data: TrainingData,
+    pub validation: Validation,
+    /// Thresholds on the (uncalibrated) melanoma probability: positive when score >= threshold.
+    pub operating_points: Vec<OperatingPoint>,
+    /// Temperature scaling applied by `predict --calibrated` and the service.
+    pub calibration: Option<Calibration>,
+    pub subgroups: Vec<Subgroups>,
+    pub known_limits: Vec<String>,
+    /// Folds whose networks are averaged, and the checkpoint of each.
+    pub folds: Vec<String>,
+    pub checkpoint: String,
+    pub input: Input,
+    pub recipe: TrainConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingData {
+    /// Images the model trained on: with cross-validation every labelled image (each fold
+    /// trains on all but its own), with a train/val split those outside the validation set.
+    pub images: usize,
+    pub melanomas: usize,
+    /// Patients (or lesions, where the dataset names no patients).
+    pub groups: usize,
+    /// Images per source dataset (primary and external).
+    pub sources: Vec<(String, usize)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// "out-of-fold" (each image scored by the fold that did not train on it) or "validation".
+    pub kind: String,
+    pub images: usize,
+    pub melanomas: usize,
+    pub auc: Estimate,
+    pub pauc_above_tpr_80: Estimate,
+    pub average_precision: Estimate,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingPoint {
+    pub name: String,
+    pub threshold: Option<f64>,
+    pub sensitivity: f64,
+    pub specificity: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subgroups {
+    pub attribute: String,
+    pub rows: Vec<SubgroupRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubgroupRow {
+    /// The subgroup ("unknown" for images without the attribute).
+    pub key: String,
+    pub images: usize,
+    pub melanomas: usize,
+    pub auc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Input {
+    pub image_size: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub metadata_features: Vec<String>,
+}
+
+impl ModelCard {
+    /// The card of the run in `dir` for `folds` with `checkpoint`, from its oof.csv and its
+    /// training cache (which must still be where run.json says).
+    pub fn of_run(dir: &Path, folds: &[String], checkpoint: &str) -> Result<Self, ReportError> {
+        let run = RunDir::new(dir);
+        let info = run.read_info()?;
+        let recipe = run.read_recipe()?;
+        let cache_path = run.resolve_cache(&info);
+        let cache = Cache::open(&cache_path).map_err(|e| ReportError::Cache { path: cache_path.clone(), message: e.to_string() })?;
+        let oof = Predictions::read(&run.oof_csv())?;
+        let labels = oof.labels.clone().ok_or_else(|| ReportError::Invalid(format!("{} has no label column", oof.path.display())))?;
+
+        let by_id: std::collections::HashMap<&str, &naevus_data::Record> = cache.records().iter().map(|r| (r.id.as_str(), r)).collect();
+        let metadata: Vec<Option<&Metadata>> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map(|r| &r.metadata)).collect();
+        let groups: Vec<&str> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map_or(id.as_str(), |r| r.group.as_str())).collect();
+        let report = evaluate_scores(&oof.scores, &labels, Some(&groups), 0.5, 1000, 0)?;
+        let subgroups = subgroup_tables(&oof.scores, &labels, &metadata)?
+            .into_iter()
+            .map(|table| Subgroups {
+                attribute: table.attribute,
+                rows: table
+                    .rows
+                    .into_iter()
+                    .map(|r| SubgroupRow { key: r.key.unwrap_or_else(|| "unknown".into()), images: r.n, melanomas: r.positives, auc: r.auc })
+                    .collect(),
+            })
+            .collect();
+        let operating_points = [("sensitivity 90%", &report.specificity_at_sensitivity_90), ("sensitivity 95%", &report.specificity_at_sensitivity_95)]
+            .into_iter()
+            .map(|(name, p)| OperatingPoint { name: name.into(), threshold: p.threshold, sensitivity: p.sensitivity, specificity: p.specificity })
+            .collect();
+
+        let cross_validated = info.folds.len() > 1;
+        let validated: HashSet<&str> = oof.ids.iter().map(String::as_str).collect();
+        let trained: Vec<&naevus_data::Record> =
+            cache.records().iter().filter(|r| r.melanoma.is_some() && (cross_validated || !validated.contains(r.id.as_str()))).collect();
+        let mut sources: Vec<(String, usize)> = Vec::new();
+        for record in &trained {
+            match sources.iter_mut().find(|(name, _)| *name == record.source) {
+                Some((_, count)) => *count += 1,
+                None => sources.push((record.source.clone(), 1)),
+            }
+        }
+        let kind = if cross_validated { "out-of-fold" } else { "validation" };
+        Ok(Self {
+            model: info.model.clone(),
+            naevus_version: env!("CARGO_PKG_VERSION").into(),
+            intended_use: INTENDED_USE.into(),
+            not_for: NOT_FOR.iter().map(|s| s.to_string()).collect(),
+            training_data: TrainingData {
+                images: trained.len(),
+                melanomas: trained.iter().filter(|r| r.melanoma == Some(true)).count(),
+                groups: trained.iter().map(|r| r.group.as_str()).collect::<HashSet<_>>().len(),
+                sources,
+            },
+            validation: Validation {
+                kind: kind.into(),
+                images: report.binary.n,
+                melanomas: report.binary.positives,
+                auc: Estimate { value: report.binary.auc, ci95: Some(report.binary.auc_ci95).filter(|(a, b)| a.is_finite() && b.is_finite()) },
+                pauc_above_tpr_80: report.pauc_above_tpr_80,
+                average_precision: report.average_precision,
+                note: format!(
+                    "{kind} figures on the training data's own distribution; the epoch was chosen on the same images, so they \
+                     overstate what the model does on new data, from other clinics, devices and populations"
+                ),
+            },
+            operating_points,
+            calibration: Calibration::read(dir).ok(),
+            subgroups,
+            known_limits: known_limits(&info),
+            folds: folds.to_vec(),
+            checkpoint: checkpoint.into(),
+            input: Input {
+                image_size: info.image_size,
+                mean: info.mean,
+                std: info.std,
+                metadata_features: info.metadata.as_ref().map(|m| m.feature_names()).unwrap_or_default(),
+            },
+            recipe,
+        })
+    }
+
+    /// The card as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut md = format!("# Model card: {} (naevus {})\n\n", self.model, self.naevus_version);
+        md += "**This is a research tool, not a diagnosis.**\n\n## Intended use\n\n";
+        md += &format!("{}\n\nNot for:\n\n", self.intended_use);
+        for item in &self.not_for {
+            md += &format!("- {item}\n");
+        }
+        let t = &self.training_data;
+        md += &format!("\n## Training data\n\n{} images trained on, {} melanomas, {} patients or lesions.\n\n", t.images, t.melanomas, t.groups);
+        for (source, count) in &t.sources {
+            md += &format!("- {source}: {count} images\n");
+        }
+        let v = &self.validation;
+        let estimate = |e: &Estimate, digits: usize| match e.ci95 {
+            Some((lo, hi)) => format!("{:.digits$} (95% CI {lo:.digits$} to {hi:.digits$})", e.value),
+            None => format!("{:.digits$}", e.value),
+        };
+        md += &format!("\n## Validation ({}, {} images, {} melanomas)\n\n", v.kind, v.images, v.melanomas);
+        md += &format!("- ROC AUC: {}\n", estimate(&v.auc, 3));
+        md += &format!("- partial AUC above 80% sensitivity (ISIC 2024, 0 to 0.2): {}\n", estimate(&v.pauc_above_tpr_80, 3));
+        md += &format!("- average precision: {}\n\n{}. Intervals: bootstrap over patients or lesions.\n", estimate(&v.average_precision, 3), v.note);
+        md += "\n## Operating points\n\n| point | threshold | sensitivity | specificity |\n| --- | ---: | ---: | ---: |\n";
+        for p in &self.operating_points {
+            let threshold = p.threshold.map_or("-".to_string(), |t| format!("{t:.4}"));
+            md += &format!("| {} | {threshold} | {:.3} | {:.3} |\n", p.name, p.sensitivity, p.specificity);
+        }
+        md += "\nThresholds apply to the uncalibrated probability (calibration keeps the order, not the values).\n";
+        if let Some(c) = &self.calibration {
+            md += &format!("\nCalibration: temperature {:.3} fitted on {} ({} images).\n", c.temperature, c.fitted_on, c.images);
+        }
+        md += "\n## Subgroups\n";
+        for table in &self.subgroups {
+            md += &format!("\n### By {}\n\n| {} | images | melanomas | AUC |\n| --- | ---: | ---: | ---: |\n", table.attribute, table.attribute);
+            for row in &table.rows {
+                let auc = row.auc.map_or("-".to_string(), |a| format!("{a:.3}"));
+                md += &format!("| {} | {} | {} | {auc} |\n", row.key, row.images, row.melanomas);
+            }
+        }
+        md += "\n## Known limits\n\n";
+        for limit in &self.known_limits {
+            md += &format!("- {limit}\n");
+        }
+        md += &format!(
+            "\n## Model\n\n{} at {} px, folds {} ({} checkpoint), averaged.{}\n\n## Recipe\n\n```toml\n{}```\n",
+            self.model,
+            self.input.image_size,
+            self.folds.join(", "),
+            self.checkpoint,
+            if self.input.metadata_features.is_empty() { String::new() } else { format!(" Metadata features: {}.", self.input.metadata_features.join(", ")) },
+            toml::to_string_pretty(&self.recipe).unwrap_or_default()
+        );
+        md
+    }
+}
+
+/// What the card says the model cannot be trusted with.
+fn known_limits(info: &RunInfo) -> Vec<String> {
+    let mut limits = vec![
+        "Skin types: the ISIC archive images come mostly from fair-skinned patients (Fitzpatrick I-III) in Europe, the \
+         Americas and Australia; darker skin types are nearly absent, and performance on them is unknown."
+            .to_string(),
+        "Devices and clinics: trained on dermoscopes and sites of the ISIC archive; other devices, lighting, magnification \
+         or image processing can change the scores."
+            .to_string(),
+        "Lesions: trained on the diagnoses in its data; rare melanoma subtypes (amelanotic, acral, mucosal, nail) are \
+         under-represented."
+            .to_string(),
+        format!("Input: images are centre-cropped to a square and resized to {} px; a lesion off-centre or cut by the crop is scored poorly.", info.image_size),
+    ];
+    if info.metadata.is_some() {
+        limits.push(
+            "This model also reads patient metadata; images scored without it (or with fields missing more often than in \
+             training) get less sound scores, and prediction warns about it."
+                .to_string(),
+        );
+    }
+    limits
+}
