@@ -4,14 +4,20 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use naevus_engine::TrainedRun;
+use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
 use naevus_report::ModelCard;
 use naevus_run::{Checkpoint, RunDir, write_atomic};
+
+/// The weights of each fold for other frameworks.
+const SAFETENSORS: &str = "model.safetensors";
 
 /// Export a trained run as a self-contained model folder with its model card.
 ///
 /// OUT gets run.json and config.toml (with only the chosen folds), calibration.json when the
 /// run has one, each chosen fold's checkpoint as fold-K/best.bpk (checked against its
-/// checksum on the way), MODEL_CARD.md and model_card.json: intended use, training data,
+/// checksum on the way) and as fold-K/model.safetensors in PyTorch's conventions, with
+/// WEIGHTS.md listing every tensor's key and shape; MODEL_CARD.md and model_card.json: intended use, training data,
 /// out-of-fold figures with bootstrap intervals, subgroup figures, the thresholds for 90% and
 /// 95% sensitivity, known limits and the recipe. `predict` and `explain` take OUT as --run.
 /// The card needs the run's oof.csv and its training cache.
@@ -48,11 +54,18 @@ pub fn run(args: Args) -> Result<()> {
     let card = ModelCard::of_run(&args.run, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", args.run.display()))?;
 
     let bundle = RunDir::new(&args.out);
+    let trained = TrainedRun::open(&args.run, Some("flex"))?;
+    let mut keys = Vec::new();
     for fold in &folds {
         // Read (checksum verified) and written again sealed: a damaged file is never exported.
         let weights = run.fold(fold).read_weights(checkpoint)?;
         bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
+        // The same weights for PyTorch and other frameworks.
+        let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
+        keys = safetensors_keys(&safetensors)?;
+        write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
     }
+    write_atomic(&args.out.join("WEIGHTS.md"), weights_readme(&info.model, &folds, &keys).as_bytes())?;
     info.folds = folds.clone();
     bundle.write_info(&info)?;
     bundle.write_recipe(&run.read_recipe()?)?;
@@ -74,4 +87,24 @@ pub fn run(args: Args) -> Result<()> {
         args.out.join("MODEL_CARD.md").display()
     );
     Ok(())
+}
+
+/// WEIGHTS.md: how to load fold-K/model.safetensors outside naevus, and every key.
+fn weights_readme(model: &str, folds: &[String], keys: &[(String, String, Vec<usize>)]) -> String {
+    let mut text = format!(
+        "# Weights of {model}\n\nEach of {} holds `model.safetensors`: the network's tensors in PyTorch's conventions \
+         (convolution weights [out, in, kh, kw], linear weights [out, in], BatchNorm `weight`, `bias`, `running_mean`, \
+         `running_var`), keys named by naevus's module paths below. The model averages the folds' melanoma \
+         probabilities (sigmoid of a single logit, or the melanoma class's softmax share). Inputs: RGB, centre-cropped \
+         square, scaled to [0, 1] and normalised with the mean and std of run.json, NCHW.\n\n\
+         ```python\nfrom safetensors.torch import load_file\nstate = load_file(\"{}/model.safetensors\")\n\
+         # map these keys onto your module's state_dict() names, then model.load_state_dict(mapped)\n```\n\n\
+         | key | dtype | shape |\n| --- | --- | --- |\n",
+        folds.join(", "),
+        folds.first().map_or("fold-0", String::as_str)
+    );
+    for (key, dtype, shape) in keys {
+        text += &format!("| `{key}` | {dtype} | {shape:?} |\n");
+    }
+    text
 }

@@ -445,7 +445,13 @@ fn an_exported_model_predicts_from_files_and_carries_its_card() {
     assert!(out.status.success() && text(&out).contains("out-of-fold AUC"), "{}", text(&out));
     let mut files: Vec<String> = walk(&model);
     files.sort();
-    assert_eq!(files, ["MODEL_CARD.md", "calibration.json", "config.toml", "fold-0/best.bpk", "fold-1/best.bpk", "model_card.json", "run.json"]);
+    assert_eq!(
+        files,
+        ["MODEL_CARD.md", "WEIGHTS.md", "calibration.json", "config.toml", "fold-0/best.bpk", "fold-0/model.safetensors", "fold-1/best.bpk",
+         "fold-1/model.safetensors", "model_card.json", "run.json"]
+    );
+    let weights = std::fs::read_to_string(model.join("WEIGHTS.md")).unwrap();
+    assert!(weights.contains("| `") && weights.contains("running_var") && weights.contains("F32"), "{weights}");
 
     let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("model_card.json")).unwrap()).unwrap();
     assert_eq!(card["training_data"]["images"], 8);

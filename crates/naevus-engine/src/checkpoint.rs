@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Bytes;
 use naevus_models::Network;
 
@@ -52,4 +52,31 @@ pub fn weights_finite(model: &Network) -> bool {
     let mut visitor = Finite(true);
     model.visit(&mut visitor);
     visitor.0
+}
+
+/// The network's weights as a safetensors file in PyTorch's conventions (linear weights
+/// [out, in], BatchNorm `weight`/`bias`/`running_mean`/`running_var`), for use outside naevus.
+pub fn pytorch_safetensors(model: &Network) -> Result<Vec<u8>> {
+    let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
+    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("writing safetensors: {e}"))?;
+    store.get_bytes().map_err(|e| anyhow::anyhow!("writing safetensors: {e}"))
+}
+
+/// Every tensor of a safetensors file: its key, dtype and shape, in key order (read from
+/// the file's own header, so it describes what was written).
+pub fn safetensors_keys(bytes: &[u8]) -> Result<Vec<(String, String, Vec<usize>)>> {
+    let length = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).context("a safetensors file starts with its header length")?;
+    let header = bytes.get(8..8 + length as usize).context("the safetensors header is cut off")?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)?;
+    let mut keys: Vec<(String, String, Vec<usize>)> = header
+        .into_iter()
+        .filter(|(key, _)| key != "__metadata__")
+        .map(|(key, entry)| {
+            let dtype = entry["dtype"].as_str().unwrap_or("").to_string();
+            let shape = entry["shape"].as_array().map(|s| s.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect()).unwrap_or_default();
+            (key, dtype, shape)
+        })
+        .collect();
+    keys.sort();
+    Ok(keys)
 }
