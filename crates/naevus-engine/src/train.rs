@@ -243,6 +243,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     let info = RunInfo {
         format: RUN_FORMAT,
         naevus_version: env!("CARGO_PKG_VERSION").into(),
+        built_with: crate::device::compiled_backends().into_iter().map(String::from).collect(),
         model: config.model.clone(),
         loss: config.loss,
         num_outputs: config.num_outputs(),

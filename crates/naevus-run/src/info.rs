@@ -15,6 +15,10 @@ pub const RUN_FORMAT: u32 = 4;
 pub struct RunInfo {
     pub format: u32,
     pub naevus_version: String,
+    /// The backends the training binary was built with (its cargo features), e.g. ["flex"];
+    /// the one trained on and the seed are in the recipe.
+    #[serde(default)]
+    pub built_with: Vec<String>,
     pub model: String,
     pub loss: LossKind,
     pub num_outputs: usize,
