@@ -4,8 +4,9 @@
 //! reader returns (Ok or Err) and what it returns is sound. A panic, an abort, an allocation
 //! over the cap, or libFuzzer's rss/time limits are the faults the fuzzer reports.
 //!
-//! `crates/naevus-run/tests/fuzz_regressions.rs` runs the same calls on every file of
-//! `tests/fixtures/fuzz/<target>/` (seeds and minimised crashes); keep the two in step.
+//! `crates/naevus-run/tests/fuzz_regressions.rs` includes this file and runs these harnesses
+//! on every file of `tests/fixtures/fuzz/<target>/` (seeds and minimised crashes) in the
+//! ordinary test suite, so it needs only naevus-data, naevus-run, sha2 and serde_json.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
