@@ -72,8 +72,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Ok(calibration) = naevus_run::Calibration::read(&args.run) {
         calibration.write(&args.out)?;
     }
-    write_atomic(&args.out.join("model_card.json"), serde_json::to_string_pretty(&card)?.as_bytes())?;
-    write_atomic(&args.out.join("MODEL_CARD.md"), card.to_markdown().as_bytes())?;
+    card.write(&args.out)?;
     let auc = &card.validation.auc;
     println!(
         "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {:.3}{}; model card: {}",
@@ -84,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         card.validation.kind,
         auc.value,
         auc.ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3} to {hi:.3})")),
-        args.out.join("MODEL_CARD.md").display()
+        args.out.join(naevus_report::model_card::MODEL_CARD_MD).display()
     );
     Ok(())
 }

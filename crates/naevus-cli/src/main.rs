@@ -13,6 +13,7 @@ mod predict;
 mod prepare;
 mod quickstart;
 mod report;
+mod serve;
 mod train;
 mod weights;
 
@@ -27,7 +28,8 @@ use clap::{Parser, Subcommand};
         Typical flow: `naevus prepare` decodes a dataset once into a compact cache, `naevus train` \
         trains a model from the registry on it (a dataset split or grouped K-fold cross-validation) \
         into a run directory, `naevus predict` writes a Kaggle-style image_name,target CSV from a \
-        run, and `naevus evaluate` scores predictions against labels.\n\n\
+        run, and `naevus evaluate` scores predictions against labels, `naevus export` makes a model to take away and \
+        `naevus serve` puts it behind an HTTP API with a web page.\n\n\
         `naevus quickstart` does all of it on the bundled CC0 sample."
 )]
 struct Cli {
@@ -47,6 +49,7 @@ enum Command {
     Crop(crop::Args),
     Export(export::Args),
     Ensemble(ensemble::Args),
+    Serve(serve::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
     Weights(weights::Args),
@@ -74,6 +77,7 @@ fn main() {
         Command::Crop(args) => crop::run(args),
         Command::Export(args) => export::run(args),
         Command::Ensemble(args) => ensemble::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Weights(args) => weights::run(args),

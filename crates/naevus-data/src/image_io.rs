@@ -94,7 +94,33 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
 
 /// Decodes in-memory JPEG/PNG bytes within `limits`; the error is a human-readable reason.
 pub fn decode_rgb_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, String> {
-    decode_rgb_at_least(bytes, None, limits)
+    decode_rgb_at_least(bytes, None, limits).map_err(|e| e.reason)
+}
+
+/// Why bytes did not decode to an image, with its reason in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DecodeError {
+    pub kind: DecodeFailure,
+    pub reason: String,
+}
+
+/// The kinds of [`DecodeError`], which a caller may answer differently (the service gives
+/// each its own HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeFailure {
+    /// Empty, or neither JPEG nor PNG.
+    NotAnImage,
+    /// Larger than the [`DecodeLimits`] allow; not decoded.
+    OverLimit,
+    /// A JPEG or PNG that is truncated or corrupt.
+    Corrupt,
+}
+
+impl DecodeError {
+    fn new(kind: DecodeFailure, reason: impl Into<String>) -> Self {
+        Self { kind, reason: reason.into() }
+    }
 }
 
 /// Reads a whole image file. Only a regular file is opened: reading a FIFO waits for a writer
@@ -169,23 +195,24 @@ fn file_kind(kind: fs::FileType) -> &'static str {
 
 /// `decode_rgb`, except that with `min_short_side` a large enough JPEG is decoded at reduced
 /// scale (`decode_jpeg_reduced`), its short side still at least that many pixels.
-fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>, limits: &DecodeLimits) -> Result<RgbImage, String> {
+fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>, limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    use DecodeFailure::{Corrupt, NotAnImage, OverLimit};
     if bytes.is_empty() {
-        return Err("empty file (0 bytes)".into());
+        return Err(DecodeError::new(NotAnImage, "empty file (0 bytes)"));
     }
     let format = image::guess_format(bytes)
-        .map_err(|_| "not a JPEG or PNG image (unrecognised file content)".to_string())?;
+        .map_err(|_| DecodeError::new(NotAnImage, "not a JPEG or PNG image (unrecognised file content)"))?;
     match format {
-        ImageFormat::Jpeg => check_jpeg_complete(bytes)?,
+        ImageFormat::Jpeg => check_jpeg_complete(bytes).map_err(|reason| DecodeError::new(Corrupt, reason))?,
         ImageFormat::Png => {}
-        other => return Err(format!("unsupported image format {other:?}; expected JPEG or PNG")),
+        other => return Err(DecodeError::new(NotAnImage, format!("unsupported image format {other:?}; expected JPEG or PNG"))),
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits.image_limits());
     let mut decoder = reader.into_decoder().map_err(|e| decode_error(format, "header", limits, e))?;
     // Only the header has been read: refuse before any pixel buffer is allocated.
     let (width, height) = decoder.dimensions();
-    limits.check(width, height)?;
+    limits.check(width, height).map_err(|reason| DecodeError::new(OverLimit, reason))?;
     // A broken EXIF block should not cost us the image: fall back to "no rotation".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let reduced = min_short_side
@@ -197,20 +224,23 @@ fn decode_rgb_at_least(bytes: &[u8], min_short_side: Option<u32>, limits: &Decod
     };
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
-        return Err("image has zero width or height".into());
+        return Err(DecodeError::new(Corrupt, "image has zero width or height"));
     }
     Ok(img.into_rgb8())
 }
 
 /// The reason for a decoder error: over a limit, or corrupt `part` ("header" or "data").
-fn decode_error(format: ImageFormat, part: &str, limits: &DecodeLimits, error: ImageError) -> String {
+fn decode_error(format: ImageFormat, part: &str, limits: &DecodeLimits, error: ImageError) -> DecodeError {
     match error {
-        ImageError::Limits(e) => format!(
-            "{format:?} image over the decoding limits ({}, {} bytes of memory): {e}; not decoded",
-            megapixels(limits.max_pixels),
-            limits.max_alloc()
+        ImageError::Limits(e) => DecodeError::new(
+            DecodeFailure::OverLimit,
+            format!(
+                "{format:?} image over the decoding limits ({}, {} bytes of memory): {e}; not decoded",
+                megapixels(limits.max_pixels),
+                limits.max_alloc()
+            ),
         ),
-        e => format!("corrupt {format:?} {part}: {e}"),
+        e => DecodeError::new(DecodeFailure::Corrupt, format!("corrupt {format:?} {part}: {e}")),
     }
 }
 
@@ -223,11 +253,20 @@ pub fn load_square(path: &Path, region: Option<&CropBox>, size: u32) -> Result<V
 /// square; None: the whole centre square) at `size` x `size`, HWC RGB u8. Errors as `load_rgb_limited`.
 pub fn load_square_limited(path: &Path, region: Option<&CropBox>, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, DataError> {
     let bytes = read_image_file(path, limits)?;
+    decode_square_limited(&bytes, region, size, limits).map_err(|e| DataError::Image { path: path.to_path_buf(), reason: e.reason })
+}
+
+/// [`load_square_limited`] of JPEG/PNG bytes already in memory (an upload); the error is a
+/// human-readable reason.
+pub fn decode_square_limited(bytes: &[u8], region: Option<&CropBox>, size: u32, limits: &DecodeLimits) -> Result<Vec<u8>, DecodeError> {
+    if bytes.len() as u64 > limits.max_alloc() {
+        let reason = format!("{} bytes, more than any image within the limit of {} takes", bytes.len(), megapixels(limits.max_pixels));
+        return Err(DecodeError::new(DecodeFailure::OverLimit, reason));
+    }
     // The region must keep at least `size` source pixels per side for the Lanczos resize.
     let region_side = region.map_or(1.0, |r| r.side).clamp(1e-3, 1.0);
     let min_short_side = (f64::from(size) / region_side).ceil() as u32;
-    let img = decode_rgb_at_least(&bytes, Some(min_short_side), limits)
-        .map_err(|reason| DataError::Image { path: path.to_path_buf(), reason })?;
+    let img = decode_rgb_at_least(bytes, Some(min_short_side), limits)?;
     Ok(match region {
         Some(region) => crop_resize(&img, region, size),
         None => center_crop_resize(&img, size),

@@ -27,8 +27,8 @@ pub use crop::{CropBox, CropSettings, attention_box};
 pub use error::DataError;
 pub use folds::stratified_group_kfold;
 pub use image_io::{
-    DecodeLimits, center_crop_resize, crop_resize, decode_rgb, decode_rgb_limited, load_rgb, load_rgb_limited, load_square,
-    load_square_limited, resize_square,
+    DecodeError, DecodeFailure, DecodeLimits, center_crop_resize, crop_resize, decode_rgb, decode_rgb_limited, decode_square_limited, load_rgb, load_rgb_limited,
+    load_square, load_square_limited, resize_square,
 };
 pub use loader::{Batch, BatchIter, LoaderConfig, batches, image_at_size};
 pub use metadata::{MetadataEncoder, MetadataField, field_missing, images_per_group};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use naevus_data::{Cache, DecodeLimits, load_square_limited, resize_square};
+use naevus_data::{Cache, DecodeLimits, decode_square_limited, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
 use naevus_run::{Checkpoint, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
@@ -144,9 +144,7 @@ impl TrainedRun {
     /// input as the loader does: HWC RGB u8 at the run's input size, or the reason it cannot
     /// be read (named per file; an unreadable file is not an error of the whole batch).
     pub fn load_images(&self, paths: &[PathBuf], limits: &DecodeLimits) -> Result<Vec<Result<Vec<u8>, String>>> {
-        let cache_size = self.info.cache_size.with_context(|| {
-            format!("{} does not record its cache's image size (trained by an older naevus); score a prepared cache with --data", self.path().display())
-        })?;
+        let cache_size = self.cache_size()?;
         let side = self.input.image_size;
         Ok(paths
             .iter()
@@ -157,15 +155,37 @@ impl TrainedRun {
             .collect())
     }
 
+    /// [`load_images`](Self::load_images) of one image's bytes already in memory (an upload).
+    /// An image that cannot be decoded is a [`naevus_data::DecodeError`] in the error.
+    pub fn decode_image(&self, bytes: &[u8], limits: &DecodeLimits) -> Result<Vec<u8>> {
+        let cache_size = self.cache_size()?;
+        let stored = decode_square_limited(bytes, None, cache_size, limits)?;
+        Ok(resize_square(&stored, cache_size, self.input.image_size))
+    }
+
+    /// The image side of the cache the run trained on: images are stored at it first, as
+    /// prepare did, so that a file scores as it would through prepare + predict.
+    fn cache_size(&self) -> Result<u32> {
+        self.info.cache_size.with_context(|| {
+            format!("{} does not record its cache's image size (trained by an older naevus); score a prepared cache with --data", self.path().display())
+        })
+    }
+
     /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
     /// input size (HWC u8, as [`load_images`](Self::load_images) gives them), with each
     /// image's metadata features (None: a patient whose metadata is unknown).
     pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<f64>> {
+        let column = self.input.target.melanoma_column();
+        Ok(self.predict_image_outputs(ensemble, images, metadata)?.into_iter().map(|row| row[column]).collect())
+    }
+
+    /// The probabilities of every output (one for a single-logit model, one per class of
+    /// `info.classes` otherwise) averaged over the fold ensemble; see [`predict_images`](Self::predict_images).
+    pub fn predict_image_outputs(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Vec<f64>>> {
         let side = self.input.image_size;
         let unknown = self.unknown_metadata();
-        let column = self.input.target.melanoma_column();
         let outputs = self.input.target.num_outputs();
-        let mut sum = vec![0.0; images.len()];
+        let mut sum = vec![vec![0.0; outputs]; images.len()];
         for (chunk_index, chunk) in images.chunks(32).enumerate() {
             let first = chunk_index * 32;
             let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
@@ -189,15 +209,17 @@ impl TrainedRun {
                     .into_data()
                     .try_to_vec_as::<f32>()
                     .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
-                let melanoma: Vec<f64> = p.chunks(outputs).map(|row| f64::from(row[column])).collect();
-                self.refuse_non_finite(&melanoma, fold)?;
-                for (s, m) in sum[first..].iter_mut().zip(melanoma) {
-                    *s += m;
+                let p: Vec<f64> = p.into_iter().map(f64::from).collect();
+                self.refuse_non_finite(&p, fold)?;
+                for (row, values) in sum[first..].iter_mut().zip(p.chunks(outputs)) {
+                    for (s, v) in row.iter_mut().zip(values) {
+                        *s += v;
+                    }
                 }
             }
         }
         let n = ensemble.len().max(1) as f64;
-        Ok(sum.into_iter().map(|s| s / n).collect())
+        Ok(sum.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
     }
 
     /// The metadata features of a patient whose metadata is unknown, for a run with a
@@ -210,7 +232,19 @@ impl TrainedRun {
     /// patient whose metadata is unknown; see [`crate::explain::explain`].
     pub fn explain(&self, network: &Network, images: &[&[u8]], method: Method, layer: Option<&str>) -> Result<Vec<Explanation>> {
         let metadata = self.unknown_metadata();
-        explain_images(network, self.spec, &self.input, metadata.as_deref(), images, &self.device, method, layer)
+        self.explain_with_metadata(network, images, metadata.as_deref(), method, layer)
+    }
+
+    /// [`explain`](Self::explain) with the metadata features every image is explained with.
+    pub fn explain_with_metadata(
+        &self,
+        network: &Network,
+        images: &[&[u8]],
+        metadata: Option<&[f32]>,
+        method: Method,
+        layer: Option<&str>,
+    ) -> Result<Vec<Explanation>> {
+        explain_images(network, self.spec, &self.input, metadata, images, &self.device, method, layer)
     }
 }
 

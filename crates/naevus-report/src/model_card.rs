@@ -8,7 +8,8 @@ use std::path::Path;
 
 use naevus_data::{Cache, Metadata};
 use naevus_run::{Calibration, Predictions, RunDir, RunInfo, TrainConfig};
-use serde::Serialize;
+use naevus_run::write_atomic;
+use serde::{Deserialize, Serialize};
 
 use crate::evaluation::{Estimate, evaluate_scores};
 use crate::report::subgroup_tables;
@@ -27,7 +28,7 @@ pub const NOT_FOR: [&str; 3] = [
 ];
 
 /// The model card.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCard {
     pub model: String,
     pub naevus_version: String,
@@ -48,7 +49,7 @@ pub struct ModelCard {
     pub recipe: TrainConfig,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingData {
     /// Images the model trained on: with cross-validation every labelled image (each fold
     /// trains on all but its own), with a train/val split those outside the validation set.
@@ -60,7 +61,7 @@ pub struct TrainingData {
     pub sources: Vec<(String, usize)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Validation {
     /// "out-of-fold" (each image scored by the fold that did not train on it) or "validation".
     pub kind: String,
@@ -72,7 +73,7 @@ pub struct Validation {
     pub note: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperatingPoint {
     pub name: String,
     pub threshold: Option<f64>,
@@ -80,13 +81,13 @@ pub struct OperatingPoint {
     pub specificity: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Subgroups {
     pub attribute: String,
     pub rows: Vec<SubgroupRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubgroupRow {
     /// The subgroup ("unknown" for images without the attribute).
     pub key: String,
@@ -95,7 +96,7 @@ pub struct SubgroupRow {
     pub auc: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     pub image_size: u32,
     pub mean: [f32; 3],
@@ -103,7 +104,32 @@ pub struct Input {
     pub metadata_features: Vec<String>,
 }
 
+/// The card's files in an exported model.
+pub const MODEL_CARD_JSON: &str = "model_card.json";
+pub const MODEL_CARD_MD: &str = "MODEL_CARD.md";
+
 impl ModelCard {
+    /// The card of the exported model in `dir` (its model_card.json), or None when it has none.
+    pub fn read(dir: &Path) -> Result<Option<Self>, ReportError> {
+        let path = dir.join(MODEL_CARD_JSON);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ReportError::Io { path, source }),
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            ReportError::Invalid(format!("{}: not a naevus model card (line {}, column {}): {}", path.display(), e.line(), e.column(), short(&e.to_string())))
+        })
+    }
+
+    /// Writes model_card.json and MODEL_CARD.md into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| ReportError::Invalid(format!("model card: {e}")))?;
+        // write_atomic's errors name the file.
+        write_atomic(&dir.join(MODEL_CARD_JSON), json.as_bytes()).map_err(|e| ReportError::Invalid(e.to_string()))?;
+        write_atomic(&dir.join(MODEL_CARD_MD), self.to_markdown().as_bytes()).map_err(|e| ReportError::Invalid(e.to_string()))
+    }
+
     /// The card of the run in `dir` for `folds` with `checkpoint`, from its oof.csv and its
     /// training cache (which must still be where run.json says).
     pub fn of_run(dir: &Path, folds: &[String], checkpoint: &str) -> Result<Self, ReportError> {
@@ -264,4 +290,9 @@ fn known_limits(info: &RunInfo) -> Vec<String> {
         );
     }
     limits
+}
+
+/// At most 80 characters of a message that may quote the file.
+fn short(message: &str) -> String {
+    if message.chars().count() <= 80 { message.to_string() } else { format!("{}...", message.chars().take(80).collect::<String>()) }
 }

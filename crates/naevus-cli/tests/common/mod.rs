@@ -1,5 +1,11 @@
 //! Helpers shared by the end-to-end tests of the `naevus` binary.
 
+// Each test binary uses some of these helpers.
+#[allow(dead_code)]
+pub mod http;
+#[allow(dead_code)]
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,99 @@
+//! `naevus serve`: the model behind an HTTP API and a web page (crate naevus-serve).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use naevus_data::DecodeLimits;
+use naevus_run::Checkpoint;
+use naevus_serve::{Batching, Limits, OperatingPointChoice, ServeOptions};
+
+/// Serve a trained run or exported model over HTTP, with a web page at /.
+///
+/// POST /v1/predict takes one image (a multipart form with an `image` part and optional age,
+/// sex and site, or the image as the body) and answers JSON: the melanoma probability
+/// (calibrated when the model has a calibration), the decision at the operating point, and
+/// with ?explain=gradcam++ an overlay. POST /v1/predict/batch takes several; GET /v1/model
+/// gives the model card, GET /healthz and GET /metrics (Prometheus) the service's state.
+/// Concurrent images are batched (up to --max-batch, waiting at most --batch-wait-ms); when
+/// --queue images wait already, requests get 503 with Retry-After. SIGTERM or Ctrl-C stops
+/// after the requests in flight are answered.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run directory (from `naevus train`) or exported model (from `naevus export`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Address to listen on (port 0: any free port; the one taken is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Allow an address other than loopback (anyone who can reach it can use the model).
+    #[arg(long)]
+    allow_remote: bool,
+    /// File holding an access token: /v1 and /metrics then need `Authorization: Bearer TOKEN`.
+    /// NAEVUS_TOKEN in the environment does the same.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Where decisions are made: sensitivity-90 or sensitivity-95 (the threshold that reached
+    /// it on the out-of-fold predictions, from the model card), or threshold-T.
+    #[arg(long, default_value = "sensitivity-90")]
+    operating_point: OperatingPointChoice,
+    /// Which checkpoint of each fold: best or best_primary.
+    #[arg(long, default_value = "best")]
+    checkpoint: String,
+    /// Compute backend (default: the one the model trained on).
+    #[arg(long)]
+    device: Option<String>,
+    /// Most images per forward pass.
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch)]
+    max_batch: usize,
+    /// Longest an image waits for others to share its batch, in milliseconds.
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_wait.as_millis() as u64)]
+    batch_wait_ms: u64,
+    /// Most images waiting to be scored; beyond it requests get 503.
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.queue)]
+    queue: usize,
+    /// Largest request body, in megabytes.
+    #[arg(long, default_value_t = 32)]
+    max_body_mb: usize,
+    /// Largest image, in pixels (width x height), checked before it is decoded.
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Most images in one batch request.
+    #[arg(long, default_value_t = 64)]
+    max_images: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    if checkpoint == Checkpoint::Final {
+        bail!("serve takes the best or best_primary checkpoint");
+    }
+    if args.max_batch == 0 || args.queue == 0 || args.max_images == 0 {
+        bail!("--max-batch, --queue and --max-images must be at least 1");
+    }
+    let token = match &args.token_file {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading the token file {}", path.display()))?.trim().to_string()),
+        None => std::env::var("NAEVUS_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+    };
+    let batching = Batching { max_batch: args.max_batch, max_wait: Duration::from_millis(args.batch_wait_ms), queue: args.queue };
+    let limits = Limits {
+        max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
+        max_pixels: args.max_pixels,
+        max_images_per_request: args.max_images,
+        // Enough for a full queue and a batch being scored, with room for requests still
+        // being read; beyond it a request is refused before its body is read.
+        max_in_flight: 2 * args.queue + args.max_batch,
+    };
+    naevus_serve::serve(ServeOptions {
+        model: args.model,
+        addr: args.addr,
+        allow_remote: args.allow_remote,
+        token,
+        checkpoint,
+        device: args.device,
+        operating_point: args.operating_point,
+        batching,
+        limits,
+    })
+}

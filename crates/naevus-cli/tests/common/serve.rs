@@ -1,0 +1,87 @@
+//! A trained, exported model of the fixtures and a `naevus serve` process on a free loopback
+//! port, for the service's tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{fixtures, naevus, text};
+
+/// Prepares the ISIC 2017 fixtures at 32 px, trains a two-fold small CNN on them for one
+/// epoch and exports it to `dir/model`: a model bundle as a clinic gets it (with its card).
+pub fn trained_bundle(dir: &Path, extra_train_args: &[&str]) -> PathBuf {
+    let source = fixtures().join("isic2017");
+    let cache = dir.join("cache");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
+        source.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.join("run");
+    let mut args = vec!["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--batch-size", "4", "--epochs", "1"];
+    args.extend_from_slice(extra_train_args);
+    let out = naevus(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let bundle = dir.join("model");
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    bundle
+}
+
+/// A running `naevus serve`; killed when dropped.
+pub struct Server {
+    /// host:port it listens on.
+    pub addr: String,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `naevus serve --model MODEL --addr 127.0.0.1:0 EXTRA...` and waits until it
+    /// says where it listens.
+    pub fn start(model: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(model, extra, &[])
+    }
+
+    pub fn start_with_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_naevus"));
+        command.args(["serve", "--model", model.to_str().unwrap(), "--addr", "127.0.0.1:0"]).args(extra);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("naevus serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("listening on http://") {
+                        break url.trim().trim_end_matches('/').to_string();
+                    }
+                }
+                _ => panic!("naevus serve ended before listening: {:?}", child.wait()),
+            }
+        };
+        // Keep reading stdout so that the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { addr, child }
+    }
+
+    /// Sends SIGTERM and waits for the process to end; returns its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

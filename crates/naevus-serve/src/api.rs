@@ -1,0 +1,593 @@
+//! The HTTP API and the page: routes, what each request may hold, and the JSON answers.
+//!
+//! Nothing a client sends becomes a path: uploads are bytes in memory, decoded within the
+//! pixel limit; form fields and query values are parsed into numbers and known words, and
+//! quoted back only in short excerpts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use naevus_data::{DecodeError, DecodeFailure, DecodeLimits, Metadata, Record, Sex};
+use naevus_engine::TrainedRun;
+use naevus_engine::explain::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::Limits;
+use crate::batcher::{Batcher, Scored};
+use crate::metrics::Metrics;
+use crate::model::ModelDescription;
+
+/// The page at /, with its styles and script inline: nothing to fetch from elsewhere.
+const PAGE: &str = include_str!("page.html");
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub model: Arc<ModelDescription>,
+    run: Arc<TrainedRun>,
+    batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    token: Option<Arc<str>>,
+    limits: Limits,
+    /// Requests being read, decoded or scored.
+    in_flight: Arc<Semaphore>,
+    /// Images being decoded: decoding takes memory in proportion to the image, so only as
+    /// many at once as there are cores.
+    decoding: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(model: ModelDescription, run: Arc<TrainedRun>, batcher: Batcher, metrics: Arc<Metrics>, token: Option<String>, limits: Limits) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            model: Arc::new(model),
+            run,
+            batcher,
+            metrics,
+            token: token.map(Arc::from),
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            decoding: Arc::new(Semaphore::new(cores)),
+        }
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/v1/model", get(model))
+        .route("/v1/predict", post(predict))
+        .route("/v1/predict/batch", post(predict_batch))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .with_state(state)
+}
+
+/// An error answer: a status and {"error": message, "code": code}.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn overloaded() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry in a second")
+    }
+
+    fn too_large(limit: usize) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is over the limit of {limit} bytes"))
+    }
+
+    /// The error for an image that did not decode, naming it.
+    fn undecodable(what: &str, error: &DecodeError) -> Self {
+        let (status, code) = match error.kind {
+            DecodeFailure::NotAnImage => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image"),
+            DecodeFailure::OverLimit => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+            DecodeFailure::Corrupt => (StatusCode::BAD_REQUEST, "invalid_image"),
+        };
+        Self::new(status, code, format!("{what}: {}", error.reason))
+    }
+
+    fn json(&self) -> Value {
+        json!({ "error": self.message, "code": self.code })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.json())).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// At most `max` characters of client input, for quoting it back.
+fn excerpt(text: &str, max: usize) -> String {
+    if text.chars().count() <= max { text.to_string() } else { format!("{}...", text.chars().take(max).collect::<String>()) }
+}
+
+async fn page() -> Response {
+    let mut response = axum::response::Html(PAGE).into_response();
+    let headers = response.headers_mut();
+    // The page may load nothing from elsewhere: its own script and styles, images from data: URLs.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+async fn healthz(State(state): State<AppState>) -> axum::Json<Value> {
+    axum::Json(json!({ "status": "ok", "model": state.model.name }))
+}
+
+/// The model's description, with the limits a client (the page) can check before sending.
+async fn model(State(state): State<AppState>) -> axum::Json<Value> {
+    let mut value = serde_json::to_value(&*state.model).unwrap_or_default();
+    value["limits"] = json!(state.limits);
+    axum::Json(value)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /v1/model, POST /v1/predict, POST /v1/predict/batch, GET /healthz, GET /metrics")
+}
+
+/// Refuses a request without the service's bearer token, when it has one.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this service needs an access token: send Authorization: Bearer TOKEN")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so that the time taken does not tell
+/// how much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Counts every answer by route and status, with the latency of predictions.
+async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(&route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// Query parameters of the prediction routes.
+#[derive(Debug, Default, Deserialize)]
+struct PredictQuery {
+    /// gradcam, gradcam++ or attention: adds the overlay.
+    explain: Option<String>,
+    age: Option<String>,
+    sex: Option<String>,
+    site: Option<String>,
+}
+
+/// Metadata as the client gave it, before it is checked.
+#[derive(Debug, Default, Clone)]
+struct MetadataText {
+    age: Option<String>,
+    sex: Option<String>,
+    site: Option<String>,
+}
+
+impl MetadataText {
+    fn set(&mut self, field: &str, value: String) -> Result<(), ApiError> {
+        match field {
+            "age" => self.age = Some(value),
+            "sex" => self.sex = Some(value),
+            "site" => self.site = Some(value),
+            other => return Err(ApiError::bad_request(format!("unknown field \"{}\"; expected image, age, sex or site", excerpt(other, 40)))),
+        }
+        Ok(())
+    }
+
+    /// The metadata, or a 400 naming the field that is wrong. Empty and "unknown" are unknown.
+    fn parse(&self, what: &str) -> Result<Metadata, ApiError> {
+        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("unknown")).map(str::to_string);
+        let age = match given(&self.age) {
+            None => None,
+            Some(text) => match text.parse::<f32>() {
+                Ok(age) if (0.0..=120.0).contains(&age) => Some(age),
+                _ => return Err(ApiError::bad_request(format!("{what}, field age: expected years between 0 and 120, got \"{}\"", excerpt(&text, 40)))),
+            },
+        };
+        let sex = match given(&self.sex) {
+            None => None,
+            Some(text) => Some(Sex::parse(&text).ok_or_else(|| {
+                ApiError::bad_request(format!("{what}, field sex: expected male, female or unknown, got \"{}\"", excerpt(&text, 40)))
+            })?),
+        };
+        let site = given(&self.site).map(|s| excerpt(&s.to_ascii_lowercase(), 60));
+        Ok(Metadata { age, sex, site })
+    }
+}
+
+/// One uploaded image and what came with it.
+struct Upload {
+    /// Its file name, as the client said (only ever echoed back, shortened).
+    name: Option<String>,
+    bytes: Bytes,
+    metadata: MetadataText,
+}
+
+/// The explanation method asked for. In a query string `+` means a space, so an unescaped
+/// `gradcam++` arrives as `gradcam  `; both spellings are taken.
+fn explain_method(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
+    match query.explain.as_deref() {
+        None | Some("") | Some("none") => Ok(None),
+        Some(text) => text
+            .replace(' ', "+")
+            .parse::<Method>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("explain: expected gradcam, gradcam++ or attention, got \"{}\"", excerpt(text, 40)))),
+    }
+}
+
+/// POST /v1/predict: one image, as a multipart form (image, age, sex, site) or as the raw
+/// body (image/jpeg, image/png or application/octet-stream, metadata in the query).
+async fn predict(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
+    let query = query_of(&request)?;
+    let explain = explain_method(&query)?;
+    let mut uploads = read_uploads(&state, request, &query, false).await?;
+    if uploads.len() != 1 {
+        return Err(ApiError::bad_request(format!("/v1/predict takes one image, got {}; send several to /v1/predict/batch", uploads.len())));
+    }
+    let upload = uploads.remove(0);
+    let answer = score_upload(&state, upload, explain, "the image").await?;
+    Ok(axum::Json(answer.into_json(&state, start.elapsed())).into_response())
+}
+
+/// POST /v1/predict/batch: several images, as a multipart form with one `image` part each
+/// (age, sex and site parts describe the image before them), or as JSON
+/// {"images": [{"image": BASE64, "name", "age", "sex", "site"}]}. Each image gets its own
+/// answer or its own error; the request fails only as a whole (bad form, too many images).
+async fn predict_batch(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
+    let query = query_of(&request)?;
+    let explain = explain_method(&query)?;
+    let uploads = read_uploads(&state, request, &query, true).await?;
+    if uploads.is_empty() {
+        return Err(ApiError::bad_request("no images in the request"));
+    }
+    let tasks: Vec<_> = uploads
+        .into_iter()
+        .enumerate()
+        .map(|(index, upload)| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let name = upload.name.clone();
+                let what = format!("image {} ({})", index + 1, name.as_deref().map_or("unnamed".into(), |n| excerpt(n, 60)));
+                (name, score_upload(&state, upload, explain, &what).await)
+            })
+        })
+        .collect();
+    let mut predictions = Vec::with_capacity(tasks.len());
+    let mut overloaded = 0;
+    for task in tasks {
+        let (name, answer) = task.await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        predictions.push(match answer {
+            Ok(answer) => answer.into_json(&state, start.elapsed()),
+            Err(error) => {
+                overloaded += usize::from(error.status == StatusCode::SERVICE_UNAVAILABLE);
+                let mut value = error.json();
+                value["name"] = json!(name.map(|n| excerpt(&n, 60)));
+                value["status"] = json!(error.status.as_u16());
+                value
+            }
+        });
+    }
+    // Every image turned away for load: the whole request is, so that clients retry it.
+    if overloaded == predictions.len() {
+        return Err(ApiError::overloaded());
+    }
+    Ok(axum::Json(json!({ "predictions": predictions, "timings_ms": { "total": ms(start.elapsed()) } })).into_response())
+}
+
+fn query_of(request: &Request) -> Result<PredictQuery, ApiError> {
+    Query::<PredictQuery>::try_from_uri(request.uri())
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(format!("query string: {}", excerpt(&e.body_text(), 120))))
+}
+
+/// The images of a request, by its Content-Type.
+async fn read_uploads(state: &AppState, request: Request, query: &PredictQuery, batch: bool) -> Result<Vec<Upload>, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    let content_type = content_type(request.headers());
+    let uploads = match content_type.as_str() {
+        "multipart/form-data" => read_multipart(state, request, batch).await?,
+        "image/jpeg" | "image/png" | "application/octet-stream" if !batch => {
+            let bytes = read_body(request.into_body(), limit).await?;
+            let metadata = MetadataText { age: query.age.clone(), sex: query.sex.clone(), site: query.site.clone() };
+            vec![Upload { name: None, bytes, metadata }]
+        }
+        "application/json" if batch => read_json_batch(read_body(request.into_body(), limit).await?)?,
+        "" => return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "no Content-Type; send multipart/form-data or an image")),
+        other => {
+            let expected = if batch { "multipart/form-data or application/json" } else { "multipart/form-data, image/jpeg, image/png or application/octet-stream" };
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("Content-Type \"{}\" is not taken here; send {expected}", excerpt(other, 60)),
+            ));
+        }
+    };
+    if uploads.len() > state.limits.max_images_per_request {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_images",
+            format!("{} images in one request; at most {} are taken", uploads.len(), state.limits.max_images_per_request),
+        ));
+    }
+    Ok(uploads)
+}
+
+/// The media type of a request, lower-cased, without parameters.
+fn content_type(headers: &HeaderMap) -> String {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
+}
+
+/// A multipart form: `image` parts (files) and age, sex and site parts, which describe the
+/// image before them (in a single-image form they may come first).
+async fn read_multipart(state: &AppState, request: Request, batch: bool) -> Result<Vec<Upload>, ApiError> {
+    let limit = state.limits.max_body_bytes;
+    let mut form = Multipart::from_request(request, state).await.map_err(|e| ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text(), 120))))?;
+    let form_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::too_large(limit) } else { ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text(), 120))) }
+    };
+    let mut uploads: Vec<Upload> = Vec::new();
+    let mut before_image = MetadataText::default();
+    while let Some(field) = form.next_field().await.map_err(form_error)? {
+        let name = field.name().unwrap_or("").to_string();
+        if name == "image" || name == "file" {
+            let file_name = field.file_name().map(|n| excerpt(n, 120));
+            let bytes = field.bytes().await.map_err(form_error)?;
+            uploads.push(Upload { name: file_name, bytes, metadata: if batch { MetadataText::default() } else { before_image.clone() } });
+            continue;
+        }
+        let value = field.text().await.map_err(form_error)?;
+        match uploads.last_mut() {
+            Some(upload) => upload.metadata.set(&name, value)?,
+            None if !batch => before_image.set(&name, value)?,
+            None => return Err(ApiError::bad_request(format!("field \"{}\" comes before any image; put it after the image it describes", excerpt(&name, 40)))),
+        }
+    }
+    if uploads.is_empty() {
+        return Err(ApiError::bad_request("the form has no image part (a part named \"image\" holding the file)"));
+    }
+    Ok(uploads)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonBatch {
+    images: Vec<JsonImage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonImage {
+    /// The image file, base64-encoded.
+    image: String,
+    name: Option<String>,
+    age: Option<Value>,
+    sex: Option<String>,
+    site: Option<String>,
+}
+
+fn read_json_batch(body: Bytes) -> Result<Vec<Upload>, ApiError> {
+    let batch: JsonBatch = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("JSON body (line {}, column {}): {}; expected {{\"images\": [{{\"image\": BASE64, ...}}]}}", e.line(), e.column(), excerpt(&e.to_string(), 100)))
+    })?;
+    batch
+        .images
+        .into_iter()
+        .enumerate()
+        .map(|(index, image)| {
+            let bytes = BASE64.decode(image.image.trim()).map_err(|e| ApiError::bad_request(format!("image {}: not base64: {e}", index + 1)))?;
+            let age = image.age.map(|age| match age {
+                Value::String(text) => text,
+                other => other.to_string(),
+            });
+            let metadata = MetadataText { age, sex: image.sex, site: image.site };
+            Ok(Upload { name: image.name.map(|n| excerpt(&n, 120)), bytes: Bytes::from(bytes), metadata })
+        })
+        .collect()
+}
+
+/// One image's answer before it becomes JSON.
+struct Answer {
+    name: Option<String>,
+    metadata: Metadata,
+    warnings: Vec<String>,
+    decode: Duration,
+    scored: Scored,
+}
+
+/// Decodes an upload (within the limits, a few at a time), queues it and waits for its scores.
+async fn score_upload(state: &AppState, upload: Upload, explain: Option<Method>, what: &str) -> Result<Answer, ApiError> {
+    let metadata = upload.metadata.parse(what)?;
+    let decode_start = Instant::now();
+    let permit = state.decoding.clone().acquire_owned().await.map_err(|_| ApiError::overloaded())?;
+    let run = state.run.clone();
+    let limits = DecodeLimits { max_pixels: state.limits.max_pixels };
+    let bytes = upload.bytes;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run.decode_image(&bytes, &limits)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("decoding: {e}")))?;
+    let image = decoded.map_err(|error| match error.downcast_ref::<DecodeError>() {
+        Some(decode) => ApiError::undecodable(what, decode),
+        None => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{error:#}")),
+    })?;
+    let decode = decode_start.elapsed();
+
+    let record = Record { id: "upload".into(), metadata: metadata.clone(), ..Record::default() };
+    let mut warnings = state.run.info.metadata_warnings(std::iter::once(&record));
+    let features = state.run.info.metadata.as_ref().map(|encoder| {
+        if let Some(site) = &metadata.site
+            && !encoder.sites.contains(site)
+        {
+            warnings.push(format!("site \"{site}\" is not one this model knows ({}); it was read as unknown", encoder.sites.join(", ")));
+        }
+        encoder.encode(&record, 1)
+    });
+    let receiver = state.batcher.submit(image, features, explain).map_err(|_| ApiError::overloaded())?;
+    let scored = receiver
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference thread stopped"))?
+        .map_err(|message| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_failed", message))?;
+    Ok(Answer { name: upload.name, metadata, warnings, decode, scored })
+}
+
+#[derive(Serialize)]
+struct Decision {
+    operating_point: String,
+    threshold: f64,
+    positive: bool,
+}
+
+impl Answer {
+    fn into_json(self, state: &AppState, total: Duration) -> Value {
+        let model = &state.model;
+        let scores = &self.scored.scores;
+        let class_probabilities = model.classes.as_ref().map(|classes| classes.iter().cloned().zip(scores.outputs.iter().copied()).collect::<BTreeMap<String, f64>>());
+        let decision = model
+            .operating_point
+            .as_ref()
+            .map(|point| Decision { operating_point: point.name.clone(), threshold: point.threshold, positive: scores.melanoma >= point.threshold });
+        let mut timings = json!({
+            "decode": ms(self.decode),
+            "queue": ms(self.scored.queued),
+            "inference": ms(self.scored.inference),
+            "total": ms(total),
+        });
+        let mut value = json!({
+            "name": self.name,
+            "melanoma_probability": scores.melanoma,
+            "calibrated": model.calibrated,
+            "class_probabilities": class_probabilities,
+            "decision": decision,
+            "model": { "name": model.name, "naevus_version": model.naevus_version },
+            "metadata": {
+                "age": self.metadata.age,
+                "sex": self.metadata.sex.map(|s| if s == Sex::Male { "male" } else { "female" }),
+                "site": self.metadata.site,
+            },
+            "warnings": self.warnings,
+            "batch_size": self.scored.batch_size,
+        });
+        if let Some((explained, took)) = &self.scored.explanation {
+            timings["explain"] = json!(ms(*took));
+            value["explanation"] = json!({
+                "method": explained.method.name(),
+                "layer": explained.layer,
+                "overlay_png": BASE64.encode(&explained.overlay_png),
+                "input_png": BASE64.encode(&explained.input_png),
+            });
+        }
+        value["timings_ms"] = timings;
+        value
+    }
+}
+
+/// Milliseconds, to a microsecond.
+fn ms(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_parsed_or_refused_by_field() {
+        let text = MetadataText { age: Some(" 55 ".into()), sex: Some("Female".into()), site: Some("Torso".into()) };
+        let metadata = text.parse("the image").unwrap();
+        assert_eq!((metadata.age, metadata.sex, metadata.site.as_deref()), (Some(55.0), Some(Sex::Female), Some("torso")));
+        let unknown = MetadataText { age: Some("unknown".into()), sex: Some("".into()), site: None }.parse("x").unwrap();
+        assert_eq!((unknown.age, unknown.sex), (None, None));
+        let error = MetadataText { age: Some("x".repeat(10_000)), ..Default::default() }.parse("image 2").unwrap_err();
+        assert!(error.message.starts_with("image 2, field age") && error.message.len() < 200, "{}", error.message);
+        assert!(MetadataText { age: Some("NaN".into()), ..Default::default() }.parse("x").is_err());
+        assert!(MetadataText { sex: Some("yes".into()), ..Default::default() }.parse("x").is_err());
+        assert!(MetadataText::default().set("path", "/etc/passwd".into()).is_err());
+    }
+
+    #[test]
+    fn explain_takes_both_spellings_of_gradcam_plus_plus() {
+        let query = |text: &str| PredictQuery { explain: Some(text.into()), ..Default::default() };
+        assert_eq!(explain_method(&query("gradcam  ")).unwrap(), Some(Method::GradCamPlusPlus));
+        assert_eq!(explain_method(&query("gradcam++")).unwrap(), Some(Method::GradCamPlusPlus));
+        assert_eq!(explain_method(&query("gradcam")).unwrap(), Some(Method::GradCam));
+        assert!(explain_method(&query("lime")).is_err());
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abcdefgh", b"abcdefgh"));
+        assert!(!same_secret(b"abcdefgh", b"abcdefgx"));
+        assert!(!same_secret(b"abc", b"abcdefgh"));
+    }
+}

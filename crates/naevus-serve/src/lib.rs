@@ -1,0 +1,131 @@
+//! `naevus serve`: a trained run or exported model behind an HTTP API and a web page, in one
+//! process with the model loaded once.
+//!
+//! Requests are decoded on the HTTP threads (a bounded number at a time), then queued for the
+//! one inference thread, which batches what has arrived within a short wait ([`batcher`]). A
+//! full queue answers 503 at once: memory is bounded by the queue, the in-flight limit and the
+//! upload limit, never by the load.
+
+pub mod api;
+pub mod batcher;
+pub mod metrics;
+pub mod model;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use naevus_run::Checkpoint;
+
+pub use batcher::Batching;
+pub use model::{OperatingPointChoice, ServedModel};
+
+/// What requests may cost.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Limits {
+    /// Largest request body, in bytes (an upload, or a batch of them).
+    pub max_body_bytes: usize,
+    /// Largest image, in pixels (width x height), checked from its header before decoding.
+    pub max_pixels: u64,
+    /// Most images in one batch request.
+    pub max_images_per_request: usize,
+    /// Requests being read, decoded or scored at once; more get 503.
+    pub max_in_flight: usize,
+}
+
+/// Everything `naevus serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// A run directory (from `naevus train`) or an exported model (from `naevus export`).
+    pub model: PathBuf,
+    pub addr: SocketAddr,
+    /// Listening on an address other than loopback must be asked for.
+    pub allow_remote: bool,
+    /// When set, every /v1 and /metrics request must carry `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    pub checkpoint: Checkpoint,
+    pub device: Option<String>,
+    pub operating_point: OperatingPointChoice,
+    pub batching: Batching,
+    pub limits: Limits,
+}
+
+/// Loads the model, listens, and serves until SIGTERM or Ctrl-C, then finishes the requests
+/// in flight and returns.
+pub fn serve(options: ServeOptions) -> Result<()> {
+    if !options.addr.ip().is_loopback() && !options.allow_remote {
+        bail!(
+            "{} is not a loopback address: anyone who can reach it could send images to this model; \
+             pass --allow-remote to listen there (and consider --token-file)",
+            options.addr
+        );
+    }
+    if options.token.as_deref().is_some_and(|t| t.len() < 16) {
+        bail!("the access token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
+    }
+    let model = ServedModel::load(&options.model, options.checkpoint, options.device.as_deref(), &options.operating_point)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the HTTP runtime")?;
+    runtime.block_on(run(model, options))
+}
+
+async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let description = model.describe();
+    let run = model.run.clone();
+    let (batcher, worker) = batcher::start(model, options.batching, metrics.clone());
+    let state = api::AppState::new(description, run, batcher, metrics, options.token.clone(), options.limits);
+    let app = api::router(state.clone());
+
+    let listener = tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listening on {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && options.token.is_none() {
+        eprintln!("warning: listening on {addr} without an access token: anyone who can reach it can use the model");
+    }
+    // Tests and scripts read this line to find the port.
+    println!("listening on http://{addr}");
+    eprintln!(
+        "serving {} ({} fold(s)); batches of up to {} images, {} ms wait; queue of {}; Ctrl-C or SIGTERM stops",
+        state.model.name,
+        state.model.folds.len(),
+        options.batching.max_batch,
+        options.batching.max_wait.as_millis(),
+        options.batching.queue
+    );
+    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+
+    // The router and its state are gone: the queue's last sender goes with this, and the
+    // inference thread ends once it has answered what it holds.
+    let served = state.metrics.requests_served();
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+    eprintln!("stopped after {served} request(s)");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    eprintln!("stopping: finishing the requests in flight");
+}
+
+/// Default dynamic-batching settings.
+pub const DEFAULT_BATCHING: Batching = Batching { max_batch: 16, max_wait: Duration::from_millis(5), queue: 64 };

@@ -1,0 +1,219 @@
+//! The model being served: a [`TrainedRun`]'s fold ensemble with its calibration, its model
+//! card and the operating point its decisions are made at.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use naevus_engine::TrainedRun;
+use naevus_engine::explain::Method;
+use naevus_models::Network;
+use naevus_report::ModelCard;
+use naevus_report::saliency::{overlay, rgb_png};
+use naevus_run::calibration::CALIBRATION_FILE;
+use naevus_run::{Calibration, Checkpoint};
+use serde::Serialize;
+
+/// Where the yes/no decision is made: the threshold that reached a sensitivity on the
+/// out-of-fold predictions (from the model card), or a threshold given outright.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OperatingPointChoice {
+    /// 90 or 95 (percent).
+    Sensitivity(u8),
+    /// On the served probability (calibrated when the model has a calibration).
+    Threshold(f64),
+}
+
+impl FromStr for OperatingPointChoice {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "sensitivity-90" | "90" => Ok(Self::Sensitivity(90)),
+            "sensitivity-95" | "95" => Ok(Self::Sensitivity(95)),
+            other => match other.strip_prefix("threshold-").and_then(|t| t.parse::<f64>().ok()) {
+                Some(t) if (0.0..=1.0).contains(&t) => Ok(Self::Threshold(t)),
+                _ => bail!("unknown operating point \"{other}\"; choose sensitivity-90, sensitivity-95 or threshold-T with T in [0, 1]"),
+            },
+        }
+    }
+}
+
+/// The operating point decisions are made at.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingPoint {
+    /// "sensitivity 90%", or "threshold 0.3 (set when the service started)".
+    pub name: String,
+    /// Positive when the served probability is at or above it (on the same scale: calibrated
+    /// when the model is).
+    pub threshold: f64,
+    /// What it reached on the out-of-fold predictions, when it comes from the model card.
+    pub sensitivity: Option<f64>,
+    pub specificity: Option<f64>,
+}
+
+/// What GET /v1/model answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelDescription {
+    pub name: String,
+    /// The naevus serving it.
+    pub naevus_version: String,
+    /// The naevus that trained it.
+    pub trained_with: String,
+    pub folds: Vec<String>,
+    pub checkpoint: String,
+    pub image_size: u32,
+    /// Metadata fields the model reads (empty: image only).
+    pub metadata_fields: Vec<String>,
+    /// Anatomical sites the model knows (others count as unknown).
+    pub sites: Vec<String>,
+    /// Class names of a multi-class model's outputs (None: one melanoma output).
+    pub classes: Option<Vec<String>>,
+    pub calibrated: bool,
+    pub operating_point: Option<OperatingPoint>,
+    pub card: Option<ModelCard>,
+}
+
+/// One image's probabilities.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    /// Melanoma probability as served: calibrated when the model has a calibration.
+    pub melanoma: f64,
+    /// Every output's probability, uncalibrated (one per class for a multi-class model).
+    pub outputs: Vec<f64>,
+}
+
+/// An explanation as pictures.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub method: Method,
+    pub layer: String,
+    /// The map in JET over the model's input, and the input itself, as PNG bytes.
+    pub overlay_png: Vec<u8>,
+    pub input_png: Vec<u8>,
+}
+
+/// A model loaded for serving.
+pub struct ServedModel {
+    pub run: Arc<TrainedRun>,
+    ensemble: Vec<Network>,
+    calibration: Option<Calibration>,
+    operating_point: Option<OperatingPoint>,
+    card: Option<ModelCard>,
+    checkpoint: Checkpoint,
+}
+
+impl ServedModel {
+    /// Opens the run or exported model in `dir` and loads every fold's `checkpoint`.
+    pub fn load(dir: &Path, checkpoint: Checkpoint, device: Option<&str>, choice: &OperatingPointChoice) -> Result<Self> {
+        let run = TrainedRun::open(dir, device)?;
+        if run.info.cache_size.is_none() {
+            bail!("{} does not record its cache's image size (trained by an older naevus); retrain it to serve it", dir.display());
+        }
+        let ensemble = run.ensemble(checkpoint)?;
+        // A calibration that is there must be readable: serving uncalibrated by accident
+        // would change every probability without a word.
+        let calibration = if dir.join(CALIBRATION_FILE).exists() { Some(Calibration::read(dir)?) } else { None };
+        let card = match ModelCard::read(dir)? {
+            Some(card) => Some(card),
+            None => match ModelCard::of_run(dir, &run.info.folds, checkpoint.name()) {
+                Ok(card) => Some(card),
+                Err(e) => {
+                    eprintln!("warning: no model card for {} ({e:#}); `naevus export` makes a model with one", dir.display());
+                    None
+                }
+            },
+        };
+        let operating_point = operating_point(choice, card.as_ref(), calibration.as_ref())?;
+        Ok(Self { run: Arc::new(run), ensemble, calibration, operating_point, card, checkpoint })
+    }
+
+    pub fn describe(&self) -> ModelDescription {
+        let info = &self.run.info;
+        let encoder = info.metadata.as_ref();
+        ModelDescription {
+            name: info.model.clone(),
+            naevus_version: env!("CARGO_PKG_VERSION").into(),
+            trained_with: info.naevus_version.clone(),
+            folds: info.folds.clone(),
+            checkpoint: self.checkpoint.name().into(),
+            image_size: self.run.input.image_size,
+            metadata_fields: encoder.map(|e| e.fields.iter().map(|f| field_name(*f)).collect()).unwrap_or_default(),
+            sites: encoder.map(|e| e.sites.clone()).unwrap_or_default(),
+            classes: (info.num_outputs > 1).then(|| info.classes.class_names().iter().map(|c| c.to_string()).collect()),
+            calibrated: self.calibration.is_some(),
+            operating_point: self.operating_point.clone(),
+            card: self.card.clone(),
+        }
+    }
+
+    /// The probabilities of square RGB images at the model's input size, each with its
+    /// metadata features (for metadata models).
+    pub fn score(&self, images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Scores>> {
+        let rows = self.run.predict_image_outputs(&self.ensemble, images, metadata)?;
+        let column = self.run.input.target.melanoma_column();
+        Ok(rows
+            .into_iter()
+            .map(|outputs| {
+                let mut melanoma = [outputs[column]];
+                if let Some(calibration) = &self.calibration {
+                    calibration.apply(&mut melanoma);
+                }
+                Scores { melanoma: melanoma[0], outputs }
+            })
+            .collect())
+    }
+
+    /// Where the first fold's network looks in one image, as an overlay.
+    pub fn explain(&self, image: &[u8], metadata: Option<&[f32]>, method: Method) -> Result<Explained> {
+        let network = self.ensemble.first().context("the model has no folds")?;
+        let explanation = self.run.explain_with_metadata(network, &[image], metadata, method, None)?;
+        let map = explanation.first().and_then(|e| e.maps.first()).context("the explanation has no map")?;
+        let side = self.run.input.image_size;
+        Ok(Explained {
+            method,
+            layer: map.layer.clone(),
+            overlay_png: rgb_png(&overlay(image, &map.values, side)?, side)?,
+            input_png: rgb_png(image, side)?,
+        })
+    }
+
+    /// The decision for a served melanoma probability.
+    pub fn is_positive(&self, melanoma: f64) -> Option<bool> {
+        self.operating_point.as_ref().map(|point| melanoma >= point.threshold)
+    }
+}
+
+/// The operating point chosen, on the served probability's scale. The card's thresholds are
+/// on the uncalibrated out-of-fold probabilities; temperature scaling keeps the order of
+/// scores, so the calibrated threshold decides every image the same way.
+fn operating_point(choice: &OperatingPointChoice, card: Option<&ModelCard>, calibration: Option<&Calibration>) -> Result<Option<OperatingPoint>> {
+    match *choice {
+        OperatingPointChoice::Threshold(threshold) => Ok(Some(OperatingPoint {
+            name: format!("threshold {threshold} (set when the service started)"),
+            threshold,
+            sensitivity: None,
+            specificity: None,
+        })),
+        OperatingPointChoice::Sensitivity(percent) => {
+            let Some(card) = card else { return Ok(None) };
+            let name = format!("sensitivity {percent}%");
+            let point = card.operating_points.iter().find(|p| p.name == name).with_context(|| format!("the model card has no \"{name}\" operating point"))?;
+            let Some(raw) = point.threshold else {
+                eprintln!("warning: the model card gives no threshold for {name} (too few melanomas); decisions are left out");
+                return Ok(None);
+            };
+            let mut threshold = [raw];
+            if let Some(calibration) = calibration {
+                calibration.apply(&mut threshold);
+            }
+            Ok(Some(OperatingPoint { name, threshold: threshold[0], sensitivity: Some(point.sensitivity), specificity: Some(point.specificity) }))
+        }
+    }
+}
+
+/// A metadata field's name as run.json writes it ("age", "sex", "site", ...).
+pub fn field_name(field: naevus_data::MetadataField) -> String {
+    serde_json::to_value(field).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
