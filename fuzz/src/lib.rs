@@ -229,9 +229,11 @@ pub fn cache_open(dir: &Path, data: &[u8]) {
         let side = opened.size() as usize;
         assert_eq!(opened.records().len(), opened.len());
         for i in 0..opened.len() {
-            let pixels = opened.image(i);
-            assert_eq!(pixels.len(), side * side * 3, "image {i}");
-            std::hint::black_box(pixels.first());
+            // Damaged pixels are an error; pixels that pass their checksum are a whole slot.
+            if let Ok(pixels) = opened.image(i) {
+                assert_eq!(pixels.len(), side * side * 3, "image {i}");
+                std::hint::black_box(pixels.first());
+            }
         }
     }
 }

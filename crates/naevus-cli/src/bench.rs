@@ -327,7 +327,7 @@ fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
         dihedral: 0,
     };
     let started = Instant::now();
-    let count: usize = batches(cache.clone(), items, config).map(|b| b.batch).sum();
+    let count = batches(cache.clone(), items, config).map(|b| b.map(|b| b.batch)).sum::<Result<usize, _>>()?;
     let row = Row {
         workload: format!("augment+batch from cache ({}px -> {size}px)", cache.size()),
         device: "cpu".into(),

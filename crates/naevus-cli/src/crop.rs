@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
     for (fold, items) in &groups {
         let network = run.fold_model(fold, Checkpoint::Best)?;
         for chunk in items.chunks(64) {
-            let pixels: Vec<Vec<u8>> = chunk.iter().map(|&i| image_at_size(&cache, i, side)).collect();
+            let pixels = chunk.iter().map(|&i| image_at_size(&cache, i, side)).collect::<Result<Vec<Vec<u8>>, _>>()?;
             let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
             let explanations = run.explain(&network, &views, method, None)?;
             for (&i, explanation) in chunk.iter().zip(&explanations) {

@@ -9,8 +9,10 @@ use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
 ///
 /// Reads the labels (CSV or class folders), decodes each JPEG/PNG (EXIF orientation,
 /// grayscale/CMYK/16-bit/alpha to RGB), center-crops it to a square and resizes it to
-/// --size. Runs on all cores, and an interrupted run resumes where it stopped. Unreadable
-/// images and bad CSV rows are skipped and listed in OUT/rejects.csv.
+/// --size. Runs on all cores, and an interrupted run resumes where it stopped. Every image
+/// is stored with a checksum that each read checks; run again on the same --out, prepare
+/// decodes again the images whose bytes were damaged. Unreadable images and bad CSV rows
+/// are skipped and listed in OUT/rejects.csv.
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset format: isic2020 (SIIM-ISIC 2020 train.csv), isic2017 (part 3 labels),
@@ -51,6 +53,13 @@ pub fn run(args: Args) -> Result<()> {
 pub fn prepare(spec: &SourceSpec, out: &std::path::Path, options: &PrepareOptions) -> Result<()> {
     let data = naevus_data::read_source(spec)?;
     let summary = naevus_data::prepare(data, out, options)?;
+    if summary.redone_damaged > 0 {
+        eprintln!(
+            "note: {} finished images no longer matched their checksums in {}: decoded again",
+            summary.redone_damaged,
+            out.join("images.u8").display()
+        );
+    }
     println!(
         "prepared {} images ({} already done), {} rejected (see {})",
         summary.prepared,

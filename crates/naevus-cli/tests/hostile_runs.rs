@@ -1,6 +1,7 @@
-//! A run directory under a careless or hostile user (issue 18): damaged checkpoints, two
-//! processes on one run, a resume on another cache, numerical faults, duplicate or
-//! impossible predictions, and a resumed run that must repeat the uninterrupted one.
+//! A run directory under a careless or hostile user (issue 18): damaged checkpoints and
+//! caches, two processes on one run, a resume on another cache, numerical faults, duplicate or
+//! impossible predictions, a resumed run that must repeat the uninterrupted one, temporary
+//! files of killed processes, and run files with huge values.
 
 mod common;
 
@@ -10,14 +11,18 @@ use std::process::Command;
 use common::{fixtures, naevus, text};
 
 fn prepare(dir: &Path, name: &str, size: &str) -> PathBuf {
+    let out = prepare_output(&dir.join(name), size);
+    assert!(out.status.success(), "{}", text(&out));
+    dir.join(name)
+}
+
+/// `naevus prepare` of the ISIC 2017 fixtures into `cache`.
+fn prepare_output(cache: &Path, size: &str) -> std::process::Output {
     let source = fixtures().join("isic2017");
-    let cache = dir.join(name);
-    let out = naevus(&[
+    naevus(&[
         "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
         source.join("images").to_str().unwrap(), "--size", size, "--out", cache.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    cache
+    ])
 }
 
 fn train(cache: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
@@ -176,4 +181,88 @@ fn a_metadata_model_warns_about_images_without_metadata() {
     let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", folders.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("100% of these images lack sex against 12% of the training images"), "{}", text(&out));
+}
+
+/// A byte of one image in the cache's images.u8 flipped: training stops naming the image
+/// and what to do, and prepare run again decodes that image again.
+#[test]
+fn a_damaged_cache_image_stops_training_by_name_and_prepare_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path(), "cache", "32");
+    let index = std::fs::read_to_string(cache.join("index.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(index.lines().next().unwrap()).unwrap();
+    let (id, slot) = (first["record"]["id"].as_str().unwrap().to_string(), first["slot"].as_u64().unwrap() as usize);
+    let mut images = std::fs::read(cache.join("images.u8")).unwrap();
+    images[slot * 32 * 32 * 3 + 7] ^= 0x01;
+    std::fs::write(cache.join("images.u8"), images).unwrap();
+
+    let run = dir.path().join("run");
+    let out = train(&cache, &run, &["--epochs", "1"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("images.u8") && printed.contains(&id) && printed.contains("checksum") && printed.contains("naevus prepare"), "{printed}");
+
+    let out = prepare_output(&cache, "32");
+    assert!(out.status.success() && text(&out).contains("note: 1 finished images no longer matched their checksums"), "{}", text(&out));
+    let out = train(&cache, &run, &["--resume"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Temporary files that killed processes left in a run and its folds are removed when the
+/// run is resumed, and stderr says how many.
+#[cfg(unix)]
+#[test]
+fn temporaries_of_killed_processes_are_removed_when_a_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path(), "cache", "16");
+    let run = dir.path().join("run");
+    assert!(train(&cache, &run, &["--epochs", "1"]).status.success());
+    let mut ended = Command::new("true").spawn().unwrap();
+    ended.wait().unwrap();
+    let stale = [format!("run.json.{}", ended.id()), format!("fold-0/last.bpk.{}", ended.id()), format!("fold-1/best.bpk.{}", ended.id())];
+    let stale: Vec<PathBuf> = stale
+        .iter()
+        .map(|name| {
+            let path = run.join(name);
+            path.with_file_name(format!(".{}.tmp", path.file_name().unwrap().to_str().unwrap()))
+        })
+        .collect();
+    for path in &stale {
+        std::fs::write(path, "half a file").unwrap();
+    }
+    let out = train(&cache, &run, &["--resume", "--epochs", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for folder in [run.clone(), run.join("fold-0"), run.join("fold-1")] {
+        let note = format!("note: removed 1 temporary file(s) left in {} by killed naevus processes", folder.display());
+        assert!(text(&out).contains(&note), "{note} not in {}", text(&out));
+    }
+    assert!(stale.iter().all(|path| !path.exists()));
+}
+
+/// run.json with a 50 MB model name and config.toml with a 10 MB line: a short message.
+#[test]
+fn a_run_json_or_config_toml_with_huge_values_gives_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepare(dir.path(), "cache", "16");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let info = serde_json::json!({
+        "format": naevus_run::RUN_FORMAT, "naevus_version": "0.1.0", "model": "m".repeat(50 << 20), "loss": "bce", "num_outputs": 1,
+        "image_size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "cache": cache, "folds": ["fold-0"],
+        "classes": "binary", "dropout_samples": 1
+    });
+    std::fs::write(run.join("run.json"), serde_json::to_vec(&info).unwrap()).unwrap();
+    std::fs::write(run.join("config.toml"), "model = \"small-cnn\"\n").unwrap();
+    let predict = || naevus(&["predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    let out = predict();
+    assert!(!out.status.success() && text(&out).len() < 500, "{} bytes: {}", text(&out).len(), text(&out).chars().take(500).collect::<String>());
+    assert!(text(&out).contains("run.json") && text(&out).contains("model is 52428800 bytes long"), "{}", text(&out));
+
+    let mut info = info;
+    info["model"] = "small-cnn".into();
+    std::fs::write(run.join("run.json"), serde_json::to_vec(&info).unwrap()).unwrap();
+    std::fs::write(run.join("config.toml"), format!("model = \"small-cnn\"\ndevice = \"{}\n", "d".repeat(10 << 20))).unwrap();
+    let out = predict();
+    assert!(!out.status.success() && text(&out).len() < 500, "{} bytes: {}", text(&out).len(), text(&out).chars().take(500).collect::<String>());
+    assert!(text(&out).contains("config.toml") && text(&out).contains("line 2, column"), "{}", text(&out));
 }

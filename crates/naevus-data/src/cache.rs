@@ -5,15 +5,20 @@
 //! - `cache.json`: format version, side in pixels, number of slots and a fingerprint of the
 //!   record list (written first, so a resumed run can check it is the same job).
 //! - `images.u8`: one fixed-size slot of `size*size*3` bytes per input record, preallocated.
-//! - `progress.log`: JSON lines `{"slot":N}` or `{"slot":N,"reject":"reason"}`, appended
-//!   only after the slot's pixels are written, so a killed run resumes where it stopped.
-//! - `index.jsonl`: written last (temp file + rename): one `{"slot":N,"record":{..}}` per
-//!   accepted record. Its presence marks a finished cache.
+//! - `progress.log`: JSON lines `{"slot":N,"crc32":C}` or `{"slot":N,"reject":"reason"}`,
+//!   appended only after the slot's pixels are written, so a killed run resumes where it
+//!   stopped. C is the CRC-32 of the slot's bytes.
+//! - `index.jsonl`: written last (temp file + rename): one `{"slot":N,"crc32":C,"record":{..}}`
+//!   per accepted record. Its presence marks a finished cache.
 //! - `rejects.csv`: columns row,path,reason: reader rejects plus images that failed to decode.
+//!
+//! Every read of a slot checks its bytes against their CRC-32 ([`Cache::image`]), so a damaged
+//! images.u8 gives an error naming the image, never wrong pixels; prepare run again on the
+//! same directory checks every finished slot and decodes the damaged ones again.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,14 +28,14 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
-use crate::error::DataError;
+use crate::atomic::{is_stale_temporary, remove_stale_temporaries, write_atomic};
+use crate::error::{DataError, excerpt};
 use crate::image_io::{DecodeLimits, load_square_limited};
 use crate::records::{Record, Reject};
 use crate::sources::SourceData;
 
-/// Bumped whenever the on-disk layout changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever the on-disk layout changes (2: a CRC-32 of every slot).
+pub const FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "cache.json";
 const IMAGES: &str = "images.u8";
 const PROGRESS: &str = "progress.log";
@@ -64,6 +69,9 @@ pub struct PrepareSummary {
     pub prepared: usize,
     /// How many of `prepared` an earlier, interrupted run had already finished.
     pub already_done: usize,
+    /// How many of `prepared` an earlier run had finished but whose bytes in images.u8 no
+    /// longer matched their checksum: decoded again.
+    pub redone_damaged: usize,
     /// Reader rejects plus images that failed to decode.
     pub rejected: usize,
     /// Path of rejects.csv.
@@ -86,19 +94,56 @@ struct Manifest {
     fingerprint: String,
 }
 
-/// One line of progress.log.
+/// What became of one slot.
+#[derive(Debug, Clone, PartialEq)]
+enum SlotOutcome {
+    /// Its pixels are written; the CRC-32 of the slot's bytes.
+    Pixels { crc32: u32 },
+    /// The image was rejected for this reason; the slot is zeroed.
+    Rejected(String),
+}
+
+/// One line of progress.log: a slot with either its checksum or its reject reason.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProgressLine {
     slot: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    crc32: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     reject: Option<String>,
+}
+
+impl ProgressLine {
+    fn new(slot: usize, outcome: &SlotOutcome) -> Self {
+        match outcome {
+            SlotOutcome::Pixels { crc32 } => ProgressLine { slot, crc32: Some(*crc32), reject: None },
+            SlotOutcome::Rejected(reason) => ProgressLine { slot, crc32: None, reject: Some(reason.clone()) },
+        }
+    }
+
+    /// None for a line with neither a checksum nor a reason: that slot is simply redone.
+    fn outcome(self) -> Option<SlotOutcome> {
+        match (self.crc32, self.reject) {
+            (_, Some(reason)) => Some(SlotOutcome::Rejected(reason)),
+            (Some(crc32), None) => Some(SlotOutcome::Pixels { crc32 }),
+            (None, None) => None,
+        }
+    }
 }
 
 /// One line of index.jsonl.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct IndexLine {
     slot: usize,
+    /// CRC-32 of the slot's bytes.
+    crc32: u32,
     record: Record,
+}
+
+/// The checksum of one slot's bytes, stored when the slot is written and checked whenever it
+/// is read. CRC-32 catches any damage to a few bytes and costs little next to decoding.
+fn slot_checksum(pixels: &[u8]) -> u32 {
+    crc32fast::hash(pixels)
 }
 
 /// Decodes, crops and resizes every record into `out`, resuming an interrupted run with
@@ -116,6 +161,8 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
         fingerprint: fingerprint(&data.records)?,
     };
     check_or_write_manifest(out, &manifest)?;
+    // The directory is this job's now (its manifest matches): what killed runs left goes.
+    remove_stale_temporaries(out);
 
     let slot_bytes = slot_len(opts.size);
     let images_path = out.join(IMAGES);
@@ -132,10 +179,12 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
         images.set_len(expected_len).map_err(|e| DataError::io(&images_path, e))?;
     }
 
-    // Finished slots from an earlier run; the log is rewritten clean so a torn last line
-    // (process killed mid-write) cannot glue onto the next entry.
+    // Finished slots from an earlier run, less those whose bytes were damaged since; the log
+    // is rewritten clean so a torn last line (process killed mid-write) cannot glue onto the
+    // next entry.
     let mut done = read_progress(out, manifest.slots)?;
-    let already_done = done.values().filter(|r| r.is_none()).count();
+    let redone_damaged = forget_damaged_slots(&mut images, &images_path, slot_bytes, &mut done)?;
+    let already_done = done.values().filter(|o| matches!(o, SlotOutcome::Pixels { .. })).count();
     rewrite_progress(out, &done)?;
     let progress_path = out.join(PROGRESS);
     let mut progress_log = OpenOptions::new()
@@ -185,8 +234,11 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
         for (slot, result) in rx {
             // A rejected slot is zeroed so images.u8 is byte-identical however the run went.
             let (pixels, outcome) = match result {
-                Ok(pixels) => (pixels, None),
-                Err(reason) => (vec![0u8; slot_bytes], Some(reason)),
+                Ok(pixels) => {
+                    let crc32 = slot_checksum(&pixels);
+                    (pixels, SlotOutcome::Pixels { crc32 })
+                }
+                Err(reason) => (vec![0u8; slot_bytes], SlotOutcome::Rejected(reason)),
             };
             let offset = (slot * slot_bytes) as u64;
             let written = images
@@ -197,7 +249,7 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
                 cancel.store(true, Ordering::Relaxed);
                 return Err(e);
             }
-            let line = ProgressLine { slot, reject: outcome.clone() };
+            let line = ProgressLine::new(slot, &outcome);
             if let Err(e) = append_progress(&mut progress_log, &line, &progress_path) {
                 cancel.store(true, Ordering::Relaxed);
                 return Err(e);
@@ -216,15 +268,15 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
     let mut rejects = data.rejects.clone();
     for (slot, record) in data.records.iter().enumerate() {
         match done.get(&slot) {
-            Some(None) => {
-                let line = IndexLine { slot, record: record.clone() };
+            Some(SlotOutcome::Pixels { crc32 }) => {
+                let line = IndexLine { slot, crc32: *crc32, record: record.clone() };
                 serde_json::to_writer(&mut index, &line).map_err(|e| DataError::Cache {
                     dir: out.to_path_buf(),
                     reason: format!("cannot serialise index entry: {e}"),
                 })?;
                 index.push(b'\n');
             }
-            Some(Some(reason)) => rejects.push(Reject {
+            Some(SlotOutcome::Rejected(reason)) => rejects.push(Reject {
                 row: record.row,
                 path: record.image_path.display().to_string(),
                 reason: reason.clone(),
@@ -244,8 +296,35 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
     write_atomic(&rejects_csv, &rejects_to_csv(&rejects, &rejects_csv)?)?;
     write_atomic(&out.join(INDEX), &index)?;
 
-    let prepared = done.values().filter(|r| r.is_none()).count();
-    Ok(PrepareSummary { prepared, already_done, rejected: rejects.len(), rejects_csv })
+    let prepared = done.values().filter(|o| matches!(o, SlotOutcome::Pixels { .. })).count();
+    Ok(PrepareSummary { prepared, already_done, redone_damaged, rejected: rejects.len(), rejects_csv })
+}
+
+/// Drops from `done` every written slot whose bytes in images.u8 no longer match their
+/// checksum, so that it is decoded again; returns how many. One read of the finished slots,
+/// in file order.
+fn forget_damaged_slots(
+    images: &mut File,
+    images_path: &Path,
+    slot_bytes: usize,
+    done: &mut BTreeMap<usize, SlotOutcome>,
+) -> Result<usize, DataError> {
+    let mut buffer = vec![0u8; slot_bytes];
+    let mut damaged = Vec::new();
+    for (&slot, outcome) in done.iter() {
+        let SlotOutcome::Pixels { crc32 } = outcome else { continue };
+        images
+            .seek(SeekFrom::Start((slot * slot_bytes) as u64))
+            .and_then(|_| images.read_exact(&mut buffer))
+            .map_err(|e| DataError::io(images_path, e))?;
+        if slot_checksum(&buffer) != *crc32 {
+            damaged.push(slot);
+        }
+    }
+    for slot in &damaged {
+        done.remove(slot);
+    }
+    Ok(damaged.len())
 }
 
 /// Bytes in one slot.
@@ -302,8 +381,9 @@ fn check_or_write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DataEr
         }
         return Ok(());
     }
+    // Temporary files of a run killed while writing cache.json do not make it someone else's.
     let mut entries = fs::read_dir(out).map_err(|e| DataError::io(out, e))?;
-    if entries.next().is_some() {
+    if entries.any(|entry| entry.map_or(true, |e| !is_stale_temporary(&e.file_name().to_string_lossy()))) {
         return Err(DataError::Cache {
             dir: out.to_path_buf(),
             reason: format!("the directory is not empty and has no {MANIFEST}; refusing to write a cache into it"),
@@ -325,7 +405,8 @@ fn read_manifest(dir: &Path) -> Result<Manifest, DataError> {
         return Err(DataError::Cache {
             dir: dir.to_path_buf(),
             reason: format!(
-                "format version {} in {MANIFEST}, this build reads version {FORMAT_VERSION}; prepare it again",
+                "it was prepared in cache format {}, this naevus reads format {FORMAT_VERSION} (which checksums every image): \
+                 delete the directory and run `naevus prepare` again",
                 manifest.format_version
             ),
         });
@@ -333,9 +414,9 @@ fn read_manifest(dir: &Path) -> Result<Manifest, DataError> {
     Ok(manifest)
 }
 
-/// slot -> None (pixels written) or Some(reject reason). Unparseable lines are ignored:
-/// they can only come from a write cut short, and that slot is simply redone.
-fn read_progress(out: &Path, slots: usize) -> Result<BTreeMap<usize, Option<String>>, DataError> {
+/// What became of each slot an earlier run finished. Unparseable lines are ignored: they can
+/// only come from a write cut short, and that slot is simply redone.
+fn read_progress(out: &Path, slots: usize) -> Result<BTreeMap<usize, SlotOutcome>, DataError> {
     let path = out.join(PROGRESS);
     let mut done = BTreeMap::new();
     let file = match File::open(&path) {
@@ -348,16 +429,19 @@ fn read_progress(out: &Path, slots: usize) -> Result<BTreeMap<usize, Option<Stri
         if let Ok(entry) = serde_json::from_slice::<ProgressLine>(&line)
             && entry.slot < slots
         {
-            done.insert(entry.slot, entry.reject);
+            let slot = entry.slot;
+            if let Some(outcome) = entry.outcome() {
+                done.insert(slot, outcome);
+            }
         }
     }
     Ok(done)
 }
 
-fn rewrite_progress(out: &Path, done: &BTreeMap<usize, Option<String>>) -> Result<(), DataError> {
+fn rewrite_progress(out: &Path, done: &BTreeMap<usize, SlotOutcome>) -> Result<(), DataError> {
     let mut buf = Vec::new();
-    for (&slot, reject) in done {
-        progress_bytes(&mut buf, &ProgressLine { slot, reject: reject.clone() }, &out.join(PROGRESS))?;
+    for (&slot, outcome) in done {
+        progress_bytes(&mut buf, &ProgressLine::new(slot, outcome), &out.join(PROGRESS))?;
     }
     write_atomic(&out.join(PROGRESS), &buf)
 }
@@ -395,6 +479,8 @@ pub struct Cache {
     records: Vec<Record>,
     /// Slot in images.u8 of each accepted record.
     slots: Vec<usize>,
+    /// CRC-32 of each accepted record's slot, as prepare wrote it.
+    checksums: Vec<u32>,
     /// None when the cache has no slots (an empty file cannot be mapped).
     pixels: Option<Mmap>,
 }
@@ -410,6 +496,7 @@ impl Cache {
         })?;
         let mut records = Vec::new();
         let mut slots = Vec::new();
+        let mut checksums = Vec::new();
         for (i, line) in BufReader::new(index_file).lines().enumerate() {
             let line = line.map_err(|e| DataError::io(&index_path, e))?;
             if line.trim().is_empty() {
@@ -417,7 +504,7 @@ impl Cache {
             }
             let entry: IndexLine = serde_json::from_str(&line).map_err(|e| DataError::Cache {
                 dir: dir.to_path_buf(),
-                reason: format!("{INDEX} line {}: expected {{\"slot\":N,\"record\":{{..}}}}: {e}", i + 1),
+                reason: format!("{INDEX} line {}: expected {{\"slot\":N,\"crc32\":C,\"record\":{{..}}}}: {e}", i + 1),
             })?;
             if entry.slot >= manifest.slots {
                 return Err(DataError::Cache {
@@ -426,6 +513,7 @@ impl Cache {
                 });
             }
             slots.push(entry.slot);
+            checksums.push(entry.crc32);
             records.push(entry.record);
         }
 
@@ -456,7 +544,7 @@ impl Cache {
             // we checked its length. Changing the file while a trainer maps it is unsupported.
             Some(unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(&images_path, e))?)
         };
-        Ok(Cache { dir: dir.to_path_buf(), size: manifest.size, records, slots, pixels })
+        Ok(Cache { dir: dir.to_path_buf(), size: manifest.size, records, slots, checksums, pixels })
     }
 
     /// Side of the stored square images in pixels.
@@ -479,14 +567,29 @@ impl Cache {
         &self.records
     }
 
-    /// HWC RGB u8 pixels of record `i` (size*size*3 bytes). Panics if `i >= len()`, like slice indexing.
-    pub fn image(&self, i: usize) -> &[u8] {
+    /// HWC RGB u8 pixels of record `i` (size*size*3 bytes), checked against the checksum
+    /// prepare stored for them: every reader of the cache's pixels goes through here, so
+    /// damaged bytes are an error naming the image, never an image. Panics if `i >= len()`,
+    /// like slice indexing.
+    pub fn image(&self, i: usize) -> Result<&[u8], DataError> {
         let bytes = slot_len(self.size);
-        let start = self.slots[i] * bytes;
-        match &self.pixels {
-            Some(map) => &map[start..start + bytes],
+        let slot = self.slots[i];
+        let pixels = match &self.pixels {
+            Some(map) => &map[slot * bytes..(slot + 1) * bytes],
             None => &[],
+        };
+        if slot_checksum(pixels) != self.checksums[i] {
+            return Err(DataError::Cache {
+                dir: self.dir.clone(),
+                reason: format!(
+                    "{IMAGES} is damaged: the pixels of image {} (slot {slot}) do not match their checksum. Run the same \
+                     `naevus prepare` again (same inputs, same --out): it checks every image and decodes the damaged ones \
+                     again (a cache made by `naevus combine`: combine it again into an empty directory)",
+                    excerpt(&self.records[i].id)
+                ),
+            });
         }
+        Ok(pixels)
     }
 
     /// The cache directory.
@@ -536,9 +639,11 @@ pub fn combine(primary: &Cache, external: &[Cache], out: &Path) -> Result<usize,
     // Pixels first, the index last: the index marks the cache finished.
     let images_path = out.join(IMAGES);
     let mut images = std::io::BufWriter::new(File::create(&images_path).map_err(|e| DataError::io(&images_path, e))?);
+    let mut checksums = Vec::with_capacity(records.len());
     for cache in &caches {
         for i in 0..cache.len() {
-            images.write_all(cache.image(i)).map_err(|e| DataError::io(&images_path, e))?;
+            images.write_all(cache.image(i)?).map_err(|e| DataError::io(&images_path, e))?;
+            checksums.push(cache.checksums[i]);
         }
     }
     let file = images.into_inner().map_err(|e| DataError::io(&images_path, e.into_error()))?;
@@ -546,8 +651,8 @@ pub fn combine(primary: &Cache, external: &[Cache], out: &Path) -> Result<usize,
     let rejects_csv = out.join(REJECTS);
     write_atomic(&rejects_csv, &rejects_to_csv(&[], &rejects_csv)?)?;
     let mut index = Vec::new();
-    for (slot, record) in records.into_iter().enumerate() {
-        serde_json::to_writer(&mut index, &IndexLine { slot, record }).map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
+    for (slot, (record, crc32)) in records.into_iter().zip(checksums).enumerate() {
+        serde_json::to_writer(&mut index, &IndexLine { slot, crc32, record }).map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
         index.push(b'\n');
     }
     write_atomic(&out.join(INDEX), &index)?;

@@ -71,8 +71,9 @@ impl DataError {
 const EXCERPT_CHARS: usize = 80;
 
 /// `s`, or its first 80 characters and its length when longer: a message must stay readable
-/// (and small) whatever the input, e.g. a 50 MB line without a newline.
-pub(crate) fn excerpt(s: &str) -> String {
+/// (and small) whatever the input, e.g. a 50 MB line without a newline. Public so that the
+/// readers of the other crates quote their inputs the same way.
+pub fn excerpt(s: &str) -> String {
     match s.char_indices().nth(EXCERPT_CHARS) {
         None => s.to_string(),
         Some((cut, _)) => format!("{}... ({} bytes in all)", &s[..cut], s.len()),

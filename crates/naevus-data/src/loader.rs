@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Augment, Normalize, augment, dihedral, write_chw_f32};
 use crate::cache::Cache;
+use crate::error::DataError;
 use crate::image_io::resize_square;
 
 /// One batch of normalised images.
@@ -61,15 +62,16 @@ impl Default for LoaderConfig {
     }
 }
 
-/// Iterator over batches, fed by a background thread. Dropping it stops the thread.
+/// Iterator over batches, fed by a background thread. Dropping it stops the thread. A batch
+/// with an image the cache cannot give (damaged bytes) is an error, and the last item.
 pub struct BatchIter {
-    rx: Option<Receiver<Batch>>,
+    rx: Option<Receiver<Result<Batch, DataError>>>,
     worker: Option<JoinHandle<()>>,
 }
 
 impl Iterator for BatchIter {
-    type Item = Batch;
-    fn next(&mut self) -> Option<Batch> {
+    type Item = Result<Batch, DataError>;
+    fn next(&mut self) -> Option<Result<Batch, DataError>> {
         self.rx.as_ref()?.recv().ok()
     }
 }
@@ -86,16 +88,18 @@ impl Drop for BatchIter {
 
 /// Batches of `order` (cache indices; out-of-range indices are skipped), keeping the last
 /// partial batch. Item i's augmentation rng depends only on (seed, position of i in
-/// `order`), so results never depend on thread timing.
-pub fn batches(cache: Arc<Cache>, order: Vec<usize>, cfg: LoaderConfig) -> impl Iterator<Item = Batch> + Send {
+/// `order`), so results never depend on thread timing. An image whose cached bytes are
+/// damaged ends the batches with that error.
+pub fn batches(cache: Arc<Cache>, order: Vec<usize>, cfg: LoaderConfig) -> impl Iterator<Item = Result<Batch, DataError>> + Send {
     let order: Vec<usize> = order.into_iter().filter(|&i| i < cache.len()).collect();
     let (tx, rx) = bounded(cfg.prefetch.max(1));
     let worker = std::thread::spawn(move || {
         let batch_size = cfg.batch_size.max(1);
         for (b, items) in order.chunks(batch_size).enumerate() {
             let batch = build_batch(&cache, items, b * batch_size, &cfg);
-            if tx.send(batch).is_err() {
-                return; // consumer gone
+            let failed = batch.is_err();
+            if tx.send(batch).is_err() || failed {
+                return; // consumer gone, or nothing sound left to give it
             }
         }
     });
@@ -104,18 +108,18 @@ pub fn batches(cache: Arc<Cache>, order: Vec<usize>, cfg: LoaderConfig) -> impl 
 
 /// The cached image of `item` at `size` x `size` px (HWC RGB u8), resized from the cache's
 /// size when they differ: what the model sees of it before augmentation.
-pub fn image_at_size(cache: &Cache, item: usize, size: u32) -> Vec<u8> {
-    let stored = cache.image(item);
-    if size == cache.size() { stored.to_vec() } else { resize_square(stored, cache.size(), size) }
+pub fn image_at_size(cache: &Cache, item: usize, size: u32) -> Result<Vec<u8>, DataError> {
+    let stored = cache.image(item)?;
+    Ok(if size == cache.size() { stored.to_vec() } else { resize_square(stored, cache.size(), size) })
 }
 
 /// Builds one batch; `first_position` is the position of items[0] within the epoch order.
-fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &LoaderConfig) -> Batch {
+fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &LoaderConfig) -> Result<Batch, DataError> {
     let size = cfg.output_size.unwrap_or(cache.size());
     let plane = 3 * size as usize * size as usize;
     let mut images = vec![0.0f32; items.len() * plane];
-    images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().for_each(|(j, (dst, &item))| {
-        let pixels = image_at_size(cache, item, size);
+    images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().try_for_each(|(j, (dst, &item))| {
+        let pixels = image_at_size(cache, item, size)?;
         let pixels = if cfg.dihedral % 8 != 0 { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
         let pixels = match &cfg.augment {
             Some(aug) => {
@@ -126,6 +130,7 @@ fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &Load
             None => pixels,
         };
         write_chw_f32(&pixels, size, &cfg.normalize, dst);
-    });
-    Batch { images, batch: items.len(), size, items: items.to_vec() }
+        Ok(())
+    })?;
+    Ok(Batch { images, batch: items.len(), size, items: items.to_vec() })
 }

@@ -92,7 +92,7 @@ fn loader_batches_cover_order_and_are_deterministic() {
     let order = vec![7, 2, 5, 0, 1, 6, 3, 4];
     let cfg = LoaderConfig { batch_size: 3, augment: Some(Augment::default()), seed: 11, prefetch: 2, ..Default::default() };
 
-    let run = |cfg: LoaderConfig| batches(cache.clone(), order.clone(), cfg).collect::<Vec<_>>();
+    let run = |cfg: LoaderConfig| batches(cache.clone(), order.clone(), cfg).collect::<Result<Vec<_>, _>>().unwrap();
     let a = run(cfg.clone());
     assert_eq!(a.iter().map(|b| b.batch).collect::<Vec<_>>(), [3, 3, 2]);
     for b in &a {
@@ -108,7 +108,7 @@ fn loader_batches_cover_order_and_are_deterministic() {
     let plain = run(LoaderConfig { augment: None, ..cfg.clone() });
     let mut want = Vec::new();
     for &i in &order[..3] {
-        to_chw_f32(cache.image(i), 16, &Normalize::default(), &mut want);
+        to_chw_f32(cache.image(i).unwrap(), 16, &Normalize::default(), &mut want);
     }
     assert_eq!(plain[0].images, want);
 
@@ -116,12 +116,12 @@ fn loader_batches_cover_order_and_are_deterministic() {
     let flipped = run(LoaderConfig { augment: None, dihedral: 5, ..cfg.clone() });
     let mut want = Vec::new();
     for &i in &order[..3] {
-        to_chw_f32(&dihedral(cache.image(i), 16, 5), 16, &Normalize::default(), &mut want);
+        to_chw_f32(&dihedral(cache.image(i).unwrap(), 16, 5), 16, &Normalize::default(), &mut want);
     }
     assert_eq!(flipped[0].images, want);
 
     // Resized output, and out-of-range indices skipped.
-    let big = batches(cache.clone(), vec![0, 1, 99], LoaderConfig { output_size: Some(24), batch_size: 4, ..cfg }).collect::<Vec<_>>();
+    let big = batches(cache.clone(), vec![0, 1, 99], LoaderConfig { output_size: Some(24), batch_size: 4, ..cfg }).collect::<Result<Vec<_>, _>>().unwrap();
     assert_eq!(big.len(), 1);
     assert_eq!((big[0].batch, big[0].size, big[0].images.len()), (2, 24, 2 * 3 * 24 * 24));
 }

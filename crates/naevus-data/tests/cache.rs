@@ -75,7 +75,7 @@ fn prepare_and_open() {
     assert!(cache.records().iter().all(|r| !r.id.starts_with("BAD")));
     for (i, record) in cache.records().iter().enumerate() {
         let expected = load_square(&record.image_path, None, 32).unwrap();
-        assert_eq!(cache.image(i), expected.as_slice(), "{}", record.id);
+        assert_eq!(cache.image(i).unwrap(), expected.as_slice(), "{}", record.id);
     }
     // Re-running a finished job does nothing new.
     let again = prepare(inputs(), &out, &opts(32)).unwrap();
@@ -167,8 +167,8 @@ fn combine_marks_external_images_and_keeps_pixels() {
     assert_eq!(ab.records().iter().filter(|r| r.is_external).count(), 3);
     assert!(ab.records()[..5].iter().all(|r| !r.is_external));
     assert_eq!(ab.records()[6].id, b.records()[1].id);
-    assert_eq!(ab.image(6), b.image(1));
-    assert_eq!(ab.image(2), a.image(2));
+    assert_eq!(ab.image(6).unwrap(), b.image(1).unwrap());
+    assert_eq!(ab.image(2).unwrap(), a.image(2).unwrap());
 
     // The same image twice, or two sizes, are refused with the reason.
     let err = naevus_data::combine(&a, std::slice::from_ref(&a), &dir.path().join("aa")).unwrap_err().to_string();
@@ -181,4 +181,85 @@ fn combine_marks_external_images_and_keeps_pixels() {
     // A non-empty output directory is never overwritten.
     let err = naevus_data::combine(&a, &[], &dir.path().join("ab")).unwrap_err().to_string();
     assert!(err.contains("not empty"), "{err}");
+}
+
+/// The slot of `id` in images.u8, from index.jsonl.
+fn slot_of(out: &Path, id: &str) -> usize {
+    let index = fs::read_to_string(out.join("index.jsonl")).unwrap();
+    let line = index.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|l| l["record"]["id"] == id).unwrap();
+    line["slot"].as_u64().unwrap() as usize
+}
+
+#[test]
+fn a_flipped_byte_in_images_u8_is_refused_by_every_reader_and_prepare_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    let good = read(&out.join("images.u8"));
+    let id = Cache::open(&out).unwrap().records()[2].id.clone();
+    let mut damaged = good.clone();
+    damaged[slot_of(&out, &id) * 16 * 16 * 3 + 100] ^= 0x01;
+    fs::write(out.join("images.u8"), &damaged).unwrap();
+
+    let cache = std::sync::Arc::new(Cache::open(&out).unwrap());
+    let error = cache.image(2).unwrap_err().to_string();
+    assert!(error.contains("images.u8") && error.contains(&id) && error.contains("checksum") && error.contains("naevus prepare"), "{error}");
+    assert!(cache.image(1).is_ok() && cache.image(3).is_ok());
+    // Every path that reads pixels: the loader, one image at another size, combine.
+    let loaded = naevus_data::batches(cache.clone(), (0..8).collect(), naevus_data::LoaderConfig { batch_size: 2, ..Default::default() })
+        .collect::<Result<Vec<_>, _>>();
+    assert_eq!(loaded.unwrap_err().to_string(), error);
+    assert_eq!(naevus_data::image_at_size(&cache, 2, 8).unwrap_err().to_string(), error);
+    assert_eq!(naevus_data::combine(&cache, &[], &dir.path().join("combined")).unwrap_err().to_string(), error);
+
+    // Run again on the same directory, prepare decodes the damaged image again, and only it.
+    let again = prepare(inputs(), &out, &opts(16)).unwrap();
+    assert_eq!((again.prepared, again.already_done, again.redone_damaged), (8, 7, 1));
+    assert!(read(&out.join("images.u8")) == good, "images.u8 differs after the repair");
+    assert!(Cache::open(&out).unwrap().image(2).is_ok());
+}
+
+#[test]
+fn a_cache_of_the_format_before_checksums_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    let manifest = fs::read_to_string(out.join("cache.json")).unwrap();
+    fs::write(out.join("cache.json"), manifest.replace("\"format_version\": 2", "\"format_version\": 1")).unwrap();
+    for error in [Cache::open(&out).unwrap_err().to_string(), prepare(inputs(), &out, &opts(16)).unwrap_err().to_string()] {
+        assert!(error.contains("cache format 1") && error.contains("delete the directory and run `naevus prepare` again"), "{error}");
+    }
+}
+
+/// The id of a process that has ended.
+#[cfg(unix)]
+fn ended_process_id() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
+
+#[cfg(unix)]
+#[test]
+fn temporaries_that_killed_runs_left_are_removed_by_the_next_prepare() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = ended_process_id();
+    // Killed while writing its first file: the directory holds nothing but that temporary.
+    let out = dir.path().join("cache");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join(format!(".cache.json.{dead}.tmp")), "{\"format_ver").unwrap();
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    assert!(!out.join(format!(".cache.json.{dead}.tmp")).exists());
+
+    // Killed later: stale temporaries go; a live process's, and files of other names, stay.
+    let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let names = [format!(".index.jsonl.{dead}.tmp"), format!(".progress.log.{dead}.tmp"), format!(".index.jsonl.{}.tmp", live.id()), "notes.tmp".into()];
+    for name in &names {
+        fs::write(out.join(name), "partial").unwrap();
+    }
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    let present: Vec<bool> = names.iter().map(|name| out.join(name).exists()).collect();
+    live.kill().unwrap();
+    live.wait().unwrap();
+    assert_eq!(present, [false, false, true, true]);
 }

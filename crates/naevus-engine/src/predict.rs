@@ -57,7 +57,7 @@ pub fn output_probabilities(
         let loader = LoaderConfig { dihedral: view as u8, ..input.loader(cache, 32, None, 0) };
         let mut offset = 0;
         for batch in batches(cache.clone(), items.to_vec(), loader) {
-            let logits = batch_logits(model, batch, metadata.as_deref(), device);
+            let logits = batch_logits(model, batch?, metadata.as_deref(), device);
             let p = input
                 .target
                 .output_probabilities(logits)

@@ -187,7 +187,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     let dir = RunDir::new(run_dir);
     // One process at a time sets a run up; without --only-folds it keeps the run to itself.
     let mut run_lock = Some(if only_folds.is_empty() { dir.lock()? } else { dir.lock_waiting()? });
-    naevus_run::dir::remove_stale_temporaries(dir.path());
+    dir.remove_stale_temporaries();
     let cache_id = cache_identity(&cache)?;
     let same_cache = |what: &str| -> Result<()> {
         let saved = dir.read_info()?;
@@ -472,6 +472,7 @@ impl<'a> FoldSession<'a> {
         self.trainer.freeze_backbone(epoch < config.freeze_backbone_epochs);
         let (mut loss_sum, mut seen, mut skipped, mut bad_in_a_row, mut lr) = (0.0, 0usize, 0usize, 0usize, config.lr);
         for batch in batches(self.run.cache.clone(), order, loader) {
+            let batch = batch?;
             let count = batch.batch;
             progress.inc(count as u64);
             if count < 2 {

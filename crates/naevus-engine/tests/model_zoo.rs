@@ -35,7 +35,7 @@ fn every_model_learns_the_fixtures_and_predicts() {
     for spec in naevus_models::MODELS {
         let normalize = Normalize { mean: spec.mean, std: spec.std };
         let loader = LoaderConfig { batch_size: items.len(), augment: None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
-        let batch = batches(cache.clone(), items.clone(), loader).next().unwrap();
+        let batch = batches(cache.clone(), items.clone(), loader).next().unwrap().unwrap();
         let images = batch_tensor(batch, &train_device);
 
         train_device.seed(7);
@@ -85,7 +85,7 @@ fn metadata_models_with_nine_classes_learn_and_predict() {
         let spec = naevus_models::spec(name).unwrap();
         let normalize = Normalize { mean: spec.mean, std: spec.std };
         let loader = LoaderConfig { batch_size: items.len(), augment: None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
-        let batch = batches(cache.clone(), items.clone(), loader).next().unwrap();
+        let batch = batches(cache.clone(), items.clone(), loader).next().unwrap().unwrap();
 
         train_device.seed(11);
         let mut model = spec.build_with(options, &train_device);

@@ -118,7 +118,7 @@ impl ModelCard {
             Err(source) => return Err(ReportError::Io { path, source }),
         };
         serde_json::from_str(&text).map(Some).map_err(|e| {
-            ReportError::Invalid(format!("{}: not a naevus model card (line {}, column {}): {}", path.display(), e.line(), e.column(), short(&e.to_string())))
+            ReportError::Invalid(format!("{}: not a naevus model card (line {}, column {}): {}", path.display(), e.line(), e.column(), naevus_data::error::excerpt(&e.to_string())))
         })
     }
 
@@ -290,9 +290,4 @@ fn known_limits(info: &RunInfo) -> Vec<String> {
         );
     }
     limits
-}
-
-/// At most 80 characters of a message that may quote the file.
-fn short(message: &str) -> String {
-    if message.chars().count() <= 80 { message.to_string() } else { format!("{}...", message.chars().take(80).collect::<String>()) }
 }

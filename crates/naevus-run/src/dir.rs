@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use naevus_data::error::excerpt;
+
 use crate::error::RunError;
 use crate::history::{EpochMetrics, FoldState};
 use crate::info::{RUN_FORMAT, RunInfo};
@@ -122,6 +124,12 @@ impl RunDir {
         RunLock::take(&self.path.join(".lock"), &format!("the run {}", self.path.display()), true)
     }
 
+    /// Removes the temporary files that killed processes left in the run directory (call with
+    /// the run's lock), saying how many on stderr; returns how many.
+    pub fn remove_stale_temporaries(&self) -> usize {
+        naevus_data::atomic::remove_stale_temporaries(&self.path)
+    }
+
     /// Reads run.json; a file of another format version is refused.
     pub fn read_info(&self) -> Result<RunInfo, RunError> {
         let path = self.info_path();
@@ -132,7 +140,19 @@ impl RunDir {
         if found != RUN_FORMAT {
             return Err(RunError::Format { path, found, expected: RUN_FORMAT });
         }
-        serde_json::from_value(version).map_err(|e| RunError::Invalid(format!("{}: {e}", path.display())))
+        if let Some(problem) = crate::text_limits::overlong_string(&version) {
+            return Err(RunError::Invalid(format!("{}: {problem}", path.display())));
+        }
+        let info: RunInfo = serde_json::from_value(version).map_err(|e| RunError::Invalid(format!("{}: {e}", path.display())))?;
+        // Fold names become directories of the run: a name that is a path would lead outside it.
+        if let Some(fold) = info.folds.iter().find(|f| !is_plain_name(f)) {
+            return Err(RunError::Invalid(format!(
+                "{}: fold \"{}\" is not a plain name (letters, digits, '-', '_', '.'; not \".\" or \"..\"); the file is damaged or not naevus's",
+                path.display(),
+                excerpt(fold)
+            )));
+        }
+        Ok(info)
     }
 
     pub fn write_info(&self, info: &RunInfo) -> Result<(), RunError> {
@@ -227,9 +247,10 @@ impl FoldDir {
         RunLock::take(&self.path.join(".lock"), &format!("the fold {}", self.path.display()), false)
     }
 
-    /// Removes temporary files that killed processes left behind (call with the fold's lock).
-    pub fn remove_stale_temporaries(&self) {
-        remove_stale_temporaries(&self.path);
+    /// Removes the temporary files that killed processes left in the fold's directory (call
+    /// with the fold's lock), saying how many on stderr; returns how many.
+    pub fn remove_stale_temporaries(&self) -> usize {
+        naevus_data::atomic::remove_stale_temporaries(&self.path)
     }
 
     /// Where the fold stands (from its training state); a fold not yet started has the
@@ -354,15 +375,7 @@ impl RunLock {
     }
 }
 
-/// Removes the `.NAME.PID.tmp` files of [`write_atomic`] that killed processes left in
-/// `dir`. Called with `dir`'s lock held, so no live process is writing one there.
-pub fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+/// A name that stays inside the directory it is joined to.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -32,6 +32,7 @@ pub mod info;
 pub mod predictions;
 pub mod recipe;
 pub mod sealed;
+pub mod text_limits;
 
 pub use calibration::Calibration;
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};

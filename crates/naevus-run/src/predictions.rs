@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use naevus_data::ClassScheme;
+use naevus_data::error::excerpt;
 
 use crate::error::RunError;
 use crate::write_atomic;
@@ -187,14 +188,4 @@ fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> R
 fn csv_error(path: &Path, error: csv::Error) -> RunError {
     let line = error.position().map(|p| p.line()).unwrap_or(1);
     RunError::Csv { path: path.to_path_buf(), line, message: excerpt(&error.to_string()) }
-}
-
-/// At most 80 characters of a cell or header, so that a hostile file cannot make the
-/// message itself huge.
-fn excerpt(text: &str) -> String {
-    const MAX: usize = 80;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}... ({} bytes)", &text[..end], text.len()),
-        None => text.to_string(),
-    }
 }

@@ -262,6 +262,19 @@ recipe_keys! {
     precision: Precision = Precision::F32,
 }
 
+/// "parsing the recipe: line L, column C: what", without the source line that toml's own
+/// message repeats (a hostile file's line may be megabytes long). A syntax error's message
+/// can quote a key of any length, so it is cut to its start (`cut`); once the strings are
+/// known to be short, a message is given whole.
+fn toml_error(text: &str, error: &toml::de::Error, cut: bool) -> String {
+    let message = if cut { naevus_data::error::excerpt(error.message()) } else { error.message().to_string() };
+    let Some(span) = error.span() else { return format!("parsing the recipe: {message}") };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("parsing the recipe: line {line}, column {column}: {message}")
+}
+
 /// Keys that may change when a run is resumed: they do not change what the epochs already
 /// trained mean. Every other key is fixed once a run has started.
 pub const RESUMABLE_KEYS: [&str; 3] = ["epochs", "early_stopping_patience", "device"];
@@ -273,9 +286,15 @@ impl TrainConfig {
         Self::from_toml(&text).map_err(|message| RunError::Toml { path: path.to_path_buf(), message })
     }
 
-    /// Parses a TOML recipe.
+    /// Parses a TOML recipe. The syntax and the strings' lengths are checked first, so that no
+    /// message quotes more than the start of an overlong value.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| format!("parsing the recipe: {e}"))
+        let table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, &e, true))?;
+        let value = serde_json::to_value(&table).map_err(|e| format!("parsing the recipe: {e}"))?;
+        if let Some(problem) = crate::text_limits::overlong_string(&value) {
+            return Err(format!("parsing the recipe: {problem}"));
+        }
+        toml::from_str(text).map_err(|e| toml_error(text, &e, false))
     }
 
     /// The recipe as TOML text.

@@ -108,3 +108,18 @@ fn run_json_seed_reads() {
     let info = RunDir::new(dir.path()).read_info().expect("the seed is a valid run.json");
     assert_eq!(info.metadata_features(), 4 + 3);
 }
+
+/// The cache seeds are what they claim: a cache whose images pass their checksums, and the
+/// same with one checksum wrong, which only that image's read refuses.
+#[test]
+fn cache_open_seeds_read_and_a_wrong_checksum_is_refused() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fuzz/cache_open");
+    for (seed, refused) in [("seed-isic2017-size4.txt", vec![]), ("seed-isic2017-size4-damaged.txt", vec![1])] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = std::fs::read(seeds.join(seed)).expect("seed");
+        harness::cache_open(dir.path(), &data);
+        let cache = naevus_data::Cache::open(&dir.path().join("cache")).expect("the seed is a finished cache");
+        let failed: Vec<usize> = (0..cache.len()).filter(|&i| cache.image(i).is_err()).collect();
+        assert_eq!(failed, refused, "{seed}");
+    }
+}

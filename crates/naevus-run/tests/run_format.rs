@@ -130,3 +130,60 @@ fn a_metadata_model_warns_when_far_more_images_lack_a_field_than_in_training() {
     run.metadata = None;
     assert!(run.metadata_warnings(&unknown).is_empty(), "an image-only model reads no metadata");
 }
+
+/// A 50 MB model name, a 10 MB fold name or an unknown value 10 MB long in run.json, and a
+/// 10 MB line in config.toml, give a message that quotes only their start.
+#[test]
+fn huge_values_in_run_json_or_config_toml_give_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut json = serde_json::to_value(info()).unwrap();
+    let short = |error: String| {
+        assert!(error.len() < 400, "{} bytes: {}...", error.len(), &error[..400]);
+        error
+    };
+    for (key, value) in [
+        ("model", serde_json::json!("m".repeat(50 << 20))),
+        ("folds", serde_json::json!(["f".repeat(10 << 20)])),
+        ("loss", serde_json::json!("l".repeat(10 << 20))),
+    ] {
+        let saved = json[key].clone();
+        json[key] = value;
+        std::fs::write(run.info_path(), serde_json::to_vec(&json).unwrap()).unwrap();
+        let error = short(run.read_info().unwrap_err().to_string());
+        assert!(error.contains("run.json") && error.contains(key) && error.contains("bytes long"), "{error}");
+        json[key] = saved;
+    }
+
+    let long = "t".repeat(10 << 20);
+    for (toml, wanted) in [
+        (format!("model = \"{long}\"\n"), "model is 10485760 bytes long"),
+        (format!("model = \"{long}\n"), "line 1, column"),
+        (format!("{long} = 1\n"), "a key in the file is 10485760 bytes long"),
+        (format!("epochs = {}\n", "9".repeat(10 << 20)), "line 1, column 10"),
+        (format!("metadata = [{}\"bogus\"]\n", "\"age\", ".repeat(1 << 20)), "unknown variant `bogus`"),
+    ] {
+        std::fs::write(run.recipe_path(), toml).unwrap();
+        let error = short(run.read_recipe().unwrap_err().to_string());
+        assert!(error.contains("config.toml") && error.contains(wanted), "{error}");
+    }
+    // An ordinary mistake keeps its whole message, and where it is.
+    let error = TrainConfig::from_toml("epochs = 3\noptimizer = \"adamw2\"\n").unwrap_err();
+    assert!(error.contains("line 2, column 13") && error.contains("unknown variant `adamw2`, expected `adam` or `adamw`"), "{error}");
+}
+
+#[test]
+fn fold_names_that_are_paths_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::new(dir.path());
+    let mut json = serde_json::to_value(info()).unwrap();
+    for fold in ["../outside", "/etc", "..", "fold-0/../../x", ""] {
+        json["folds"] = serde_json::json!(["fold-0", fold]);
+        std::fs::write(run.info_path(), serde_json::to_vec(&json).unwrap()).unwrap();
+        let error = run.read_info().unwrap_err().to_string();
+        assert!(error.contains("run.json") && error.contains("not a plain name"), "{fold}: {error}");
+    }
+    json["folds"] = serde_json::json!(["fold-0", "fold-1", "split"]);
+    std::fs::write(run.info_path(), serde_json::to_vec(&json).unwrap()).unwrap();
+    assert_eq!(run.read_info().unwrap().folds, ["fold-0", "fold-1", "split"]);
+}

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use naevus_data::error::excerpt;
 use naevus_data::{DecodeError, DecodeFailure, DecodeLimits, Metadata, Record, Sex};
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::Method;
@@ -136,11 +137,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// At most `max` characters of client input, for quoting it back.
-fn excerpt(text: &str, max: usize) -> String {
-    if text.chars().count() <= max { text.to_string() } else { format!("{}...", text.chars().take(max).collect::<String>()) }
-}
-
 async fn page() -> Response {
     let mut response = axum::response::Html(PAGE).into_response();
     let headers = response.headers_mut();
@@ -224,7 +220,7 @@ impl MetadataText {
             "age" => self.age = Some(value),
             "sex" => self.sex = Some(value),
             "site" => self.site = Some(value),
-            other => return Err(ApiError::bad_request(format!("unknown field \"{}\"; expected image, age, sex or site", excerpt(other, 40)))),
+            other => return Err(ApiError::bad_request(format!("unknown field \"{}\"; expected image, age, sex or site", excerpt(other)))),
         }
         Ok(())
     }
@@ -236,16 +232,16 @@ impl MetadataText {
             None => None,
             Some(text) => match text.parse::<f32>() {
                 Ok(age) if (0.0..=120.0).contains(&age) => Some(age),
-                _ => return Err(ApiError::bad_request(format!("{what}, field age: expected years between 0 and 120, got \"{}\"", excerpt(&text, 40)))),
+                _ => return Err(ApiError::bad_request(format!("{what}, field age: expected years between 0 and 120, got \"{}\"", excerpt(&text)))),
             },
         };
         let sex = match given(&self.sex) {
             None => None,
             Some(text) => Some(Sex::parse(&text).ok_or_else(|| {
-                ApiError::bad_request(format!("{what}, field sex: expected male, female or unknown, got \"{}\"", excerpt(&text, 40)))
+                ApiError::bad_request(format!("{what}, field sex: expected male, female or unknown, got \"{}\"", excerpt(&text)))
             })?),
         };
-        let site = given(&self.site).map(|s| excerpt(&s.to_ascii_lowercase(), 60));
+        let site = given(&self.site).map(|s| excerpt(&s.to_ascii_lowercase()));
         Ok(Metadata { age, sex, site })
     }
 }
@@ -267,7 +263,7 @@ fn explain_method(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
             .replace(' ', "+")
             .parse::<Method>()
             .map(Some)
-            .map_err(|_| ApiError::bad_request(format!("explain: expected gradcam, gradcam++ or attention, got \"{}\"", excerpt(text, 40)))),
+            .map_err(|_| ApiError::bad_request(format!("explain: expected gradcam, gradcam++ or attention, got \"{}\"", excerpt(text)))),
     }
 }
 
@@ -307,7 +303,7 @@ async fn predict_batch(State(state): State<AppState>, request: Request) -> Resul
             let state = state.clone();
             tokio::spawn(async move {
                 let name = upload.name.clone();
-                let what = format!("image {} ({})", index + 1, name.as_deref().map_or("unnamed".into(), |n| excerpt(n, 60)));
+                let what = format!("image {} ({})", index + 1, name.as_deref().map_or("unnamed".into(), excerpt));
                 (name, score_upload(&state, upload, explain, &what).await)
             })
         })
@@ -321,7 +317,7 @@ async fn predict_batch(State(state): State<AppState>, request: Request) -> Resul
             Err(error) => {
                 overloaded += usize::from(error.status == StatusCode::SERVICE_UNAVAILABLE);
                 let mut value = error.json();
-                value["name"] = json!(name.map(|n| excerpt(&n, 60)));
+                value["name"] = json!(name.map(|n| excerpt(&n)));
                 value["status"] = json!(error.status.as_u16());
                 value
             }
@@ -337,7 +333,7 @@ async fn predict_batch(State(state): State<AppState>, request: Request) -> Resul
 fn query_of(request: &Request) -> Result<PredictQuery, ApiError> {
     Query::<PredictQuery>::try_from_uri(request.uri())
         .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query string: {}", excerpt(&e.body_text(), 120))))
+        .map_err(|e| ApiError::bad_request(format!("query string: {}", excerpt(&e.body_text()))))
 }
 
 /// The images of a request, by its Content-Type.
@@ -362,7 +358,7 @@ async fn read_uploads(state: &AppState, request: Request, query: &PredictQuery, 
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!("Content-Type \"{}\" is not taken here; send {expected}", excerpt(other, 60)),
+                format!("Content-Type \"{}\" is not taken here; send {expected}", excerpt(other)),
             ));
         }
     };
@@ -390,16 +386,16 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 /// image before them (in a single-image form they may come first).
 async fn read_multipart(state: &AppState, request: Request, batch: bool) -> Result<Vec<Upload>, ApiError> {
     let limit = state.limits.max_body_bytes;
-    let mut form = Multipart::from_request(request, state).await.map_err(|e| ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text(), 120))))?;
+    let mut form = Multipart::from_request(request, state).await.map_err(|e| ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text()))))?;
     let form_error = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::too_large(limit) } else { ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text(), 120))) }
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::too_large(limit) } else { ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text()))) }
     };
     let mut uploads: Vec<Upload> = Vec::new();
     let mut before_image = MetadataText::default();
     while let Some(field) = form.next_field().await.map_err(form_error)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "image" || name == "file" {
-            let file_name = field.file_name().map(|n| excerpt(n, 120));
+            let file_name = field.file_name().map(excerpt);
             let bytes = field.bytes().await.map_err(form_error)?;
             uploads.push(Upload { name: file_name, bytes, metadata: if batch { MetadataText::default() } else { before_image.clone() } });
             continue;
@@ -408,7 +404,7 @@ async fn read_multipart(state: &AppState, request: Request, batch: bool) -> Resu
         match uploads.last_mut() {
             Some(upload) => upload.metadata.set(&name, value)?,
             None if !batch => before_image.set(&name, value)?,
-            None => return Err(ApiError::bad_request(format!("field \"{}\" comes before any image; put it after the image it describes", excerpt(&name, 40)))),
+            None => return Err(ApiError::bad_request(format!("field \"{}\" comes before any image; put it after the image it describes", excerpt(&name)))),
         }
     }
     if uploads.is_empty() {
@@ -436,7 +432,7 @@ struct JsonImage {
 
 fn read_json_batch(body: Bytes) -> Result<Vec<Upload>, ApiError> {
     let batch: JsonBatch = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("JSON body (line {}, column {}): {}; expected {{\"images\": [{{\"image\": BASE64, ...}}]}}", e.line(), e.column(), excerpt(&e.to_string(), 100)))
+        ApiError::bad_request(format!("JSON body (line {}, column {}): {}; expected {{\"images\": [{{\"image\": BASE64, ...}}]}}", e.line(), e.column(), excerpt(&e.to_string())))
     })?;
     batch
         .images
@@ -449,7 +445,7 @@ fn read_json_batch(body: Bytes) -> Result<Vec<Upload>, ApiError> {
                 other => other.to_string(),
             });
             let metadata = MetadataText { age, sex: image.sex, site: image.site };
-            Ok(Upload { name: image.name.map(|n| excerpt(&n, 120)), bytes: Bytes::from(bytes), metadata })
+            Ok(Upload { name: image.name.map(|n| excerpt(&n)), bytes: Bytes::from(bytes), metadata })
         })
         .collect()
 }
