@@ -178,11 +178,6 @@ impl ServedModel {
             input_png: rgb_png(image, side)?,
         })
     }
-
-    /// The decision for a served melanoma probability.
-    pub fn is_positive(&self, melanoma: f64) -> Option<bool> {
-        self.operating_point.as_ref().map(|point| melanoma >= point.threshold)
-    }
 }
 
 /// The operating point chosen, on the served probability's scale. The card's thresholds are
