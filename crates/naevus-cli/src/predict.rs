@@ -77,6 +77,9 @@ pub fn run(args: Args) -> Result<()> {
     let ids = |items: &[usize]| -> Vec<String> { items.iter().map(|&i| cache.records()[i].id.clone()).collect() };
 
     if args.oof {
+        for warning in run.info.metadata_warnings(cache.records()) {
+            eprintln!("{warning}");
+        }
         let (items, mut probs, folds) = run.predict_out_of_fold(checkpoint, &cache, args.tta)?;
         if let Some(calibration) = &calibration {
             calibration.apply(&mut probs);
