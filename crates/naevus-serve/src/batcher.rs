@@ -82,7 +82,7 @@ impl Batcher {
 
 /// Starts the inference thread with `model`; it ends when every [`Batcher`] is dropped and
 /// the queue is empty.
-pub fn start(model: ServedModel, batching: Batching, metrics: Arc<Metrics>) -> (Batcher, JoinHandle<()>) {
+pub fn start(model: ServedModel, batching: Batching, metrics: Arc<Metrics>) -> std::io::Result<(Batcher, JoinHandle<()>)> {
     let (sender, receiver) = sync_channel(batching.queue.max(1));
     let worker_metrics = metrics.clone();
     let worker = std::thread::Builder::new()
@@ -94,8 +94,8 @@ pub fn start(model: ServedModel, batching: Batching, metrics: Arc<Metrics>) -> (
                 score_batch(&model, batch);
             }
         })
-        .expect("starting the inference thread");
-    (Batcher { sender, metrics }, worker)
+        ?;
+    Ok((Batcher { sender, metrics }, worker))
 }
 
 /// The next batch: the first job waiting (None when the queue is closed and empty), then

@@ -74,7 +74,7 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let description = model.describe();
     let run = model.run.clone();
-    let (batcher, worker) = batcher::start(model, options.batching, metrics.clone());
+    let (batcher, worker) = batcher::start(model, options.batching, metrics.clone()).context("starting the inference thread")?;
     let state = api::AppState::new(description, run, batcher, metrics, options.token.clone(), options.limits);
     let app = api::router(state.clone());
 
