@@ -181,6 +181,38 @@ fn a_metadata_model_warns_about_images_without_metadata() {
     let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", folders.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("100% of these images lack sex against 12% of the training images"), "{}", text(&out));
+
+    // Out-of-fold scoring of the training images with their age and sex blanked (the
+    // figure of README's metadata-dropout table) warns as well.
+    let source = fixtures().join("isic2017");
+    let labels = std::fs::read_to_string(source.join("labels.csv")).unwrap();
+    let blanked: Vec<String> = labels
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                return line.to_string();
+            }
+            let mut fields: Vec<&str> = line.split(',').collect();
+            let n = fields.len();
+            fields[n - 2] = "";
+            fields[n - 1] = "";
+            fields.join(",")
+        })
+        .collect();
+    let csv = dir.path().join("labels-blanked.csv");
+    std::fs::write(&csv, blanked.join("\n") + "\n").unwrap();
+    let blank_cache = dir.path().join("blanked");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", csv.to_str().unwrap(), "--images", source.join("images").to_str().unwrap(), "--size", "32",
+        "--out", blank_cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let oof = dir.path().join("oof.csv");
+    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--oof", "--data", blank_cache.to_str().unwrap(), "--out", oof.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("100% of these images lack sex against 12% of the training images"), "{}", text(&out));
+    assert!(text(&out).contains("100% of these images lack age"), "{}", text(&out));
 }
 
 /// A byte of one image in the cache's images.u8 flipped: training stops naming the image
