@@ -16,7 +16,8 @@ use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset format: isic2020 (SIIM-ISIC 2020 train.csv), isic2017 (part 3 labels),
-    /// ham10000 (HAM10000 metadata), isic2019 (ground truth + --metadata-csv), folders (one folder per class).
+    /// ham10000 (HAM10000 metadata), isic2019 (ground truth + --metadata-csv), isic2018 (Task 3
+    /// ground truth + --metadata-csv in HAM10000's columns), folders (one folder per class).
     #[arg(long)]
     source: SourceKind,
     /// The label CSV (not used by `folders`).
@@ -25,7 +26,8 @@ pub struct Args {
     /// Folder of images (for `folders`: the folder holding one sub-folder per class).
     #[arg(long)]
     images: PathBuf,
-    /// ISIC 2019 metadata CSV (age, sex, site, lesion id).
+    /// ISIC 2019 or 2018 metadata CSV (age, sex, site, lesion id): ISIC 2019's columns or
+    /// HAM10000's (image_id, lesion_id, age, sex, localization).
     #[arg(long)]
     metadata_csv: Option<PathBuf>,
     /// Side of the square cached images in pixels.

@@ -23,6 +23,9 @@ pub enum SourceKind {
     Ham10000,
     /// ISIC 2019 one-hot ground truth plus optional metadata CSV.
     Isic2019,
+    /// ISIC 2018 Task 3 one-hot ground truth (MEL NV BCC AKIEC BKL DF VASC) plus an optional
+    /// HAM10000-style metadata CSV (lesion ids, age, sex, site).
+    Isic2018,
     /// One sub-folder of images per class.
     Folders,
 }
@@ -35,6 +38,7 @@ impl SourceKind {
             SourceKind::Isic2017 => "isic2017",
             SourceKind::Ham10000 => "ham10000",
             SourceKind::Isic2019 => "isic2019",
+            SourceKind::Isic2018 => "isic2018",
             SourceKind::Folders => "folders",
         }
     }
@@ -48,9 +52,10 @@ impl FromStr for SourceKind {
             "isic2017" => Ok(SourceKind::Isic2017),
             "ham10000" => Ok(SourceKind::Ham10000),
             "isic2019" => Ok(SourceKind::Isic2019),
+            "isic2018" => Ok(SourceKind::Isic2018),
             "folders" => Ok(SourceKind::Folders),
             _ => Err(DataError::InvalidArgument(format!(
-                "unknown source kind {s:?}; expected one of isic2020, isic2017, ham10000, isic2019, folders"
+                "unknown source kind {s:?}; expected one of isic2020, isic2017, ham10000, isic2019, isic2018, folders"
             ))),
         }
     }
@@ -63,7 +68,7 @@ impl fmt::Display for SourceKind {
 }
 
 /// Where a source lives: its label CSV (not used by `Folders`), its image directory and,
-/// for ISIC 2019, an optional metadata CSV.
+/// for ISIC 2019 and 2018, an optional metadata CSV.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceSpec {
     /// Which format to read.
@@ -72,7 +77,8 @@ pub struct SourceSpec {
     pub csv: Option<PathBuf>,
     /// The image directory (for `Folders`: the directory holding one folder per class).
     pub images: PathBuf,
-    /// ISIC 2019 metadata CSV (image, age_approx, anatom_site_general, lesion_id, sex).
+    /// ISIC 2019 or 2018 metadata CSV: ISIC 2019's (image, age_approx, anatom_site_general,
+    /// lesion_id, sex) or HAM10000's (image_id, lesion_id, age, sex, localization).
     pub metadata_csv: Option<PathBuf>,
 }
 
@@ -92,9 +98,8 @@ pub fn read_source(spec: &SourceSpec) -> Result<SourceData, DataError> {
         SourceKind::Isic2020 => read_isic2020(spec_csv(spec)?, &spec.images),
         SourceKind::Isic2017 => read_isic2017(spec_csv(spec)?, &spec.images),
         SourceKind::Ham10000 => read_ham10000(spec_csv(spec)?, &spec.images),
-        SourceKind::Isic2019 => {
-            read_isic2019(spec_csv(spec)?, spec.metadata_csv.as_deref(), &spec.images)
-        }
+        SourceKind::Isic2019 => read_one_hot(SourceKind::Isic2019, spec_csv(spec)?, spec.metadata_csv.as_deref(), &spec.images),
+        SourceKind::Isic2018 => read_one_hot(SourceKind::Isic2018, spec_csv(spec)?, spec.metadata_csv.as_deref(), &spec.images),
         SourceKind::Folders => read_folders(&spec.images),
     }
 }
@@ -677,7 +682,8 @@ fn read_isic2017(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
 /// HAM10000 dx codes this reader accepts.
 const HAM_DX: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
 
-/// HAM10000: image_id, lesion_id, dx (+ optional dx_type, age, sex, localization, split).
+/// HAM10000: image_id, lesion_id, dx (+ optional dx_type, age, sex, localization, split). An
+/// empty lesion_id makes the image a lesion of its own.
 fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
     let t = Table::read(csv)?;
     let c_id = t.col("image_id")?;
@@ -690,7 +696,8 @@ fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
 
     let (pending, rejects) = parse_rows(&t, |row| {
         let id = row.required(&c_id)?.to_string();
-        let group = row.required(&c_lesion)?.to_string();
+        // The ISIC 2018 test metadata leaves lesion_id empty: the image is then its own group.
+        let group = row.value(&c_lesion).unwrap_or(&id).to_string();
         let dx = row.required(&c_dx)?.to_lowercase();
         if !HAM_DX.contains(&dx.as_str()) {
             return Err(format!(
@@ -717,30 +724,39 @@ fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
     Ok(finish(SourceKind::Ham10000, &t, images, pending, rejects))
 }
 
-/// ISIC 2019 one-hot class columns (UNK is optional: older copies lack it).
-const ISIC2019_CLASSES: [&str; 9] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"];
+/// The one-hot class columns of a ground-truth CSV; ISIC 2019's UNK is optional (older
+/// copies lack it).
+fn one_hot_classes(kind: SourceKind) -> (&'static [&'static str], Option<&'static str>) {
+    match kind {
+        SourceKind::Isic2018 => (&["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"], None),
+        _ => (&["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"], Some("UNK")),
+    }
+}
 
-/// Metadata for one ISIC 2019 image.
-struct Meta2019 {
+/// Metadata for one image of a one-hot source, from its side CSV.
+struct SideMetadata {
     metadata: Metadata,
     lesion: Option<String>,
 }
 
-/// ISIC 2019: ground truth (image + one-hot classes) joined with an optional metadata CSV.
-fn read_isic2019(csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Result<SourceData, DataError> {
+/// ISIC 2019 or 2018 Task 3: a ground truth CSV (image + one-hot classes) joined with an
+/// optional metadata CSV. Without lesion ids, each image is its own group.
+fn read_one_hot(kind: SourceKind, csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Result<SourceData, DataError> {
     let t = Table::read(csv)?;
     let c_id = t.col("image")?;
+    let (classes, optional) = one_hot_classes(kind);
     let mut class_cols = Vec::new();
-    for name in ISIC2019_CLASSES {
-        let col = if name == "UNK" { t.opt_col(name) } else { Some(t.col(name)?) };
+    for &name in classes {
+        let col = if Some(name) == optional { t.opt_col(name) } else { Some(t.col(name)?) };
         if let Some(c) = col {
             class_cols.push((name, c));
         }
     }
+    let class_list = format!("{}..{}", classes[0], classes[classes.len() - 1]);
 
     let mut rejects_meta = Vec::new();
     let meta = match metadata_csv {
-        Some(path) => read_isic2019_metadata(path, &mut rejects_meta)?,
+        Some(path) => read_side_metadata(path, &mut rejects_meta)?,
         None => HashMap::new(),
     };
 
@@ -760,7 +776,7 @@ fn read_isic2019(csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Resu
         }
         let class = match hot.as_slice() {
             [one] => *one,
-            [] => return Err("no class column is 1; expected exactly one of MEL..UNK".into()),
+            [] => return Err(format!("no class column is 1; expected exactly one of {class_list}")),
             many => return Err(format!("several class columns are 1 ({}); expected exactly one", many.join(", "))),
         };
         let diagnosis = if class == "UNK" { "unknown".to_string() } else { normalize_diagnosis(class).unwrap_or_default() };
@@ -777,14 +793,25 @@ fn read_isic2019(csv: &Path, metadata_csv: Option<&Path>, images: &Path) -> Resu
     });
     // Metadata rows that could not be used are reported too, so nothing vanishes silently.
     rejects.extend(rejects_meta);
-    Ok(finish(SourceKind::Isic2019, &t, images, pending, rejects))
+    Ok(finish(kind, &t, images, pending, rejects))
 }
 
-fn read_isic2019_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<String, Meta2019>, DataError> {
+/// The first of `names` the table has.
+fn first_col(t: &Table, names: &[&str]) -> Option<Col> {
+    names.iter().find_map(|name| t.opt_col(name))
+}
+
+/// A side metadata CSV in ISIC 2019's naming (image, age_approx, anatom_site_general,
+/// lesion_id, sex) or HAM10000's (image_id, age, localization, lesion_id, sex), which the
+/// ISIC 2018 Task 3 images come with.
+fn read_side_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<String, SideMetadata>, DataError> {
     let t = Table::read(path)?;
-    let c_id = t.col("image")?;
-    let c_age = t.opt_col("age_approx");
-    let c_site = t.opt_col("anatom_site_general");
+    let c_id = match first_col(&t, &["image", "image_id"]) {
+        Some(c) => c,
+        None => t.col("image")?,
+    };
+    let c_age = first_col(&t, &["age_approx", "age"]);
+    let c_site = first_col(&t, &["anatom_site_general", "localization"]);
     let c_lesion = t.opt_col("lesion_id");
     let c_sex = t.opt_col("sex");
     let mut out = HashMap::new();
@@ -803,7 +830,7 @@ fn read_isic2019_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<Hash
                 continue;
             }
         };
-        let meta = Meta2019 {
+        let meta = SideMetadata {
             metadata: Metadata {
                 age: parse_age(row.opt(&c_age)),
                 sex: row.opt(&c_sex).and_then(Sex::parse),

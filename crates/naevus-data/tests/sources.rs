@@ -23,7 +23,8 @@ fn rejects(data: &SourceData) -> Vec<(Option<usize>, String)> {
 fn source_kind_parses() {
     assert_eq!("isic2020".parse::<SourceKind>().unwrap(), SourceKind::Isic2020);
     assert_eq!("Folders".parse::<SourceKind>().unwrap(), SourceKind::Folders);
-    let err = "isic2018".parse::<SourceKind>().unwrap_err().to_string();
+    assert_eq!("ISIC2018".parse::<SourceKind>().unwrap(), SourceKind::Isic2018);
+    let err = "isic2016".parse::<SourceKind>().unwrap_err().to_string();
     assert!(err.contains("isic2018") && err.contains("ham10000"), "{err}");
     assert_eq!(Split::parse("valid"), Some(Split::Val));
     assert_eq!(Split::parse("Validation"), Some(Split::Val));
@@ -147,7 +148,9 @@ fn isic2017_diagnosis_from_flags_and_bad_flags() {
 fn ham10000_fixture() {
     let data = read(SourceKind::Ham10000, "handwritten-csv/ham-format/metadata.csv");
     let ids: Vec<&str> = data.records.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, ["ISIC_0000000", "ISIC_0000002", "ISIC_0000004", "ISIC_0012090"]);
+    assert_eq!(ids, ["ISIC_0000000", "ISIC_0000002", "ISIC_0000004", "ISIC_0012090", "ISIC_0000013"]);
+    // An empty lesion_id (as in the ISIC 2018 test metadata) makes the image its own lesion.
+    assert_eq!(get(&data, "ISIC_0000013").group, "ISIC_0000013");
     let r = get(&data, "ISIC_0000004");
     assert_eq!((r.group.as_str(), r.melanoma, r.diagnosis.as_deref()), ("HAM_0000002", Some(true), Some("melanoma")));
     assert_eq!((r.metadata.age, r.metadata.site.as_deref(), r.split), (None, Some("torso"), Some(Split::Val))); // HAM10000 "back" in the ISIC 2020 vocabulary
@@ -157,10 +160,47 @@ fn ham10000_fixture() {
     assert_eq!((r.diagnosis.as_deref(), r.metadata.sex, r.metadata.site.clone()), (Some("bkl"), None, None));
 
     let rej = rejects(&data);
-    assert_eq!(rej.len(), 2);
+    assert_eq!(rej.len(), 1, "{rej:#?}");
     assert_eq!(rej[0].0, Some(6));
     assert!(rej[0].1.starts_with("column \"dx\": unknown label \"xyz\""), "{}", rej[0].1);
-    assert_eq!(rej[1], (Some(7), "column \"lesion_id\": expected a value, found an empty field".to_string()));
+}
+
+#[test]
+fn isic2018_task3_with_ham10000_metadata() {
+    let dir = fixtures().join("handwritten-csv/isic2018-format");
+    let spec = SourceSpec {
+        kind: SourceKind::Isic2018,
+        csv: Some(dir.join("ground_truth.csv")),
+        images: images(),
+        metadata_csv: Some(dir.join("metadata.csv")),
+    };
+    let data = read_source(&spec).unwrap();
+    let got: Vec<(&str, &str, Option<bool>, &str)> =
+        data.records.iter().map(|r| (r.id.as_str(), r.diagnosis.as_deref().unwrap(), r.melanoma, r.group.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            ("ISIC_0000000", "nevus", Some(false), "HAM_0000001"),
+            ("ISIC_0000002", "melanoma", Some(true), "HAM_0000001"),
+            ("ISIC_0012090", "akiec", Some(false), "ISIC_0012090"),
+            ("ISIC_0001769", "vasc", Some(false), "ISIC_0001769"),
+        ]
+    );
+    let r = get(&data, "ISIC_0000002");
+    assert_eq!((r.metadata.age, r.metadata.sex, r.source.as_str()), (Some(60.0), Some(Sex::Female), "isic2018"));
+    assert_eq!(get(&data, "ISIC_0012090").metadata.sex, Some(Sex::Male));
+    assert_eq!(get(&data, "ISIC_0001769").metadata, Default::default());
+
+    let rej = rejects(&data);
+    assert_eq!(rej.len(), 2, "{rej:#?}");
+    assert_eq!(rej[0].0, Some(5));
+    assert!(rej[0].1.contains("MEL, BKL"), "{}", rej[0].1);
+    assert_eq!(rej[1], (Some(6), "no class column is 1; expected exactly one of MEL..VASC".to_string()));
+
+    // ISIC 2019's columns are not ISIC 2018's: the missing one is named.
+    let wrong = SourceSpec { csv: Some(fixtures().join("handwritten-csv/isic2019-format/ground_truth.csv")), ..spec };
+    let err = read_source(&wrong).unwrap_err().to_string();
+    assert!(err.contains("AKIEC"), "{err}");
 }
 
 #[test]
