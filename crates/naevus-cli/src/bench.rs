@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use naevus_data::{Augment, Batch, Cache, LoaderConfig, Normalize, batches, load_rgb, load_square, to_chw_f32};
+use naevus_data::{AugmentPlan, AugmentPreset, Batch, Cache, LoaderConfig, Normalize, batches, load_rgb, load_square, to_chw_f32};
 use naevus_engine::TrainConfig;
 use naevus_engine::device::{Precision, select_device};
 use naevus_engine::loss::{LossKind, Target};
@@ -52,7 +52,7 @@ pub struct Args {
     /// How many of those images.
     #[arg(long, default_value_t = 64)]
     image_count: usize,
-    /// A prepared cache for the augment + batch row.
+    /// A prepared cache for the augment + batch rows (light and seed-004 presets).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Write the rows as JSON here (bench/pytorch_reference.sh compares against it).
@@ -90,7 +90,9 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if let Some(cache) = &args.cache {
-        table.add(loader_row(cache, args.sizes[0] as u32, args.train_batch)?)?;
+        for preset in [AugmentPreset::Light, AugmentPreset::Seed004] {
+            table.add(loader_row(cache, args.sizes[0] as u32, args.train_batch, preset)?)?;
+        }
     }
     for device_name in &args.devices {
         let device = select_device(device_name, args.precision.0)?;
@@ -313,13 +315,14 @@ fn data_path_rows(folder: &Path, count: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Augment + normalise + batch from the prepared cache, as training reads it.
-fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
+/// Augment (with `preset`) + normalise + batch from the prepared cache, as training reads it,
+/// on rayon's threads.
+fn loader_row(cache_dir: &Path, size: u32, batch: usize, preset: AugmentPreset) -> Result<Row> {
     let cache = Arc::new(Cache::open(cache_dir).with_context(|| format!("opening cache {}", cache_dir.display()))?);
     let items: Vec<usize> = (0..cache.len()).collect();
     let config = LoaderConfig {
         batch_size: batch,
-        augment: Some(Augment::default()),
+        augment: Some(AugmentPlan::preset(preset)),
         normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
         seed: 0,
         prefetch: 2,
@@ -329,7 +332,7 @@ fn loader_row(cache_dir: &Path, size: u32, batch: usize) -> Result<Row> {
     let started = Instant::now();
     let count = batches(cache.clone(), items, config).map(|b| b.map(|b| b.batch)).sum::<Result<usize, _>>()?;
     let row = Row {
-        workload: format!("augment+batch from cache ({}px -> {size}px)", cache.size()),
+        workload: format!("augment {preset}+batch from cache ({}px -> {size}px), {} threads", cache.size(), rayon::current_num_threads()),
         device: "cpu".into(),
         images_per_second: count as f64 / started.elapsed().as_secs_f64(),
         peak_mib: None,

@@ -1,6 +1,7 @@
 //! `naevus`: melanoma image classification from the command line. Each job lives in its own
 //! module; this file only parses the command line and dispatches.
 
+mod augment;
 mod bench;
 mod calibrate;
 mod combine;
@@ -53,6 +54,7 @@ enum Command {
     Report(report::Args),
     Quickstart(quickstart::Args),
     Weights(weights::Args),
+    Augment(augment::Args),
     Bench(bench::Args),
     /// List the models of the registry with their input size and parameter count.
     Models,
@@ -81,6 +83,7 @@ fn main() {
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Weights(args) => weights::run(args),
+        Command::Augment(args) => augment::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Models => {
             list_models();

@@ -1,61 +1,609 @@
-//! Training-time augmentation on square HWC RGB u8 images, and conversion to
-//! normalised CHW f32.
+//! Training-time augmentation of square HWC RGB u8 images, and conversion to normalised CHW
+//! f32.
+//!
+//! An [`AugmentPlan`] is a table: one entry per operation, each off (`None`) or on with its
+//! chance `p` and its strengths. [`AugmentPlan::apply`] runs the operations that are on, in
+//! the fixed order of the table below (the seeds' order), drawing every random number from
+//! the rng it is given; the loader gives each image one seeded by (seed, epoch, position), so
+//! the same seed gives the same bytes on any number of threads.
+//!
+//! A recipe picks a preset with `augment` ([`AugmentPreset`]) and changes single operations
+//! with `augment_ops` ([`AugmentOps`]): `op:param=value,param=value;op:...`, for example
+//! `cutout:p=0.5,size=0.3;hair:p=0;clahe:clip=2`. Naming an operation the preset lacks adds
+//! it with the defaults below (`hair` alone adds hair as listed); `p=0` turns one off.
+//!
+//! Presets:
+//! - `light` (the default; `true` in older recipes): `dihedral`, `affine` (reflected border,
+//!   rotate 15, scale 0.1, shift 0.05, always), `color` (0.2 each, always).
+//! - `seed-004` (SIIM-ISIC 2020 1st place's albumentations set): `transpose`, `vflip`,
+//!   `hflip`, `brightness`, `contrast`, `blur`, `distort`, `clahe`, `hsv`, `affine` (black
+//!   border, p 0.85), `cutout`, each with the defaults below.
+//! - `seed-002`: `hair` (always), `hflip`, `vflip`, `affine` (any angle, black corners, no
+//!   scale or shift, always), `color` (0.2 each, always).
+//! - `none` (`false` in older recipes): nothing.
+//!
+//! Operations, in the order they run. Every one has `p`, its chance (0 to 1); at p = 1 or 0
+//! it draws no random number for the decision. Shares are of the image side.
+//!
+//! | op | what it does | parameters: default (range) |
+//! | --- | --- | --- |
+//! | `crop` | random resized crop: a rectangle of random area and aspect, resized back to the side | `p` 1, `area_min` 0.7 and `area_max` 1 (0.05-1: share of the image's area), `aspect_min` 0.75 and `aspect_max` 1.3333 (0.2-5: width / height, drawn log-uniformly) |
+//! | `hair` | seed 002's synthetic hair: 0 to `count` dark thin curved strands, only ever darkening | `p` 1, `count` 4 (0-32), `width` 2 (0.5-8: widest strand in pixels at 224 px, scaled with the side) |
+//! | `dihedral` | one of the 8 symmetries of the square (flips, quarter turns, transposes) | `p` 1 |
+//! | `transpose` | swaps rows and columns | `p` 0.5 |
+//! | `vflip` | upside down | `p` 0.5 |
+//! | `hflip` | mirror left-right | `p` 0.5 |
+//! | `brightness` | adds `limit` x 255 levels at most, either way (albumentations' RandomBrightness) | `p` 0.75, `limit` 0.2 (0-1) |
+//! | `contrast` | scales values by 1 ± `limit` at most (albumentations' RandomContrast) | `p` 0.75, `limit` 0.2 (0-1) |
+//! | `blur` | one of motion blur, median blur, Gaussian blur and Gaussian noise, chosen in proportion to their weights | `p` 0.7, weights `motion` 1, `median` 1, `gaussian` 1, `noise` 1 (0-100), `kernel` 5 (3-15: the largest kernel side; odd sides from 3 up to it are drawn), `var_min` 5 and `var_max` 30 (0-2000: the noise's variance, in levels squared) |
+//! | `distort` | one of optical (barrel or pincushion), grid and elastic distortion, chosen in proportion to their weights; reflected border | `p` 0.7, weights `optical` 1, `grid` 1, `elastic` 1 (0-100), `optical_limit` 1 (0-2: the largest radial coefficient k, the source radius being r (1 + k r^2 + k r^4) with r in sides), `optical_shift` 0.05 (0-0.5: largest shift of the distortion's centre), `grid_steps` 5 (1-32: cells per side), `grid_limit` 1 (0-1: each cell's source width is 1 ± this, the whole renormalised to the side), `elastic_alpha` 0.03 (0-0.25: the largest displacement), `elastic_sigma` 0.125 (0.02-1: spacing of the random displacements, smoothly interpolated between) |
+//! | `clahe` | contrast-limited adaptive histogram equalisation of the luma (YCbCr's Y; the pixel's R, G and B move by the luma's change) | `p` 0.7, `clip` 4 (0.1-100: histogram clip limit, in multiples of a flat histogram's bin), `tiles` 8 (1-32: tiles per side) |
+//! | `hsv` | hue, saturation and value shifts in albumentations' units | `p` 0.5, `hue` 10 (0-90: OpenCV's half-degrees, 10 = 20 degrees), `sat` 20 and `val` 10 (0-255: levels of 255) |
+//! | `affine` | rotation, zoom and shift about the centre (albumentations' ShiftScaleRotate; seed 002's RandomRotation at `rotate` 180) | `p` 0.85, `rotate` 15 (0-180: degrees either way), `scale` 0.1 (0-0.9: zoom 1 ± this), `shift` 0.1 (0-0.5: each axis), `border` black (or reflect) |
+//! | `color` | brightness (scale), contrast (about the mean grey) and saturation jitter (torchvision's ColorJitter) | `p` 1, `brightness` 0.2, `contrast` 0.2, `saturation` 0.2 (0-1: each factor 1 ± this) |
+//! | `cutout` | black square holes of `size`, centred anywhere, cut off where they overhang (albumentations' Cutout) | `p` 0.7, `size` 0.375 (0-1), `holes` 1 (1-16) |
+//!
+//! Where naevus departs from the seeds' libraries: CLAHE works on YCbCr's luma rather than
+//! LAB's L; `elastic` is a visible smooth warp (albumentations' `ElasticTransform(alpha=3)`
+//! with its default sigma of 50 moves pixels by a hundredth of one, apart from its built-in
+//! random affine); grid distortion is renormalised so the image spans the side; blurs and
+//! warps use reflected borders except where `border` says otherwise.
+
+mod draw;
+mod filters;
+mod geometry;
+mod levels;
+mod preview;
+mod spec;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-/// Augmentation strengths; zero turns a component off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Augment {
-    /// Random horizontal/vertical flips (ignored when `dihedral` is on, which includes them).
-    pub flips: bool,
-    /// A random one of the 8 dihedral transforms (flips, 90-degree rotations, transposes).
-    pub dihedral: bool,
-    /// Largest rotation in degrees, either way.
-    pub max_rotate_deg: f32,
-    /// Largest relative zoom in or out (0.1 = 0.9x..1.1x).
-    pub max_scale: f32,
-    /// Largest shift as a fraction of the side.
-    pub max_translate: f32,
-    /// Largest relative brightness change.
-    pub brightness: f32,
-    /// Largest relative contrast change.
-    pub contrast: f32,
-    /// Largest relative saturation change.
-    pub saturation: f32,
+pub use preview::augment_preview;
+pub use spec::{AugmentOps, AugmentPreset, OpParams, ParamDoc};
+
+/// What a warp samples outside the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Border {
+    /// Mirrored about the edge pixel ("reflect 101").
+    Reflect,
+    /// Black.
+    Black,
 }
 
-impl Default for Augment {
-    /// Sensible for dermoscopy: lesions have no canonical orientation, so all 8 dihedral
-    /// transforms are fair, plus mild affine and colour jitter.
-    fn default() -> Self {
-        Augment {
-            flips: true,
-            dihedral: true,
-            max_rotate_deg: 15.0,
-            max_scale: 0.1,
-            max_translate: 0.05,
-            brightness: 0.2,
-            contrast: 0.2,
-            saturation: 0.2,
+/// Defines one operation's parameter struct: its fields with their documentation, defaults
+/// and allowed ranges, from which [`OpParams`] (strict setting by name, the canonical text,
+/// the parameter list) is made.
+macro_rules! op_params {
+    ($(#[doc = $doc:literal])* $ty:ident { $( $(#[doc = $pdoc:literal])* $param:ident : $pty:ty = $default:expr, $lo:tt ..= $hi:tt; )* }) => {
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $ty {
+            $( $(#[doc = $pdoc])* pub $param: $pty, )*
         }
+
+        impl Default for $ty {
+            fn default() -> Self {
+                Self { $( $param: $default, )* }
+            }
+        }
+
+        impl OpParams for $ty {
+            // A range bound that is not a literal comes in parentheses (one token tree).
+            #[allow(unused_parens)]
+            fn params(&self) -> Vec<ParamDoc> {
+                vec![$( ParamDoc {
+                    name: stringify!($param),
+                    range: spec::range_text::<$pty>($lo, $hi),
+                    doc: concat!($($pdoc),*).trim(),
+                }, )*]
+            }
+
+            // A range bound that is not a literal comes in parentheses (one token tree).
+            #[allow(unused_parens)]
+            fn set(&mut self, param: &str, value: &str) -> Result<(), String> {
+                match param {
+                    $( stringify!($param) => self.$param = spec::parse_param(param, value, $lo, $hi)?, )*
+                    _ => return Err(format!("has no parameter {param:?}")),
+                }
+                Ok(())
+            }
+
+            fn chance(&self) -> f32 {
+                self.p
+            }
+
+            fn get(&self, param: &str) -> Option<String> {
+                match param {
+                    $( stringify!($param) => Some(self.$param.to_string()), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+op_params! {
+    /// Random resized crop.
+    Crop {
+        /// Chance of the operation.
+        p: f32 = 1.0, 0.0..=1.0;
+        /// Smallest share of the image's area kept.
+        area_min: f32 = 0.7, 0.05..=1.0;
+        /// Largest share of the image's area kept.
+        area_max: f32 = 1.0, 0.05..=1.0;
+        /// Smallest width / height of the rectangle.
+        aspect_min: f32 = 0.75, 0.2..=5.0;
+        /// Largest width / height of the rectangle.
+        aspect_max: f32 = 1.3333, 0.2..=5.0;
     }
 }
 
-impl Augment {
-    /// No augmentation at all: `augment` returns its input unchanged.
+op_params! {
+    /// Synthetic hair (seed 002): dark thin curved strands drawn onto the image.
+    Hair {
+        /// Chance of the operation.
+        p: f32 = 1.0, 0.0..=1.0;
+        /// Most strands; 0 to this many are drawn.
+        count: u32 = 4, 0..=32;
+        /// Widest strand in pixels at 224 px (scaled with the side).
+        width: f32 = 2.0, 0.5..=8.0;
+    }
+}
+
+op_params! {
+    /// One of the 8 symmetries of the square, all equally likely.
+    Dihedral {
+        /// Chance of the operation.
+        p: f32 = 1.0, 0.0..=1.0;
+    }
+}
+
+op_params! {
+    /// A transpose or flip, applied with chance `p`.
+    Flip {
+        /// Chance of the operation.
+        p: f32 = 0.5, 0.0..=1.0;
+    }
+}
+
+op_params! {
+    /// A brightness or contrast change of at most `limit`, either way.
+    Level {
+        /// Chance of the operation.
+        p: f32 = 0.75, 0.0..=1.0;
+        /// Largest change: brightness adds up to limit x 255 levels, contrast scales by 1 ± limit.
+        limit: f32 = 0.2, 0.0..=1.0;
+    }
+}
+
+op_params! {
+    /// One of motion blur, median blur, Gaussian blur and Gaussian noise.
+    Blur {
+        /// Chance of the operation.
+        p: f32 = 0.7, 0.0..=1.0;
+        /// Weight of motion blur in the choice.
+        motion: f32 = 1.0, 0.0..=100.0;
+        /// Weight of median blur in the choice.
+        median: f32 = 1.0, 0.0..=100.0;
+        /// Weight of Gaussian blur in the choice.
+        gaussian: f32 = 1.0, 0.0..=100.0;
+        /// Weight of Gaussian noise in the choice.
+        noise: f32 = 1.0, 0.0..=100.0;
+        /// Largest kernel side of the blurs; odd sides from 3 up to it are drawn.
+        kernel: u32 = 5, 3..=15;
+        /// Smallest variance of the noise, in levels squared.
+        var_min: f32 = 5.0, 0.0..=2000.0;
+        /// Largest variance of the noise, in levels squared.
+        var_max: f32 = 30.0, 0.0..=2000.0;
+    }
+}
+
+op_params! {
+    /// One of optical, grid and elastic distortion.
+    Distort {
+        /// Chance of the operation.
+        p: f32 = 0.7, 0.0..=1.0;
+        /// Weight of optical distortion in the choice.
+        optical: f32 = 1.0, 0.0..=100.0;
+        /// Weight of grid distortion in the choice.
+        grid: f32 = 1.0, 0.0..=100.0;
+        /// Weight of elastic distortion in the choice.
+        elastic: f32 = 1.0, 0.0..=100.0;
+        /// Largest radial coefficient k (source radius r (1 + k r^2 + k r^4), r in sides).
+        optical_limit: f32 = 1.0, 0.0..=2.0;
+        /// Largest shift of the optical distortion's centre, as a share of the side.
+        optical_shift: f32 = 0.05, 0.0..=0.5;
+        /// Cells per side of the grid distortion.
+        grid_steps: u32 = 5, 1..=32;
+        /// Each grid cell's source width is 1 ± this (renormalised to the side).
+        grid_limit: f32 = 1.0, 0.0..=1.0;
+        /// Largest elastic displacement, as a share of the side.
+        elastic_alpha: f32 = 0.03, 0.0..=0.25;
+        /// Spacing of the random elastic displacements, as a share of the side.
+        elastic_sigma: f32 = 0.125, 0.02..=1.0;
+    }
+}
+
+op_params! {
+    /// Contrast-limited adaptive histogram equalisation of the luma.
+    Clahe {
+        /// Chance of the operation.
+        p: f32 = 0.7, 0.0..=1.0;
+        /// Histogram clip limit, in multiples of a flat histogram's bin.
+        clip: f32 = 4.0, 0.1..=100.0;
+        /// Tiles per side.
+        tiles: u32 = 8, 1..=32;
+    }
+}
+
+op_params! {
+    /// Hue, saturation and value shifts in albumentations' units.
+    Hsv {
+        /// Chance of the operation.
+        p: f32 = 0.5, 0.0..=1.0;
+        /// Largest hue shift in OpenCV's half-degrees (10 = 20 degrees).
+        hue: f32 = 10.0, 0.0..=90.0;
+        /// Largest saturation shift, in levels of 255.
+        sat: f32 = 20.0, 0.0..=255.0;
+        /// Largest value shift, in levels of 255.
+        val: f32 = 10.0, 0.0..=255.0;
+    }
+}
+
+op_params! {
+    /// Rotation, zoom and shift about the centre.
+    Affine {
+        /// Chance of the operation.
+        p: f32 = 0.85, 0.0..=1.0;
+        /// Largest rotation in degrees, either way (180: any angle).
+        rotate: f32 = 15.0, 0.0..=180.0;
+        /// Largest relative zoom in or out (0.1 = 0.9x to 1.1x).
+        scale: f32 = 0.1, 0.0..=0.9;
+        /// Largest shift along each axis, as a share of the side.
+        shift: f32 = 0.1, 0.0..=0.5;
+        /// What shows where the image is moved away: black or reflect.
+        border: Border = Border::Black, (Border::Reflect)..=(Border::Black);
+    }
+}
+
+op_params! {
+    /// Brightness, contrast and saturation jitter.
+    Color {
+        /// Chance of the operation.
+        p: f32 = 1.0, 0.0..=1.0;
+        /// Largest relative brightness change (values scaled by 1 ± this).
+        brightness: f32 = 0.2, 0.0..=1.0;
+        /// Largest relative contrast change (about the mean grey level).
+        contrast: f32 = 0.2, 0.0..=1.0;
+        /// Largest relative saturation change (blend with the pixel's own grey).
+        saturation: f32 = 0.2, 0.0..=1.0;
+    }
+}
+
+op_params! {
+    /// Black square holes.
+    Cutout {
+        /// Chance of the operation.
+        p: f32 = 0.7, 0.0..=1.0;
+        /// Side of a hole as a share of the image side (cut off where it overhangs).
+        size: f32 = 0.375, 0.0..=1.0;
+        /// Number of holes.
+        holes: u32 = 1, 1..=16;
+    }
+}
+
+/// The augmentation table: each operation off (`None`) or on with its parameters, run in
+/// field order by [`AugmentPlan::apply`] (the module documentation lists them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AugmentPlan {
+    pub crop: Option<Crop>,
+    pub hair: Option<Hair>,
+    pub dihedral: Option<Dihedral>,
+    pub transpose: Option<Flip>,
+    pub vflip: Option<Flip>,
+    pub hflip: Option<Flip>,
+    pub brightness: Option<Level>,
+    pub contrast: Option<Level>,
+    pub blur: Option<Blur>,
+    pub distort: Option<Distort>,
+    pub clahe: Option<Clahe>,
+    pub hsv: Option<Hsv>,
+    pub affine: Option<Affine>,
+    pub color: Option<Color>,
+    pub cutout: Option<Cutout>,
+}
+
+impl AugmentPlan {
+    /// The operations' names, in the order they run.
+    pub const OPS: [&'static str; 15] = [
+        "crop", "hair", "dihedral", "transpose", "vflip", "hflip", "brightness", "contrast", "blur", "distort", "clahe", "hsv", "affine", "color", "cutout",
+    ];
+
+    /// Nothing: `apply` returns its input.
     pub fn none() -> Self {
-        Augment {
-            flips: false,
-            dihedral: false,
-            max_rotate_deg: 0.0,
-            max_scale: 0.0,
-            max_translate: 0.0,
-            brightness: 0.0,
-            contrast: 0.0,
-            saturation: 0.0,
+        Self::default()
+    }
+
+    /// naevus's original augmentation: a random one of the 8 dihedral transforms, then up to
+    /// ±15 degrees, ±10% zoom and ±5% shift with reflected borders, then ±20% brightness,
+    /// contrast and saturation, all on every image (the same draws in the same order as
+    /// before plans existed, so runs resume and compare byte for byte).
+    pub fn light() -> Self {
+        Self {
+            dihedral: Some(Dihedral { p: 1.0 }),
+            affine: Some(Affine { p: 1.0, rotate: 15.0, scale: 0.1, shift: 0.05, border: Border::Reflect }),
+            color: Some(Color { p: 1.0, brightness: 0.2, contrast: 0.2, saturation: 0.2 }),
+            ..Self::none()
         }
     }
+
+    /// Seed 004's (SIIM-ISIC 2020 1st place) albumentations set, with every default of the
+    /// module's table.
+    pub fn seed_004() -> Self {
+        Self {
+            transpose: Some(Flip::default()),
+            vflip: Some(Flip::default()),
+            hflip: Some(Flip::default()),
+            brightness: Some(Level::default()),
+            contrast: Some(Level::default()),
+            blur: Some(Blur::default()),
+            distort: Some(Distort::default()),
+            clahe: Some(Clahe::default()),
+            hsv: Some(Hsv::default()),
+            affine: Some(Affine::default()),
+            cutout: Some(Cutout::default()),
+            ..Self::none()
+        }
+    }
+
+    /// Seed 002's: synthetic hair, flips, a rotation by any angle (black corners), colour
+    /// jitter of 0.8-1.2, all on every image.
+    pub fn seed_002() -> Self {
+        Self {
+            hair: Some(Hair::default()),
+            hflip: Some(Flip::default()),
+            vflip: Some(Flip::default()),
+            affine: Some(Affine { p: 1.0, rotate: 180.0, scale: 0.0, shift: 0.0, border: Border::Black }),
+            color: Some(Color::default()),
+            ..Self::none()
+        }
+    }
+
+    /// The plan of a preset.
+    pub fn preset(preset: AugmentPreset) -> Self {
+        match preset {
+            AugmentPreset::None => Self::none(),
+            AugmentPreset::Light => Self::light(),
+            AugmentPreset::Seed004 => Self::seed_004(),
+            AugmentPreset::Seed002 => Self::seed_002(),
+        }
+    }
+
+    /// The plan of a recipe's `augment` and `augment_ops`; None when it does nothing.
+    pub fn of_recipe(preset: AugmentPreset, ops: &AugmentOps) -> Result<Option<Self>, String> {
+        let mut plan = Self::preset(preset);
+        ops.apply_to(&mut plan)?;
+        Ok((!plan.is_empty()).then_some(plan))
+    }
+
+    /// Whether every operation is off (absent, or p = 0).
+    pub fn is_empty(&self) -> bool {
+        Self::OPS.iter().all(|op| self.op(op).is_none_or(|params| params.chance() <= 0.0))
+    }
+
+    /// The parameters of operation `name`, when it is on.
+    pub fn op(&self, name: &str) -> Option<&dyn OpParams> {
+        fn of<T: OpParams>(slot: &Option<T>) -> Option<&dyn OpParams> {
+            slot.as_ref().map(|params| params as &dyn OpParams)
+        }
+        match name {
+            "crop" => of(&self.crop),
+            "hair" => of(&self.hair),
+            "dihedral" => of(&self.dihedral),
+            "transpose" => of(&self.transpose),
+            "vflip" => of(&self.vflip),
+            "hflip" => of(&self.hflip),
+            "brightness" => of(&self.brightness),
+            "contrast" => of(&self.contrast),
+            "blur" => of(&self.blur),
+            "distort" => of(&self.distort),
+            "clahe" => of(&self.clahe),
+            "hsv" => of(&self.hsv),
+            "affine" => of(&self.affine),
+            "color" => of(&self.color),
+            "cutout" => of(&self.cutout),
+            _ => None,
+        }
+    }
+
+    /// Operation `name`, turned on with its defaults when it was off; None for an unknown name.
+    pub fn op_mut(&mut self, name: &str) -> Option<&mut dyn OpParams> {
+        fn on<T: OpParams + Default>(slot: &mut Option<T>) -> Option<&mut dyn OpParams> {
+            Some(slot.get_or_insert_with(T::default) as &mut dyn OpParams)
+        }
+        match name {
+            "crop" => on(&mut self.crop),
+            "hair" => on(&mut self.hair),
+            "dihedral" => on(&mut self.dihedral),
+            "transpose" => on(&mut self.transpose),
+            "vflip" => on(&mut self.vflip),
+            "hflip" => on(&mut self.hflip),
+            "brightness" => on(&mut self.brightness),
+            "contrast" => on(&mut self.contrast),
+            "blur" => on(&mut self.blur),
+            "distort" => on(&mut self.distort),
+            "clahe" => on(&mut self.clahe),
+            "hsv" => on(&mut self.hsv),
+            "affine" => on(&mut self.affine),
+            "color" => on(&mut self.color),
+            "cutout" => on(&mut self.cutout),
+            _ => None,
+        }
+    }
+
+    /// Rejects ranges given upside down (a minimum above its maximum).
+    pub fn validate(&self) -> Result<(), String> {
+        let ordered = |op: &str, low: &str, a: f32, high: &str, b: f32| {
+            if a <= b { Ok(()) } else { Err(format!("{op}: {low} ({a}) is above {high} ({b})")) }
+        };
+        if let Some(crop) = &self.crop {
+            ordered("crop", "area_min", crop.area_min, "area_max", crop.area_max)?;
+            ordered("crop", "aspect_min", crop.aspect_min, "aspect_max", crop.aspect_max)?;
+        }
+        if let Some(blur) = &self.blur {
+            ordered("blur", "var_min", blur.var_min, "var_max", blur.var_max)?;
+        }
+        Ok(())
+    }
+
+    /// Every operation with its parameters, defaults, ranges and meaning, as text for people.
+    pub fn describe_ops() -> String {
+        let mut everything = Self::none();
+        let mut text = format!("  {:<14} {:<8} {:<18} {}\n", "parameter", "default", "range", "meaning");
+        for op in Self::OPS {
+            let Some(params) = everything.op_mut(op) else { continue };
+            text.push_str(op);
+            text.push('\n');
+            for param in params.params() {
+                let default = params.get(param.name).unwrap_or_default();
+                text.push_str(&format!("  {:<14} {:<8} {:<18} {}\n", param.name, default, param.range, param.doc));
+            }
+        }
+        text
+    }
+
+    /// Applies the operations that are on to one `size` x `size` HWC RGB image; the output has
+    /// the input's size. Anything else is returned untouched.
+    pub fn apply(&self, pixels: &[u8], size: u32, rng: &mut impl Rng) -> Vec<u8> {
+        let n = size as usize;
+        if n == 0 || pixels.len() != n * n * 3 {
+            return pixels.to_vec();
+        }
+        let mut img = pixels.to_vec();
+        if let Some(op) = &self.crop
+            && happens(rng, op.p)
+        {
+            img = geometry::random_resized_crop(&img, n, op, rng);
+        }
+        if let Some(op) = &self.hair
+            && happens(rng, op.p)
+        {
+            draw::hair(&mut img, n, op, rng);
+        }
+        if let Some(op) = &self.dihedral
+            && happens(rng, op.p)
+        {
+            img = dihedral(&img, size, rng.random_range(0..8u8));
+        }
+        // Dihedral transforms 4, 2 and 1: transpose, vertical and horizontal flip.
+        for (op, k) in [(&self.transpose, 4), (&self.vflip, 2), (&self.hflip, 1)] {
+            if let Some(op) = op
+                && happens(rng, op.p)
+            {
+                img = dihedral(&img, size, k);
+            }
+        }
+        if let Some(op) = &self.brightness
+            && happens(rng, op.p)
+        {
+            levels::brightness(&mut img, symmetric(rng, op.limit));
+        }
+        if let Some(op) = &self.contrast
+            && happens(rng, op.p)
+        {
+            levels::contrast(&mut img, 1.0 + symmetric(rng, op.limit));
+        }
+        if let Some(op) = &self.blur
+            && happens(rng, op.p)
+        {
+            img = filters::blur_or_noise(&img, n, op, rng);
+        }
+        if let Some(op) = &self.distort
+            && happens(rng, op.p)
+        {
+            img = geometry::distort(&img, n, op, rng);
+        }
+        if let Some(op) = &self.clahe
+            && happens(rng, op.p)
+        {
+            levels::clahe(&mut img, n, op.clip, op.tiles as usize);
+        }
+        if let Some(op) = &self.hsv
+            && happens(rng, op.p)
+        {
+            let shifts = [symmetric(rng, op.hue), symmetric(rng, op.sat), symmetric(rng, op.val)];
+            levels::hsv_shift(&mut img, shifts);
+        }
+        if let Some(op) = &self.affine
+            && happens(rng, op.p)
+        {
+            // The draws' order (angle, scale, x shift, y shift) is the light preset's of old.
+            let angle = symmetric(rng, op.rotate).to_radians();
+            let scale = 1.0 + symmetric(rng, op.scale);
+            let tx = symmetric(rng, op.shift) * size as f32;
+            let ty = symmetric(rng, op.shift) * size as f32;
+            if angle != 0.0 || scale != 1.0 || tx != 0.0 || ty != 0.0 {
+                img = geometry::affine(&img, n, angle, scale, (tx, ty), op.border);
+            }
+        }
+        if let Some(op) = &self.color
+            && happens(rng, op.p)
+        {
+            let brightness = 1.0 + symmetric(rng, op.brightness);
+            let contrast = 1.0 + symmetric(rng, op.contrast);
+            let saturation = 1.0 + symmetric(rng, op.saturation);
+            if brightness != 1.0 || contrast != 1.0 || saturation != 1.0 {
+                levels::color_jitter(&mut img, brightness, contrast, saturation);
+            }
+        }
+        if let Some(op) = &self.cutout
+            && happens(rng, op.p)
+        {
+            draw::cutout(&mut img, n, op, rng);
+        }
+        img
+    }
+}
+
+/// Whether an operation of chance `p` happens; certain and impossible ones draw nothing, so
+/// that switching an operation off or on for good changes no other operation's draws.
+fn happens(rng: &mut impl Rng, p: f32) -> bool {
+    if p >= 1.0 {
+        true
+    } else if p > 0.0 {
+        rng.random_bool(f64::from(p))
+    } else {
+        false
+    }
+}
+
+/// A uniform draw in [-m, m]; 0 (and no draw) when m is zero, negative or not finite.
+fn symmetric(rng: &mut impl Rng, m: f32) -> f32 {
+    if m.is_finite() && m > 0.0 { rng.random_range(-m..=m) } else { 0.0 }
+}
+
+/// A uniform draw in [low, high); `low` (and no draw) when the range is empty.
+fn uniform(rng: &mut impl Rng, low: f32, high: f32) -> f32 {
+    if low.is_finite() && high.is_finite() && high > low { rng.random_range(low..high) } else { low }
+}
+
+/// Index of the entry chosen in proportion to `weights`; None when no weight is positive.
+fn choose(rng: &mut impl Rng, weights: &[f32]) -> Option<usize> {
+    let positive = |w: f32| if w.is_finite() && w > 0.0 { w } else { 0.0 };
+    let total: f32 = weights.iter().map(|&w| positive(w)).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mut draw = rng.random_range(0.0..total);
+    for (i, &w) in weights.iter().enumerate() {
+        if positive(w) > 0.0 && draw < positive(w) {
+            return Some(i);
+        }
+        draw -= positive(w);
+    }
+    weights.iter().rposition(|&w| positive(w) > 0.0)
 }
 
 /// Per-channel normalisation applied to values scaled to 0..1: (v - mean) / std.
@@ -72,45 +620,6 @@ impl Default for Normalize {
     fn default() -> Self {
         Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
     }
-}
-
-/// A uniform draw in [-m, m]; 0 when m is zero, negative or not finite.
-fn symmetric(rng: &mut impl Rng, m: f32) -> f32 {
-    if m.is_finite() && m > 0.0 { rng.random_range(-m..=m) } else { 0.0 }
-}
-
-/// Applies random dihedral/flip, affine and colour jitter; output has the input's size.
-pub fn augment(pixels: &[u8], size: u32, aug: &Augment, rng: &mut impl Rng) -> Vec<u8> {
-    let n = size as usize;
-    if pixels.len() != n * n * 3 {
-        // Not a size x size RGB image: nothing sensible to do, return it untouched.
-        return pixels.to_vec();
-    }
-    let mut out = if aug.dihedral {
-        dihedral(pixels, size, rng.random_range(0..8u8))
-    } else if aug.flips {
-        // k = 0 none, 1 horizontal, 2 vertical, 3 both (= rotate 180).
-        let k = u8::from(rng.random_bool(0.5)) | (u8::from(rng.random_bool(0.5)) << 1);
-        dihedral(pixels, size, k)
-    } else {
-        pixels.to_vec()
-    };
-
-    let angle = symmetric(rng, aug.max_rotate_deg).to_radians();
-    let scale = 1.0 + symmetric(rng, aug.max_scale);
-    let tx = symmetric(rng, aug.max_translate) * size as f32;
-    let ty = symmetric(rng, aug.max_translate) * size as f32;
-    if angle != 0.0 || scale != 1.0 || tx != 0.0 || ty != 0.0 {
-        out = affine(&out, size, angle, scale, (tx, ty));
-    }
-
-    let brightness = 1.0 + symmetric(rng, aug.brightness);
-    let contrast = 1.0 + symmetric(rng, aug.contrast);
-    let saturation = 1.0 + symmetric(rng, aug.saturation);
-    if brightness != 1.0 || contrast != 1.0 || saturation != 1.0 {
-        color_jitter(&mut out, brightness, contrast, saturation);
-    }
-    out
 }
 
 /// Source (column, row) for output (x, y) under dihedral transform k (k % 8):
@@ -156,74 +665,6 @@ pub fn dihedral_inverse(k: u8) -> u8 {
     }
 }
 
-/// Rotation by `angle` (radians) and zoom `scale` about the centre, then a shift, done by
-/// inverse mapping each output pixel with bilinear sampling and reflected borders.
-fn affine(pixels: &[u8], size: u32, angle: f32, scale: f32, shift: (f32, f32)) -> Vec<u8> {
-    let n = size as usize;
-    let c = size as f32 / 2.0;
-    let (sin, cos) = angle.sin_cos();
-    let inv_scale = 1.0 / scale.max(1e-3);
-    let mut out = vec![0u8; pixels.len()];
-    for y in 0..n {
-        for x in 0..n {
-            // Output pixel centre relative to image centre, shift undone.
-            let px = x as f32 + 0.5 - c - shift.0;
-            let py = y as f32 + 0.5 - c - shift.1;
-            // Rotate back by -angle and unzoom.
-            let sx = (cos * px + sin * py) * inv_scale + c - 0.5;
-            let sy = (-sin * px + cos * py) * inv_scale + c - 0.5;
-            let d = (y * n + x) * 3;
-            bilinear(pixels, n, sx, sy, &mut out[d..d + 3]);
-        }
-    }
-    out
-}
-
-/// Reflects a coordinate into 0..n-1 ("reflect 101": the edge pixel is not repeated).
-fn reflect(i: isize, n: usize) -> usize {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n as isize - 1);
-    let m = i.rem_euclid(period);
-    (if m < n as isize { m } else { period - m }) as usize
-}
-
-fn bilinear(pixels: &[u8], n: usize, sx: f32, sy: f32, out: &mut [u8]) {
-    let x0 = sx.floor();
-    let y0 = sy.floor();
-    let fx = sx - x0;
-    let fy = sy - y0;
-    let (x0, y0) = (x0 as isize, y0 as isize);
-    let xs = [reflect(x0, n), reflect(x0 + 1, n)];
-    let ys = [reflect(y0, n), reflect(y0 + 1, n)];
-    for ch in 0..3 {
-        let p = |xi: usize, yi: usize| f32::from(pixels[(ys[yi] * n + xs[xi]) * 3 + ch]);
-        let top = p(0, 0) * (1.0 - fx) + p(1, 0) * fx;
-        let bottom = p(0, 1) * (1.0 - fx) + p(1, 1) * fx;
-        out[ch] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
-    }
-}
-
-/// Brightness scales values, contrast pulls towards/away from the mean grey level,
-/// saturation blends each pixel with its own grey value.
-fn color_jitter(pixels: &mut [u8], brightness: f32, contrast: f32, saturation: f32) {
-    let gray = |p: &[u8]| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
-    let count = (pixels.len() / 3).max(1) as f32;
-    let mean_gray = pixels.chunks_exact(3).map(gray).sum::<f32>() / count * brightness;
-    for p in pixels.chunks_exact_mut(3) {
-        let mut v = [f32::from(p[0]) * brightness, f32::from(p[1]) * brightness, f32::from(p[2]) * brightness];
-        let g = 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
-        for c in &mut v {
-            *c = g + (*c - g) * saturation;
-            *c = mean_gray + (*c - mean_gray) * contrast;
-        }
-        for (dst, val) in p.iter_mut().zip(v) {
-            *dst = val.round().clamp(0.0, 255.0) as u8;
-        }
-    }
-}
-
 /// Appends one size x size HWC RGB u8 image to `out` as normalised CHW f32
 /// (3*size*size values: all R, then all G, then all B).
 pub fn to_chw_f32(pixels: &[u8], size: u32, norm: &Normalize, out: &mut Vec<f32>) {
@@ -244,5 +685,29 @@ pub(crate) fn write_chw_f32(pixels: &[u8], size: u32, norm: &Normalize, dst: &mu
         for (i, d) in dst[c * plane..(c + 1) * plane].iter_mut().enumerate() {
             *d = pixels.get(i * 3 + c).map_or(0.0, |&v| f32::from(v) * a + b);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The module's table names every operation and parameter (it is the reference).
+    #[test]
+    fn module_table_documents_every_operation_and_parameter() {
+        let source = include_str!("augment.rs");
+        let mut plan = AugmentPlan::none();
+        for op in AugmentPlan::OPS {
+            let row = source.lines().find(|line| line.starts_with(&format!("//! | `{op}` |"))).unwrap_or_else(|| panic!("no table row for {op}"));
+            for param in plan.op_mut(op).unwrap().params() {
+                assert!(row.contains(&format!("`{}`", param.name)), "the table's {op} row lacks {}", param.name);
+            }
+        }
+    }
+
+    #[test]
+    fn describe_ops_lists_every_parameter() {
+        let text = AugmentPlan::describe_ops();
+        assert!(text.contains("cutout\n") && text.contains("elastic_sigma") && text.contains("0.375") && text.contains("black or reflect"));
     }
 }

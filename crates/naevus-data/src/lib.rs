@@ -20,7 +20,7 @@ pub mod sampling;
 pub mod sources;
 
 pub use atomic::write_atomic;
-pub use augment::{Augment, Normalize, augment, dihedral, dihedral_inverse, to_chw_f32};
+pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, Normalize, augment_preview, dihedral, dihedral_inverse, to_chw_f32};
 pub use cache::{Cache, PrepareOptions, PrepareSummary, combine, prepare};
 pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use crop::{CropBox, CropSettings, attention_box};
@@ -30,7 +30,7 @@ pub use image_io::{
     DecodeError, DecodeFailure, DecodeLimits, center_crop_resize, crop_resize, decode_rgb, decode_rgb_limited, decode_square_limited, load_rgb, load_rgb_limited,
     load_square, load_square_limited, resize_square,
 };
-pub use loader::{Batch, BatchIter, LoaderConfig, batches, image_at_size};
+pub use loader::{Batch, BatchIter, LoaderConfig, batches, image_at_size, item_rng};
 pub use metadata::{MetadataEncoder, MetadataField, field_missing, images_per_group};
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 pub use sampling::{Sampling, epoch_order};

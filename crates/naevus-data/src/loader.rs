@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{Augment, Normalize, augment, dihedral, write_chw_f32};
+use crate::augment::{AugmentPlan, Normalize, dihedral, write_chw_f32};
 use crate::cache::Cache;
 use crate::error::DataError;
 use crate::image_io::resize_square;
@@ -34,7 +34,7 @@ pub struct LoaderConfig {
     /// Images per batch (at least 1).
     pub batch_size: usize,
     /// Augmentation to apply; None for evaluation.
-    pub augment: Option<Augment>,
+    pub augment: Option<AugmentPlan>,
     /// Normalisation applied after augmentation.
     pub normalize: Normalize,
     /// Seed for augmentation; use a different one per epoch.
@@ -113,6 +113,14 @@ pub fn image_at_size(cache: &Cache, item: usize, size: u32) -> Result<Vec<u8>, D
     Ok(if size == cache.size() { stored.to_vec() } else { resize_square(stored, cache.size(), size) })
 }
 
+/// The augmentation rng of the image at `position` of an epoch's order under `seed`: its own
+/// stream, so that no image's draws depend on another's or on thread timing.
+pub fn item_rng(seed: u64, position: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(position as u64);
+    rng
+}
+
 /// Builds one batch; `first_position` is the position of items[0] within the epoch order.
 fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &LoaderConfig) -> Result<Batch, DataError> {
     let size = cfg.output_size.unwrap_or(cache.size());
@@ -120,13 +128,9 @@ fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &Load
     let mut images = vec![0.0f32; items.len() * plane];
     images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().try_for_each(|(j, (dst, &item))| {
         let pixels = image_at_size(cache, item, size)?;
-        let pixels = if cfg.dihedral % 8 != 0 { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
+        let pixels = if !cfg.dihedral.is_multiple_of(8) { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
         let pixels = match &cfg.augment {
-            Some(aug) => {
-                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-                rng.set_stream((first_position + j) as u64);
-                augment(&pixels, size, aug, &mut rng)
-            }
+            Some(plan) => plan.apply(&pixels, size, &mut item_rng(cfg.seed, first_position + j)),
             None => pixels,
         };
         write_chw_f32(&pixels, size, &cfg.normalize, dst);

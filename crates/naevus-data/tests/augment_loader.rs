@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use common::{fixtures, images};
 use naevus_data::{
-    Augment, Cache, LoaderConfig, Normalize, PrepareOptions, SourceKind, SourceSpec, augment, batches, dihedral,
+    AugmentPlan, Border, Cache, LoaderConfig, Normalize, PrepareOptions, SourceKind, SourceSpec, batches, dihedral,
     dihedral_inverse, prepare, read_source, to_chw_f32,
 };
 use rand::SeedableRng;
@@ -39,22 +39,25 @@ fn dihedral_gives_eight_distinct_invertible_transforms() {
 fn augment_none_is_identity_and_default_keeps_size() {
     let img = asymmetric(16);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    assert_eq!(augment(&img, 16, &Augment::none(), &mut rng), img);
+    assert_eq!(AugmentPlan::none().apply(&img, 16, &mut rng), img);
     let mut changed = 0;
     for _ in 0..10 {
-        let out = augment(&img, 16, &Augment::default(), &mut rng);
+        let out = AugmentPlan::light().apply(&img, 16, &mut rng);
         assert_eq!(out.len(), img.len());
         changed += usize::from(out != img);
     }
     assert!(changed >= 9);
     // Same rng state, same output.
-    let a = augment(&img, 16, &Augment::default(), &mut ChaCha8Rng::seed_from_u64(5));
-    let b = augment(&img, 16, &Augment::default(), &mut ChaCha8Rng::seed_from_u64(5));
+    let a = AugmentPlan::light().apply(&img, 16, &mut ChaCha8Rng::seed_from_u64(5));
+    let b = AugmentPlan::light().apply(&img, 16, &mut ChaCha8Rng::seed_from_u64(5));
     assert_eq!(a, b);
     // A flat image stays flat under any geometric transform (reflect padding, no black corners).
     let flat = vec![120u8; 16 * 16 * 3];
-    let geo = Augment { max_rotate_deg: 30.0, max_scale: 0.2, max_translate: 0.1, ..Augment::none() };
-    assert_eq!(augment(&flat, 16, &geo, &mut rng), flat);
+    let geo = AugmentPlan {
+        affine: Some(naevus_data::augment::Affine { p: 1.0, rotate: 30.0, scale: 0.2, shift: 0.1, border: Border::Reflect }),
+        ..AugmentPlan::none()
+    };
+    assert_eq!(geo.apply(&flat, 16, &mut rng), flat);
 }
 
 #[test]
@@ -90,7 +93,7 @@ fn loader_batches_cover_order_and_are_deterministic() {
     let cache = fixture_cache(dir.path());
     assert_eq!(cache.len(), 8);
     let order = vec![7, 2, 5, 0, 1, 6, 3, 4];
-    let cfg = LoaderConfig { batch_size: 3, augment: Some(Augment::default()), seed: 11, prefetch: 2, ..Default::default() };
+    let cfg = LoaderConfig { batch_size: 3, augment: Some(AugmentPlan::light()), seed: 11, prefetch: 2, ..Default::default() };
 
     let run = |cfg: LoaderConfig| batches(cache.clone(), order.clone(), cfg).collect::<Result<Vec<_>, _>>().unwrap();
     let a = run(cfg.clone());

@@ -2,7 +2,7 @@
 //! the model's logits probabilities. Built once, when training starts (from the recipe, the
 //! registry and the cache) or when a trained run is opened (from run.json).
 
-use naevus_data::{Augment, Cache, LoaderConfig, MetadataEncoder, Normalize};
+use naevus_data::{AugmentPlan, Cache, LoaderConfig, MetadataEncoder, Normalize};
 use naevus_models::ModelSpec;
 use naevus_run::RunInfo;
 
@@ -36,7 +36,7 @@ impl InputSpec {
     }
 
     /// Loader settings for `batch_size` images with optional augmentation.
-    pub fn loader(&self, cache: &Cache, batch_size: usize, augment: Option<Augment>, seed: u64) -> LoaderConfig {
+    pub fn loader(&self, cache: &Cache, batch_size: usize, augment: Option<AugmentPlan>, seed: u64) -> LoaderConfig {
         LoaderConfig {
             batch_size,
             augment,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
-use naevus_data::{Augment, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
+use naevus_data::{AugmentPlan, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
 use naevus_metrics::roc_auc;
 use naevus_run::{Calibration, Checkpoint, EpochMetrics, FoldDir, FoldState, RUN_FORMAT, RecipeFlags, RunDir, RunInfo, TrainingState, write_atomic};
 use serde::{Deserialize, Serialize};
@@ -369,7 +369,7 @@ pub struct FoldSession<'a> {
     sampling: Sampling,
     /// Labels the sampler balances or undersamples on, one per training image.
     sampling_labels: Vec<usize>,
-    augment: Option<Augment>,
+    augment: Option<AugmentPlan>,
     fold_seed: u64,
     val_labels: Vec<u8>,
     val_classes: Vec<usize>,
@@ -441,7 +441,7 @@ impl<'a> FoldSession<'a> {
             input,
             sampling,
             sampling_labels,
-            augment: config.augment.then(Augment::default),
+            augment: AugmentPlan::of_recipe(config.augment, &config.augment_ops).map_err(anyhow::Error::msg)?,
             fold_seed: config.seed.wrapping_mul(1_000_003).wrapping_add(fold),
             val_labels: plan.val.iter().map(|&i| melanoma_of(&run.cache, i)).collect(),
             val_classes: plan.val.iter().map(|&i| class_of(i) as usize).collect(),

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use naevus_data::{ClassScheme, MetadataField};
+use naevus_data::{AugmentOps, AugmentPreset, ClassScheme, MetadataField};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +95,7 @@ pub trait RecipeValue: Sized {
 macro_rules! given_as_itself {
     ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = $ty; fn from_flag(flag: $ty) -> $ty { flag } } )* };
 }
-given_as_itself!(String, bool, u32, u64, usize, f32, f64);
+given_as_itself!(String, bool, u32, u64, usize, f32, f64, AugmentPreset, AugmentOps);
 
 macro_rules! given_by_name {
     ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = Kebab<$ty>; fn from_flag(flag: Kebab<$ty>) -> $ty { flag.0 } } )* };
@@ -246,8 +246,20 @@ recipe_keys! {
     sampling: SamplingKind = SamplingKind::Shuffle,
     /// For sampling = undersample: benign images kept per melanoma each epoch.
     negatives_per_positive: f32 = 3.0,
-    /// Random flips, 90-degree rotations, small affine and colour jitter on training images.
-    augment: bool = true,
+    /// Augmentation of training images, a preset: light (a random flip, quarter turn or
+    /// transpose, up to ±15 degrees, ±10% zoom and ±5% shift, ±20% brightness, contrast and
+    /// saturation), seed-004 (the SIIM-ISIC 2020 winners' albumentations set: flips, transpose,
+    /// brightness, contrast, one of blurs or noise, one of optical, grid or elastic distortion,
+    /// CLAHE, HSV shifts, shift-scale-rotate, cutout), seed-002 (synthetic hair, flips, any
+    /// rotation, colour jitter) or none. Older recipes' true and false mean light and none.
+    augment: AugmentPreset = AugmentPreset::Light,
+    /// Changes to single operations of the augment preset: "op:param=value,...;op:...", e.g.
+    /// "cutout:p=0.5,size=0.3;hair:p=0;clahe:clip=2". An operation the preset lacks is added
+    /// with its defaults (named alone, e.g. "hair", with nothing else changed); p=0 turns one
+    /// off. Operations, in the order they run: crop, hair, dihedral, transpose, vflip, hflip,
+    /// brightness, contrast, blur, distort, clahe, hsv, affine, color, cutout; `naevus augment
+    /// --list` prints every parameter with its default and range.
+    augment_ops: AugmentOps = AugmentOps::default(),
     /// 0: train on the dataset's own train split and validate on its val split;
     /// K >= 2: K-fold cross-validation grouped by patient or lesion.
     folds: usize = 0,
@@ -371,6 +383,9 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.metadata_dropout) {
             return fail(format!("metadata_dropout must lie in [0, 1], got {}", self.metadata_dropout));
         }
+        if let Err(problem) = naevus_data::AugmentPlan::of_recipe(self.augment, &self.augment_ops) {
+            return fail(problem);
+        }
         if self.dropout_samples == 0 {
             return fail("dropout_samples must be at least 1".into());
         }
@@ -401,5 +416,118 @@ impl TrainConfig {
             )));
         }
         Ok((wanted, changed))
+    }
+}
+
+#[cfg(test)]
+mod augment_tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A run's config.toml as builds before augmentation presets wrote it (2026-12).
+    const SAVED_BEFORE_PRESETS: &str = r#"model = "efficientnet-lite0"
+pretrained = true
+image_size = 96
+epochs = 3
+batch_size = 32
+lr = 0.001
+backbone_lr = 0.0005
+freeze_backbone_epochs = 1
+early_stopping_patience = 0
+weight_decay = 0.0001
+optimizer = "adamw"
+warmup_epochs = 0.5
+warmup_start = 0.01
+restart_epochs = 0.0
+loss = "bce"
+classes = "binary"
+metadata = [
+    "sex",
+    "age",
+]
+metadata_dropout = 0.0
+dropout_samples = 1
+focal_alpha = 0.25
+focal_gamma = 2.0
+sampling = "undersample"
+negatives_per_positive = 3.0
+augment = true
+folds = 5
+external_in_validation = false
+seed = 42
+device = "flex"
+precision = "f32"
+"#;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        recipe: RecipeFlags,
+    }
+
+    fn flags(args: &[&str]) -> Result<RecipeFlags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("naevus").chain(args.iter().copied())).map(|f| f.recipe)
+    }
+
+    #[test]
+    fn saved_runs_with_boolean_augment_keep_opening_and_resuming() {
+        let saved = TrainConfig::from_toml(SAVED_BEFORE_PRESETS).unwrap();
+        assert_eq!(saved.augment, AugmentPreset::Light);
+        assert!(saved.augment_ops.is_empty());
+        assert!(saved.validate().is_ok());
+        let off = TrainConfig::from_toml(&SAVED_BEFORE_PRESETS.replace("augment = true", "augment = false")).unwrap();
+        assert_eq!(off.augment, AugmentPreset::None);
+        // Resuming with the saved recipe changes nothing, nor does saying "light" now.
+        let again = TrainConfig::from_toml(SAVED_BEFORE_PRESETS).unwrap();
+        assert!(TrainConfig::resumed(&saved, Some(&again), &RecipeFlags::default()).unwrap().1.is_empty());
+        assert!(TrainConfig::resumed(&saved, None, &flags(&["--augment", "light"]).unwrap()).unwrap().1.is_empty());
+        assert!(TrainConfig::resumed(&saved, None, &flags(&["--augment", "seed-004"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn presets_and_operations_round_trip_through_config_toml() {
+        let recipe = TrainConfig {
+            augment: AugmentPreset::Seed004,
+            augment_ops: "cutout:p=.5,size=0.3; hair:p=0;clahe:clip=2".parse().unwrap(),
+            ..TrainConfig::default()
+        };
+        let text = recipe.to_toml().unwrap();
+        assert!(text.contains("augment = \"seed-004\""), "{text}");
+        assert!(text.contains("augment_ops = \"cutout:p=0.5,size=0.3;hair:p=0;clahe:clip=2\""), "{text}");
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), recipe);
+        for preset in ["light", "seed-004", "seed-002", "none"] {
+            let parsed = TrainConfig::from_toml(&format!("augment = \"{preset}\"")).unwrap();
+            assert_eq!(parsed.augment.name(), preset);
+            assert_eq!(TrainConfig::from_toml(&parsed.to_toml().unwrap()).unwrap(), parsed);
+        }
+    }
+
+    #[test]
+    fn bad_presets_and_operations_are_errors_naming_them() {
+        let error = TrainConfig::from_toml("augment = \"heavy\"").unwrap_err();
+        assert!(error.contains("heavy") && error.contains("seed-004"), "{error}");
+        let error = TrainConfig::from_toml("augment_ops = \"cutot:p=1\"").unwrap_err();
+        assert!(error.contains("line 1") && error.contains("cutot") && error.contains("cutout"), "{error}");
+        let error = TrainConfig::from_toml("augment_ops = \"cutout:sise=0.3\"").unwrap_err();
+        assert!(error.contains("sise") && error.contains("size"), "{error}");
+        let error = TrainConfig::from_toml("augment_ops = \"clahe:clip=1000\"").unwrap_err();
+        assert!(error.contains("clip=1000") && error.contains("out of range"), "{error}");
+        let error = TrainConfig::from_toml("augment = \"seed-004\"\naugment_ops = \"blur:var_max=2\"").unwrap_err();
+        assert!(error.contains("line 2") && error.contains("var_min") && error.contains("var_max"), "{error}");
+    }
+
+    #[test]
+    fn augment_flags_take_presets_booleans_and_operations() {
+        let given = flags(&["--augment", "seed-002", "--augment-ops", "hair:count=8"]).unwrap();
+        let mut recipe = TrainConfig::default();
+        given.apply(&mut recipe);
+        assert_eq!(recipe.augment, AugmentPreset::Seed002);
+        assert_eq!(recipe.augment_ops.as_str(), "hair:count=8");
+        let mut recipe = TrainConfig::default();
+        flags(&["--augment", "false"]).unwrap().apply(&mut recipe);
+        assert_eq!(recipe.augment, AugmentPreset::None);
+        let error = flags(&["--augment-ops", "hair:count=-1"]).err().unwrap().to_string();
+        assert!(error.contains("count"), "{error}");
+        assert!(flags(&["--augment", "maybe"]).is_err());
     }
 }
