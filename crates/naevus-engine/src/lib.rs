@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod download;
 pub mod explain;
 pub mod input;
 pub mod loss;

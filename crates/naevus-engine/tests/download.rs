@@ -1,0 +1,222 @@
+//! download.rs against a small HTTP/1.1 server on the loopback: normal, wrong hash,
+//! interrupted and resumed, a server without Range support, two downloads at once, and no
+//! server at all.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use naevus_engine::download::download_url_checked;
+use sha2::{Digest, Sha256};
+
+const FILE_LEN: usize = 3 * 1024 * 1024;
+const CUT_AFTER: usize = 1024 * 1024;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Honours `Range`.
+    Normal,
+    /// Like Normal, but the first answer closes the connection after CUT_AFTER bytes.
+    CutFirst,
+    /// Always answers 200 with the whole file.
+    IgnoreRange,
+}
+
+struct Server {
+    url: String,
+    /// The `Range` header of each request, in order (None: no Range).
+    ranges: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+/// Serves `data` at `/models/<name>` on 127.0.0.1, one connection at a time, each closed
+/// after its answer (keeps the server simple; the client must cope with that anyway).
+fn serve(data: Arc<Vec<u8>>, mode: Mode) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ranges);
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(stream) = stream else { continue };
+            let cut = mode == Mode::CutFirst && i == 0;
+            answer(stream, &data, mode, cut, &seen);
+        }
+    });
+    Server { url: format!("http://127.0.0.1:{port}/models/weights-00000000.pth"), ranges }
+}
+
+fn answer(mut stream: TcpStream, data: &[u8], mode: Mode, cut: bool, seen: &Mutex<Vec<Option<String>>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("range")
+        {
+            range = Some(value.trim().to_string());
+        }
+    }
+    seen.lock().unwrap().push(range.clone());
+
+    let start: Option<usize> =
+        range.as_deref().and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse().ok());
+    let len = data.len();
+    let (head, body): (String, &[u8]) = match start {
+        Some(start) if mode != Mode::IgnoreRange && start >= len => {
+            (format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n"), &[])
+        }
+        Some(start) if mode != Mode::IgnoreRange => (
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\nContent-Length: {}\r\n",
+                len - 1,
+                len - start
+            ),
+            &data[start..],
+        ),
+        _ => (format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n"), data),
+    };
+    let body = if cut { &body[..CUT_AFTER.min(body.len())] } else { body };
+    let _ = stream.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes());
+    let _ = stream.write_all(body);
+    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// FILE_LEN pseudo-random bytes (xorshift), and the first 16 hex digits of their sha256.
+fn file_and_prefix() -> (Arc<Vec<u8>>, String) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..FILE_LEN)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let digest: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+    (Arc::new(data), digest[..16].to_string())
+}
+
+fn partial_of(target: &Path) -> std::path::PathBuf {
+    target.with_file_name(format!("{}.partial", target.file_name().unwrap().to_string_lossy()))
+}
+
+#[test]
+fn a_download_is_cached_whole() {
+    let (data, prefix) = file_and_prefix();
+    let server = serve(Arc::clone(&data), Mode::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("weights/w.pth");
+    download_url_checked(&server.url, &prefix, &target).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert!(!partial_of(&target).exists());
+    assert_eq!(*server.ranges.lock().unwrap(), vec![None]);
+
+    // A second call finds the file verified in place and asks nothing.
+    download_url_checked(&server.url, &prefix, &target).unwrap();
+    assert_eq!(server.ranges.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_wrong_hash_is_refused_and_nothing_kept() {
+    let (data, _) = file_and_prefix();
+    let server = serve(data, Mode::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    let error = download_url_checked(&server.url, "deadbeef", &target).unwrap_err().to_string();
+    eprintln!("{error}");
+    assert!(error.contains("deadbeef"), "{error}");
+    assert!(error.contains(&server.url), "{error}");
+    assert!(!target.exists());
+    assert!(!partial_of(&target).exists());
+}
+
+#[test]
+fn an_interrupted_download_resumes_with_a_range_request() {
+    let (data, prefix) = file_and_prefix();
+    let server = serve(Arc::clone(&data), Mode::CutFirst);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+
+    let error = download_url_checked(&server.url, &prefix, &target).unwrap_err().to_string();
+    eprintln!("{error}");
+    assert!(error.contains("again"), "{error}");
+    assert!(!target.exists());
+    let kept = std::fs::metadata(partial_of(&target)).unwrap().len();
+    assert!(kept > 0 && kept <= CUT_AFTER as u64, "{kept} bytes kept");
+
+    download_url_checked(&server.url, &prefix, &target).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert!(!partial_of(&target).exists());
+    assert_eq!(*server.ranges.lock().unwrap(), vec![None, Some(format!("bytes={kept}-"))]);
+}
+
+#[test]
+fn a_complete_partial_is_verified_after_416() {
+    let (data, prefix) = file_and_prefix();
+    let server = serve(Arc::clone(&data), Mode::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    std::fs::write(partial_of(&target), &*data).unwrap();
+    download_url_checked(&server.url, &prefix, &target).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert!(!partial_of(&target).exists());
+    assert_eq!(*server.ranges.lock().unwrap(), vec![Some(format!("bytes={FILE_LEN}-"))]);
+}
+
+#[test]
+fn a_server_ignoring_ranges_still_gives_the_right_file() {
+    let (data, prefix) = file_and_prefix();
+    let server = serve(Arc::clone(&data), Mode::IgnoreRange);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    // A partial whose bytes are wrong: appending to it would give a wrong file.
+    std::fs::write(partial_of(&target), vec![0u8; 1000]).unwrap();
+    download_url_checked(&server.url, &prefix, &target).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert!(!partial_of(&target).exists());
+    assert_eq!(*server.ranges.lock().unwrap(), vec![Some("bytes=1000-".to_string())]);
+}
+
+#[test]
+fn two_downloads_of_one_file_at_once_do_not_corrupt_it() {
+    let (data, prefix) = file_and_prefix();
+    let server = serve(Arc::clone(&data), Mode::Normal);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    std::thread::scope(|s| {
+        let a = s.spawn(|| download_url_checked(&server.url, &prefix, &target));
+        let b = s.spawn(|| download_url_checked(&server.url, &prefix, &target));
+        a.join().unwrap().unwrap();
+        b.join().unwrap().unwrap();
+    });
+    assert_eq!(std::fs::read(&target).unwrap(), *data);
+    assert!(!partial_of(&target).exists());
+    // The one waiting for the lock found the file done and did not fetch it again.
+    assert_eq!(server.ranges.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn no_server_fails_at_once_with_the_offline_hint() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/models/weights-00000000.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    let began = Instant::now();
+    let error = download_url_checked(&url, "00000000", &target).unwrap_err().to_string();
+    eprintln!("{error}");
+    assert!(began.elapsed() < Duration::from_secs(5), "took {:?}", began.elapsed());
+    assert!(error.contains("--from"), "{error}");
+    assert!(error.contains("cannot be reached"), "{error}");
+    assert!(!target.exists());
+    assert!(!partial_of(&target).exists());
+}
