@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleSnapshot, ModuleStore, PathFilter, PyTorchToBurnAdapter, PytorchStore, bridge};
-use burn::tensor::{DType, Device, Shape, TensorData};
+use burn::tensor::{Device, TensorData};
 use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use sha2::{Digest, Sha256};
@@ -265,16 +265,18 @@ fn summed_over_colours(rgb: PackTensor) -> Result<PackTensor> {
     if channels != 3 {
         bail!("expected filters over 3 colour channels, found {channels}");
     }
-    let name = rgb.name.clone();
-    Ok(bridge::map_data(rgb, name, DType::F32, Shape::new([out, 1, kh, kw]), move |data| {
-        let values: Vec<f32> = data.convert::<f32>().try_into_vec().expect("f32 values");
-        let plane = kh * kw;
-        let summed: Vec<f32> = (0..out * plane)
-            .map(|i| {
-                let (o, p) = (i / plane, i % plane);
-                (0..3).map(|c| values[(o * 3 + c) * plane + p]).sum()
-            })
-            .collect();
-        TensorData::new(summed, [out, 1, kh, kw])
-    }))
+    let (name, param_id) = (rgb.name.clone(), rgb.param_id);
+    // Read now rather than when the network loads, so that a damaged tensor is an error here.
+    let values: Vec<f32> = bridge::into_data(rgb).map_err(|e| anyhow::anyhow!("{e}"))?.iter::<f32>().collect();
+    let plane = kh * kw;
+    if values.len() != out * 3 * plane {
+        bail!("its data holds {} values for the shape [{out}, 3, {kh}, {kw}]", values.len());
+    }
+    let summed: Vec<f32> = (0..out * plane)
+        .map(|i| {
+            let (o, p) = (i / plane, i % plane);
+            (0..3).map(|c| values[(o * 3 + c) * plane + p]).sum()
+        })
+        .collect();
+    Ok(bridge::from_data(TensorData::new(summed, [out, 1, kh, kw]), name, param_id))
 }
