@@ -30,6 +30,10 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Progress is printed at every tenth of the file, or every this many bytes when the server
 /// does not say how large the file is.
 const PROGRESS_STEP_UNSIZED: u64 = 50 * 1000 * 1000;
+/// The most bytes a download may have: four times VGG16-BN's 553 MB, the largest weights
+/// file naevus knows. An answer that grows past it is not a weights file, and left alone
+/// it would fill the disk.
+pub const MAX_DOWNLOAD_BYTES: u64 = 2 << 30;
 
 /// `url` with its `https://download.pytorch.org` replaced by `$NAEVUS_TORCHVISION_MIRROR`
 /// when that is set (and not empty); other URLs are returned unchanged.
@@ -73,7 +77,13 @@ pub fn download_checked(url: &str, sha256_prefix: &str, target: &Path) -> Result
 /// - An exclusive lock on `<target>.lock` keeps two processes from writing the same partial;
 ///   the second one waits, then finds the file already there.
 /// - A connection that breaks off leaves the partial for the next call to resume.
+/// - An answer larger than [`MAX_DOWNLOAD_BYTES`] is refused and deleted.
 pub fn download_url_checked(url: &str, sha256_prefix: &str, target: &Path) -> Result<()> {
+    download_url_checked_within(url, sha256_prefix, target, MAX_DOWNLOAD_BYTES)
+}
+
+/// [`download_url_checked`] accepting at most `max_bytes`.
+pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path, max_bytes: u64) -> Result<()> {
     let expected = sha256_prefix.to_ascii_lowercase();
     if expected.len() < 8 || expected.len() > 64 || !expected.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("{sha256_prefix:?} is not a sha256 prefix (8 to 64 hex digits) to check {url} against");
@@ -129,8 +139,7 @@ pub fn download_url_checked(url: &str, sha256_prefix: &str, target: &Path) -> Re
                     return install(&partial, target);
                 }
                 if started_over {
-                    remove(&partial)?;
-                    bail!("{}", mismatch(url, &expected, &digest));
+                    return Err(refuse(&partial, mismatch(url, &expected, &digest)));
                 }
                 eprintln!("{url}: the partial download is not the file expected; starting over");
                 remove(&partial)?;
@@ -140,27 +149,32 @@ pub fn download_url_checked(url: &str, sha256_prefix: &str, target: &Path) -> Re
             _ => bail!("{url} answered HTTP {status}.\n{}", offline_hint(url)),
         };
 
+        let start = if resumed { have } else { 0 };
+        let total = length.map(|l| l + start);
+        if let Some(total) = total.filter(|&t| t > max_bytes) {
+            return Err(refuse(&partial, too_large(url, &format!("is {} long", megabytes(total)), max_bytes)));
+        }
         let mut file = if resumed {
             OpenOptions::new().append(true).open(&partial)
         } else {
             File::create(&partial)
         }
         .with_context(|| format!("opening {}", partial.display()))?;
-        let start = if resumed { have } else { 0 };
-        let total = length.map(|l| l + start);
         match total {
             Some(total) if resumed => eprintln!("{url}: resuming at {} of {}", megabytes(start), megabytes(total)),
             Some(total) => eprintln!("{url}: downloading {}", megabytes(total)),
             None => eprintln!("{url}: downloading"),
         }
         let mut reader = response.body_mut().as_reader();
-        stream(&mut reader, &mut file, start, total, url, &partial)?;
+        let body = stream(&mut reader, &mut file, (start, total), max_bytes, url, &partial)?;
         drop(file);
+        if body == Body::TooLarge {
+            return Err(refuse(&partial, too_large(url, &format!("grew past {}", megabytes(max_bytes)), max_bytes)));
+        }
 
         let digest = sha256_file(&partial)?;
         if !digest.starts_with(&expected) {
-            remove(&partial)?;
-            bail!("{}", mismatch(url, &expected, &digest));
+            return Err(refuse(&partial, mismatch(url, &expected, &digest)));
         }
         return install(&partial, target);
     }
@@ -180,8 +194,18 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
-/// Copies the body into `file`, printing progress every tenth of `total` (or every 50 MB).
-fn stream(reader: &mut impl Read, file: &mut File, start: u64, total: Option<u64>, url: &str, partial: &Path) -> Result<()> {
+/// How a body ended.
+#[derive(Debug, PartialEq)]
+enum Body {
+    Complete,
+    /// It grew past the most bytes allowed; copying stopped there.
+    TooLarge,
+}
+
+/// Copies the body into `file` from byte `start` of the file (of `total`, when known),
+/// printing progress every tenth of `total` (or every 50 MB), and stopping once the file
+/// would exceed `max_bytes`.
+fn stream(reader: &mut impl Read, file: &mut File, (start, total): (u64, Option<u64>), max_bytes: u64, url: &str, partial: &Path) -> Result<Body> {
     let step = total.map(|t| (t / 10).max(1)).unwrap_or(PROGRESS_STEP_UNSIZED);
     let mut done = start;
     let mut next_report = (start / step + 1) * step;
@@ -198,6 +222,9 @@ fn stream(reader: &mut impl Read, file: &mut File, start: u64, total: Option<u64
                 offline_hint(url)
             ),
         };
+        if done + n as u64 > max_bytes {
+            return Ok(Body::TooLarge);
+        }
         file.write_all(&buffer[..n]).with_context(|| format!("writing {} (is the disk full?)", partial.display()))?;
         done += n as u64;
         if done >= next_report {
@@ -213,7 +240,7 @@ fn stream(reader: &mut impl Read, file: &mut File, start: u64, total: Option<u64
     {
         bail!("the download of {url} ended at {done} bytes of {total}; run the same command again to resume it");
     }
-    Ok(())
+    Ok(Body::Complete)
 }
 
 /// Makes the verified `partial` durable, then renames it onto `target`, so that `target`
@@ -291,6 +318,20 @@ fn offline_hint(url: &str) -> String {
         "Without access to it, download {url} on another machine and run `naevus weights fetch MODEL --from FILE` here, \
          or set {MIRROR_ENV} to an internal mirror of {PYTORCH_DOWNLOADS}."
     )
+}
+
+/// Deletes the partial of a refused download; `why` is the error, with the deletion's own
+/// failure added when there is one.
+fn refuse(partial: &Path, why: String) -> anyhow::Error {
+    match remove(partial) {
+        Ok(()) => anyhow!(why),
+        Err(e) => e.context(why),
+    }
+}
+
+/// `size`: how large the answer is, e.g. "is 3000.0 MB long".
+fn too_large(url: &str, size: &str, max_bytes: u64) -> String {
+    format!("{url} {size}, more than the {} a weights file may have: refusing it (the download was deleted)", megabytes(max_bytes))
 }
 
 fn mismatch(url: &str, expected: &str, digest: &str) -> String {

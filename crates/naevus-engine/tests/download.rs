@@ -1,6 +1,6 @@
 //! download.rs against a small HTTP/1.1 server on the loopback: normal, wrong hash,
-//! interrupted and resumed, a server without Range support, two downloads at once, and no
-//! server at all.
+//! interrupted and resumed, a server without Range support, two downloads at once, no
+//! server at all, and answers too large to be weights.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use naevus_engine::download::download_url_checked;
+use naevus_engine::download::{download_url_checked, download_url_checked_within};
 use sha2::{Digest, Sha256};
 
 const FILE_LEN: usize = 3 * 1024 * 1024;
@@ -219,4 +219,41 @@ fn no_server_fails_at_once_with_the_offline_hint() {
     assert!(error.contains("cannot be reached"), "{error}");
     assert!(!target.exists());
     assert!(!partial_of(&target).exists());
+}
+
+/// Answers one request with a 200 whose body is `length` bytes long by its Content-Length,
+/// or, without one, goes on until the client hangs up.
+fn serve_large(length: Option<u64>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let header = length.map(|l| format!("Content-Length: {l}\r\n")).unwrap_or_default();
+        let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\n{header}Connection: close\r\n\r\n").as_bytes());
+        let chunk = vec![0x5au8; 64 * 1024];
+        while stream.write_all(&chunk).is_ok() {}
+    });
+    format!("http://127.0.0.1:{port}/models/weights-00000000.pth")
+}
+
+#[test]
+fn an_answer_too_large_for_a_weights_file_is_refused_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    let max = 1 << 20;
+    // A body without a length that never ends stops at the limit.
+    let url = serve_large(None);
+    let error = download_url_checked_within(&url, "00000000", &target, max).unwrap_err().to_string();
+    assert!(error.contains("grew past 1.0 MB") && error.contains("refusing it"), "{error}");
+    assert!(!target.exists() && !partial_of(&target).exists());
+    // One that says it is too long is refused before a byte is written.
+    let url = serve_large(Some(5 << 30));
+    let error = download_url_checked_within(&url, "00000000", &target, max).unwrap_err().to_string();
+    assert!(error.contains("is 5368.7 MB long") && error.contains("refusing it"), "{error}");
+    assert!(!target.exists() && !partial_of(&target).exists());
 }
