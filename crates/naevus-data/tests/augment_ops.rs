@@ -378,4 +378,10 @@ fn operations_are_parsed_strictly_and_errors_name_the_culprit() {
             assert!(text.parse::<AugmentOps>().is_ok(), "{text}");
         }
     }
+    // A megabyte of text is refused quoting only its start, as is a long unknown name.
+    let huge = format!("cutout:p=0.5;{}", "x".repeat(1 << 20));
+    let message = error(&huge);
+    assert!(message.contains("1048589 bytes long") && message.len() < 400, "{}", &message[..message.len().min(400)]);
+    let message = error(&"y".repeat(3000));
+    assert!(message.contains("unknown operation") && message.len() < 400, "{}", &message[..message.len().min(400)]);
 }

@@ -212,12 +212,24 @@ fn entries(text: &str) -> impl Iterator<Item = (&str, Vec<(&str, &str)>)> {
 }
 
 fn unknown_op(op: &str) -> String {
-    format!("augment_ops: unknown operation {op:?}; the operations are {}", AugmentPlan::OPS.join(", "))
+    format!("augment_ops: unknown operation {:?}; the operations are {}", crate::error::excerpt(op), AugmentPlan::OPS.join(", "))
 }
+
+/// Longest `augment_ops` text: every operation with every parameter written out takes well
+/// under a tenth of it, and a longer one (from a hostile recipe or flag) is refused before
+/// any of it is quoted in a message.
+const MAX_OPS_BYTES: usize = 4096;
 
 impl FromStr for AugmentOps {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
+        if text.len() > MAX_OPS_BYTES {
+            return Err(format!(
+                "augment_ops is {} bytes long (\"{}\"); every operation with all its parameters fits in {MAX_OPS_BYTES}",
+                text.len(),
+                crate::error::excerpt(text)
+            ));
+        }
         // Each change is tried on a plan of the operations' defaults; the preset's own values
         // are checked again when the run applies them.
         let mut plan = AugmentPlan::none();
