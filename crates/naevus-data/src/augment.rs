@@ -294,33 +294,59 @@ op_params! {
     }
 }
 
-/// The augmentation table: each operation off (`None`) or on with its parameters, run in
-/// field order by [`AugmentPlan::apply`] (the module documentation lists them).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AugmentPlan {
-    pub crop: Option<Crop>,
-    pub hair: Option<Hair>,
-    pub dihedral: Option<Dihedral>,
-    pub transpose: Option<Flip>,
-    pub vflip: Option<Flip>,
-    pub hflip: Option<Flip>,
-    pub brightness: Option<Level>,
-    pub contrast: Option<Level>,
-    pub blur: Option<Blur>,
-    pub distort: Option<Distort>,
-    pub clahe: Option<Clahe>,
-    pub hsv: Option<Hsv>,
-    pub affine: Option<Affine>,
-    pub color: Option<Color>,
-    pub cutout: Option<Cutout>,
+/// Makes [`AugmentPlan`] from one list of its operations, in the order they run: the struct,
+/// the operations' names, and the lookups by name.
+macro_rules! augment_plan {
+    ($( $op:ident: $params:ty, )*) => {
+        /// The augmentation table: each operation off (`None`) or on with its parameters, run in
+        /// field order by [`AugmentPlan::apply`] (the module documentation lists them).
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        pub struct AugmentPlan {
+            $( pub $op: Option<$params>, )*
+        }
+
+        impl AugmentPlan {
+            /// The operations' names, in the order they run.
+            pub const OPS: &'static [&'static str] = &[$( stringify!($op) ),*];
+
+            /// The parameters of operation `name`, when it is on.
+            pub fn op(&self, name: &str) -> Option<&dyn OpParams> {
+                match name {
+                    $( stringify!($op) => self.$op.as_ref().map(|params| params as &dyn OpParams), )*
+                    _ => None,
+                }
+            }
+
+            /// Operation `name`, turned on with its defaults when it was off; None for an unknown name.
+            pub fn op_mut(&mut self, name: &str) -> Option<&mut dyn OpParams> {
+                match name {
+                    $( stringify!($op) => Some(self.$op.get_or_insert_with(<$params>::default) as &mut dyn OpParams), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+augment_plan! {
+    crop: Crop,
+    hair: Hair,
+    dihedral: Dihedral,
+    transpose: Flip,
+    vflip: Flip,
+    hflip: Flip,
+    brightness: Level,
+    contrast: Level,
+    blur: Blur,
+    distort: Distort,
+    clahe: Clahe,
+    hsv: Hsv,
+    affine: Affine,
+    color: Color,
+    cutout: Cutout,
 }
 
 impl AugmentPlan {
-    /// The operations' names, in the order they run.
-    pub const OPS: [&'static str; 15] = [
-        "crop", "hair", "dihedral", "transpose", "vflip", "hflip", "brightness", "contrast", "blur", "distort", "clahe", "hsv", "affine", "color", "cutout",
-    ];
-
     /// Nothing: `apply` returns its input.
     pub fn none() -> Self {
         Self::default()
@@ -391,56 +417,6 @@ impl AugmentPlan {
     /// Whether every operation is off (absent, or p = 0).
     pub fn is_empty(&self) -> bool {
         Self::OPS.iter().all(|op| self.op(op).is_none_or(|params| params.chance() <= 0.0))
-    }
-
-    /// The parameters of operation `name`, when it is on.
-    pub fn op(&self, name: &str) -> Option<&dyn OpParams> {
-        fn of<T: OpParams>(slot: &Option<T>) -> Option<&dyn OpParams> {
-            slot.as_ref().map(|params| params as &dyn OpParams)
-        }
-        match name {
-            "crop" => of(&self.crop),
-            "hair" => of(&self.hair),
-            "dihedral" => of(&self.dihedral),
-            "transpose" => of(&self.transpose),
-            "vflip" => of(&self.vflip),
-            "hflip" => of(&self.hflip),
-            "brightness" => of(&self.brightness),
-            "contrast" => of(&self.contrast),
-            "blur" => of(&self.blur),
-            "distort" => of(&self.distort),
-            "clahe" => of(&self.clahe),
-            "hsv" => of(&self.hsv),
-            "affine" => of(&self.affine),
-            "color" => of(&self.color),
-            "cutout" => of(&self.cutout),
-            _ => None,
-        }
-    }
-
-    /// Operation `name`, turned on with its defaults when it was off; None for an unknown name.
-    pub fn op_mut(&mut self, name: &str) -> Option<&mut dyn OpParams> {
-        fn on<T: OpParams + Default>(slot: &mut Option<T>) -> Option<&mut dyn OpParams> {
-            Some(slot.get_or_insert_with(T::default) as &mut dyn OpParams)
-        }
-        match name {
-            "crop" => on(&mut self.crop),
-            "hair" => on(&mut self.hair),
-            "dihedral" => on(&mut self.dihedral),
-            "transpose" => on(&mut self.transpose),
-            "vflip" => on(&mut self.vflip),
-            "hflip" => on(&mut self.hflip),
-            "brightness" => on(&mut self.brightness),
-            "contrast" => on(&mut self.contrast),
-            "blur" => on(&mut self.blur),
-            "distort" => on(&mut self.distort),
-            "clahe" => on(&mut self.clahe),
-            "hsv" => on(&mut self.hsv),
-            "affine" => on(&mut self.affine),
-            "color" => on(&mut self.color),
-            "cutout" => on(&mut self.cutout),
-            _ => None,
-        }
     }
 
     /// Rejects ranges given upside down (a minimum above its maximum).
