@@ -3,8 +3,11 @@
 //! loopback-only default, the in-flight limit's 503 and a graceful SIGTERM.
 
 mod common;
+#[allow(dead_code)]
+#[path = "../../naevus-data/tests/hostile_images/mod.rs"]
+mod hostile_images;
 
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use common::http::{self, Response, get, multipart, post_json, request};
 use common::serve::{Server, trained_bundle};
 use common::{fixtures, naevus, text};
-use image::ImageEncoder;
+use hostile_images::{jpeg_claiming, png_bomb};
 use serde_json::json;
 
 fn fixture_image(name: &str) -> PathBuf {
@@ -62,28 +65,6 @@ fn predicted_by_cli(bundle: &Path, files: &[PathBuf], calibrated: bool, dir: &Pa
 
 fn error_code(response: &Response) -> String {
     response.json()["code"].as_str().unwrap_or_else(|| panic!("no error code: {}", response.text())).to_string()
-}
-
-/// A valid 16 x 16 baseline JPEG whose SOF0 header claims `width` x `height`.
-fn jpeg_claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut bytes), 90)
-        .write_image(&[128u8; 16 * 16 * 3], 16, 16, image::ExtendedColorType::Rgb8)
-        .unwrap();
-    let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
-    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
-    bytes
-}
-
-/// A grey PNG of zeros: a few KB that inflate to side * side bytes.
-fn png_bomb(side: u32) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let zeros = vec![0u8; (side * side) as usize];
-    image::codecs::png::PngEncoder::new_with_quality(&mut bytes, image::codecs::png::CompressionType::Best, image::codecs::png::FilterType::NoFilter)
-        .write_image(&zeros, side, side, image::ExtendedColorType::L8)
-        .unwrap();
-    bytes
 }
 
 #[test]

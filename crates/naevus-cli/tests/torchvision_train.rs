@@ -6,29 +6,14 @@
 //! data/sample at 64 px, one epoch.
 
 mod common;
+#[path = "../../naevus-engine/tests/standins/mod.rs"]
+mod standins;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::text;
-
-fn workspace() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
-}
-
-/// The folder of stand-ins, made on first use in this test process.
-fn standins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = workspace().join("target/torchvision-standins");
-        let script = workspace().join("scripts/torchvision-standins.sh");
-        let status = Command::new(&script).arg(&dir).status().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed (it needs python3 with venv and pip, and PyPI for numpy)", script.display());
-        dir
-    })
-}
+use standins::{standins, workspace};
 
 /// The binary with `args`, its weights cache in `cache`.
 fn naevus(cache: &Path, args: &[&str]) -> Output {

@@ -12,9 +12,10 @@
 //! NAEVUS_TORCHVISION_STANDINS=DIR uses the files in DIR instead (e.g. the same state dicts
 //! re-saved by torch.save), without checking that they are the script's.
 
+mod standins;
+
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use burn::prelude::*;
@@ -25,28 +26,9 @@ use naevus_engine::weights;
 use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, Layer, ModelSpec, Network};
 use sha2::{Digest, Sha256};
+use standins::standins;
 
 const TOLERANCE: f64 = 1e-3;
-
-fn workspace() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
-}
-
-/// The folder of stand-ins, made on first use in this test process.
-fn standins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("NAEVUS_TORCHVISION_STANDINS") {
-            return PathBuf::from(dir);
-        }
-        let dir = workspace().join("target/torchvision-standins");
-        let script = workspace().join("scripts/torchvision-standins.sh");
-        let status = Command::new(&script).arg(&dir).status().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(status.success(), "{} failed (it needs python3 with venv and pip, and PyPI for numpy)", script.display());
-        dir
-    })
-}
 
 fn reference_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/torchvision")
