@@ -30,6 +30,17 @@ impl MetadataField {
     /// Every field, in seed 004's order.
     pub const ALL: [MetadataField; 5] =
         [MetadataField::Sex, MetadataField::Age, MetadataField::ImagesOfPatient, MetadataField::FileBytes, MetadataField::Site];
+
+    /// The name recipes and run.json use (its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataField::Sex => "sex",
+            MetadataField::Age => "age",
+            MetadataField::ImagesOfPatient => "images-of-patient",
+            MetadataField::FileBytes => "file-bytes",
+            MetadataField::Site => "site",
+        }
+    }
 }
 
 /// Which columns a run's metadata features have.
@@ -164,6 +175,13 @@ impl MetadataEncoder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_field_is_named_as_serde_spells_it() {
+        for field in MetadataField::ALL {
+            assert_eq!(serde_json::to_value(field).unwrap(), field.name());
+        }
+    }
+
     use super::*;
     use crate::records::Metadata;
 

@@ -67,7 +67,7 @@ impl RunInfo {
                         "warning: {:.0}% of these images lack {} against {:.0}% of the training images: this model also reads it, \
                          and its predictions for them are less sound",
                         share * 100.0,
-                        serde_json::to_value(field).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                        field.name(),
                         before * 100.0
                     )
                 })

@@ -139,7 +139,7 @@ impl ServedModel {
             folds: info.folds.clone(),
             checkpoint: self.checkpoint.name().into(),
             image_size: self.run.input.image_size,
-            metadata_fields: encoder.map(|e| e.fields.iter().map(|f| field_name(*f)).collect()).unwrap_or_default(),
+            metadata_fields: encoder.map(|e| e.fields.iter().map(|f| f.name().to_string()).collect()).unwrap_or_default(),
             sites: encoder.map(|e| e.sites.clone()).unwrap_or_default(),
             classes: (info.num_outputs > 1).then(|| info.classes.class_names().iter().map(|c| c.to_string()).collect()),
             calibrated: self.calibration.is_some(),
@@ -208,7 +208,3 @@ fn operating_point(choice: &OperatingPointChoice, card: Option<&ModelCard>, cali
     }
 }
 
-/// A metadata field's name as run.json writes it ("age", "sex", "site", ...).
-pub fn field_name(field: naevus_data::MetadataField) -> String {
-    serde_json::to_value(field).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
