@@ -195,12 +195,12 @@ fn train_row(spec: &naevus_models::ModelSpec, device: &Device, device_name: &str
     let mut first_step = None;
     for _ in 0..timing.warmup {
         let started = Instant::now();
-        trainer.step(images.clone(), &labels, None);
+        trainer.step(images.clone(), &labels, None)?;
         first_step.get_or_insert(started.elapsed().as_secs_f64());
     }
     let started = Instant::now();
     for _ in 0..timing.steps {
-        if trainer.step(images.clone(), &labels, None) == StepOutcome::NotFinite {
+        if trainer.step(images.clone(), &labels, None)? == StepOutcome::NotFinite {
             bail!("the training step of {} gave a non-finite loss", spec.name);
         }
     }

@@ -50,7 +50,8 @@ pub struct Args {
     #[arg(long)]
     fold: Option<String>,
     /// Which checkpoint of the fold: best (validation AUC), best_primary (AUC on primary-source
-    /// images, for runs validating external images too) or final.
+    /// images, for runs validating external images too), best_ema (the weight average at its
+    /// best, for recipes with ema_decay) or final.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Folder of binary lesion masks to score the maps against.

@@ -29,7 +29,7 @@ pub struct Args {
     /// The folder to write (must not exist yet, or be empty).
     #[arg(long)]
     out: PathBuf,
-    /// Which checkpoint of each fold: best or best_primary.
+    /// Which checkpoint of each fold: best, best_primary or best_ema.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Folds to export, comma-separated (default: all of the run's).
@@ -40,7 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::parse(&args.checkpoint)?;
     if checkpoint == Checkpoint::Final {
-        bail!("export takes the best or best_primary checkpoint; the final one is part of a training state");
+        bail!("export takes the best, best_primary or best_ema checkpoint; the final one is part of a training state");
     }
     let run = RunDir::new(&args.run);
     let mut info = run.read_info()?;

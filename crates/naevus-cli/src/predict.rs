@@ -37,7 +37,8 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Which checkpoint of each fold: best (validation AUC), best_primary (AUC on primary-source
-    /// images, for runs validating external images too) or final.
+    /// images, for runs validating external images too), best_ema (the weight average at its
+    /// best, for recipes with ema_decay) or final.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.

@@ -38,7 +38,7 @@ pub struct Args {
     /// it on the out-of-fold predictions, from the model card), or threshold-T.
     #[arg(long, default_value = "sensitivity-90")]
     operating_point: OperatingPointChoice,
-    /// Which checkpoint of each fold: best or best_primary.
+    /// Which checkpoint of each fold: best, best_primary or best_ema.
     #[arg(long, default_value = "best")]
     checkpoint: String,
     /// Compute backend (default: the one the model trained on).
@@ -67,7 +67,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let checkpoint = Checkpoint::parse(&args.checkpoint)?;
     if checkpoint == Checkpoint::Final {
-        bail!("serve takes the best or best_primary checkpoint");
+        bail!("serve takes the best, best_primary or best_ema checkpoint");
     }
     if args.max_batch == 0 || args.queue == 0 || args.max_images == 0 {
         bail!("--max-batch, --queue and --max-images must be at least 1");

@@ -77,6 +77,9 @@ pub fn print_report(report: &TrainReport) {
             m.images
         );
     }
+    if let Some(auc) = report.ema_oof_auc {
+        println!("{what} AUC of the weight average {auc:.4} (each fold at its best epoch; {})", report.run_dir.join("oof_ema.csv").display());
+    }
     if let Some(auc) = report.oof_auc {
         println!("{what} AUC {auc:.4} ({:.0} s); run directory {}", report.seconds, report.run_dir.display());
     }

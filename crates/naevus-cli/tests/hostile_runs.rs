@@ -124,26 +124,29 @@ fn evaluate_refuses_duplicate_ids_and_scores_that_are_not_probabilities() {
     }
 }
 
-fn epochs(run: &Path, fold: &str) -> Vec<(f64, Option<f64>)> {
+/// Each epoch's train loss, validation AUC and the weight average's validation AUC.
+fn epochs(run: &Path, fold: &str) -> Vec<(f64, Option<f64>, Option<f64>)> {
     std::fs::read_to_string(run.join(fold).join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|line| {
             let m: serde_json::Value = serde_json::from_str(line).unwrap();
-            (m["train_loss"].as_f64().unwrap(), m["val_auc"].as_f64())
+            (m["train_loss"].as_f64().unwrap(), m["val_auc"].as_f64(), m["ema_val_auc"].as_f64())
         })
         .collect()
 }
 
-/// The sampler, augmentation and dropout draws depend on the seed, fold and epoch alone, so a
-/// run killed and resumed gives the metrics of the uninterrupted one (CPU backend).
+/// The sampler, augmentation and dropout draws depend on the seed, fold and epoch alone, and
+/// the weight average is part of the training state, so a run killed and resumed gives the
+/// metrics of the uninterrupted one (CPU backend).
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let cache = prepare(dir.path(), "cache", "32");
-    let recipe = ["--epochs", "6", "--dropout-samples", "2", "--seed", "3"];
+    let recipe = ["--epochs", "6", "--dropout-samples", "2", "--seed", "3", "--ema-decay", "0.9"];
     let whole = dir.path().join("whole");
-    assert!(train(&cache, &whole, &recipe).status.success());
+    let out = train(&cache, &whole, &recipe);
+    assert!(out.status.success() && text(&out).contains("out-of-fold AUC of the weight average"), "{}", text(&out));
 
     let resumed = dir.path().join("resumed");
     let mut args: Vec<&str> = vec!["train", "--data", cache.to_str().unwrap(), "--out", resumed.to_str().unwrap(), "--folds", "2", "--batch-size", "4"];
@@ -159,11 +162,37 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     for fold in ["fold-0", "fold-1"] {
         let (a, b) = (epochs(&whole, fold), epochs(&resumed, fold));
         assert_eq!(a.len(), b.len());
-        for (n, ((loss_a, auc_a), (loss_b, auc_b))) in a.iter().zip(&b).enumerate() {
+        for (n, ((loss_a, auc_a, ema_a), (loss_b, auc_b, ema_b))) in a.iter().zip(&b).enumerate() {
             assert!((loss_a - loss_b).abs() < 1e-6, "{fold} epoch {}: train loss {loss_a} uninterrupted, {loss_b} resumed", n + 1);
             assert_eq!(auc_a, auc_b, "{fold} epoch {}", n + 1);
+            assert!(ema_a.is_some(), "{fold} epoch {}: no ema_val_auc", n + 1);
+            assert_eq!(ema_a, ema_b, "{fold} epoch {}: the weight average's AUC", n + 1);
         }
+        assert!(resumed.join(fold).join("best_ema.bpk").exists());
     }
+
+    // best_ema re-scores each held-out image as oof_ema.csv has it.
+    let rescored = dir.path().join("oof_ema_rescored.csv");
+    let out = naevus(&["predict", "--run", whole.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--out", rescored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sorted = |path: &Path| {
+        let mut lines: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&rescored), sorted(&whole.join("oof_ema.csv")));
+    assert_eq!(sorted(&resumed.join("oof_ema.csv")).len(), sorted(&whole.join("oof_ema.csv")).len());
+    // The average only watches: without it the weights train the same way, and the run says
+    // why it has no best_ema.
+    let plain = dir.path().join("plain");
+    assert!(train(&cache, &plain, &recipe[..recipe.len() - 2]).status.success());
+    for fold in ["fold-0", "fold-1"] {
+        let with_average: Vec<(f64, Option<f64>)> = epochs(&whole, fold).into_iter().map(|(loss, auc, _)| (loss, auc)).collect();
+        let without: Vec<(f64, Option<f64>)> = epochs(&plain, fold).into_iter().map(|(loss, auc, _)| (loss, auc)).collect();
+        assert_eq!(with_average, without, "{fold}");
+    }
+    let out = naevus(&["predict", "--run", plain.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--out", rescored.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("has no best_ema checkpoint") && text(&out).contains("ema_decay"), "{}", text(&out));
 }
 
 /// A model trained with age and sex says so when it scores images that lack them.

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod download;
+pub mod ema;
 pub mod explain;
 pub mod input;
 pub mod loss;

@@ -10,6 +10,7 @@ use naevus_data::Batch;
 use naevus_models::Network;
 use naevus_run::{OptimizerKind, TrainConfig};
 
+use crate::ema::WeightAverage;
 use crate::loss;
 use crate::predict::{batch_tensor, rows_tensor};
 use crate::schedule::Schedule;
@@ -36,12 +37,19 @@ pub struct Trainer {
     /// Both learning rates are scaled by this (halved after each numerical fault).
     pub lr_scale: f64,
     frozen: bool,
+    /// The weight average (recipes with `ema_decay`): made from the weights after the first
+    /// step and updated after every one after it. Not before: copying the network before its
+    /// first forward pass would initialise its lazily made head in another order of random
+    /// draws, and the trained weights must follow the same path with or without an average.
+    pub ema: Option<WeightAverage>,
 }
 
-/// A copy of a trainer's weights and optimiser state, to return to after a numerical fault.
+/// A copy of a trainer's weights, optimiser state and weight average, to return to after a
+/// numerical fault.
 pub struct Snapshot {
     model: Network,
     optimizer: Vec<u8>,
+    ema: Option<WeightAverage>,
 }
 
 impl Trainer {
@@ -49,6 +57,7 @@ impl Trainer {
     /// `steps_per_epoch` steps.
     pub fn new(config: &TrainConfig, model: Network, steps_per_epoch: usize, device: &Device) -> Self {
         Self {
+            ema: None,
             model,
             optimizer: build_optimizer(config),
             schedule: Schedule::new(config, steps_per_epoch),
@@ -70,23 +79,28 @@ impl Trainer {
 
     /// One step on `batch` with its `labels` (0/1, or class indices for cross-entropy) and,
     /// when the network takes metadata, the batch's metadata rows. One schedule scales both
-    /// learning rates; a frozen backbone has no gradients.
-    pub fn step(&mut self, batch: Batch, labels: &[u8], metadata: Option<Vec<Vec<f32>>>) -> StepOutcome {
+    /// learning rates; a frozen backbone has no gradients. The weight average follows.
+    pub fn step(&mut self, batch: Batch, labels: &[u8], metadata: Option<Vec<Vec<f32>>>) -> Result<StepOutcome> {
         let meta = metadata.map(|rows| rows_tensor(&rows, &self.device));
         let logits = self.model.forward_with_metadata(batch_tensor(batch, &self.device), meta).logits;
         let batch_loss = loss::loss(self.config.loss, logits, labels, self.config.focal_alpha, self.config.focal_gamma);
         // Reading the loss also waits for the device to finish the forward pass.
         let value = f64::from(batch_loss.clone().into_scalar::<f32>());
         if !value.is_finite() {
-            return StepOutcome::NotFinite;
+            return Ok(StepOutcome::NotFinite);
         }
         let factor = self.schedule.factor(self.steps_done) * self.lr_scale;
         let lr = factor * self.config.lr;
         let (backbone_grads, head_grads) = self.model.split_gradients(batch_loss.backward());
         let model = self.optimizer.step(lr, self.model.clone(), head_grads);
         self.model = if self.frozen { model } else { self.optimizer.step(factor * self.config.backbone_lr.unwrap_or(self.config.lr), model, backbone_grads) };
+        match &mut self.ema {
+            Some(ema) => ema.update(&self.model, self.steps_done)?,
+            None if self.config.ema_decay > 0.0 => self.ema = Some(WeightAverage::new(&self.model, self.config.ema_decay)),
+            None => {}
+        }
         self.steps_done += 1;
-        StepOutcome::Trained { loss: value, lr }
+        Ok(StepOutcome::Trained { loss: value, lr })
     }
 
     /// Seeds the device's random numbers (dropout): training seeds it at every epoch's start,
@@ -97,12 +111,13 @@ impl Trainer {
 
     /// The weights and optimiser state as they are now.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot { model: self.model.clone(), optimizer: self.optimizer_bytes()? })
+        Ok(Snapshot { model: self.model.clone(), optimizer: self.optimizer_bytes()?, ema: self.ema.clone() })
     }
 
     /// Returns to `snapshot`.
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
         self.model = snapshot.model.clone();
+        self.ema = snapshot.ema.clone();
         self.restore_optimizer(snapshot.optimizer.clone())
     }
 

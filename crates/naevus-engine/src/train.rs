@@ -10,12 +10,14 @@ use burn::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use naevus_data::{AugmentPlan, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
 use naevus_metrics::roc_auc;
+use naevus_models::Network;
 use naevus_run::{Calibration, Checkpoint, EpochMetrics, FoldDir, FoldState, RUN_FORMAT, RecipeFlags, RunDir, RunInfo, TrainingState, write_atomic};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{load_weights, weights_bytes, weights_finite};
 use crate::config::{SamplingKind, TrainConfig, check};
 use crate::device::select_device;
+use crate::ema::WeightAverage;
 use crate::input::{InputSpec, resolve_image_size};
 use crate::predict::output_probabilities;
 use crate::step::{Snapshot, StepOutcome, Trainer};
@@ -55,11 +57,20 @@ pub struct FoldReport {
     /// Cache items validated on, and their output probabilities at the best epoch.
     pub val_items: Vec<usize>,
     pub val_probabilities: Vec<Vec<f64>>,
+    /// The weight average's output probabilities at its best epoch (recipes with `ema_decay`).
+    pub ema_val_probabilities: Option<Vec<Vec<f64>>>,
 }
 
 impl FoldReport {
-    fn of(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<Vec<f64>>) -> Self {
-        Self { name: plan.name.clone(), best_epoch: state.best_epoch, best_auc: state.best_auc, val_items: plan.val.clone(), val_probabilities }
+    fn of(plan: &FoldPlan, state: &FoldState, val_probabilities: Vec<Vec<f64>>, ema_val_probabilities: Option<Vec<Vec<f64>>>) -> Self {
+        Self {
+            name: plan.name.clone(),
+            best_epoch: state.best_epoch,
+            best_auc: state.best_auc,
+            val_items: plan.val.clone(),
+            val_probabilities,
+            ema_val_probabilities,
+        }
     }
 }
 
@@ -70,6 +81,8 @@ pub struct TrainReport {
     pub folds: Vec<FoldReport>,
     /// AUC of all out-of-fold (or validation) predictions pooled.
     pub oof_auc: Option<f64>,
+    /// The same for the weight average's best epochs (oof_ema.csv; recipes with `ema_decay`).
+    pub ema_oof_auc: Option<f64>,
     /// Accuracy, balanced accuracy and macro AUC of the pooled predictions, for diagnosis classes.
     pub class_metrics: Option<ClassMetrics>,
     pub seconds: f64,
@@ -279,14 +292,15 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
         reports.push(train_fold(&run, plan, k as u64, fold)?);
     }
 
-    let (oof_auc, class_metrics) = if reports.len() == plans.len() {
-        write_oof(&dir, &run, &reports)?
+    let (oof_auc, class_metrics, ema_oof_auc) = if reports.len() == plans.len() {
+        let (auc, class_metrics) = write_oof(&dir, &run, &reports)?;
+        (auc, class_metrics, write_ema_oof(&dir, &run, &reports)?)
     } else {
         eprintln!("trained {} of {} folds; once all are, `naevus train --resume` on {} writes oof.csv", reports.len(), plans.len(), run_dir.display());
-        (None, None)
+        (None, None, None)
     };
     drop(run_lock);
-    Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
+    Ok(TrainReport { run_dir: run_dir.to_path_buf(), folds: reports, oof_auc, ema_oof_auc, class_metrics, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// What every fold of a run shares.
@@ -313,13 +327,17 @@ fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Resul
     let state = training.as_ref().map(|t| t.state.clone()).unwrap_or_default();
     if state.finished(run.config.epochs) {
         eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
-        let model = load_network(&run.info, &dir, Checkpoint::Best, &run.device)?;
-        let probabilities = output_probabilities(&model, &run.cache, &plan.val, &run.input(), &run.device, 1)?;
-        return Ok(FoldReport::of(plan, &state, probabilities));
+        let rescore = |checkpoint| -> Result<Vec<Vec<f64>>> {
+            let model = load_network(&run.info, &dir, checkpoint, &run.device)?;
+            output_probabilities(&model, &run.cache, &plan.val, &run.input(), &run.device, 1)
+        };
+        let ema = if state.best_ema_epoch.is_some() { Some(rescore(Checkpoint::BestEma)?) } else { None };
+        return Ok(FoldReport::of(plan, &state, rescore(Checkpoint::Best)?, ema));
     }
     let mut session = FoldSession::open(run, plan, fold, dir, training)?;
-    // The best epoch's validation predictions; an earlier session's best is re-scored below.
-    let mut best = None;
+    // The best epochs' validation predictions (of the weights and of their average); an
+    // earlier session's best is re-scored below.
+    let (mut best, mut best_ema) = (None, None);
     for epoch in session.state.epochs_done..run.config.epochs {
         // A network whose weights became non-finite is never validated or saved: the epoch is
         // trained again from its start, with half the learning rate.
@@ -328,14 +346,17 @@ fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Resul
             let trained = session.train_epoch(epoch, &start)?;
             if weights_finite(&session.trainer.model) {
                 let validation = session.validate()?;
-                if validation.outputs.iter().flatten().all(|p| p.is_finite()) {
+                if validation.finite() {
                     break (trained, validation);
                 }
             }
             session.recover(&start, epoch, "the weights are no longer finite numbers")?;
         };
         session.log(epoch, &trained, &validation)?;
-        let improved = session.checkpoint(epoch, &validation)?;
+        let (improved, ema_improved) = session.checkpoint(epoch, &validation)?;
+        if ema_improved {
+            best_ema = validation.ema.as_ref().map(|ema| ema.outputs.clone());
+        }
         if improved {
             best = Some(validation.outputs);
         }
@@ -344,14 +365,20 @@ fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Resul
             break;
         }
     }
+    let rescore = |checkpoint| -> Result<Vec<Vec<f64>>> {
+        let model = load_network(&run.info, &session.dir, checkpoint, &run.device)?;
+        output_probabilities(&model, &run.cache, &plan.val, &session.input, &run.device, 1)
+    };
     let probabilities = match best {
         Some(outputs) => outputs,
-        None => {
-            let model = load_network(&run.info, &session.dir, Checkpoint::Best, &run.device)?;
-            output_probabilities(&model, &run.cache, &plan.val, &session.input, &run.device, 1)?
-        }
+        None => rescore(Checkpoint::Best)?,
     };
-    Ok(FoldReport::of(plan, &session.state, probabilities))
+    let ema_probabilities = match best_ema {
+        Some(outputs) => Some(outputs),
+        None if session.state.best_ema_epoch.is_some() => Some(rescore(Checkpoint::BestEma)?),
+        None => None,
+    };
+    Ok(FoldReport::of(plan, &session.state, probabilities, ema_probabilities))
 }
 
 /// One fold in training: its network, optimiser and schedule ([`Trainer`]), the images it
@@ -395,6 +422,15 @@ pub struct Validation {
     pub auc: Option<f64>,
     pub auc_primary: Option<f64>,
     pub class_metrics: Option<ClassMetrics>,
+    /// The same for the weight average (recipes with `ema_decay`).
+    pub ema: Option<Box<Validation>>,
+}
+
+impl Validation {
+    /// Whether every output (of the weights and of their average) is a finite number.
+    fn finite(&self) -> bool {
+        self.outputs.iter().flatten().all(|p| p.is_finite()) && self.ema.as_ref().is_none_or(|ema| ema.finite())
+    }
 }
 
 impl<'a> FoldSession<'a> {
@@ -431,6 +467,10 @@ impl<'a> FoldSession<'a> {
         trainer.lr_scale = 0.5f64.powi(state.lr_halvings as i32);
         if let Some(training) = training {
             trainer.restore_optimizer(training.optimizer).with_context(|| format!("loading the optimizer state of {}", final_path.display()))?;
+            if let Some(bytes) = training.ema.filter(|_| config.ema_decay > 0.0) {
+                let average = load_weights(trainer.model.valid(), bytes, &final_path).context("loading the weight average")?;
+                trainer.ema = Some(WeightAverage::with_model(average, config.ema_decay));
+            }
             eprintln!("{}: resuming after epoch {}", plan.name, state.epochs_done);
         }
         let input = run.input();
@@ -480,7 +520,7 @@ impl<'a> FoldSession<'a> {
             }
             let labels: Vec<u8> = batch.items.iter().map(|&i| self.run.classes[i].unwrap_or(0)).collect();
             let metadata = self.metadata_rows(&batch.items, epoch, self.trainer.steps_done);
-            match self.trainer.step(batch, &labels, metadata) {
+            match self.trainer.step(batch, &labels, metadata)? {
                 StepOutcome::Trained { loss, lr: step_lr } => {
                     bad_in_a_row = 0;
                     lr = step_lr;
@@ -556,10 +596,18 @@ impl<'a> FoldSession<'a> {
         Ok(())
     }
 
-    /// Scores every validation image with the network as it is now.
+    /// Scores every validation image with the network as it is now, and with the weight
+    /// average when the recipe keeps one.
     pub fn validate(&self) -> Result<Validation> {
-        let model = self.trainer.model.valid();
-        let outputs = output_probabilities(&model, &self.run.cache, &self.plan.val, &self.input, &self.run.device, 1)?;
+        let mut validation = self.score(&self.trainer.model.valid())?;
+        if let Some(ema) = &self.trainer.ema {
+            validation.ema = Some(Box::new(self.score(&ema.model)?));
+        }
+        Ok(validation)
+    }
+
+    fn score(&self, model: &Network) -> Result<Validation> {
+        let outputs = output_probabilities(model, &self.run.cache, &self.plan.val, &self.input, &self.run.device, 1)?;
         let column = self.input.target.melanoma_column();
         let probs: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
         let auc_primary = self.primary.as_ref().and_then(|primary| {
@@ -572,6 +620,7 @@ impl<'a> FoldSession<'a> {
             auc_primary,
             class_metrics: ClassMetrics::of(self.run.config.classes, &outputs, &self.val_classes),
             outputs,
+            ema: None,
         })
     }
 
@@ -586,6 +635,8 @@ impl<'a> FoldSession<'a> {
             val_auc_primary: validation.auc_primary,
             val_accuracy: validation.class_metrics.as_ref().map(|m| m.accuracy),
             val_macro_auc: validation.class_metrics.as_ref().and_then(|m| m.macro_auc),
+            ema_val_loss: validation.ema.as_ref().map(|ema| ema.loss),
+            ema_val_auc: validation.ema.as_ref().and_then(|ema| ema.auc),
             seconds: Some(trained.seconds),
             images_per_second: Some(trained.images as f64 / trained.seconds.max(1e-9)),
             skipped_steps: Some(trained.skipped_steps),
@@ -597,6 +648,9 @@ impl<'a> FoldSession<'a> {
         }
         if let Some(m) = &validation.class_metrics {
             extra += &format!(", {}-class accuracy {:.4}, macro AUC {}", m.classes.len(), m.accuracy, figure(m.macro_auc));
+        }
+        if let Some(ema) = &validation.ema {
+            extra += &format!(", EMA val loss {:.4}, EMA val AUC {}", ema.loss, figure(ema.auc));
         }
         eprintln!(
             "{} epoch {}/{}: train loss {:.4}, val loss {:.4}, val AUC {}{extra}, {:.0} s, {:.1} images/s",
@@ -613,16 +667,12 @@ impl<'a> FoldSession<'a> {
     }
 
     /// Saves what epoch `epoch` (0-based) leaves: the best checkpoints when it improved on
-    /// them (returns whether the best did), then the training state (final weights,
-    /// optimiser, where the fold stands) as one file.
-    fn checkpoint(&mut self, epoch: usize, validation: &Validation) -> Result<bool> {
-        let eval_model = self.trainer.model.valid();
-        let weights = weights_bytes(&eval_model)?;
-        let improved = match (validation.auc, self.state.best_auc) {
-            (Some(a), Some(b)) => a > b,
-            (Some(_), None) => true,
-            (None, _) => self.state.best_epoch.is_none(),
-        };
+    /// them, then the training state (final weights, optimiser, weight average, where the
+    /// fold stands) as one file. Returns whether the best of the weights, and of their
+    /// average, improved.
+    fn checkpoint(&mut self, epoch: usize, validation: &Validation) -> Result<(bool, bool)> {
+        let weights = weights_bytes(&self.trainer.model.valid())?;
+        let improved = improves(validation.auc, self.state.best_auc, self.state.best_epoch);
         if improved {
             self.dir.write_weights(Checkpoint::Best, &weights)?;
             let column = self.input.target.melanoma_column();
@@ -637,13 +687,33 @@ impl<'a> FoldSession<'a> {
             self.dir.write_weights(Checkpoint::BestPrimary, &weights)?;
             self.state.best_primary_auc = Some(auc);
         }
+        let ema = self.trainer.ema.as_ref().map(|ema| weights_bytes(&ema.model)).transpose()?;
+        let mut ema_improved = false;
+        if let (Some(bytes), Some(scored)) = (&ema, &validation.ema) {
+            ema_improved = improves(scored.auc, self.state.best_ema_auc, self.state.best_ema_epoch);
+            if ema_improved {
+                self.dir.write_weights(Checkpoint::BestEma, bytes)?;
+                self.state.best_ema_auc = scored.auc;
+                self.state.best_ema_epoch = Some(epoch + 1);
+            }
+        }
         self.state.epochs_done = epoch + 1;
         self.state.step = self.trainer.steps_done;
         let patience = self.run.config.early_stopping_patience;
         self.state.stopped_early = patience > 0 && self.state.best_epoch.is_some_and(|best| self.state.epochs_done - best >= patience);
-        let training = TrainingState { state: self.state.clone(), weights, optimizer: self.trainer.optimizer_bytes()? };
+        let training = TrainingState { state: self.state.clone(), weights, optimizer: self.trainer.optimizer_bytes()?, ema };
         self.dir.write_training_state(&training)?;
-        Ok(improved)
+        Ok((improved, ema_improved))
+    }
+}
+
+/// Whether a validation AUC beats the best so far (`best_epoch`: whether there is one yet;
+/// without an AUC, as with one class only, the first epoch counts as the best).
+fn improves(auc: Option<f64>, best_auc: Option<f64>, best_epoch: Option<usize>) -> bool {
+    match (auc, best_auc) {
+        (Some(a), Some(b)) => a > b,
+        (Some(_), None) => true,
+        (None, _) => best_epoch.is_none(),
     }
 }
 
@@ -709,4 +779,22 @@ fn write_oof(dir: &RunDir, run: &RunSetup, folds: &[FoldReport]) -> Result<(Opti
         }
     };
     Ok((auc, class_metrics))
+}
+
+/// Pools every fold's best validation predictions of the weight average into oof_ema.csv
+/// (recipes with `ema_decay`), and returns their AUC.
+fn write_ema_oof(dir: &RunDir, run: &RunSetup, folds: &[FoldReport]) -> Result<Option<f64>> {
+    let Some(outputs) = folds.iter().map(|fold| fold.ema_val_probabilities.as_ref()).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let column = run.input().target.melanoma_column();
+    let (mut ids, mut probs, mut labels, mut names) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (fold, outputs) in folds.iter().zip(outputs) {
+        ids.extend(ids_of(&run.cache, &fold.val_items));
+        probs.extend(outputs.iter().map(|row| row[column]));
+        labels.extend(fold.val_items.iter().map(|&i| melanoma_of(&run.cache, i)));
+        names.extend(std::iter::repeat_n(fold.name.clone(), fold.val_items.len()));
+    }
+    naevus_run::write_out_of_fold(&dir.oof_ema_csv(), &ids, &probs, &labels, &names)?;
+    Ok(roc_auc(&probs, &labels).ok())
 }

@@ -62,12 +62,16 @@ impl TrainedRun {
     /// The network of `fold` with the weights of `checkpoint`, in inference mode.
     pub fn fold_model(&self, fold: &str, checkpoint: Checkpoint) -> Result<Network> {
         let fold = self.dir.fold(fold);
-        if checkpoint == Checkpoint::BestPrimary && !fold.checkpoint(checkpoint).exists() {
-            bail!(
-                "{} has no best_primary checkpoint: it is written only when external images are validated too \
-                 (external_in_validation); otherwise best already is the best on primary images",
-                self.path().display()
-            );
+        let missing = match checkpoint {
+            _ if fold.checkpoint(checkpoint).exists() => None,
+            Checkpoint::BestPrimary => Some(
+                "it is written only when external images are validated too (external_in_validation); otherwise best already is the best on primary images",
+            ),
+            Checkpoint::BestEma => Some("it is written only by recipes that keep a weight average (ema_decay above 0)"),
+            _ => None,
+        };
+        if let Some(why) = missing {
+            bail!("{} has no {} checkpoint: {why}", self.path().display(), checkpoint.name());
         }
         load_network(&self.info, &fold, checkpoint, &self.device)
     }

@@ -17,7 +17,8 @@ const WEIGHTS: &str = "weights";
 const TRAINING_STATE: &str = "training";
 
 /// What `--resume` continues from, saved as one sealed file (last.bpk): where the fold
-/// stands, the network's weights after the last finished epoch, and the optimiser's state.
+/// stands, the network's weights after the last finished epoch, the optimiser's state, and
+/// the weight average when the recipe keeps one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingState {
     pub state: FoldState,
@@ -25,14 +26,19 @@ pub struct TrainingState {
     pub weights: Vec<u8>,
     /// The optimiser's record bytes.
     pub optimizer: Vec<u8>,
+    /// burnpack bytes of the weight average (recipes with `ema_decay`).
+    pub ema: Option<Vec<u8>>,
 }
 
 impl TrainingState {
-    /// Three length-prefixed sections: the state as JSON, the weights, the optimiser.
+    /// Length-prefixed sections: the state as JSON, the weights, the optimiser and, when
+    /// there is one, the weight average (files written before it have three sections).
     fn to_bytes(&self) -> Result<Vec<u8>, RunError> {
         let state = serde_json::to_vec(&self.state).map_err(|e| RunError::Invalid(e.to_string()))?;
-        let mut out = Vec::with_capacity(24 + state.len() + self.weights.len() + self.optimizer.len());
-        for section in [&state, &self.weights, &self.optimizer] {
+        let mut sections = vec![&state, &self.weights, &self.optimizer];
+        sections.extend(&self.ema);
+        let mut out = Vec::with_capacity(sections.iter().map(|s| 8 + s.len()).sum());
+        for section in sections {
             out.extend_from_slice(&(section.len() as u64).to_le_bytes());
             out.extend_from_slice(section);
         }
@@ -40,8 +46,8 @@ impl TrainingState {
     }
 
     fn from_bytes(path: &Path, mut bytes: &[u8]) -> Result<Self, RunError> {
-        let mut sections = Vec::with_capacity(3);
-        for _ in 0..3 {
+        let mut sections = Vec::with_capacity(4);
+        while sections.len() < 3 || (sections.len() == 3 && !bytes.is_empty()) {
             let damaged = || RunError::Damaged { path: path.to_path_buf(), what: "its sections do not add up".into() };
             let length = bytes.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).ok_or_else(damaged)?;
             let length = usize::try_from(length).map_err(|_| damaged())?;
@@ -49,10 +55,15 @@ impl TrainingState {
             sections.push(section.to_vec());
             bytes = &bytes[8 + length..];
         }
-        let optimizer = sections.pop().unwrap_or_default();
-        let weights = sections.pop().unwrap_or_default();
-        let state = serde_json::from_slice(&sections.pop().unwrap_or_default()).map_err(|e| RunError::json(path, 0, &e))?;
-        Ok(Self { state, weights, optimizer })
+        if !bytes.is_empty() {
+            return Err(RunError::Damaged { path: path.to_path_buf(), what: format!("{} bytes follow its last section", bytes.len()) });
+        }
+        let mut sections = sections.into_iter();
+        let mut next = || sections.next().unwrap_or_default();
+        let state = serde_json::from_slice(&next()).map_err(|e| RunError::json(path, 0, &e))?;
+        let (weights, optimizer) = (next(), next());
+        let ema = sections.next();
+        Ok(Self { state, weights, optimizer, ema })
     }
 }
 
@@ -83,6 +94,11 @@ impl RunDir {
 
     pub fn oof_csv(&self) -> PathBuf {
         self.path.join("oof.csv")
+    }
+
+    /// The weight average's out-of-fold predictions (recipes with `ema_decay`).
+    pub fn oof_ema_csv(&self) -> PathBuf {
+        self.path.join("oof_ema.csv")
     }
 
     pub fn oof_classes_csv(&self) -> PathBuf {
@@ -187,18 +203,22 @@ pub enum Checkpoint {
     Best,
     /// The epoch with the best AUC on primary-source images (runs validating external images too).
     BestPrimary,
+    /// The weight average at its best validation AUC (recipes with `ema_decay`).
+    BestEma,
     /// The weights after the last finished epoch (part of the training state).
     Final,
 }
 
 impl Checkpoint {
-    /// Parses best, best_primary or final ("last", what earlier versions called the final weights).
+    /// Parses best, best_primary, best_ema or final ("last", what earlier versions called the
+    /// final weights).
     pub fn parse(name: &str) -> Result<Self, RunError> {
         match name {
             "best" => Ok(Checkpoint::Best),
             "best_primary" => Ok(Checkpoint::BestPrimary),
+            "best_ema" => Ok(Checkpoint::BestEma),
             "final" | "last" => Ok(Checkpoint::Final),
-            other => Err(RunError::Invalid(format!("unknown checkpoint {other:?}; choose one of best, best_primary, final"))),
+            other => Err(RunError::Invalid(format!("unknown checkpoint {other:?}; choose one of best, best_primary, best_ema, final"))),
         }
     }
 
@@ -206,6 +226,7 @@ impl Checkpoint {
         match self {
             Checkpoint::Best => "best",
             Checkpoint::BestPrimary => "best_primary",
+            Checkpoint::BestEma => "best_ema",
             Checkpoint::Final => "final",
         }
     }
@@ -214,6 +235,7 @@ impl Checkpoint {
         match self {
             Checkpoint::Best => "best.bpk",
             Checkpoint::BestPrimary => "best_primary.bpk",
+            Checkpoint::BestEma => "best_ema.bpk",
             Checkpoint::Final => "last.bpk",
         }
     }

@@ -25,6 +25,11 @@ pub struct EpochMetrics {
     pub val_accuracy: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_macro_auc: Option<f64>,
+    /// Validation loss and AUC of the weight average, for runs with `ema_decay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_val_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_val_auc: Option<f64>,
     #[serde(default)]
     pub seconds: Option<f64>,
     #[serde(default)]
@@ -43,6 +48,11 @@ pub struct FoldState {
     pub best_epoch: Option<usize>,
     #[serde(default)]
     pub best_primary_auc: Option<f64>,
+    /// The weight average's best validation AUC and its epoch (runs with `ema_decay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_ema_auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_ema_epoch: Option<usize>,
     /// Early stopping ended the fold before its last epoch.
     #[serde(default)]
     pub stopped_early: bool,

@@ -216,6 +216,11 @@ recipe_keys! {
     weight_decay: f64 = 1e-4,
     /// adam or adamw.
     optimizer: OptimizerKind = OptimizerKind::Adamw,
+    /// Decay of an exponential moving average of the weights (timm's ModelEma), kept next
+    /// to the trained weights, validated every epoch and checkpointed as best_ema; 0: none.
+    /// Early steps average with less memory, min(decay, (1 + t) / (10 + t)) at step t, so
+    /// that the random head is forgotten quickly. 0.999 spans about 1,000 steps.
+    ema_decay: f64 = 0.0,
     /// Linear warm-up length in epochs (fractions allowed) before the cosine decay.
     warmup_epochs: f64 = 1.0,
     /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
@@ -342,6 +347,9 @@ impl TrainConfig {
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return fail(format!("weight_decay must be 0 or a positive number, got {}", self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return fail(format!("ema_decay must lie in [0, 1) (0: no weight average; 0.999 is common), got {}", self.ema_decay));
         }
         if self.pretrained && self.precision != Precision::F32 {
             return fail(format!(

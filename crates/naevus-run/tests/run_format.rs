@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use naevus_run::recipe::{LossKind, OptimizerKind};
-use naevus_run::{Predictions, RecipeFlags, RunDir, RunInfo, TrainConfig, write_out_of_fold, write_predictions};
+use naevus_run::{Checkpoint, FoldState, Predictions, RecipeFlags, RunDir, RunInfo, TrainConfig, TrainingState, write_out_of_fold, write_predictions};
 
 #[derive(Parser)]
 struct Cli {
@@ -42,6 +42,45 @@ fn every_recipe_key_is_a_flag_of_the_same_name() {
     assert!(TrainConfig::from_toml("modle = \"resnet18\"").unwrap_err().contains("modle"));
     assert!(TrainConfig { image_size: Some(0), ..TrainConfig::default() }.validate().is_err());
     assert!(TrainConfig { weight_decay: f64::NAN, ..TrainConfig::default() }.validate().is_err());
+    for decay in [1.0, -0.1, f64::NAN] {
+        let error = TrainConfig { ema_decay: decay, ..TrainConfig::default() }.validate().unwrap_err().to_string();
+        assert!(error.contains("ema_decay must lie in [0, 1)"), "{decay}: {error}");
+    }
+    assert!(TrainConfig { ema_decay: 0.999, ..TrainConfig::default() }.validate().is_ok());
+}
+
+/// last.bpk holds the weight average as a fourth section when there is one; files of three
+/// sections (every run before it) still read, and bytes after the last section are damage.
+#[test]
+fn the_training_state_keeps_the_weight_average_and_reads_older_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fold = RunDir::new(dir.path()).fold("fold-0");
+    std::fs::create_dir_all(&fold.path).unwrap();
+    let state = FoldState { epochs_done: 2, step: 20, best_auc: Some(0.8), best_epoch: Some(1), best_ema_auc: Some(0.85), best_ema_epoch: Some(2), ..FoldState::default() };
+    let with_average = TrainingState { state: state.clone(), weights: vec![1, 2, 3], optimizer: vec![4; 5], ema: Some(vec![6; 7]) };
+    fold.write_training_state(&with_average).unwrap();
+    assert_eq!(fold.read_training_state().unwrap(), Some(with_average));
+
+    let without = TrainingState { state: FoldState::default(), weights: vec![1, 2, 3], optimizer: vec![4; 5], ema: None };
+    fold.write_training_state(&without).unwrap();
+    assert_eq!(fold.read_training_state().unwrap(), Some(without.clone()));
+
+    // Three sections as builds before the weight average wrote them, by hand.
+    let section = |bytes: &[u8]| [&(bytes.len() as u64).to_le_bytes()[..], bytes].concat();
+    let state_json = serde_json::to_vec(&FoldState::default()).unwrap();
+    let older = [section(&state_json), section(&[1, 2, 3]), section(&[4; 5])].concat();
+    let path = fold.checkpoint(Checkpoint::Final);
+    naevus_run::sealed::write_sealed(&path, "training", &older).unwrap();
+    assert_eq!(fold.read_training_state().unwrap(), Some(without));
+
+    let trailing = [older.clone(), section(&[6; 7]), vec![9]].concat();
+    naevus_run::sealed::write_sealed(&path, "training", &trailing).unwrap();
+    let error = fold.read_training_state().unwrap_err().to_string();
+    assert!(error.contains("1 bytes follow its last section"), "{error}");
+    let cut = [older, vec![7, 0, 0, 0, 0, 0, 0, 0, 6]].concat();
+    naevus_run::sealed::write_sealed(&path, "training", &cut).unwrap();
+    let error = fold.read_training_state().unwrap_err().to_string();
+    assert!(error.contains("its sections do not add up"), "{error}");
 }
 
 #[test]
