@@ -274,13 +274,15 @@ fn epoch_label(x: &f64) -> String {
     if (x - x.round()).abs() < 1e-6 { format!("{x:.0}") } else { String::new() }
 }
 
-/// Training (solid) and validation (dashed) loss, and validation AUC, per epoch; one colour per fold.
+/// Training (solid) and validation (dashed) loss, and validation AUC (dashed: of the weight
+/// average, for runs with `ema_decay`), per epoch; one colour per fold.
 pub fn training_chart(folds: &[FoldHistory]) -> Result<Vec<u8>, ReportError> {
     let max_epoch = folds.iter().flat_map(|f| f.epochs.iter().map(|e| e.epoch)).max().unwrap_or(1).max(1);
     let (x_lo, x_hi) = if max_epoch <= 1 { (0.5, 1.5) } else { (0.8, max_epoch as f64 + 0.2) };
     let losses = folds.iter().flat_map(|f| f.epochs.iter().flat_map(|e| [e.train_loss, e.val_loss])).flatten();
     let (loss_lo, loss_hi) = padded(losses, Some(0.0), None);
-    let aucs = folds.iter().flat_map(|f| f.epochs.iter().filter_map(|e| e.val_auc));
+    let aucs = folds.iter().flat_map(|f| f.epochs.iter().flat_map(|e| [e.val_auc, e.ema_val_auc])).flatten();
+    let with_average = folds.iter().any(|f| f.epochs.iter().any(|e| e.ema_val_auc.is_some()));
     let (auc_lo, auc_hi) = padded(aucs, Some(0.0), Some(1.0));
     render("training.png", TRAINING_SIZE, |root| {
         let (w, _) = root.dim_in_pixel();
@@ -310,7 +312,7 @@ pub fn training_chart(folds: &[FoldHistory]) -> Result<Vec<u8>, ReportError> {
         chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 13)).draw()?;
 
         let mut chart = ChartBuilder::on(&right)
-            .caption("Validation ROC AUC per epoch", (FONT, 20))
+            .caption(if with_average { "Validation ROC AUC per epoch (dashed: weight average)" } else { "Validation ROC AUC per epoch" }, (FONT, 20))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(60)
@@ -324,6 +326,14 @@ pub fn training_chart(folds: &[FoldHistory]) -> Result<Vec<u8>, ReportError> {
                 .label(fold.name.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
             chart.draw_series(auc.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            let average: Vec<(f64, f64)> = fold.epochs.iter().filter_map(|e| Some((e.epoch as f64, e.ema_val_auc?))).collect();
+            if !average.is_empty() {
+                chart
+                    .draw_series(DashedLineSeries::new(average.clone(), 6, 4, color.stroke_width(2)))?
+                    .label(format!("{} average", fold.name))
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 8, y)], color.stroke_width(2)));
+                chart.draw_series(average.iter().map(|&p| TriangleMarker::new(p, 4, color.filled())))?;
+            }
         }
         chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 13)).draw()?;
         Ok(())

@@ -45,13 +45,14 @@ pub fn synthetic_run(dir: &Path) -> PathBuf {
     });
     std::fs::write(run.join("run.json"), serde_json::to_string_pretty(&info).unwrap()).unwrap();
     std::fs::write(run.join("config.toml"), CONFIG).unwrap();
-    let line = |epoch: u32, train: f64, val: f64, auc: Option<f64>| {
-        serde_json::json!({"epoch": epoch, "lr": 0.001, "train_loss": train, "val_loss": val, "val_auc": auc,
+    // Fold 0 keeps a weight average (ema_val_auc), drawn dashed beside its AUC.
+    let line = |epoch: u32, train: f64, val: f64, auc: Option<f64>, ema_auc: Option<f64>| {
+        serde_json::json!({"epoch": epoch, "lr": 0.001, "train_loss": train, "val_loss": val, "val_auc": auc, "ema_val_auc": ema_auc,
             "seconds": 1.5, "images_per_second": 100.0, "skipped_steps": 0})
         .to_string()
     };
-    let fold0 = [line(1, 0.70, 0.68, Some(0.55)), line(2, 0.60, 0.62, Some(0.70)), line(3, 0.50, 0.60, Some(0.75))].join("\n");
-    let fold1 = [line(1, 0.72, 0.70, None), line(2, 0.58, 0.66, Some(0.60)), line(3, 0.47, 0.64, Some(0.66))].join("\n");
+    let fold0 = [line(1, 0.70, 0.68, Some(0.55), Some(0.52)), line(2, 0.60, 0.62, Some(0.70), Some(0.66)), line(3, 0.50, 0.60, Some(0.75), Some(0.74))].join("\n");
+    let fold1 = [line(1, 0.72, 0.70, None, None), line(2, 0.58, 0.66, Some(0.60), None), line(3, 0.47, 0.64, Some(0.66), None)].join("\n");
     std::fs::write(run.join("fold-0/metrics.jsonl"), fold0 + "\n").unwrap();
     std::fs::write(run.join("fold-1/metrics.jsonl"), fold1 + "\n").unwrap();
     std::fs::write(run.join("oof.csv"), OOF).unwrap();
