@@ -327,12 +327,8 @@ fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Resul
     let state = training.as_ref().map(|t| t.state.clone()).unwrap_or_default();
     if state.finished(run.config.epochs) {
         eprintln!("{}: already trained ({} epochs), kept", plan.name, state.epochs_done);
-        let rescore = |checkpoint| -> Result<Vec<Vec<f64>>> {
-            let model = load_network(&run.info, &dir, checkpoint, &run.device)?;
-            output_probabilities(&model, &run.cache, &plan.val, &run.input(), &run.device, 1)
-        };
-        let ema = if state.best_ema_epoch.is_some() { Some(rescore(Checkpoint::BestEma)?) } else { None };
-        return Ok(FoldReport::of(plan, &state, rescore(Checkpoint::Best)?, ema));
+        let ema = if state.best_ema_epoch.is_some() { Some(rescore(run, plan, &dir, Checkpoint::BestEma)?) } else { None };
+        return Ok(FoldReport::of(plan, &state, rescore(run, plan, &dir, Checkpoint::Best)?, ema));
     }
     let mut session = FoldSession::open(run, plan, fold, dir, training)?;
     // The best epochs' validation predictions (of the weights and of their average); an
@@ -365,20 +361,23 @@ fn train_fold(run: &RunSetup, plan: &FoldPlan, fold: u64, dir: FoldDir) -> Resul
             break;
         }
     }
-    let rescore = |checkpoint| -> Result<Vec<Vec<f64>>> {
-        let model = load_network(&run.info, &session.dir, checkpoint, &run.device)?;
-        output_probabilities(&model, &run.cache, &plan.val, &session.input, &run.device, 1)
-    };
     let probabilities = match best {
         Some(outputs) => outputs,
-        None => rescore(Checkpoint::Best)?,
+        None => rescore(run, plan, &session.dir, Checkpoint::Best)?,
     };
     let ema_probabilities = match best_ema {
         Some(outputs) => Some(outputs),
-        None if session.state.best_ema_epoch.is_some() => Some(rescore(Checkpoint::BestEma)?),
+        None if session.state.best_ema_epoch.is_some() => Some(rescore(run, plan, &session.dir, Checkpoint::BestEma)?),
         None => None,
     };
     Ok(FoldReport::of(plan, &session.state, probabilities, ema_probabilities))
+}
+
+/// The output probabilities of the fold's validation images under its `checkpoint` (for a
+/// best epoch of an earlier session).
+fn rescore(run: &RunSetup, plan: &FoldPlan, dir: &FoldDir, checkpoint: Checkpoint) -> Result<Vec<Vec<f64>>> {
+    let model = load_network(&run.info, dir, checkpoint, &run.device)?;
+    output_probabilities(&model, &run.cache, &plan.val, &run.input(), &run.device, 1)
 }
 
 /// One fold in training: its network, optimiser and schedule ([`Trainer`]), the images it
