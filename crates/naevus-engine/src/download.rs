@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
+
+use crate::sha256;
 
 /// Where torchvision publishes its weights; the part of a URL a mirror replaces.
 pub const PYTORCH_DOWNLOADS: &str = "https://download.pytorch.org";
@@ -96,7 +97,7 @@ pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path
     let _lock = lock(&sibling(target, "lock"), url)?;
 
     // Another process may have completed the file while we waited for the lock.
-    if target.exists() && sha256_file(target)?.starts_with(&expected) {
+    if target.exists() && sha256::of_file(target, |_| Ok(()))?.starts_with(&expected) {
         return Ok(());
     }
 
@@ -134,7 +135,7 @@ pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path
             416 if have > 0 => {
                 // Nothing to transfer: the partial is either whole or not this file.
                 drop(response);
-                let digest = sha256_file(&partial)?;
+                let digest = sha256::of_file(&partial, |_| Ok(()))?;
                 if digest.starts_with(&expected) {
                     return install(&partial, target);
                 }
@@ -172,7 +173,7 @@ pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path
             return Err(refuse(&partial, too_large(url, &format!("grew past {}", megabytes(max_bytes)), max_bytes)));
         }
 
-        let digest = sha256_file(&partial)?;
+        let digest = sha256::of_file(&partial, |_| Ok(()))?;
         if !digest.starts_with(&expected) {
             return Err(refuse(&partial, mismatch(url, &expected, &digest)));
         }
@@ -357,23 +358,6 @@ fn remove(path: &Path) -> Result<()> {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(e).with_context(|| format!("deleting {}", path.display())),
         _ => Ok(()),
     }
-}
-
-/// The sha256 of a file, read in pieces (weight files reach hundreds of MB).
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn megabytes(bytes: u64) -> String {

