@@ -78,7 +78,9 @@ pub fn split<'a>(data: &'a [u8], marker: &[u8]) -> (&'a [u8], Option<&'a [u8]>) 
 // ---------------------------------------------------------------------------
 
 /// Image files the seed CSVs name (their content is never read by the readers), a link that
-/// leads out of the folder and a directory with an image's name.
+/// leads out of the folder and a directory with an image's name. The ISIC 2017 ids are CC0
+/// images'; the HAM10000 and ISIC 2020 seeds name invented SYNTH_ ids, so that no committed
+/// row looks like those datasets' own.
 pub const IMAGE_NAMES: &[&str] = &[
     "ISIC_0000000.jpg",
     "ISIC_0000002.jpg",
@@ -88,6 +90,14 @@ pub const IMAGE_NAMES: &[&str] = &[
     "ISIC_0001769.jpg",
     "ISIC_0012090.jpg",
     "ISIC_0012103.PNG",
+    "SYNTH_0000.jpg",
+    "SYNTH_0002.jpg",
+    "SYNTH_0004.jpeg",
+    "SYNTH_0013.png",
+    "SYNTH_0080.JPG",
+    "SYNTH_1769.jpg",
+    "SYNTH_1090.jpg",
+    "SYNTH_1103.PNG",
 ];
 
 /// `root/images` with [`IMAGE_NAMES`], `escape.jpg` (a link to `root/outside.jpg`) and
