@@ -38,6 +38,10 @@ impl TrainedRun {
         let recipe = dir.read_recipe()?;
         let spec = naevus_models::spec(&info.model)?;
         let device = select_device(device.unwrap_or(&recipe.device), recipe.precision)?;
+        // read_info has checked that the folds are named; each must also be there.
+        if let Some(missing) = info.folds.iter().map(|fold| dir.fold(fold)).find(|fold| !fold.path.is_dir()) {
+            bail!("{}: run.json lists the fold {}, whose folder is missing; the run or model is incomplete", dir.path().display(), missing.path.display());
+        }
         let input = InputSpec::from_run(&info);
         Ok(Self { dir, info, recipe, spec, input, device })
     }

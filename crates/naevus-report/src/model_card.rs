@@ -117,9 +117,34 @@ impl ModelCard {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(ReportError::Io { path, source }),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
+        let card: Self = serde_json::from_str(&text).map_err(|e| {
             ReportError::Invalid(format!("{}: not a naevus model card (line {}, column {}): {}", path.display(), e.line(), e.column(), naevus_data::error::excerpt(&e.to_string())))
-        })
+        })?;
+        card.check().map_err(|problem| ReportError::Invalid(format!("{}: {problem}; the card is damaged (export the model again)", path.display())))?;
+        Ok(Some(card))
+    }
+
+    /// Whether the numbers the service decides with are usable: a threshold outside [0, 1]
+    /// would call every image negative (or positive) without a word.
+    fn check(&self) -> Result<(), String> {
+        let unit = |value: f64| (0.0..=1.0).contains(&value);
+        for (i, point) in self.operating_points.iter().enumerate() {
+            if let Some(threshold) = point.threshold
+                && !unit(threshold)
+            {
+                return Err(format!("operating_points[{i}] ({}): threshold {threshold} is not a probability between 0 and 1", naevus_data::error::excerpt(&point.name)));
+            }
+            if !unit(point.sensitivity) || !unit(point.specificity) {
+                return Err(format!("operating_points[{i}]: sensitivity and specificity must lie between 0 and 1"));
+            }
+        }
+        if let Some(calibration) = &self.calibration {
+            let (low, high) = naevus_metrics::TEMPERATURE_RANGE;
+            if !(low..=high).contains(&calibration.temperature) {
+                return Err(format!("calibration.temperature: {} is outside {low}..={high}", calibration.temperature));
+            }
+        }
+        Ok(())
     }
 
     /// Writes model_card.json and MODEL_CARD.md into `dir`.

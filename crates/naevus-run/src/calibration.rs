@@ -62,8 +62,15 @@ impl Calibration {
             ))
         })?;
         let calibration: Self = serde_json::from_str(&text).map_err(|e| RunError::json(&path, 0, &e))?;
-        if !(calibration.temperature > 0.0 && calibration.temperature.is_finite()) {
-            return Err(RunError::Invalid(format!("{}: the temperature must be a positive number, found {}", path.display(), calibration.temperature)));
+        // Only what fitting can give: a temperature of 1e-300 or 1e300 would serve every image
+        // as certain or as 0.5.
+        let (low, high) = naevus_metrics::TEMPERATURE_RANGE;
+        if !(low..=high).contains(&calibration.temperature) {
+            return Err(RunError::Invalid(format!(
+                "{}: temperature: {} is outside {low}..={high}, the range calibration fits in; the file is damaged (fit it again with `naevus calibrate`)",
+                path.display(),
+                calibration.temperature
+            )));
         }
         Ok(calibration)
     }

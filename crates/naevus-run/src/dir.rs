@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use naevus_data::error::excerpt;
-
 use crate::error::RunError;
 use crate::history::{EpochMetrics, FoldState};
 use crate::info::{RUN_FORMAT, RunInfo};
@@ -161,13 +159,7 @@ impl RunDir {
         }
         let info: RunInfo = serde_json::from_value(version).map_err(|e| RunError::Invalid(format!("{}: {e}", path.display())))?;
         // Fold names become directories of the run: a name that is a path would lead outside it.
-        if let Some(fold) = info.folds.iter().find(|f| !is_plain_name(f)) {
-            return Err(RunError::Invalid(format!(
-                "{}: fold \"{}\" is not a plain name (letters, digits, '-', '_', '.'; not \".\" or \"..\"); the file is damaged or not naevus's",
-                path.display(),
-                excerpt(fold)
-            )));
-        }
+        info.check().map_err(|problem| RunError::Invalid(format!("{}: {problem}", path.display())))?;
         Ok(info)
     }
 
@@ -398,6 +390,6 @@ impl RunLock {
 }
 
 /// A name that stays inside the directory it is joined to.
-fn is_plain_name(name: &str) -> bool {
+pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use naevus_data::{ClassScheme, MetadataEncoder, MetadataField, Record};
 use serde::{Deserialize, Serialize};
 
-use crate::recipe::LossKind;
+use crate::recipe::{LossKind, num_outputs};
 
 /// Bumped when the layout changes incompatibly (4: sealed checkpoints, one training-state file).
 pub const RUN_FORMAT: u32 = 4;
@@ -51,7 +51,64 @@ pub struct RunInfo {
     pub dropout_samples: usize,
 }
 
+/// Sides of a model's square input that a run may record: what the loader and the models
+/// accept (a smaller input has nothing left after the networks' downsampling; a larger one
+/// costs gigabytes per batch).
+pub const MODEL_INPUT_SIDES: std::ops::RangeInclusive<u32> = 16..=2048;
+/// Sides of a cache's stored images that a run may record: what `prepare` writes.
+pub const CACHE_SIDES: std::ops::RangeInclusive<u32> = 1..=8192;
+/// Most dropout masks a network is built with (the seeds use 5).
+pub const MAX_DROPOUT_SAMPLES: usize = 64;
+
 impl RunInfo {
+    /// Whether every value can be used: a run.json that is damaged, edited or not naevus's
+    /// must be refused when it is read, not change every prediction without a word. Returns
+    /// the field at fault and what was expected.
+    pub fn check(&self) -> Result<(), String> {
+        if self.folds.is_empty() {
+            return Err("folds: the run lists no folds, so there is no model to predict with; the file is damaged or the run never trained".into());
+        }
+        for (i, fold) in self.folds.iter().enumerate() {
+            if !crate::dir::is_plain_name(fold) {
+                return Err(format!(
+                    "folds[{i}]: \"{}\" is not a plain name (letters, digits, '-', '_', '.'; not \".\" or \"..\"); the file is damaged or not naevus's",
+                    naevus_data::error::excerpt(fold)
+                ));
+            }
+            if self.folds[..i].contains(fold) {
+                return Err(format!("folds[{i}]: \"{fold}\" is listed twice"));
+            }
+        }
+        if !MODEL_INPUT_SIDES.contains(&self.image_size) {
+            return Err(format!("image_size: {} px is outside {}..={} px", self.image_size, MODEL_INPUT_SIDES.start(), MODEL_INPUT_SIDES.end()));
+        }
+        if let Some(size) = self.cache_size
+            && !CACHE_SIDES.contains(&size)
+        {
+            return Err(format!("cache_size: {size} px is outside {}..={} px", CACHE_SIDES.start(), CACHE_SIDES.end()));
+        }
+        for c in 0..3 {
+            let (mean, std) = (self.mean[c], self.std[c]);
+            if !(0.0..=1.0).contains(&mean) {
+                return Err(format!("mean[{c}]: {mean} is not a channel mean between 0 and 1"));
+            }
+            if !(0.01..=1.0).contains(&std) {
+                return Err(format!("std[{c}]: {std} is not a channel standard deviation between 0.01 and 1"));
+            }
+        }
+        let expected = num_outputs(self.loss, self.classes);
+        if self.num_outputs != expected {
+            return Err(format!("num_outputs: {} does not fit loss {:?} with classes {:?}, which give {expected}", self.num_outputs, self.loss, self.classes));
+        }
+        if !(1..=MAX_DROPOUT_SAMPLES).contains(&self.dropout_samples) {
+            return Err(format!("dropout_samples: {} is outside 1..={MAX_DROPOUT_SAMPLES}", self.dropout_samples));
+        }
+        if let Some((field, share)) = self.metadata_missing.iter().find(|(_, share)| !(0.0..=1.0).contains(share)) {
+            return Err(format!("metadata_missing: the share for {} is {share}, not between 0 and 1", field.name()));
+        }
+        Ok(())
+    }
+
     /// For a metadata model, a warning for each field that many more of `records` lack than
     /// its training images did (20 points or more): its predictions on them are less sound.
     pub fn metadata_warnings<'a>(&self, records: impl IntoIterator<Item = &'a Record> + Clone) -> Vec<String> {

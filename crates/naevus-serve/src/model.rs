@@ -126,7 +126,23 @@ impl ServedModel {
             },
         };
         let operating_point = operating_point(choice, card.as_ref(), calibration.as_ref())?;
-        Ok(Self { run: Arc::new(run), ensemble, calibration, operating_point, card, checkpoint })
+        let model = Self { run: Arc::new(run), ensemble, calibration, operating_point, card, checkpoint };
+        model.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
+        Ok(model)
+    }
+
+    /// Scores one plain gray image, so that a model that cannot answer (weights gone bad, an
+    /// input the network cannot take) is refused when the service starts, not on every request.
+    fn answers(&self) -> Result<()> {
+        let side = self.run.input.image_size as usize;
+        let gray = vec![128u8; side * side * 3];
+        let metadata = self.run.info.metadata.as_ref().map(|encoder| vec![encoder.encode_unknown()]);
+        let scores = self.score(&[gray.as_slice()], metadata.as_deref())?;
+        match scores.first() {
+            Some(scores) if scores.melanoma.is_finite() && scores.outputs.iter().all(|p| p.is_finite()) => Ok(()),
+            Some(scores) => bail!("its probability is not a finite number ({}): the weights are damaged", scores.melanoma),
+            None => bail!("it gave no probability"),
+        }
     }
 
     pub fn describe(&self) -> ModelDescription {
