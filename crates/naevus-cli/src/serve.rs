@@ -44,24 +44,30 @@ pub struct Args {
     /// Compute backend (default: the one the model trained on).
     #[arg(long)]
     device: Option<String>,
-    /// Most images per forward pass.
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch)]
-    max_batch: usize,
-    /// Longest an image waits for others to share its batch, in milliseconds.
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_wait.as_millis() as u64)]
+    /// Most images per forward pass (1 to 256).
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch as u64, value_parser = clap::value_parser!(u64).range(1..=256))]
+    max_batch: u64,
+    /// Longest an image waits for others to share its batch, in milliseconds (0 to 1000).
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_wait.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
     batch_wait_ms: u64,
-    /// Most images waiting to be scored; beyond it requests get 503.
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.queue)]
-    queue: usize,
-    /// Largest request body, in megabytes.
-    #[arg(long, default_value_t = 32)]
-    max_body_mb: usize,
-    /// Largest image, in pixels (width x height), checked before it is decoded.
-    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    /// Most images waiting to be scored; beyond it requests get 503 (1 to 4096).
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.queue as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    queue: u64,
+    /// Largest request body, in megabytes (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_body_mb: u64,
+    /// Largest image, in pixels (width x height), checked before it is decoded (1 to
+    /// 1,000,000,000).
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     max_pixels: u64,
-    /// Most images in one batch request.
-    #[arg(long, default_value_t = 64)]
-    max_images: usize,
+    /// Most images in one batch request (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_images: u64,
+    /// Longest a client may take to send a request's headers, and then its body, in seconds
+    /// (1 to 3600); an idle keep-alive connection is closed after it too. A client slower
+    /// than this gets 408, and at shutdown a request still being sent is dropped after it.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout_secs: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -69,21 +75,31 @@ pub fn run(args: Args) -> Result<()> {
     if checkpoint == Checkpoint::Final {
         bail!("serve takes the best, best_primary or best_ema checkpoint");
     }
-    if args.max_batch == 0 || args.queue == 0 || args.max_images == 0 {
-        bail!("--max-batch, --queue and --max-images must be at least 1");
-    }
     let token = match &args.token_file {
+        // A file ends with a newline more often than not; that is not part of the token.
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading the token file {}", path.display()))?.trim().to_string()),
-        None => std::env::var("NAEVUS_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()),
+        None => match std::env::var_os("NAEVUS_TOKEN") {
+            None => None,
+            Some(value) => {
+                let token = value.to_str().context("NAEVUS_TOKEN is not valid UTF-8; use visible ASCII characters, e.g. `openssl rand -hex 32`")?.trim();
+                if token.is_empty() {
+                    bail!("NAEVUS_TOKEN is set but empty: unset it to serve without an access token, or set a token of at least {} characters", naevus_serve::MIN_TOKEN_CHARS);
+                }
+                Some(token.to_string())
+            }
+        },
     };
-    let batching = Batching { max_batch: args.max_batch, max_wait: Duration::from_millis(args.batch_wait_ms), queue: args.queue };
+    // The parser bounds every value, so none of these conversions can overflow.
+    let (max_batch, queue) = (args.max_batch as usize, args.queue as usize);
+    let batching = Batching { max_batch, max_wait: Duration::from_millis(args.batch_wait_ms), queue };
     let limits = Limits {
-        max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
+        max_body_bytes: args.max_body_mb as usize * (1 << 20),
         max_pixels: args.max_pixels,
-        max_images_per_request: args.max_images,
+        max_images_per_request: args.max_images as usize,
         // Enough for a full queue and a batch being scored, with room for requests still
         // being read; beyond it a request is refused before its body is read.
-        max_in_flight: 2 * args.queue + args.max_batch,
+        max_in_flight: 2 * queue + max_batch,
+        read_timeout_secs: args.read_timeout_secs,
     };
     naevus_serve::serve(ServeOptions {
         model: args.model,

@@ -23,7 +23,8 @@ use naevus_engine::TrainedRun;
 use naevus_engine::explain::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::Limits;
 use crate::batcher::{Batcher, Scored};
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
@@ -98,6 +100,10 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn timed_out(seconds: u64) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request was not sent within {seconds} s (the service's read timeout)"))
     }
 
     fn overloaded() -> Self {
@@ -150,8 +156,34 @@ async fn page() -> Response {
     response
 }
 
-async fn healthz(State(state): State<AppState>) -> axum::Json<Value> {
-    axum::Json(json!({ "status": "ok", "model": state.model.name }))
+/// Batches failing in a row after which the service reports itself failing.
+const FAILING_AFTER_BATCHES: usize = 3;
+
+/// GET /healthz: 200 while the model answers; 503 once its last batches all failed.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let failed = state.metrics.failed_batches_in_a_row.load(std::sync::atomic::Ordering::Relaxed);
+    if failed >= FAILING_AFTER_BATCHES {
+        let body = json!({ "status": "failing", "model": state.model.name, "failed_batches_in_a_row": failed });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
+    axum::Json(json!({ "status": "ok", "model": state.model.name })).into_response()
+}
+
+/// GET /readyz: 200 when a prediction sent now would be taken; 503 while the service is at
+/// capacity (every in-flight slot held, or the queue full) or failing.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let failed = state.metrics.failed_batches_in_a_row.load(std::sync::atomic::Ordering::Relaxed);
+    let queued = state.metrics.queue_depth.load(std::sync::atomic::Ordering::Relaxed);
+    let status = if failed >= FAILING_AFTER_BATCHES {
+        "failing"
+    } else if state.in_flight.available_permits() == 0 || queued >= state.batcher.capacity() {
+        "at_capacity"
+    } else {
+        "ready"
+    };
+    let body = json!({ "status": status, "in_flight_free": state.in_flight.available_permits(), "queue_depth": queued });
+    let code = if status == "ready" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, axum::Json(body)).into_response()
 }
 
 /// The model's description, with the limits a client (the page) can check before sending.
@@ -172,13 +204,21 @@ async fn not_found() -> ApiError {
 /// Refuses a request without the service's bearer token, when it has one.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| same_secret(given.trim().as_bytes(), token.as_bytes())) {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
+        if !given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
             return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this service needs an access token: send Authorization: Bearer TOKEN")
                 .into_response();
         }
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value; the scheme's case does not
+/// matter (RFC 9110, 11.1), blanks around the token do not count.
+pub fn bearer_token(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
 }
 
 /// Compares without stopping at the first difference, so that the time taken does not tell
@@ -187,13 +227,29 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
-/// Counts every answer by route and status, with the latency of predictions.
+/// Counts every answer by route and status, with the latency of predictions; a request
+/// whose client went away before its answer counts as 499.
 async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let start = Instant::now();
+    let mut count = Counted { metrics: state.metrics.clone(), route, start: Instant::now(), status: 499 };
     let response = next.run(request).await;
-    state.metrics.request(&route, response.status().as_u16(), start.elapsed());
+    count.status = response.status().as_u16();
     response
+}
+
+/// Records its request when dropped: after the answer, or when hyper drops the handler
+/// because the client hung up.
+struct Counted {
+    metrics: Arc<Metrics>,
+    route: String,
+    start: Instant,
+    status: u16,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.metrics.request(&self.route, self.status, self.start.elapsed());
+    }
 }
 
 /// Query parameters of the prediction routes.
@@ -256,7 +312,16 @@ struct Upload {
 
 /// The explanation method asked for. In a query string `+` means a space, so an unescaped
 /// `gradcam++` arrives as `gradcam  `; both spellings are taken.
-fn explain_method(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
+/// The explanation asked for, when the model can give it.
+fn explain_method(state: &AppState, query: &PredictQuery) -> Result<Option<Method>, ApiError> {
+    let method = parse_explain(query)?;
+    if method == Some(Method::Attention) && state.run.spec.attention_layers().is_empty() {
+        return Err(ApiError::bad_request(format!("explain: {} has no learned attention maps; ask for gradcam or gradcam++", state.run.spec.name)));
+    }
+    Ok(method)
+}
+
+fn parse_explain(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
     match query.explain.as_deref() {
         None | Some("") | Some("none") => Ok(None),
         Some(text) => text
@@ -271,15 +336,15 @@ fn explain_method(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
 /// body (image/jpeg, image/png or application/octet-stream, metadata in the query).
 async fn predict(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
+    let permit = Arc::new(state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?);
     let query = query_of(&request)?;
-    let explain = explain_method(&query)?;
+    let explain = explain_method(&state, &query)?;
     let mut uploads = read_uploads(&state, request, &query, false).await?;
     if uploads.len() != 1 {
         return Err(ApiError::bad_request(format!("/v1/predict takes one image, got {}; send several to /v1/predict/batch", uploads.len())));
     }
     let upload = uploads.remove(0);
-    let answer = score_upload(&state, upload, explain, "the image").await?;
+    let answer = score_upload(&state, upload, explain, "the image", permit).await?;
     Ok(axum::Json(answer.into_json(&state, start.elapsed())).into_response())
 }
 
@@ -289,29 +354,32 @@ async fn predict(State(state): State<AppState>, request: Request) -> Result<Resp
 /// answer or its own error; the request fails only as a whole (bad form, too many images).
 async fn predict_batch(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let start = Instant::now();
-    let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
+    let permit = Arc::new(state.in_flight.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?);
     let query = query_of(&request)?;
-    let explain = explain_method(&query)?;
+    let explain = explain_method(&state, &query)?;
     let uploads = read_uploads(&state, request, &query, true).await?;
     if uploads.is_empty() {
         return Err(ApiError::bad_request("no images in the request"));
     }
-    let tasks: Vec<_> = uploads
-        .into_iter()
-        .enumerate()
-        .map(|(index, upload)| {
-            let state = state.clone();
-            tokio::spawn(async move {
-                let name = upload.name.clone();
-                let what = format!("image {} ({})", index + 1, name.as_deref().map_or("unnamed".into(), excerpt));
-                (name, score_upload(&state, upload, explain, &what).await)
-            })
-        })
-        .collect();
-    let mut predictions = Vec::with_capacity(tasks.len());
+    // The images are scored side by side; when the client goes away this handler is dropped
+    // and the set with it, which cancels every image not yet decoded or queued.
+    let mut tasks = JoinSet::new();
+    for (index, upload) in uploads.into_iter().enumerate() {
+        let (state, permit) = (state.clone(), permit.clone());
+        tasks.spawn(async move {
+            let name = upload.name.clone();
+            let what = format!("image {} ({})", index + 1, name.as_deref().map_or("unnamed".into(), excerpt));
+            (index, name, score_upload(&state, upload, explain, &what, permit).await)
+        });
+    }
+    let mut answers = Vec::with_capacity(tasks.len());
+    while let Some(task) = tasks.join_next().await {
+        answers.push(task.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?);
+    }
+    answers.sort_by_key(|(index, _, _)| *index);
+    let mut predictions = Vec::with_capacity(answers.len());
     let mut overloaded = 0;
-    for task in tasks {
-        let (name, answer) = task.await.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    for (_, name, answer) in answers {
         predictions.push(match answer {
             Ok(answer) => answer.into_json(&state, start.elapsed()),
             Err(error) => {
@@ -336,8 +404,15 @@ fn query_of(request: &Request) -> Result<PredictQuery, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("query string: {}", excerpt(&e.body_text()))))
 }
 
-/// The images of a request, by its Content-Type.
+/// The images of a request, read within the read timeout: a client that stalls part-way
+/// through its body gets 408 and frees its in-flight slot.
 async fn read_uploads(state: &AppState, request: Request, query: &PredictQuery, batch: bool) -> Result<Vec<Upload>, ApiError> {
+    let seconds = state.limits.read_timeout_secs;
+    tokio::time::timeout(Duration::from_secs(seconds), read_uploads_now(state, request, query, batch)).await.map_err(|_| ApiError::timed_out(seconds))?
+}
+
+/// The images of a request, by its Content-Type.
+async fn read_uploads_now(state: &AppState, request: Request, query: &PredictQuery, batch: bool) -> Result<Vec<Upload>, ApiError> {
     let limit = state.limits.max_body_bytes;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
@@ -460,7 +535,9 @@ struct Answer {
 }
 
 /// Decodes an upload (within the limits, a few at a time), queues it and waits for its scores.
-async fn score_upload(state: &AppState, upload: Upload, explain: Option<Method>, what: &str) -> Result<Answer, ApiError> {
+/// `request` is the request's in-flight slot: each decode holds it too, so that the slot is
+/// free only when no work of the request is left, even after its client went away.
+async fn score_upload(state: &AppState, upload: Upload, explain: Option<Method>, what: &str, request: Arc<OwnedSemaphorePermit>) -> Result<Answer, ApiError> {
     let metadata = upload.metadata.parse(what)?;
     let decode_start = Instant::now();
     let permit = state.decoding.clone().acquire_owned().await.map_err(|_| ApiError::overloaded())?;
@@ -468,7 +545,7 @@ async fn score_upload(state: &AppState, upload: Upload, explain: Option<Method>,
     let limits = DecodeLimits { max_pixels: state.limits.max_pixels };
     let bytes = upload.bytes;
     let decoded = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _permits = (permit, request);
         run.decode_image(&bytes, &limits)
     })
     .await
@@ -574,10 +651,10 @@ mod tests {
     #[test]
     fn explain_takes_both_spellings_of_gradcam_plus_plus() {
         let query = |text: &str| PredictQuery { explain: Some(text.into()), ..Default::default() };
-        assert_eq!(explain_method(&query("gradcam  ")).unwrap(), Some(Method::GradCamPlusPlus));
-        assert_eq!(explain_method(&query("gradcam++")).unwrap(), Some(Method::GradCamPlusPlus));
-        assert_eq!(explain_method(&query("gradcam")).unwrap(), Some(Method::GradCam));
-        assert!(explain_method(&query("lime")).is_err());
+        assert_eq!(parse_explain(&query("gradcam  ")).unwrap(), Some(Method::GradCamPlusPlus));
+        assert_eq!(parse_explain(&query("gradcam++")).unwrap(), Some(Method::GradCamPlusPlus));
+        assert_eq!(parse_explain(&query("gradcam")).unwrap(), Some(Method::GradCam));
+        assert!(parse_explain(&query("lime")).is_err());
     }
 
     #[test]

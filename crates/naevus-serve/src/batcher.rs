@@ -61,9 +61,15 @@ pub struct Overloaded;
 pub struct Batcher {
     sender: SyncSender<Job>,
     metrics: Arc<Metrics>,
+    capacity: usize,
 }
 
 impl Batcher {
+    /// Most images the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Queues an image; the receiver gets its scores. Fails at once when the queue is full.
     pub fn submit(&self, image: Vec<u8>, metadata: Option<Vec<f32>>, explain: Option<Method>) -> Result<oneshot::Receiver<Result<Scored, String>>, Overloaded> {
         let (reply, receiver) = oneshot::channel();
@@ -83,19 +89,19 @@ impl Batcher {
 /// Starts the inference thread with `model`; it ends when every [`Batcher`] is dropped and
 /// the queue is empty.
 pub fn start(model: ServedModel, batching: Batching, metrics: Arc<Metrics>) -> std::io::Result<(Batcher, JoinHandle<()>)> {
-    let (sender, receiver) = sync_channel(batching.queue.max(1));
+    let capacity = batching.queue.max(1);
+    let (sender, receiver) = sync_channel(capacity);
     let worker_metrics = metrics.clone();
     let worker = std::thread::Builder::new()
         .name("naevus-inference".into())
         .spawn(move || {
             while let Some(batch) = collect_batch(&receiver, batching.max_batch.max(1), batching.max_wait) {
                 worker_metrics.queue_depth.fetch_sub(batch.len(), Ordering::Relaxed);
-                worker_metrics.batch(batch.len());
-                score_batch(&model, batch);
+                score_batch(&model, batch, &worker_metrics);
             }
         })
         ?;
-    Ok((Batcher { sender, metrics }, worker))
+    Ok((Batcher { sender, metrics, capacity }, worker))
 }
 
 /// The next batch: the first job waiting (None when the queue is closed and empty), then
@@ -125,7 +131,13 @@ fn collect_batch(receiver: &Receiver<Job>, max_batch: usize, max_wait: Duration)
 /// Scores a batch in one forward pass, explains the images that asked for it, and answers
 /// each job. A failure (or a panic inside the backend) answers every job of the batch with
 /// the error, and the thread goes on with the next batch.
-fn score_batch(model: &ServedModel, batch: Vec<Job>) {
+fn score_batch(model: &ServedModel, batch: Vec<Job>, metrics: &Metrics) {
+    // Images whose clients went away are not scored.
+    let batch: Vec<Job> = batch.into_iter().filter(|job| !job.reply.is_closed()).collect();
+    if batch.is_empty() {
+        return;
+    }
+    metrics.batch(batch.len());
     let started = Instant::now();
     let images: Vec<&[u8]> = batch.iter().map(|job| job.image.as_slice()).collect();
     let metadata: Option<Vec<Vec<f32>>> = batch.iter().map(|job| job.metadata.clone()).collect();
@@ -133,9 +145,10 @@ fn score_batch(model: &ServedModel, batch: Vec<Job>) {
     let inference = started.elapsed();
     let scores = match scored {
         Ok(Ok(scores)) => scores,
-        Ok(Err(error)) => return answer_all(batch, &format!("{error:#}")),
-        Err(_) => return answer_all(batch, "the model failed on this batch (a panic in the backend); see the service's log"),
+        Ok(Err(error)) => return answer_all(batch, &format!("{error:#}"), metrics),
+        Err(_) => return answer_all(batch, "the model failed on this batch (a panic in the backend); see the service's log", metrics),
     };
+    metrics.failed_batches_in_a_row.store(0, Ordering::Relaxed);
     let size = batch.len();
     for (job, scores) in batch.into_iter().zip(scores) {
         let explanation = match job.explain {
@@ -162,7 +175,8 @@ fn score_batch(model: &ServedModel, batch: Vec<Job>) {
     }
 }
 
-fn answer_all(batch: Vec<Job>, error: &str) {
+fn answer_all(batch: Vec<Job>, error: &str, metrics: &Metrics) {
+    metrics.failed_batches_in_a_row.fetch_add(1, Ordering::Relaxed);
     eprintln!("error: scoring a batch of {}: {error}", batch.len());
     for job in batch {
         let _ = job.reply.send(Err(error.to_string()));

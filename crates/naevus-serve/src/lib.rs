@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod batcher;
+pub mod connections;
 pub mod metrics;
 pub mod model;
 
@@ -33,6 +34,9 @@ pub struct Limits {
     pub max_images_per_request: usize,
     /// Requests being read, decoded or scored at once; more get 503.
     pub max_in_flight: usize,
+    /// Longest a client may take to send a request's headers, and then its body (each);
+    /// also how long an idle keep-alive connection stays open.
+    pub read_timeout_secs: u64,
 }
 
 /// Everything `naevus serve` is told.
@@ -62,12 +66,15 @@ pub fn serve(options: ServeOptions) -> Result<()> {
             options.addr
         );
     }
-    if options.token.as_deref().is_some_and(|t| t.len() < 16) {
-        bail!("the access token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)");
+    if let Some(token) = &options.token {
+        check_token(token)?;
     }
     let model = ServedModel::load(&options.model, options.checkpoint, options.device.as_deref(), &options.operating_point)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the HTTP runtime")?;
-    runtime.block_on(run(model, options))
+    let result = runtime.block_on(run(model, options));
+    // Decodes still running for clients that went away are not waited for long.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
@@ -93,7 +100,14 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
         options.batching.max_wait.as_millis(),
         options.batching.queue
     );
-    axum::serve(listener, app.into_make_service()).with_graceful_shutdown(shutdown_signal()).await.context("serving")?;
+    let read_timeout = Duration::from_secs(options.limits.read_timeout_secs);
+    // Requests under way get the time a client may take to send one, and a few seconds to
+    // be scored; connections still open then are dropped.
+    let grace = read_timeout + SHUTDOWN_SCORING_GRACE;
+    let dropped = connections::serve_connections(listener, app, read_timeout, grace, shutdown_signal()).await;
+    if dropped > 0 {
+        eprintln!("dropped {dropped} connection(s) still open {} s after the stop signal", grace.as_secs());
+    }
 
     // The router and its state are gone: the queue's last sender goes with this, and the
     // inference thread ends once it has answered what it holds.
@@ -101,6 +115,33 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
     drop(state);
     let _ = tokio::task::spawn_blocking(move || worker.join()).await;
     eprintln!("stopped after {served} request(s)");
+    Ok(())
+}
+
+/// Time for the requests being scored to be answered at shutdown, beyond the read timeout.
+const SHUTDOWN_SCORING_GRACE: Duration = Duration::from_secs(5);
+
+/// Shortest access token taken.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// Longest access token taken (a header line must hold it).
+pub const MAX_TOKEN_CHARS: usize = 1024;
+
+/// Refuses an access token no client could send or that is too easy to guess: it must be
+/// 16 to 1024 visible ASCII characters (an HTTP header carries nothing else reliably).
+pub fn check_token(token: &str) -> Result<()> {
+    if let Some(bad) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        bail!(
+            "the access token holds {}; it must be visible ASCII characters only (letters, digits, punctuation), as HTTP headers carry, e.g. `openssl rand -hex 32`",
+            if bad.is_whitespace() { "a space or other blank".to_string() } else { format!("the character {bad:?}") }
+        );
+    }
+    let length = token.len();
+    if length < MIN_TOKEN_CHARS {
+        bail!("the access token is {length} characters long, shorter than {MIN_TOKEN_CHARS}; use a long random one (e.g. `openssl rand -hex 32`)");
+    }
+    if length > MAX_TOKEN_CHARS {
+        bail!("the access token is {length} characters long, over {MAX_TOKEN_CHARS}");
+    }
     Ok(())
 }
 

@@ -63,6 +63,8 @@ pub struct Metrics {
     counters: Mutex<Counters>,
     /// Images waiting in the queue for the inference thread.
     pub queue_depth: AtomicUsize,
+    /// Batches that failed in a row, up to the last one (0: the last batch was scored).
+    pub failed_batches_in_a_row: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -75,6 +77,7 @@ impl Default for Metrics {
                 images_scored: 0,
             }),
             queue_depth: AtomicUsize::new(0),
+            failed_batches_in_a_row: AtomicUsize::new(0),
         }
     }
 }
@@ -85,7 +88,8 @@ impl Metrics {
         self.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One answered request; the latency of prediction routes goes into their histogram.
+    /// One answered request (status 499 when its client went away first, as nginx counts
+    /// them); the latency of prediction routes goes into their histogram.
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
         let mut counters = self.counters();
         *counters.requests.entry((route.to_string(), status)).or_default() += 1;
@@ -110,7 +114,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let counters = self.counters();
         let mut out = String::new();
-        out += "# HELP naevus_requests_total HTTP requests answered, by route and status.\n# TYPE naevus_requests_total counter\n";
+        out += "# HELP naevus_requests_total HTTP requests answered, by route and status (499: the client went away first).\n# TYPE naevus_requests_total counter\n";
         for ((route, status), count) in &counters.requests {
             let _ = writeln!(out, "naevus_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
         }
