@@ -5,10 +5,124 @@
 //! the run, so prediction computes exactly the training features.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::excerpt;
 use crate::records::{Record, Sex};
+
+// ---------------------------------------------------------------------------
+// Reading metadata and labels from text: the one rule every reader follows
+// ---------------------------------------------------------------------------
+
+/// Ages a metadata cell may give, in years: the data sets record 0 to 85; -1, 200 or 1e308
+/// are typos or placeholders, not ages.
+pub const AGE_YEARS: RangeInclusive<f32> = 0.0..=120.0;
+
+/// Cells that say a value was not recorded (any case): the data sets write an empty cell or
+/// "unknown", spreadsheets "NA" or "N/A". Anything else must parse, or it is listed.
+const NOT_RECORDED: [&str; 5] = ["", "unknown", "na", "n/a", "none"];
+
+/// The anatomical sites of ISIC 2020 (`anatom_site_general_challenge`), the one vocabulary
+/// every source is mapped to, so that external data shares the site columns.
+pub const SITES: [&str; 6] = ["head/neck", "upper extremity", "lower extremity", "torso", "palms/soles", "oral/genital"];
+
+/// Other sources' site names and their ISIC 2020 site: ISIC 2019 splits the torso three ways;
+/// HAM10000 names body parts.
+const SITE_SYNONYMS: [(&str, &str); 17] = [
+    ("anterior torso", "torso"),
+    ("posterior torso", "torso"),
+    ("lateral torso", "torso"),
+    ("abdomen", "torso"),
+    ("back", "torso"),
+    ("chest", "torso"),
+    ("trunk", "torso"),
+    ("face", "head/neck"),
+    ("ear", "head/neck"),
+    ("neck", "head/neck"),
+    ("scalp", "head/neck"),
+    ("hand", "upper extremity"),
+    ("foot", "lower extremity"),
+    ("acral", "palms/soles"),
+    ("genital", "oral/genital"),
+    ("oral", "oral/genital"),
+    ("head", "head/neck"),
+];
+
+/// Whether a cell says its value was not recorded.
+pub fn not_recorded(text: &str) -> bool {
+    let text = text.trim();
+    NOT_RECORDED.iter().any(|marker| text.eq_ignore_ascii_case(marker))
+}
+
+/// An age cell: years in [`AGE_YEARS`], None when not recorded, else what was expected.
+pub fn parse_age(text: &str) -> Result<Option<f32>, String> {
+    if not_recorded(text) {
+        return Ok(None);
+    }
+    match text.trim().parse::<f32>() {
+        // NaN and the infinities fall outside the range.
+        Ok(age) if AGE_YEARS.contains(&age) => Ok(Some(age)),
+        _ => Err(format!(
+            "expected an age in years from {} to {} (or empty or unknown), got \"{}\"",
+            AGE_YEARS.start(),
+            AGE_YEARS.end(),
+            excerpt(text.trim())
+        )),
+    }
+}
+
+/// A sex cell: male or female (any case), None when not recorded, else what was expected.
+/// "M" and "F" are refused rather than guessed.
+pub fn parse_sex(text: &str) -> Result<Option<Sex>, String> {
+    if not_recorded(text) {
+        return Ok(None);
+    }
+    Sex::parse(text).map(Some).ok_or_else(|| format!("expected male or female (or empty or unknown), got \"{}\"", excerpt(text.trim())))
+}
+
+/// A site cell: one of [`SITES`] or a synonym (any case), as its ISIC 2020 site; None when
+/// not recorded, else what was expected.
+pub fn parse_site(text: &str) -> Result<Option<String>, String> {
+    if not_recorded(text) {
+        return Ok(None);
+    }
+    let site = text.trim().to_lowercase();
+    if let Some(known) = SITES.iter().find(|&&known| known == site) {
+        return Ok(Some(known.to_string()));
+    }
+    match SITE_SYNONYMS.iter().find(|(name, _)| *name == site) {
+        Some((_, general)) => Ok(Some(general.to_string())),
+        None => Err(format!(
+            "expected an anatomical site ({}, or a synonym such as back, face or hand; or empty or unknown), got \"{}\"",
+            SITES.join(", "),
+            excerpt(text.trim())
+        )),
+    }
+}
+
+/// A label cell (a 0/1 column, or one column of a one-hot ground truth): 0 or 1, written as
+/// an integer, a decimal (0.0, 1.0) or true / false. Anything else, -1 or 0.7 included, is
+/// refused: a label is never rounded.
+pub fn parse_label(text: &str) -> Result<bool, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("true") {
+        return Ok(true);
+    }
+    if text.eq_ignore_ascii_case("false") {
+        return Ok(false);
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v == 0.0 => Ok(false),
+        Ok(v) if v == 1.0 => Ok(true),
+        _ => Err(format!("expected 0 or 1, got \"{}\"", excerpt(text))),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metadata as model inputs
+// ---------------------------------------------------------------------------
 
 /// One kind of metadata feature; a run chooses which it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

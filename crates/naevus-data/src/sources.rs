@@ -10,7 +10,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, excerpt, excerpt_bytes};
-use crate::records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
+use crate::metadata::{not_recorded, parse_age, parse_label, parse_sex, parse_site};
+use crate::records::{Metadata, Record, Reject, Split, normalize_diagnosis};
 
 /// The dataset formats this crate can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -287,8 +288,15 @@ impl Table {
         }
         let mut index = HashMap::new();
         for (i, name) in columns.iter().enumerate() {
-            // First occurrence wins if a header repeats a name.
-            index.entry(name.to_lowercase()).or_insert(i);
+            // A repeated name would leave it to chance which of the two columns is read.
+            if let Some(first) = index.insert(name.to_lowercase(), i)
+                && !name.is_empty()
+            {
+                return Err(csv_error(
+                    header_line,
+                    format!("the header names column \"{}\" twice (fields {} and {}); each column may appear once", excerpt(name), first + 1, i + 1),
+                ));
+            }
         }
 
         let mut rows = Vec::new();
@@ -394,46 +402,59 @@ impl Row {
 // Field parsers
 // ---------------------------------------------------------------------------
 
-/// Parses a 0/1 label ("0", "1", "0.0", "1.0", "true", "false").
+/// A 0/1 label cell, by the one rule of [`crate::metadata::parse_label`].
 fn parse_flag(value: &str, col: &Col) -> Result<bool, String> {
-    let v = value.trim();
-    match v.to_ascii_lowercase().as_str() {
-        "true" => return Ok(true),
-        "false" => return Ok(false),
-        _ => {}
-    }
-    match v.parse::<f64>() {
-        Ok(0.0) => Ok(false),
-        Ok(1.0) => Ok(true),
-        _ => Err(format!("column \"{}\": expected 0 or 1, got \"{}\"", col.name, excerpt(v))),
+    parse_label(value).map_err(|problem| format!("column \"{}\": {problem}", excerpt(&col.name)))
+}
+
+/// Prefix of the reason of a rejects.csv line for a value that did not parse where the image
+/// is kept with that field unknown (an age of "abc", say): listed, but not a rejected image.
+pub const KEPT_PREFIX: &str = "kept, ";
+
+/// Whether a line of rejects.csv lists a field left unknown on an image that was kept.
+pub fn is_kept_note(reject: &Reject) -> bool {
+    reject.reason.starts_with(KEPT_PREFIX)
+}
+
+/// The optional metadata (and split) columns of a table.
+struct FieldCols {
+    age: Option<Col>,
+    sex: Option<Col>,
+    site: Option<Col>,
+    split: Option<Col>,
+}
+
+impl FieldCols {
+    /// The row's metadata and split, each cell read by the rule of [`crate::metadata`]. A
+    /// cell that does not parse leaves its field unknown and adds a note to `notes` (a line of
+    /// rejects.csv naming the column and the value, when the image is kept).
+    fn read(&self, row: &Row, notes: &mut Vec<String>) -> (Metadata, Option<Split>) {
+        let metadata = Metadata {
+            age: field(row, &self.age, "age", parse_age, notes),
+            sex: field(row, &self.sex, "sex", parse_sex, notes),
+            site: field(row, &self.site, "site", parse_site, notes),
+        };
+        (metadata, field(row, &self.split, "split", parse_split, notes))
     }
 }
 
-/// Parses an age; "unknown", negative, absurd or unparseable ages are missing.
-fn parse_age(value: Option<&str>) -> Option<f32> {
-    let age = value?.trim().parse::<f32>().ok()?;
-    (age.is_finite() && (0.0..=130.0).contains(&age)).then_some(age)
+/// One optional cell: its value, or None when the column is absent, the cell says not
+/// recorded, or it does not parse (then noted).
+fn field<T>(row: &Row, col: &Option<Col>, name: &str, parse: fn(&str) -> Result<Option<T>, String>, notes: &mut Vec<String>) -> Option<T> {
+    let col = col.as_ref()?;
+    let text = row.fields.get(col.index)?;
+    parse(text).unwrap_or_else(|problem| {
+        notes.push(format!("{KEPT_PREFIX}{name} unknown: column \"{}\": {problem}", excerpt(&col.name)));
+        None
+    })
 }
 
-/// Lowercases and trims an anatomical site; placeholders for "no value" become None.
-fn parse_site(value: Option<&str>) -> Option<String> {
-    let site = value?.trim().to_lowercase();
-    Some(
-        match site.as_str() {
-            "" | "unknown" | "nan" | "na" | "n/a" | "none" => return None,
-            // One vocabulary across sources, so that external data shares the site columns:
-            // ISIC 2020's general sites. ISIC 2019 splits the torso three ways; HAM10000
-            // names body parts.
-            "anterior torso" | "posterior torso" | "lateral torso" | "abdomen" | "back" | "chest" | "trunk" => "torso",
-            "face" | "ear" | "neck" | "scalp" => "head/neck",
-            "hand" => "upper extremity",
-            "foot" => "lower extremity",
-            "acral" => "palms/soles",
-            "genital" => "oral/genital",
-            other => other,
-        }
-        .to_string(),
-    )
+/// A split cell: train, val or test (and their spellings in [`Split::parse`]).
+fn parse_split(text: &str) -> Result<Option<Split>, String> {
+    if not_recorded(text) {
+        return Ok(None);
+    }
+    Split::parse(text).map(Some).ok_or_else(|| format!("expected train, val or test, got \"{}\"", excerpt(text.trim())))
 }
 
 // ---------------------------------------------------------------------------
@@ -449,6 +470,8 @@ struct Pending {
     diagnosis: Option<String>,
     metadata: Metadata,
     split: Option<Split>,
+    /// Cells that did not parse (the field left unknown): listed if the image is kept.
+    notes: Vec<String>,
 }
 
 /// Why `id` cannot name a file in the images folder, if it cannot. Ids are names, never
@@ -549,6 +572,7 @@ fn finish(
                 continue;
             }
         };
+        rejects.extend(p.notes.into_iter().map(|reason| Reject { row: Some(p.line), path: table.path_str(), reason }));
         records.push(Record {
             id: p.id,
             group: p.group,
@@ -606,10 +630,12 @@ fn read_isic2020(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
     } else {
         None
     };
-    let c_sex = t.opt_col("sex");
-    let c_age = t.opt_col("age_approx");
-    let c_site = t.opt_col("anatom_site_general_challenge");
-    let c_split = t.opt_col("split");
+    let fields = FieldCols {
+        age: t.opt_col("age_approx"),
+        sex: t.opt_col("sex"),
+        site: t.opt_col("anatom_site_general_challenge"),
+        split: t.opt_col("split"),
+    };
 
     let (pending, rejects) = parse_rows(&t, |row| {
         let id = row.required(&c_id)?.to_string();
@@ -618,19 +644,9 @@ fn read_isic2020(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
             Some(c) => Some(parse_flag(row.required(c)?, c)?),
             None => None,
         };
-        Ok(Pending {
-            line: row.line,
-            id,
-            group,
-            melanoma,
-            diagnosis: row.opt(&c_diag).and_then(normalize_diagnosis),
-            metadata: Metadata {
-                age: parse_age(row.opt(&c_age)),
-                sex: row.opt(&c_sex).and_then(Sex::parse),
-                site: parse_site(row.opt(&c_site)),
-            },
-            split: row.opt(&c_split).and_then(Split::parse),
-        })
+        let mut notes = Vec::new();
+        let (metadata, split) = fields.read(row, &mut notes);
+        Ok(Pending { line: row.line, id, group, melanoma, diagnosis: row.opt(&c_diag).and_then(normalize_diagnosis), metadata, split, notes })
     });
     Ok(finish(SourceKind::Isic2020, &t, images, pending, rejects))
 }
@@ -642,9 +658,7 @@ fn read_isic2017(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
     let c_id = t.col("image_id")?;
     let c_mel = t.col("melanoma")?;
     let c_sk = t.col("seborrheic_keratosis")?;
-    let c_age = t.opt_col("age_approximate");
-    let c_sex = t.opt_col("sex");
-    let c_split = t.opt_col("split");
+    let fields = FieldCols { age: t.opt_col("age_approximate"), sex: t.opt_col("sex"), site: None, split: t.opt_col("split") };
     let c_diag = t.opt_col("diagnosis");
 
     let (pending, rejects) = parse_rows(&t, |row| {
@@ -662,19 +676,9 @@ fn read_isic2017(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
             "nevus"
         };
         let diagnosis = row.opt(&c_diag).and_then(normalize_diagnosis).unwrap_or_else(|| from_flags.to_string());
-        Ok(Pending {
-            line: row.line,
-            group: id.clone(),
-            id,
-            melanoma: Some(mel),
-            diagnosis: Some(diagnosis),
-            metadata: Metadata {
-                age: parse_age(row.opt(&c_age)),
-                sex: row.opt(&c_sex).and_then(Sex::parse),
-                site: None,
-            },
-            split: row.opt(&c_split).and_then(Split::parse),
-        })
+        let mut notes = Vec::new();
+        let (metadata, split) = fields.read(row, &mut notes);
+        Ok(Pending { line: row.line, group: id.clone(), id, melanoma: Some(mel), diagnosis: Some(diagnosis), metadata, split, notes })
     });
     Ok(finish(SourceKind::Isic2017, &t, images, pending, rejects))
 }
@@ -689,10 +693,7 @@ fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
     let c_id = t.col("image_id")?;
     let c_lesion = t.col("lesion_id")?;
     let c_dx = t.col("dx")?;
-    let c_age = t.opt_col("age");
-    let c_sex = t.opt_col("sex");
-    let c_site = t.opt_col("localization");
-    let c_split = t.opt_col("split");
+    let fields = FieldCols { age: t.opt_col("age"), sex: t.opt_col("sex"), site: t.opt_col("localization"), split: t.opt_col("split") };
 
     let (pending, rejects) = parse_rows(&t, |row| {
         let id = row.required(&c_id)?.to_string();
@@ -707,19 +708,9 @@ fn read_ham10000(csv: &Path, images: &Path) -> Result<SourceData, DataError> {
                 HAM_DX.join(", ")
             ));
         }
-        Ok(Pending {
-            line: row.line,
-            id,
-            group,
-            melanoma: Some(dx == "mel"),
-            diagnosis: normalize_diagnosis(&dx),
-            metadata: Metadata {
-                age: parse_age(row.opt(&c_age)),
-                sex: row.opt(&c_sex).and_then(Sex::parse),
-                site: parse_site(row.opt(&c_site)),
-            },
-            split: row.opt(&c_split).and_then(Split::parse),
-        })
+        let mut notes = Vec::new();
+        let (metadata, split) = fields.read(row, &mut notes);
+        Ok(Pending { line: row.line, id, group, melanoma: Some(dx == "mel"), diagnosis: normalize_diagnosis(&dx), metadata, split, notes })
     });
     Ok(finish(SourceKind::Ham10000, &t, images, pending, rejects))
 }
@@ -764,13 +755,7 @@ fn read_one_hot(kind: SourceKind, csv: &Path, metadata_csv: Option<&Path>, image
         let id = row.required(&c_id)?.to_string();
         let mut hot = Vec::new();
         for (name, col) in &class_cols {
-            let raw = row.required(col)?;
-            let v: f64 = raw
-                .parse()
-                .ok()
-                .filter(|v: &f64| v.is_finite())
-                .ok_or_else(|| format!("column \"{}\": expected a number (0.0 or 1.0), got \"{}\"", col.name, excerpt(raw)))?;
-            if v >= 0.5 {
+            if parse_flag(row.required(col)?, col)? {
                 hot.push(*name);
             }
         }
@@ -789,6 +774,8 @@ fn read_one_hot(kind: SourceKind, csv: &Path, metadata_csv: Option<&Path>, image
             metadata: m.map(|m| m.metadata.clone()).unwrap_or_default(),
             split: None,
             id,
+            // The side CSV's cells that did not parse are listed with its rows.
+            notes: Vec::new(),
         })
     });
     // Metadata rows that could not be used are reported too, so nothing vanishes silently.
@@ -810,10 +797,13 @@ fn read_side_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<
         Some(c) => c,
         None => t.col("image")?,
     };
-    let c_age = first_col(&t, &["age_approx", "age"]);
-    let c_site = first_col(&t, &["anatom_site_general", "localization"]);
+    let fields = FieldCols {
+        age: first_col(&t, &["age_approx", "age"]),
+        sex: t.opt_col("sex"),
+        site: first_col(&t, &["anatom_site_general", "localization"]),
+        split: None,
+    };
     let c_lesion = t.opt_col("lesion_id");
-    let c_sex = t.opt_col("sex");
     let mut out = HashMap::new();
     for row in &t.rows {
         let row = match row {
@@ -830,14 +820,9 @@ fn read_side_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<
                 continue;
             }
         };
-        let meta = SideMetadata {
-            metadata: Metadata {
-                age: parse_age(row.opt(&c_age)),
-                sex: row.opt(&c_sex).and_then(Sex::parse),
-                site: parse_site(row.opt(&c_site)),
-            },
-            lesion: row.opt(&c_lesion).map(str::to_string),
-        };
+        let mut notes = Vec::new();
+        let meta = SideMetadata { metadata: fields.read(row, &mut notes).0, lesion: row.opt(&c_lesion).map(str::to_string) };
+        rejects.extend(notes.into_iter().map(|reason| Reject { row: Some(row.line), path: t.path_str(), reason }));
         // First row for an image wins, like duplicate ids in the ground truth.
         out.entry(id).or_insert(meta);
     }

@@ -237,7 +237,7 @@ fn isic2019_with_metadata() {
     assert!(rej[0].1.contains("MEL, NV"), "{}", rej[0].1);
     assert_eq!(rej[1].0, Some(6));
     assert!(rej[1].1.starts_with("no class column is 1"));
-    assert_eq!(rej[2], (Some(7), "column \"NV\": expected a number (0.0 or 1.0), got \"x\"".to_string()));
+    assert_eq!(rej[2], (Some(7), "column \"NV\": expected 0 or 1, got \"x\"".to_string()));
 }
 
 #[test]
