@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use naevus_data::error::excerpt;
 use naevus_report::Mode;
 
 /// Combine prediction CSVs (image_name,target) into one, joined on image_name.
@@ -20,7 +21,8 @@ pub struct Args {
     /// mean, rank or weighted.
     #[arg(long, default_value = "mean")]
     mode: String,
-    /// Comma-separated weights, one per file (normalised to sum 1), e.g. 0.7,0.3.
+    /// Comma-separated weights, one per file (normalised to sum 1), e.g. 0.7,0.3; each a
+    /// finite number above 0, at most 1.7976931348623157e308 (the largest f64).
     #[arg(long)]
     weights: Option<String>,
     /// Where to write the combined image_name,target CSV.
@@ -32,7 +34,7 @@ fn parse_weights(text: &str) -> Result<Vec<f64>> {
     let mut weights = Vec::new();
     for (i, part) in text.split(',').enumerate() {
         let part = part.trim();
-        let w: f64 = part.parse().with_context(|| format!("--weights: item {} (\"{part}\") is not a number", i + 1))?;
+        let w: f64 = part.parse().with_context(|| format!("--weights: item {} (\"{}\") is not a number", i + 1, excerpt(part)))?;
         weights.push(w);
     }
     Ok(weights)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::text;
+use common::{naevus, text};
 
 /// The binary with `args`, its weights cache in `cache`.
 fn naevus_cached(cache: &Path, args: &[&str]) -> Output {
@@ -131,4 +131,83 @@ fn weights_fetch_from_a_device_or_fifo_is_refused_at_once_and_leaves_no_tmp() {
         let left = if weights.exists() { file_names(&weights) } else { Vec::new() };
         assert!(left.is_empty(), "{}: left {left:?}", source.display());
     }
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The scores of an image_name,target CSV, in its order.
+fn scores(path: &Path) -> Vec<(String, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let (id, score) = line.split_once(',').unwrap();
+            (id.to_string(), score.parse().unwrap())
+        })
+        .collect()
+}
+
+// 29.7: the weights' sum overflowed to infinity and every score became 0.
+#[test]
+fn ensemble_weights_near_the_largest_float_do_not_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "image_name,target\nx,0.2\ny,0.6\n");
+    let b = write(dir.path(), "b.csv", "image_name,target\nx,0.4\ny,0.8\n");
+    let out = dir.path().join("out.csv");
+    let out_s = out.to_str().unwrap();
+
+    let run = naevus(&["ensemble", &a, &b, "--mode", "weighted", "--weights", "1e308,1e308", "--out", out_s]);
+    assert!(run.status.success(), "{}", text(&run));
+    let got = scores(&out);
+    assert_eq!(got.len(), 2);
+    assert!((got[0].1 - 0.3).abs() < 1e-12 && (got[1].1 - 0.7).abs() < 1e-12, "{got:?}");
+
+    // The largest f64 against a tiny weight: the large one takes it all.
+    let run = naevus(&["ensemble", &a, &b, "--mode", "weighted", "--weights", "1.7976931348623157e308,1e-300", "--out", out_s]);
+    assert!(run.status.success(), "{}", text(&run));
+    let got = scores(&out);
+    assert!((got[0].1 - 0.2).abs() < 1e-12 && (got[1].1 - 0.6).abs() < 1e-12, "{got:?}");
+
+    // Ranks: x is last and y first in both files.
+    let run = naevus(&["ensemble", &a, &b, "--mode", "rank", "--weights", "1e308,1e308", "--out", out_s]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(scores(&out), vec![("x".to_string(), 0.0), ("y".to_string(), 1.0)]);
+}
+
+// 29.7: a weight must be finite and above 0, and the message and --help say so.
+#[test]
+fn ensemble_weights_that_are_not_finite_and_positive_are_refused_with_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = write(dir.path(), "a.csv", "image_name,target\nx,0.2\ny,0.6\n");
+    let b = write(dir.path(), "b.csv", "image_name,target\nx,0.4\ny,0.8\n");
+    let out = dir.path().join("out.csv");
+    for weights in ["1,0", "0.5,-0", "1,-1", "1,NaN", "1,inf", "1,1e309"] {
+        let run = naevus(&["ensemble", &a, &b, "--mode", "weighted", "--weights", weights, "--out", out.to_str().unwrap()]);
+        let message = text(&run);
+        assert!(!run.status.success(), "{weights}: {message}");
+        assert!(message.contains("weight 2") && message.contains("above 0") && message.contains("1.7976931348623157e308"), "{weights}: {message}");
+        assert!(!out.exists(), "{weights}");
+    }
+    let help = text(&naevus(&["ensemble", "--help"]));
+    assert!(help.contains("above 0") && help.contains("1.7976931348623157e308"), "{help}");
+}
+
+// 29.14: the ensemble quoted a 5,000-character id whole.
+#[test]
+fn ensemble_quotes_a_long_id_only_as_an_excerpt() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "L".repeat(5000);
+    let a = write(dir.path(), "a.csv", &format!("image_name,target\nx,0.2\n{long},0.6\n"));
+    let b = write(dir.path(), "b.csv", "image_name,target\nx,0.4\ny,0.8\n");
+    let out = dir.path().join("out.csv");
+    let run = naevus(&["ensemble", &a, &b, "--out", out.to_str().unwrap()]);
+    let message = text(&run);
+    assert!(!run.status.success(), "{message}");
+    assert!(message.contains("5000 bytes in all") && message.contains("\"y\""), "{message}");
+    assert!(message.len() < 1000, "{} bytes: {message}", message.len());
 }

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ReportError;
+use naevus_data::error::excerpt;
 use naevus_run::Predictions;
 
 /// How the scores of the files are combined.
@@ -56,7 +57,9 @@ pub fn normalized_ranks(scores: &[f64]) -> Vec<f64> {
 }
 
 /// Checks the weights against the mode and the number of files and returns them normalised
-/// to sum 1 (equal weights when none are given and the mode allows it).
+/// to sum 1 (equal weights when none are given and the mode allows it). Each weight must be
+/// finite and above 0; they are divided by the largest before summing, so that weights near
+/// f64::MAX do not overflow the sum.
 fn resolve_weights(mode: Mode, weights: Option<&[f64]>, files: usize) -> Result<Vec<f64>, ReportError> {
     let weights = match (mode, weights) {
         (Mode::Mean, Some(_)) => {
@@ -69,14 +72,18 @@ fn resolve_weights(mode: Mode, weights: Option<&[f64]>, files: usize) -> Result<
     if weights.len() != files {
         return Err(ReportError::Invalid(format!("{} weights for {files} prediction files: give one weight per file", weights.len())));
     }
-    if let Some(w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
-        return Err(ReportError::Invalid(format!("weight {w} is not a finite number >= 0")));
+    if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !(w.is_finite() && **w > 0.0)) {
+        return Err(ReportError::Invalid(format!(
+            "--weights: weight {} ({w}) is not a finite number above 0 and at most {:e}",
+            i + 1,
+            f64::MAX
+        )));
     }
-    let sum: f64 = weights.iter().sum();
-    if sum <= 0.0 {
-        return Err(ReportError::Invalid("the weights sum to 0".into()));
-    }
-    Ok(weights.iter().map(|w| w / sum).collect())
+    let largest = weights.iter().copied().fold(0.0, f64::max);
+    // Each scaled weight is in (0, 1], so the sum is at most the number of files.
+    let scaled: Vec<f64> = weights.iter().map(|w| w / largest).collect();
+    let sum: f64 = scaled.iter().sum();
+    Ok(scaled.iter().map(|w| w / sum).collect())
 }
 
 /// Up to five examples, as `: "a", "b", ...`; empty when there are none.
@@ -84,7 +91,7 @@ fn examples(ids: &[&str]) -> String {
     if ids.is_empty() {
         return String::new();
     }
-    let shown: Vec<String> = ids.iter().take(5).map(|id| format!("\"{id}\"")).collect();
+    let shown: Vec<String> = ids.iter().take(5).map(|id| format!("\"{}\"", excerpt(id))).collect();
     let more = if ids.len() > 5 { ", ..." } else { "" };
     format!(" ({}{more})", shown.join(", "))
 }
