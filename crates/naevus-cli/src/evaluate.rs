@@ -1,10 +1,12 @@
 //! `naevus evaluate`: score a prediction CSV against labels.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use naevus_data::Cache;
+use naevus_data::error::excerpt;
 use naevus_metrics::BinaryReport;
 use naevus_report::EvaluationReport;
 use naevus_run::Predictions;
@@ -18,7 +20,9 @@ use naevus_run::Predictions;
 ///
 /// The truth is a prepared cache (its labels are used) or a CSV with an id column
 /// (image_name, image_id or image) and a 0/1 label column (target, melanoma or label).
-/// Every predicted id must be in the truth; truth rows without a prediction are ignored.
+/// Every predicted id must be in the truth, and each truth id in one row only; truth rows
+/// without a prediction are ignored. A truth CSV may have at most 1 GiB, 10,000,000 rows and
+/// 1 MiB a line.
 #[derive(clap::Args)]
 pub struct Args {
     /// Predictions CSV with columns image_name,target (the target being a probability).
@@ -27,10 +31,10 @@ pub struct Args {
     /// A prepared cache or a label CSV.
     #[arg(long)]
     truth: PathBuf,
-    /// Probability at or above which an image counts as melanoma.
+    /// Probability at or above which an image counts as melanoma, from 0 to 1.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
-    /// Bootstrap resamples for the 95% intervals (0 skips them).
+    /// Bootstrap resamples for the 95% intervals (0 skips them), at most 100000.
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
     /// Directory to write metrics.json into.
@@ -38,7 +42,24 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
+/// Most bootstrap resamples: 100 times the usual 1000, already minutes on a large set; each
+/// resample keeps its metrics in memory.
+const MAX_BOOTSTRAP: usize = 100_000;
+/// Largest truth CSV: ISIC 2024's 401,059 rows take 60 MB.
+const MAX_TRUTH_BYTES: u64 = 1 << 30;
+/// Most rows of a truth CSV, which are all kept in memory: 25 times ISIC 2024's.
+const MAX_TRUTH_ROWS: usize = 10_000_000;
+/// Longest line of a truth CSV: real ones are under 1 KB, and a longer one is not a CSV
+/// (`/dev/zero` is one endless line).
+const MAX_TRUTH_LINE_BYTES: u64 = 1 << 20;
+
 pub fn run(args: Args) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {}: expected a probability, a number from 0 to 1", args.threshold);
+    }
+    if args.bootstrap > MAX_BOOTSTRAP {
+        bail!("--bootstrap {}: at most {MAX_BOOTSTRAP} resamples", args.bootstrap);
+    }
     let predictions = Predictions::read(&args.pred)?;
     let truth = read_truth(&args.truth)?;
     let report = evaluate_full(&predictions, &truth, args.threshold, args.bootstrap)?;
@@ -141,23 +162,71 @@ pub fn read_truth(path: &Path) -> Result<Truth> {
         }
         return Ok(Truth { labels });
     }
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let headers = reader.headers()?.clone();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    if size > MAX_TRUTH_BYTES {
+        bail!("{} is {size} bytes long, more than the {MAX_TRUTH_BYTES} bytes (1 GiB) a truth CSV may have", path.display());
+    }
+    // Bounded while reading too: a device or FIFO has no size to check first.
+    let mut reader = csv::Reader::from_reader(Bounded { inner: file, total: 0, line: 0 });
+    let headers = reader.headers().with_context(|| format!("{} line 1: reading the header", path.display()))?.clone();
     let id_col = column(&headers, &["image_name", "image_id", "image"], path)?;
     let label_col = column(&headers, &["target", "melanoma", "label"], path)?;
     let group_col = column(&headers, &["patient_id", "lesion_id"], path).ok();
+    let mut first_line: HashMap<String, u64> = HashMap::new();
     for (n, row) in reader.records().enumerate() {
-        let line = n + 2;
+        let line = n as u64 + 2;
         let row = row.with_context(|| format!("{} line {line}: malformed row", path.display()))?;
+        let line = row.position().map_or(line, |p| p.line());
+        if n >= MAX_TRUTH_ROWS {
+            bail!("{} line {line}: more than the {MAX_TRUTH_ROWS} rows a truth CSV may have", path.display());
+        }
         let id = row.get(id_col).unwrap_or("").trim().to_string();
+        if let Some(first) = first_line.get(&id) {
+            bail!(
+                "{} line {line}, column {}: image id \"{}\" appears twice (first on line {first}); each image needs one label",
+                path.display(),
+                &headers[id_col],
+                excerpt(&id)
+            );
+        }
         let text = row.get(label_col).unwrap_or("").trim();
         let label = match text {
             "0" | "0.0" => 0,
             "1" | "1.0" => 1,
-            _ => bail!("{} line {line}, column {}: expected 0 or 1, found \"{text}\"", path.display(), &headers[label_col]),
+            _ => bail!("{} line {line}, column {}: expected 0 or 1, found \"{}\"", path.display(), &headers[label_col], excerpt(text)),
         };
         let group = group_col.and_then(|c| row.get(c)).filter(|g| !g.is_empty()).unwrap_or(&id).to_string();
+        first_line.insert(id.clone(), line);
         labels.insert(id, (label, group));
     }
     Ok(Truth { labels })
+}
+
+/// A reader that fails once more than [`MAX_TRUTH_BYTES`] in all, or a line of more than
+/// [`MAX_TRUTH_LINE_BYTES`], has come through: the csv crate keeps a whole record in memory.
+struct Bounded<R> {
+    inner: R,
+    total: u64,
+    /// Bytes since the last line end.
+    line: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.total += n as u64;
+        if self.total > MAX_TRUTH_BYTES {
+            return Err(std::io::Error::other(format!("more than the {MAX_TRUTH_BYTES} bytes (1 GiB) a truth CSV may have")));
+        }
+        for &byte in &buffer[..n] {
+            self.line = if byte == b'\n' { 0 } else { self.line + 1 };
+            if self.line > MAX_TRUTH_LINE_BYTES {
+                return Err(std::io::Error::other(format!(
+                    "a line longer than the {MAX_TRUTH_LINE_BYTES} bytes (1 MiB) a truth CSV line may have; is this a CSV file?"
+                )));
+            }
+        }
+        Ok(n)
+    }
 }

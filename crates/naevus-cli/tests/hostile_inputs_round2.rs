@@ -211,3 +211,71 @@ fn ensemble_quotes_a_long_id_only_as_an_excerpt() {
     assert!(message.contains("5000 bytes in all") && message.contains("\"y\""), "{message}");
     assert!(message.len() < 1000, "{} bytes: {message}", message.len());
 }
+
+/// Predictions for the images a, b, c and d.
+fn predictions(dir: &Path) -> String {
+    write(dir, "pred.csv", "image_name,target\na,0.9\nb,0.1\nc,0.4\nd,0.7\n")
+}
+
+// 29.8: a duplicated id in the truth was taken silently, the last row winning.
+#[test]
+fn evaluate_refuses_a_duplicate_truth_id_naming_both_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = predictions(dir.path());
+    let truth = write(dir.path(), "truth.csv", "image_name,target\na,1\nb,0\nc,0\nd,1\nb,1\n");
+    let run = naevus(&["evaluate", "--pred", &pred, "--truth", &truth, "--bootstrap", "0"]);
+    let message = text(&run);
+    assert!(!run.status.success(), "{message}");
+    assert!(message.contains("truth.csv line 6") && message.contains("\"b\" appears twice (first on line 3)"), "{message}");
+
+    // A long duplicated id is quoted by its start only.
+    let long = "L".repeat(5000);
+    let truth = write(dir.path(), "long.csv", &format!("image_name,target\n{long},1\na,0\n{long},0\n"));
+    let run = naevus(&["evaluate", "--pred", &pred, "--truth", &truth, "--bootstrap", "0"]);
+    let message = text(&run);
+    assert!(!run.status.success(), "{message}");
+    assert!(message.contains("long.csv line 4") && message.contains("5000 bytes in all") && message.contains("first on line 2"), "{message}");
+    assert!(message.len() < 1000, "{} bytes: {message}", message.len());
+}
+
+// 29.8: `--truth /dev/zero` grew without end (killed by the kernel at 22.6 GB).
+#[test]
+fn evaluate_truth_from_dev_zero_or_over_a_gibibyte_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = predictions(dir.path());
+    let args = ["evaluate", "--pred", &pred, "--truth", "/dev/zero", "--bootstrap", "0"];
+    let (run, finished) = naevus_within(dir.path(), &args, Duration::from_secs(10));
+    let message = text(&run);
+    assert!(finished, "still running after 10 s: {message}");
+    assert!(!run.status.success() && message.contains("/dev/zero") && message.contains("1048576 bytes"), "{message}");
+
+    // A file over the bound is refused before a byte is read (sparse: no disk used).
+    let huge = dir.path().join("huge.csv");
+    std::fs::File::create(&huge).unwrap().set_len((1 << 30) + 1).unwrap();
+    let run = naevus(&["evaluate", "--pred", &pred, "--truth", huge.to_str().unwrap(), "--bootstrap", "0"]);
+    let message = text(&run);
+    assert!(!run.status.success() && message.contains("huge.csv is 1073741825 bytes long") && message.contains("1 GiB"), "{message}");
+}
+
+// 29.8: `--bootstrap 1000000000` aborted on an 8 GB allocation; `--threshold NaN` or 2 was taken.
+#[test]
+fn evaluate_bounds_bootstrap_and_threshold_in_the_message_and_the_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let pred = predictions(dir.path());
+    let truth = write(dir.path(), "truth.csv", "image_name,target\na,1\nb,0\nc,0\nd,1\n");
+    let run = naevus(&["evaluate", "--pred", &pred, "--truth", &truth, "--bootstrap", "1000000000"]);
+    let message = text(&run);
+    assert!(!run.status.success() && message.contains("--bootstrap 1000000000") && message.contains("at most 100000"), "{message}");
+    for threshold in ["NaN", "2", "-0.1", "inf"] {
+        let run = naevus(&["evaluate", "--pred", &pred, "--truth", &truth, "--bootstrap", "0", &format!("--threshold={threshold}")]);
+        let message = text(&run);
+        assert!(!run.status.success() && message.contains("--threshold") && message.contains("from 0 to 1"), "{threshold}: {message}");
+    }
+    // The bounds themselves are accepted.
+    for threshold in ["0", "1"] {
+        let run = naevus(&["evaluate", "--pred", &pred, "--truth", &truth, "--bootstrap", "0", "--threshold", threshold]);
+        assert!(run.status.success(), "{threshold}: {}", text(&run));
+    }
+    let help = text(&naevus(&["evaluate", "--help"]));
+    assert!(help.contains("at most 100000") && help.contains("from 0 to 1") && help.contains("1 GiB"), "{help}");
+}
