@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
             Some(value) => {
                 let token = value.to_str().context("NAEVUS_TOKEN is not valid UTF-8; use visible ASCII characters, e.g. `openssl rand -hex 32`")?.trim();
                 if token.is_empty() {
-                    bail!("NAEVUS_TOKEN is set but empty: unset it to serve without an access token, or set a token of at least {} characters", naevus_serve::MIN_TOKEN_CHARS);
+                    bail!("NAEVUS_TOKEN is set but empty: unset it to serve without an access token, or set a token of at least {} characters", naevus_serve::token::MIN_TOKEN_CHARS);
                 }
                 Some(token.to_string())
             }

@@ -11,6 +11,7 @@ pub mod batcher;
 pub mod connections;
 pub mod metrics;
 pub mod model;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,7 +68,7 @@ pub fn serve(options: ServeOptions) -> Result<()> {
         );
     }
     if let Some(token) = &options.token {
-        check_token(token)?;
+        token::check_token(token).map_err(anyhow::Error::msg)?;
     }
     let model = ServedModel::load(&options.model, options.checkpoint, options.device.as_deref(), &options.operating_point)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the HTTP runtime")?;
@@ -120,30 +121,6 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
 
 /// Time for the requests being scored to be answered at shutdown, beyond the read timeout.
 const SHUTDOWN_SCORING_GRACE: Duration = Duration::from_secs(5);
-
-/// Shortest access token taken.
-pub const MIN_TOKEN_CHARS: usize = 16;
-/// Longest access token taken (a header line must hold it).
-pub const MAX_TOKEN_CHARS: usize = 1024;
-
-/// Refuses an access token no client could send or that is too easy to guess: it must be
-/// 16 to 1024 visible ASCII characters (an HTTP header carries nothing else reliably).
-pub fn check_token(token: &str) -> Result<()> {
-    if let Some(bad) = token.chars().find(|c| !c.is_ascii_graphic()) {
-        bail!(
-            "the access token holds {}; it must be visible ASCII characters only (letters, digits, punctuation), as HTTP headers carry, e.g. `openssl rand -hex 32`",
-            if bad.is_whitespace() { "a space or other blank".to_string() } else { format!("the character {bad:?}") }
-        );
-    }
-    let length = token.len();
-    if length < MIN_TOKEN_CHARS {
-        bail!("the access token is {length} characters long, shorter than {MIN_TOKEN_CHARS}; use a long random one (e.g. `openssl rand -hex 32`)");
-    }
-    if length > MAX_TOKEN_CHARS {
-        bail!("the access token is {length} characters long, over {MAX_TOKEN_CHARS}");
-    }
-    Ok(())
-}
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
