@@ -3,6 +3,7 @@
 //! configs/ and the run's config.toml), its defaults, and [`RecipeFlags`] (the command-line
 //! flags of the same names, with the key's documentation as their help).
 
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -123,7 +124,12 @@ pub struct Kebab<T>(pub T);
 impl<T: DeserializeOwned> FromStr for Kebab<T> {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        serde_json::from_value(serde_json::Value::String(text.trim().to_string())).map(Kebab).map_err(|e| e.to_string())
+        let name = text.trim();
+        // serde's message quotes the whole text; a long one is no name, and is quoted short.
+        if name.chars().count() > 80 {
+            return Err(format!("\"{}\" is longer than any name this takes", naevus_data::error::excerpt(name)));
+        }
+        serde_json::from_value(serde_json::Value::String(name.to_string())).map(Kebab).map_err(|e| e.to_string())
     }
 }
 
@@ -195,24 +201,25 @@ recipe_keys! {
     model: String = "small-cnn".into(),
     /// Start from the model's ImageNet weights (fetched on first use; see `naevus weights`).
     pretrained: bool = false,
-    /// Side of the square model input in pixels; absent: the model's own input size from the
-    /// registry, or the cache's image size when that is smaller.
+    /// Side of the square model input in pixels, 16 to 2048; absent: the model's own input
+    /// size from the registry, or the cache's image size when that is smaller.
     image_size: Option<u32> = None,
-    /// Training epochs.
+    /// Training epochs, 1 to 10000.
     epochs: usize = 10,
-    /// Images per optimiser step.
+    /// Images per optimiser step, 2 to 1024.
     batch_size: usize = 32,
-    /// Peak learning rate (of the head, when `backbone_lr` is given).
+    /// Peak learning rate (of the head, when `backbone_lr` is given), above 0 and at most 10.
     lr: f64 = 1e-3,
-    /// Peak learning rate of the backbone; absent: the same as `lr`. Seed 002 fine-tunes its
-    /// ImageNet ResNet at 1e-5 under a 5e-5 head.
+    /// Peak learning rate of the backbone, as `lr`; absent: the same as `lr`. Seed 002
+    /// fine-tunes its ImageNet ResNet at 1e-5 under a 5e-5 head.
     backbone_lr: Option<f64> = None,
     /// Train only the head for this many first epochs (backbone weights and BatchNorm
-    /// statistics fixed), then everything.
+    /// statistics fixed), then everything; fewer than `epochs`.
     freeze_backbone_epochs: usize = 0,
-    /// Stop a fold when its validation AUC has not improved for this many epochs; 0: never.
+    /// Stop a fold when its validation AUC has not improved for this many epochs; 0: never;
+    /// at most 10000.
     early_stopping_patience: usize = 0,
-    /// Weight decay of the optimiser.
+    /// Weight decay of the optimiser, 0 to 10.
     weight_decay: f64 = 1e-4,
     /// adam or adamw.
     optimizer: OptimizerKind = OptimizerKind::Adamw,
@@ -221,13 +228,13 @@ recipe_keys! {
     /// Early steps average with less memory, min(decay, (1 + t) / (10 + t)) at step t, so
     /// that the random head is forgotten quickly. 0.999 spans about 1,000 steps.
     ema_decay: f64 = 0.0,
-    /// Linear warm-up length in epochs (fractions allowed) before the cosine decay.
+    /// Linear warm-up length in epochs (fractions allowed) before the cosine decay, 0 to 10000.
     warmup_epochs: f64 = 1.0,
     /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
     /// tenfold: 0.1).
     warmup_start: f64 = 0.01,
     /// Length in epochs of each cosine cycle after the warm-up, the learning rate restarting
-    /// at its peak after each (SGDR); 0: one cycle over all remaining epochs.
+    /// at its peak after each (SGDR); 0: one cycle over all remaining epochs; at most 10000.
     restart_epochs: f64 = 0.0,
     /// bce, focal or cross-entropy.
     loss: LossKind = LossKind::Bce,
@@ -241,15 +248,16 @@ recipe_keys! {
     /// Probability that each metadata field of a training image is masked to "unknown" in
     /// a step, so that a metadata model stays sound on images whose fields are missing.
     metadata_dropout: f64 = 0.0,
-    /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5).
+    /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5), 1 to 64.
     dropout_samples: usize = 1,
-    /// Focal loss: weight of the positive class.
+    /// Focal loss: weight of the positive class, 0 to 1.
     focal_alpha: f64 = 0.25,
-    /// Focal loss: focusing exponent.
+    /// Focal loss: focusing exponent, 0 to 10.
     focal_gamma: f64 = 2.0,
     /// shuffle, balanced or undersample.
     sampling: SamplingKind = SamplingKind::Shuffle,
-    /// For sampling = undersample: benign images kept per melanoma each epoch.
+    /// For sampling = undersample: benign images kept per melanoma each epoch, above 0 and at
+    /// most 1000.
     negatives_per_positive: f32 = 3.0,
     /// Augmentation of training images, a preset: light (a random flip, quarter turn or
     /// transpose, up to ±15 degrees, ±10% zoom and ±5% shift, ±20% brightness, contrast and
@@ -266,7 +274,7 @@ recipe_keys! {
     /// --list` prints every parameter with its default and range.
     augment_ops: AugmentOps = AugmentOps::default(),
     /// 0: train on the dataset's own train split and validate on its val split;
-    /// K >= 2: K-fold cross-validation grouped by patient or lesion.
+    /// K from 2 to 100: K-fold cross-validation grouped by patient or lesion.
     folds: usize = 0,
     /// External images (see `naevus combine`) also go into validation folds; by default
     /// they only ever train, and validation holds primary-source images alone.
@@ -277,6 +285,47 @@ recipe_keys! {
     device: String = "flex".into(),
     /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
     precision: Precision = Precision::F32,
+}
+
+/// Sides of a model's square input, in pixels, that a recipe and a run may give: below 16 a
+/// network's downsampling leaves nothing (image_size 1 panicked deep in a kernel), above 2048
+/// one batch takes tens of gigabytes. Shared by every check of a model's input size.
+pub const MODEL_INPUT_SIDES: RangeInclusive<u32> = 16..=2048;
+/// Most epochs (also the bound of the warm-up, restart and patience lengths).
+pub const MAX_EPOCHS: usize = 10_000;
+/// Most images per optimiser step.
+pub const MAX_BATCH_SIZE: usize = 1024;
+/// Most dropout masks averaged in training (the seeds use 5; each is a copy of the features).
+pub const MAX_DROPOUT_SAMPLES: usize = 64;
+/// Most cross-validation folds.
+pub const MAX_FOLDS: usize = 100;
+/// Largest learning rate (peak, of the head or the backbone).
+const MAX_LR: f64 = 10.0;
+/// Largest weight decay.
+const MAX_WEIGHT_DECAY: f64 = 10.0;
+/// Largest focal-loss exponent (papers use 0 to 5).
+const MAX_FOCAL_GAMMA: f64 = 10.0;
+/// Most benign images drawn per melanoma each epoch.
+const MAX_NEGATIVES_PER_POSITIVE: f64 = 1000.0;
+
+/// `value` of `key` if it lies in `low..=high` (NaN and infinities never do), else the
+/// message that names the key and the bound. The value is shown as Debug shows it, which
+/// writes 1e308 as such rather than as 309 digits.
+fn in_range<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(key: &str, value: T, low: T, high: T) -> Result<(), RunError> {
+    if low <= value && value <= high {
+        Ok(())
+    } else {
+        Err(RunError::Invalid(format!("{key} must lie between {low} and {high}, got {value:?}")))
+    }
+}
+
+/// As [`in_range`], for a value that must be above 0.
+fn positive_at_most(key: &str, value: f64, high: f64) -> Result<(), RunError> {
+    if value > 0.0 && value <= high {
+        Ok(())
+    } else {
+        Err(RunError::Invalid(format!("{key} must be above 0 and at most {high}, got {value:?}")))
+    }
 }
 
 /// "parsing the recipe: line L, column C: what", without the source line that toml's own
@@ -324,32 +373,32 @@ impl TrainConfig {
         num_outputs(self.loss, self.classes)
     }
 
-    /// Rejects values that cannot train. (The model's own limits, such as whether it has
-    /// ImageNet weights, are checked where the registry is known: the engine.)
+    /// Rejects values that cannot train, each with its bound, before anything is written: a
+    /// value that would panic or exhaust memory mid-run must never reach the run directory.
+    /// (The model's own limits, such as whether it has ImageNet weights, are checked where
+    /// the registry is known: the engine.)
     pub fn validate(&self) -> Result<(), RunError> {
         let fail = |message: String| Err(RunError::Invalid(message));
-        if self.epochs == 0 {
-            return fail("epochs must be at least 1".into());
-        }
-        if self.batch_size < 2 {
-            return fail("batch_size must be at least 2 (BatchNorm needs more than one image)".into());
-        }
-        if self.image_size == Some(0) {
-            return fail("image_size must be a positive number of pixels; leave it out for the model's own input size".into());
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return fail(format!("lr must be a positive number, got {}", self.lr));
-        }
-        if let Some(lr) = self.backbone_lr
-            && !(lr > 0.0 && lr.is_finite())
+        if let Some(size) = self.image_size
+            && !MODEL_INPUT_SIDES.contains(&size)
         {
-            return fail(format!("backbone_lr must be a positive number, got {lr}"));
+            return fail(format!(
+                "image_size must lie between {} and {} pixels, got {size}; leave it out for the model's own input size",
+                MODEL_INPUT_SIDES.start(),
+                MODEL_INPUT_SIDES.end()
+            ));
         }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return fail(format!("weight_decay must be 0 or a positive number, got {}", self.weight_decay));
+        in_range("epochs", self.epochs, 1, MAX_EPOCHS)?;
+        if !(2..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return fail(format!("batch_size must lie between 2 and {MAX_BATCH_SIZE} (BatchNorm needs more than one image), got {}", self.batch_size));
         }
+        positive_at_most("lr", self.lr, MAX_LR)?;
+        if let Some(lr) = self.backbone_lr {
+            positive_at_most("backbone_lr", lr, MAX_LR)?;
+        }
+        in_range("weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY)?;
         if !(0.0..1.0).contains(&self.ema_decay) {
-            return fail(format!("ema_decay must lie in [0, 1) (0: no weight average; 0.999 is common), got {}", self.ema_decay));
+            return fail(format!("ema_decay must lie in [0, 1) (0: no weight average; 0.999 is common), got {:?}", self.ema_decay));
         }
         if self.pretrained && self.precision != Precision::F32 {
             return fail(format!(
@@ -364,44 +413,37 @@ impl TrainConfig {
                 self.freeze_backbone_epochs, self.epochs
             ));
         }
+        in_range("early_stopping_patience", self.early_stopping_patience, 0, MAX_EPOCHS)?;
         if self.folds == 1 {
-            return fail("folds must be 0 (use the dataset's split) or at least 2".into());
+            return fail(format!("folds must be 0 (use the dataset's split) or lie between 2 and {MAX_FOLDS}, got 1"));
         }
-        if !(0.0..=1.0).contains(&self.focal_alpha) {
-            return fail(format!("focal_alpha must lie in [0, 1], got {}", self.focal_alpha));
-        }
-        if !(self.focal_gamma >= 0.0 && self.focal_gamma.is_finite()) {
-            return fail(format!("focal_gamma must be 0 or a positive number, got {}", self.focal_gamma));
-        }
-        if !(self.negatives_per_positive > 0.0 && self.negatives_per_positive.is_finite()) {
-            return fail("negatives_per_positive must be positive".into());
-        }
+        in_range("folds", self.folds, 0, MAX_FOLDS)?;
+        in_range("focal_alpha", self.focal_alpha, 0.0, 1.0)?;
+        in_range("focal_gamma", self.focal_gamma, 0.0, MAX_FOCAL_GAMMA)?;
+        positive_at_most("negatives_per_positive", f64::from(self.negatives_per_positive), MAX_NEGATIVES_PER_POSITIVE)?;
         if self.classes != ClassScheme::Binary && self.loss != LossKind::CrossEntropy {
             return fail(format!("the {:?} class scheme trains with loss = \"cross-entropy\", not {:?}", self.classes, self.loss));
         }
-        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
-            return fail(format!("warmup_epochs must be 0 or a positive number, got {}", self.warmup_epochs));
-        }
+        in_range("warmup_epochs", self.warmup_epochs, 0.0, MAX_EPOCHS as f64)?;
         if !(self.warmup_start > 0.0 && self.warmup_start <= 1.0) {
-            return fail(format!("warmup_start must lie in (0, 1], got {}", self.warmup_start));
+            return fail(format!("warmup_start must lie in (0, 1], got {:?}", self.warmup_start));
         }
-        if !(self.restart_epochs >= 0.0 && self.restart_epochs.is_finite()) {
-            return fail(format!("restart_epochs must be 0 (no restarts) or a positive number of epochs, got {}", self.restart_epochs));
-        }
-        if !(0.0..=1.0).contains(&self.metadata_dropout) {
-            return fail(format!("metadata_dropout must lie in [0, 1], got {}", self.metadata_dropout));
-        }
+        in_range("restart_epochs", self.restart_epochs, 0.0, MAX_EPOCHS as f64)?;
+        in_range("metadata_dropout", self.metadata_dropout, 0.0, 1.0)?;
         if let Err(problem) = naevus_data::AugmentPlan::of_recipe(self.augment, &self.augment_ops) {
             return fail(problem);
         }
-        if self.dropout_samples == 0 {
-            return fail("dropout_samples must be at least 1".into());
-        }
-        let mut fields = self.metadata.clone();
-        fields.sort_by_key(|f| *f as usize);
-        fields.dedup();
-        if fields.len() != self.metadata.len() {
-            return fail(format!("metadata lists a field twice: {:?}", self.metadata));
+        in_range("dropout_samples", self.dropout_samples, 1, MAX_DROPOUT_SAMPLES)?;
+        // Only the repeated field is named: the list may be as long as the recipe file.
+        for (i, field) in self.metadata.iter().enumerate() {
+            if let Some(first) = self.metadata[..i].iter().position(|f| f == field) {
+                return fail(format!(
+                    "metadata lists {} twice (entries {} and {}); each field may be given once",
+                    field.name(),
+                    first + 1,
+                    i + 1
+                ));
+            }
         }
         Ok(())
     }
