@@ -67,7 +67,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| shorten_quoted(error).exit());
     let result = match cli.command {
         Command::Prepare(args) => prepare::run(args),
         Command::Combine(args) => combine::run(args),
@@ -94,6 +94,24 @@ fn main() {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
+}
+
+/// clap quotes a refused value or argument whole, and one can be megabytes long (a file's
+/// worth of --ops): each is cut to the excerpt that naevus's own messages quote.
+fn shorten_quoted(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    for kind in [ContextKind::InvalidValue, ContextKind::InvalidArg, ContextKind::InvalidSubcommand] {
+        if let Some(ContextValue::String(text)) = error.get(kind) {
+            let short = naevus_data::error::excerpt(text);
+            error.insert(kind, ContextValue::String(short));
+        }
+    }
+    // A tip can repeat the value ("to pass '...' as a value"): long tips are dropped.
+    if let Some(ContextValue::StyledStrs(tips)) = error.get(ContextKind::Suggested) {
+        let tips = tips.iter().filter(|tip| tip.to_string().len() <= 200).cloned().collect();
+        error.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
+    }
+    error
 }
 
 fn list_models() {
