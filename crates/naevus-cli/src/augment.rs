@@ -5,7 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use naevus_data::{AugmentOps, AugmentPlan, AugmentPreset, Cache, augment_preview};
+use naevus_run::recipe::MODEL_INPUT_SIDES;
 use naevus_run::write_atomic;
+
+/// Most rows of a grid (--images, or the number of --items).
+const MAX_ROWS: usize = 64;
+/// Most augmented versions of each image (--per-image).
+const MAX_PER_IMAGE: usize = 32;
+/// Most pixels of the grid: 64 rows of 33 tiles at 2048 px would be 27 GB of RGB.
+const MAX_GRID_PIXELS: u64 = 100_000_000;
 
 /// Draw a grid of augmented images, to look at before training: each row one cached image,
 /// as the model sees it, then --per-image versions augmented by the preset (with --ops
@@ -22,19 +30,19 @@ pub struct Args {
     /// Changes to single operations, as the recipe's augment_ops ("cutout:p=0.5;hair").
     #[arg(long, default_value = "")]
     ops: AugmentOps,
-    /// Rows: how many cached images, spread evenly over the cache.
-    #[arg(long, default_value_t = 6)]
+    /// Rows: how many cached images, spread evenly over the cache, 1 to 64.
+    #[arg(long, default_value_t = 6, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_ROWS as u64))]
     images: usize,
-    /// Which cached images instead (0-based cache indices, comma-separated).
+    /// Which cached images instead (0-based cache indices, comma-separated, at most 64).
     #[arg(long, value_delimiter = ',')]
     items: Option<Vec<usize>>,
-    /// Augmented versions of each.
-    #[arg(long, default_value_t = 5)]
+    /// Augmented versions of each, 1 to 32.
+    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PER_IMAGE as u64))]
     per_image: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Side of each tile in pixels, the model's input size (default: the cache's).
-    #[arg(long)]
+    /// Side of each tile in pixels, the model's input size, 16 to 2048 (default: the cache's).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(*MODEL_INPUT_SIDES.start())..=i64::from(*MODEL_INPUT_SIDES.end())))]
     size: Option<u32>,
     /// The PNG to write.
     #[arg(long, required_unless_present = "list")]
@@ -52,12 +60,17 @@ pub fn run(args: Args) -> Result<()> {
     let (Some(data), Some(out)) = (&args.data, &args.out) else { bail!("--data and --out are needed") };
     let plan = AugmentPlan::of_recipe(args.preset, &args.ops).map_err(anyhow::Error::msg)?.unwrap_or_default();
     let cache = Cache::open(data).with_context(|| format!("opening cache {}", data.display()))?;
-    if cache.is_empty() || (args.images == 0 && args.items.is_none()) || args.items.as_ref().is_some_and(Vec::is_empty) {
+    if cache.is_empty() || args.items.as_ref().is_some_and(Vec::is_empty) {
         bail!("nothing to draw: the cache has {} images and --images is {}", cache.len(), args.images);
     }
+    if let Some(items) = &args.items
+        && items.len() > MAX_ROWS
+    {
+        bail!("--items lists {} images; a grid has at most {MAX_ROWS} rows", items.len());
+    }
     let size = args.size.unwrap_or(cache.size());
-    if !(8..=2048).contains(&size) {
-        bail!("--size must lie between 8 and 2048 pixels, got {size}");
+    if !MODEL_INPUT_SIDES.contains(&size) {
+        bail!("--size must lie between {} and {} pixels, got {size} (the cache's size; give --size)", MODEL_INPUT_SIDES.start(), MODEL_INPUT_SIDES.end());
     }
     let items: Vec<usize> = match &args.items {
         Some(items) => {
@@ -72,6 +85,16 @@ pub fn run(args: Args) -> Result<()> {
         }
     };
     let rows = items.len();
+    // Tiles only (the gaps are a few pixels): enough to refuse a grid that cannot be held.
+    let pixels = rows as u64 * (args.per_image as u64 + 1) * u64::from(size).pow(2);
+    if pixels > MAX_GRID_PIXELS {
+        bail!(
+            "the grid would hold {rows} x {} tiles of {size} px, {} megapixels, over the {} a preview may have; lower --size, --images or --per-image",
+            args.per_image + 1,
+            pixels / 1_000_000,
+            MAX_GRID_PIXELS / 1_000_000
+        );
+    }
     let grid = augment_preview(&cache, &plan, &items, args.per_image, size, args.seed)?;
     let mut png = Vec::new();
     grid.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).context("encoding the grid as PNG")?;

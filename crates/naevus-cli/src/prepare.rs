@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use naevus_data::sources::is_kept_note;
 use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
+use naevus_run::recipe::MODEL_INPUT_SIDES;
 
 /// Decode a dataset once into a compact cache of fixed-size RGB images.
 ///
@@ -12,7 +14,8 @@ use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
 /// --size. Runs on all cores, and an interrupted run resumes where it stopped. Every image
 /// is stored with a checksum that each read checks; run again on the same --out, prepare
 /// decodes again the images whose bytes were damaged. Unreadable images and bad CSV rows
-/// are skipped and listed in OUT/rejects.csv.
+/// are skipped and listed in OUT/rejects.csv; so is a metadata cell that does not parse (an
+/// age of "abc"), its image kept with that field unknown.
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset format: isic2020 (SIIM-ISIC 2020 train.csv), isic2017 (part 3 labels),
@@ -30,18 +33,19 @@ pub struct Args {
     /// HAM10000's (image_id, lesion_id, age, sex, localization).
     #[arg(long)]
     metadata_csv: Option<PathBuf>,
-    /// Side of the square cached images in pixels.
-    #[arg(long, default_value_t = 256)]
+    /// Side of the square cached images in pixels, 16 to 8192 (a model's input is at least
+    /// 16).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(*MODEL_INPUT_SIDES.start())..=8192))]
     size: u32,
     /// Cache directory to write.
     #[arg(long)]
     out: PathBuf,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads, 1 to 1024 (default: all cores).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     threads: Option<usize>,
-    /// Largest image accepted, in pixels (width x height), checked before decoding: a larger
-    /// or decompression-bomb file is a rejected row.
-    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS)]
+    /// Largest image accepted, in pixels (width x height), 1 to 1000000000, checked before
+    /// decoding: a larger or decompression-bomb file is a rejected row.
+    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     max_pixels: u64,
 }
 
@@ -54,6 +58,8 @@ pub fn run(args: Args) -> Result<()> {
 /// Reads `spec` and prepares it into `out`, printing the summary line.
 pub fn prepare(spec: &SourceSpec, out: &std::path::Path, options: &PrepareOptions) -> Result<()> {
     let data = naevus_data::read_source(spec)?;
+    // rejects.csv also lists cells left unknown on images that were kept: counted apart.
+    let kept = data.rejects.iter().filter(|r| is_kept_note(r)).count();
     let summary = naevus_data::prepare(data, out, options)?;
     if summary.redone_damaged > 0 {
         eprintln!(
@@ -62,11 +68,12 @@ pub fn prepare(spec: &SourceSpec, out: &std::path::Path, options: &PrepareOption
             out.join("images.u8").display()
         );
     }
+    let kept_note = if kept > 0 { format!(", {kept} metadata value(s) unreadable, their images kept with the field unknown") } else { String::new() };
     println!(
-        "prepared {} images ({} already done), {} rejected (see {})",
+        "prepared {} images ({} already done), {} rejected{kept_note} (see {})",
         summary.prepared,
         summary.already_done,
-        summary.rejected,
+        summary.rejected.saturating_sub(kept),
         summary.rejects_csv.display()
     );
     Ok(())

@@ -48,6 +48,8 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         let mut config = file.unwrap_or_default();
         args.recipe.apply(&mut config);
+        // Checked before the run directory is made, so a refused recipe leaves nothing behind.
+        naevus_engine::config::check(&config)?;
         Start::Fresh(config)
     };
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);

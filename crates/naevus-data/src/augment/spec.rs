@@ -81,8 +81,9 @@ pub(super) fn range_text<T: ParamValue>(low: T, high: T) -> String {
 
 /// `text` as a value of `param` in `low..=high` (NaN and infinities fall outside any range).
 pub(super) fn parse_param<T: ParamValue>(param: &str, text: &str, low: T, high: T) -> Result<T, String> {
-    let value: T = text.parse().map_err(|_| format!("{param}={text}: not {}", T::KIND))?;
-    if low <= value && value <= high { Ok(value) } else { Err(format!("{param}={text} is out of range ({low} to {high})")) }
+    let shown = crate::error::excerpt(text);
+    let value: T = text.parse().map_err(|_| format!("{param}={shown}: not {}", T::KIND))?;
+    if low <= value && value <= high { Ok(value) } else { Err(format!("{param}={shown} is out of range ({low} to {high})")) }
 }
 
 /// The recipe's `augment`: which table of operations a run starts from.
@@ -236,14 +237,24 @@ impl FromStr for AugmentOps {
         let mut seen: Vec<&str> = Vec::new();
         let mut parts = Vec::new();
         for (op, params) in entries(text) {
+            // Names are checked against the known ones first, so that a message only ever
+            // repeats a known (short) name, or an excerpt.
+            let params_of = plan.op_mut(op).ok_or_else(|| unknown_op(op))?;
             if seen.contains(&op) {
                 return Err(format!("augment_ops: {op} is named twice; give all of its parameters in one entry"));
             }
             seen.push(op);
-            let params_of = plan.op_mut(op).ok_or_else(|| unknown_op(op))?;
+            let known: Vec<&str> = params_of.params().iter().map(|p| p.name).collect();
             let mut written = Vec::new();
             let mut given: Vec<&str> = Vec::new();
             for (param, value) in params {
+                if !known.contains(&param) {
+                    return Err(format!(
+                        "augment_ops: {op} has no parameter \"{}\" (its parameters: {})",
+                        crate::error::excerpt(param),
+                        known.join(", ")
+                    ));
+                }
                 if given.contains(&param) {
                     return Err(format!("augment_ops: {op}: {param} is given twice"));
                 }
@@ -251,10 +262,7 @@ impl FromStr for AugmentOps {
                 if value.is_empty() {
                     return Err(format!("augment_ops: {op}: {param:?} has no value (write {param}=VALUE)"));
                 }
-                params_of.set(param, value).map_err(|e| {
-                    let known: Vec<&str> = params_of.params().iter().map(|p| p.name).collect();
-                    format!("augment_ops: {op} {e} (its parameters: {})", known.join(", "))
-                })?;
+                params_of.set(param, value).map_err(|e| format!("augment_ops: {op} {e}"))?;
                 written.push(format!("{param}={}", params_of.get(param).unwrap_or_default()));
             }
             parts.push(if written.is_empty() { op.to_string() } else { format!("{op}:{}", written.join(",")) });
