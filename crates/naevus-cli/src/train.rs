@@ -34,8 +34,9 @@ pub struct Args {
     resume: bool,
     /// Train only these folds (comma-separated, e.g. fold-0,fold-1), so that several
     /// processes or GPUs can share one run: each given the same recipe and its own folds;
-    /// `--resume` alone afterwards pools the out-of-fold predictions.
-    #[arg(long, value_delimiter = ',')]
+    /// `--resume` alone afterwards pools the out-of-fold predictions. A name has at most 64
+    /// characters.
+    #[arg(long, value_delimiter = ',', value_parser = fold_name)]
     only_folds: Vec<String>,
     #[command(flatten)]
     recipe: RecipeFlags,
@@ -56,6 +57,15 @@ pub fn run(args: Args) -> Result<()> {
     let report = naevus_engine::train::train(cache, start, &args.out, &args.only_folds)?;
     print_report(&report);
     Ok(())
+}
+
+/// A fold name as --only-folds takes it: fold-K, so a long one is a mistake, refused before
+/// a message could quote it whole.
+fn fold_name(text: &str) -> Result<String, String> {
+    if text.chars().count() > 64 {
+        return Err(format!("a fold name has at most 64 characters (fold-0, fold-1, ...); this one has {}", text.chars().count()));
+    }
+    Ok(text.to_string())
 }
 
 /// Prints the per-fold and pooled validation AUC of a finished run.

@@ -92,6 +92,9 @@ fn huge_flag_values_are_quoted_short() {
     assert!(stderr.contains("out of range"), "{stderr}");
     let out = naevus(&["train", "--data", "cache", "--out", "run", "--metadata", &"x".repeat(120_000)]);
     assert!(short_stderr(&out).contains("--metadata"), "{}", text(&out));
+    let out = naevus(&["train", "--data", "cache", "--out", "run", "--only-folds", &format!("fold-0,{}", "z".repeat(120_000))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(short_stderr(&out).contains("at most 64 characters"), "{}", text(&out));
     let out = naevus(&["train", &format!("--{}", "y".repeat(120_000))]);
     assert_eq!(out.status.code(), Some(2));
     short_stderr(&out);
