@@ -133,6 +133,26 @@ fn weights_fetch_from_a_device_or_fifo_is_refused_at_once_and_leaves_no_tmp() {
     }
 }
 
+// 29.6: a copy killed half-way left its .tmp in the cache for good.
+#[test]
+fn weights_fetch_removes_the_tmp_a_killed_fetch_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cached = cached_checkpoint(&cache, "resnet18");
+    let weights = cached.parent().unwrap();
+    std::fs::create_dir_all(weights).unwrap();
+    // The name a copy by process 999999999 (no such process) gives its temporary file.
+    let name = cached.file_name().unwrap().to_string_lossy();
+    let stale = weights.join(format!(".{name}.999999999.tmp"));
+    std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+    let empty = dir.path().join("empty.pth");
+    std::fs::write(&empty, b"").unwrap();
+    let out = naevus_cached(&cache, &["weights", "fetch", "resnet18", "--from", empty.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!stale.exists(), "{}", text(&out));
+    assert!(file_names(weights).is_empty(), "{:?}", file_names(weights));
+}
+
 /// Writes `text` to `dir/name` and returns the path as a string.
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

@@ -98,6 +98,9 @@ fn copy_checkpoint(spec: &ModelSpec, from: &Path, target: &Path) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A copy killed half-way leaves its temporary file; its process being gone, nobody else
+    // will remove it.
+    naevus_data::atomic::remove_stale_temporaries(dir);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = copy_hashing(from, &tmp).and_then(|digest| {
