@@ -25,7 +25,7 @@ pub struct Args {
     /// finite number above 0, at most 1.7976931348623157e308 (the largest f64).
     #[arg(long)]
     weights: Option<String>,
-    /// Where to write the combined image_name,target CSV.
+    /// Where to write the combined image_name,target CSV (`-`: standard output).
     #[arg(long)]
     out: PathBuf,
 }
@@ -55,6 +55,12 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     naevus_report::write_predictions(&args.out, &ids, &scores)?;
-    println!("combined {} files ({} images, mode {}) into {}", files.len(), ids.len(), args.mode, args.out.display());
+    let line = format!("combined {} files ({} images, mode {}) into {}", files.len(), ids.len(), args.mode, args.out.display());
+    // With `--out -` standard output carries the CSV alone.
+    if args.out.as_os_str() == "-" {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
     Ok(())
 }

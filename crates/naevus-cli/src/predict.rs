@@ -1,6 +1,6 @@
 //! `naevus predict`: melanoma probabilities for a prepared cache, Kaggle submission format.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -13,9 +13,9 @@ use naevus_run::{Calibration, Checkpoint};
 ///
 /// Every fold's checkpoint predicts each image and the probabilities are averaged (a fold
 /// ensemble); --tta N also averages N dihedral views (flips, rotations, transposes) of each
-/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format. With --oof,
-/// each training image is scored by the fold that held it out instead, and the
-/// out-of-fold AUC is printed: the honest way to measure what TTA adds.
+/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format (--images adds a
+/// `path` column). With --oof, each training image is scored by the fold that held it out
+/// instead, and the out-of-fold AUC is printed: the honest way to measure what TTA adds.
 #[derive(clap::Args)]
 pub struct Args {
     /// Run directory (from `naevus train`).
@@ -25,15 +25,19 @@ pub struct Args {
     #[arg(long, conflicts_with = "images")]
     data: Option<PathBuf>,
     /// Image files to score directly, without `naevus prepare`: files (JPEG or PNG), folders
-    /// of them, or CSVs with a `path` column (relative to the CSV) and, for metadata models,
-    /// optional `age`, `sex` and `site` columns. Each is decoded, cropped and resized exactly
-    /// as prepare and the loader do; one that cannot be read is named and skipped.
+    /// of them (sub-folders included), or CSVs with a `path` column (relative to the CSV) and,
+    /// for metadata models, optional `age`, `sex` and `site` columns. Each is decoded, cropped
+    /// and resized exactly as prepare and the loader do; one that cannot be read, or whose
+    /// path is not UTF-8, is named and skipped. Each row's image_name is the file's path
+    /// relative to what was given ('/'-separated; a lone file: its name without extension;
+    /// several inputs: the path as given), and its `path` column the file read.
     #[arg(long, num_args = 1.., conflicts_with = "oof")]
     images: Vec<PathBuf>,
     /// Largest image accepted from --images, in pixels (width x height).
     #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
-    /// CSV to write.
+    /// CSV to write (`-`: standard output). A device, FIFO or symbolic link is written
+    /// through, not replaced.
     #[arg(long)]
     out: PathBuf,
     /// Which checkpoint of each fold: best (validation AUC), best_primary (AUC on primary-source
@@ -88,7 +92,8 @@ pub fn run(args: Args) -> Result<()> {
         let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
         naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds)?;
         let auc = naevus_metrics::roc_auc(&probs, &labels)?;
-        println!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, args.out.display());
+        let line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
+        summary(&args.out, line);
         return Ok(());
     }
 
@@ -112,28 +117,32 @@ pub fn run(args: Args) -> Result<()> {
         calibration.apply(&mut probs);
     }
     naevus_run::write_predictions(&args.out, &ids(&items), &probs)?;
-    println!(
+    let line = format!(
         "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}",
         items.len(),
         run.info.folds.len(),
         run.info.model,
         args.tta,
         calibration.map_or(String::new(), |c| format!(", temperature {:.3}", c.temperature)),
-        args.out.display()
+        destination(&args.out)
     );
+    summary(&args.out, line);
     Ok(())
 }
 
 /// One image named on the command line, with the metadata its CSV row gives.
 struct ImageFile {
+    /// Its row's id: its path relative to what was given (see [`image_files`]).
     id: String,
+    /// Where it is read from, for the `path` column.
     path: PathBuf,
     metadata: Metadata,
 }
 
-/// `predict --images`: scores image files with the fold ensemble and writes the same CSV.
+/// `predict --images`: scores image files with the fold ensemble and writes the same CSV,
+/// with a `path` column.
 fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Result<()> {
-    let files = image_files(&args.images)?;
+    let (files, unnamed) = image_files(&args.images)?;
     if files.is_empty() {
         bail!("no JPEG or PNG files among {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
@@ -172,56 +181,114 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
         Calibration::read(run.path())?.apply(&mut probs);
     }
     let ids: Vec<String> = kept.iter().map(|f| f.id.clone()).collect();
-    naevus_run::write_predictions(&args.out, &ids, &probs)?;
-    println!(
-        "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}",
-        ids.len(),
-        run.info.folds.len(),
-        run.info.model,
-        files.len() - ids.len(),
-        args.out.display()
+    // image_files kept only files whose paths are UTF-8.
+    let shown: Vec<String> = kept.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
+    naevus_run::predictions::write_file_predictions(&args.out, &ids, &probs, &shown)?;
+    summary(
+        &args.out,
+        format!(
+            "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}",
+            ids.len(),
+            run.info.folds.len(),
+            run.info.model,
+            files.len() - ids.len() + unnamed,
+            destination(&args.out)
+        ),
     );
     Ok(())
 }
 
-/// The image files named by `inputs` (files, folders, CSVs of paths), each with a unique id:
-/// its file stem, numbered when stems repeat.
-fn image_files(inputs: &[PathBuf]) -> Result<Vec<ImageFile>> {
-    let is_image = |p: &Path| p.extension().is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)));
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .with_context(|| format!("reading {}", input.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
-            found.sort();
-            files.extend(found.into_iter().map(|path| (path, Metadata::default())));
-        } else if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
-            files.extend(csv_of_paths(input)?);
-        } else {
-            files.push((input.clone(), Metadata::default()));
-        }
+/// Prints the closing line: on stderr when standard output carries the CSV (`--out -`).
+fn summary(out: &Path, line: String) {
+    if out == Path::new("-") {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
-    let mut seen = std::collections::HashSet::new();
-    Ok(files
-        .into_iter()
-        .map(|(path, metadata)| {
-            let stem = path.file_stem().map_or_else(|| "image".to_string(), |s| s.to_string_lossy().into_owned());
-            let (mut id, mut copy) = (stem.clone(), 1);
-            while !seen.insert(id.clone()) {
-                copy += 1;
-                id = format!("{stem}-{copy}");
-            }
-            ImageFile { id, path, metadata }
-        })
-        .collect())
 }
 
-/// The rows of a CSV of image paths (column `path`, relative to the CSV's folder) with their
-/// optional age, sex and site.
-fn csv_of_paths(csv_path: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
+/// How the closing line names --out.
+fn destination(out: &Path) -> String {
+    if out == Path::new("-") { "standard output".to_string() } else { out.display().to_string() }
+}
+
+/// The image files named by `inputs` (files, folders searched recursively, CSVs of paths), each
+/// with an id that is its path relative to what was given, '/'-separated: inside a folder,
+/// relative to the folder; in a CSV, the path as the CSV writes it; a file given alone, its
+/// name without extension. With several inputs each id is the file's path as given (the
+/// folder, or the CSV's folder, joined with the rest), so two files never share an id; one
+/// file named twice is refused. A path that is not UTF-8 cannot be written into the CSV: its
+/// file is named and skipped (the second value counts them).
+fn image_files(inputs: &[PathBuf]) -> Result<(Vec<ImageFile>, usize)> {
+    let several = inputs.len() > 1;
+    // (the path the id is made of, the file's path, its metadata)
+    let mut found: Vec<(PathBuf, PathBuf, Metadata)> = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut paths = Vec::new();
+            images_in(input, &mut paths)?;
+            paths.sort();
+            for path in paths {
+                let inside = path.strip_prefix(input).unwrap_or(&path).to_path_buf();
+                found.push((if several { path.clone() } else { inside }, path, Metadata::default()));
+            }
+        } else if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            for (cell, path, metadata) in csv_of_paths(input)? {
+                found.push((if several { path.clone() } else { PathBuf::from(cell) }, path, metadata));
+            }
+        } else {
+            let alone = input.file_stem().map_or_else(|| input.clone(), PathBuf::from);
+            found.push((if several { input.clone() } else { alone }, input.clone(), Metadata::default()));
+        }
+    }
+    let mut first_of: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    let (mut files, mut unnamed) = (Vec::with_capacity(found.len()), 0);
+    for (id_path, path, metadata) in found {
+        let Some(id) = slash_separated(&id_path).filter(|_| path.to_str().is_some()) else {
+            eprintln!("skipping {path:?}: its path is not UTF-8, so no CSV row can name it; rename it");
+            unnamed += 1;
+            continue;
+        };
+        if let Some(first) = first_of.insert(id.clone(), path.clone()) {
+            bail!("{} and {} both have the id \"{id}\": name each file once among --images", first.display(), path.display());
+        }
+        files.push(ImageFile { id, path, metadata });
+    }
+    Ok((files, unnamed))
+}
+
+/// Appends the JPEG and PNG files under `dir` to `out`, sub-folders included (a link to a
+/// folder is not followed, so a cycle of links cannot loop).
+fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let is_image = |p: &Path| p.extension().is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            images_in(&path, out)?;
+        } else if path.is_file() && is_image(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `path` with '/' between its parts (and no "." parts), or None when a part is not UTF-8.
+fn slash_separated(path: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::RootDir => parts.push(""),
+            other => parts.push(other.as_os_str().to_str()?),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// The rows of a CSV of image paths (column `path`, relative to the CSV's folder): each path as
+/// written, joined to the CSV's folder, with its optional age, sex and site.
+fn csv_of_paths(csv_path: &Path) -> Result<Vec<(String, PathBuf, Metadata)>> {
     let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("opening {}", csv_path.display()))?;
     let headers = reader.headers().with_context(|| format!("{} line 1", csv_path.display()))?.clone();
     let find = |names: &[&str]| naevus_run::predictions::find_column(&headers, names);
@@ -241,7 +308,7 @@ fn csv_of_paths(csv_path: &Path) -> Result<Vec<(PathBuf, Metadata)>> {
             None => None,
         };
         let metadata = Metadata { age, sex: cell(sex_col).and_then(Sex::parse), site: cell(site_col).map(str::to_string) };
-        rows.push((base.join(path), metadata));
+        rows.push((path.to_string(), base.join(path), metadata));
     }
     Ok(rows)
 }

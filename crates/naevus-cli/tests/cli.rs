@@ -397,8 +397,10 @@ fn scoring_files_directly_equals_prepare_then_predict() {
     assert!(out.status.success(), "{}", text(&out));
     let read = |path: &Path| -> std::collections::HashMap<String, f64> {
         std::fs::read_to_string(path).unwrap().lines().skip(1).map(|l| {
-            let (id, p) = l.split_once(',').unwrap();
-            (id.to_string(), p.parse().unwrap())
+            let cells: Vec<&str> = l.split(',').collect();
+            // --images names each row by the file's path (issue 29.9); a cache by the image id.
+            let id = Path::new(cells[0]).file_stem().unwrap().to_str().unwrap();
+            (id.to_string(), cells[1].parse().unwrap())
         }).collect()
     };
     for tta in ["1", "4"] {

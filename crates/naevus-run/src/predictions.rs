@@ -111,18 +111,31 @@ pub fn read_predictions(path: &Path) -> Result<Predictions, RunError> {
 
 /// Writes `image_name,target` rows atomically (see [`write_rows`]).
 pub fn write_predictions(path: &Path, ids: &[String], scores: &[f64]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, None, None)
+    write_rows(path, ids, scores, None, None, None)
 }
 
 /// Writes `image_name,target,label,fold` rows atomically, as a run's oof.csv has them.
 pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[u8], folds: &[String]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, Some(labels), Some(folds))
+    write_rows(path, ids, scores, Some(labels), Some(folds), None)
 }
 
-/// Writes `image_name,target` rows, with `label` and `fold` columns when given, atomically.
-/// Scores are written in shortest round-trip form, so reading the file back gives the same
-/// numbers.
-fn write_rows(path: &Path, ids: &[String], scores: &[f64], labels: Option<&[u8]>, folds: Option<&[String]>) -> Result<(), RunError> {
+/// Writes `image_name,target,path` rows atomically: the predictions of image files, each with
+/// the file it was read from.
+pub fn write_file_predictions(path: &Path, ids: &[String], scores: &[f64], files: &[String]) -> Result<(), RunError> {
+    write_rows(path, ids, scores, None, None, Some(files))
+}
+
+/// Writes `image_name,target` rows, with `label`, `fold` and `path` columns when given,
+/// atomically. Scores are written in shortest round-trip form, so reading the file back gives
+/// the same numbers.
+fn write_rows(
+    path: &Path,
+    ids: &[String],
+    scores: &[f64],
+    labels: Option<&[u8]>,
+    folds: Option<&[String]>,
+    files: Option<&[String]>,
+) -> Result<(), RunError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
     let mut header = vec!["image_name", "target"];
@@ -132,6 +145,9 @@ fn write_rows(path: &Path, ids: &[String], scores: &[f64], labels: Option<&[u8]>
     if folds.is_some() {
         header.push("fold");
     }
+    if files.is_some() {
+        header.push("path");
+    }
     out.write_record(&header).map_err(fail)?;
     for (n, (id, score)) in ids.iter().zip(scores).enumerate() {
         let mut row = vec![id.clone(), score.to_string()];
@@ -140,6 +156,9 @@ fn write_rows(path: &Path, ids: &[String], scores: &[f64], labels: Option<&[u8]>
         }
         if let Some(folds) = folds {
             row.push(folds[n].clone());
+        }
+        if let Some(files) = files {
+            row.push(files[n].clone());
         }
         out.write_record(&row).map_err(fail)?;
     }

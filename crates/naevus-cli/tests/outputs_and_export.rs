@@ -1,0 +1,201 @@
+//! Where results go (issue 29, item 9): `predict --images` ids that identify files, with a
+//! path column; `--out` onto standard output, a FIFO, a symbolic link or a device written
+//! through rather than replaced.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{fixtures, naevus, text};
+
+/// A prepared fixture cache and a tiny two-fold run on it, made once for every test here
+/// (tests that damage the run work on a copy).
+fn shared_run() -> &'static (PathBuf, PathBuf) {
+    static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("outputs_and_export-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cache = dir.join("cache");
+        let source = fixtures().join("isic2017");
+        let out = naevus(&[
+            "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
+            source.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let run = dir.join("run");
+        let out = naevus(&[
+            "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--folds", "2",
+            "--epochs", "1", "--batch-size", "4", "--image-size", "24",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        (cache, run)
+    })
+}
+
+fn fixture_image(id: &str) -> PathBuf {
+    fixtures().join(format!("isic2017/images/{id}.jpg"))
+}
+
+fn predict(run: &Path, images: &[&Path], out: &str) -> std::process::Output {
+    let mut args = vec!["predict", "--run", run.to_str().unwrap(), "--out", out, "--images"];
+    args.extend(images.iter().map(|p| p.to_str().unwrap()));
+    naevus(&args)
+}
+
+/// The rows of a predictions CSV written by predict --images: id -> (score, path).
+fn rows(csv: &str) -> HashMap<String, (f64, String)> {
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["image_name", "target", "path"]);
+    reader.records().map(|r| {
+        let r = r.unwrap();
+        (r[0].to_string(), (r[1].parse().unwrap(), r[2].to_string()))
+    }).collect()
+}
+
+/// Issue 29.9: with d1/a.jpg, d2/a.jpg and d3/a-2.jpg, every row names its own file.
+#[test]
+fn predict_ids_are_paths_relative_to_what_was_given() {
+    let (_, run) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    for (sub, name, source) in [("d1", "a.jpg", "ISIC_0000000"), ("d2", "a.jpg", "ISIC_0000002"), ("d3", "a-2.jpg", "ISIC_0000004")] {
+        std::fs::create_dir_all(images.join(sub)).unwrap();
+        std::fs::copy(fixture_image(source), images.join(sub).join(name)).unwrap();
+    }
+    let alone = |path: &Path| -> f64 {
+        let csv = dir.path().join("alone.csv");
+        let out = predict(run, &[path], csv.to_str().unwrap());
+        assert!(out.status.success(), "{}", text(&out));
+        let rows = rows(&std::fs::read_to_string(&csv).unwrap());
+        // A file given alone keeps its name without extension as its id.
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(rows.len(), 1);
+        rows[stem].0
+    };
+
+    // One folder: ids relative to it, '/'-separated, sub-folders included.
+    let csv = dir.path().join("folder.csv");
+    let out = predict(run, &[&images], csv.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    let found = rows(&std::fs::read_to_string(&csv).unwrap());
+    let mut ids: Vec<&String> = found.keys().collect();
+    ids.sort();
+    assert_eq!(ids, ["d1/a.jpg", "d2/a.jpg", "d3/a-2.jpg"]);
+    for (id, (score, path)) in &found {
+        assert_eq!(Path::new(path), images.join(id), "{id}");
+        assert!((score - alone(Path::new(path))).abs() < 1e-9, "{id} holds another file's score");
+    }
+    // Several inputs: each id is the path as given, so equal names in two folders never meet.
+    let csv = dir.path().join("several.csv");
+    let (d1, d2) = (images.join("d1"), images.join("d2"));
+    let out = predict(run, &[&d1, &d2], csv.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    let found = rows(&std::fs::read_to_string(&csv).unwrap());
+    let expected: Vec<String> = [&d1, &d2].iter().map(|d| d.join("a.jpg").to_str().unwrap().to_string()).collect();
+    for id in &expected {
+        assert_eq!(&found[id].1, id);
+    }
+    // One file named twice is refused, not numbered.
+    let a = d1.join("a.jpg");
+    let out = predict(run, &[&d1, &a], dir.path().join("twice.csv").to_str().unwrap());
+    assert!(!out.status.success() && text(&out).contains("both have the id"), "{}", text(&out));
+
+    // What reads predictions back takes the path column: evaluate and ensemble.
+    let csv = dir.path().join("folder.csv");
+    let truth = dir.path().join("truth.csv");
+    std::fs::write(&truth, "image_name,target\nd1/a.jpg,0\nd2/a.jpg,1\nd3/a-2.jpg,0\n").unwrap();
+    let out = naevus(&["evaluate", "--pred", csv.to_str().unwrap(), "--truth", truth.to_str().unwrap(), "--bootstrap", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let joined = dir.path().join("joined.csv");
+    let out = naevus(&["ensemble", csv.to_str().unwrap(), csv.to_str().unwrap(), "--out", joined.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(naevus_run::Predictions::read(&joined).unwrap().len(), 3);
+}
+
+/// Issue 29.9: names that are not UTF-8 are named and skipped, never collapsed into one id.
+#[cfg(unix)]
+#[test]
+fn predict_skips_names_that_are_not_utf8_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_, run) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(fixture_image("ISIC_0000000"), images.join("plain.jpg")).unwrap();
+    for (byte, source) in [(0xff, "ISIC_0000002"), (0xfe, "ISIC_0000004")] {
+        let name = [b'x', byte, b'.', b'j', b'p', b'g'];
+        std::fs::copy(fixture_image(source), images.join(std::ffi::OsStr::from_bytes(&name))).unwrap();
+    }
+    let csv = dir.path().join("p.csv");
+    let out = predict(run, &[&images], csv.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    let found = rows(&std::fs::read_to_string(&csv).unwrap());
+    assert_eq!(found.keys().collect::<Vec<_>>(), ["plain.jpg"]);
+    for escaped in ["x\\xFF.jpg", "x\\xFE.jpg"] {
+        assert!(text(&out).contains(escaped) && text(&out).contains("not UTF-8"), "{escaped} is named: {}", text(&out));
+    }
+    assert!(text(&out).contains("2 file(s) skipped"), "{}", text(&out));
+}
+
+/// Issue 29.9: `--out -` is standard output; a symbolic link keeps pointing at its target,
+/// which gets the CSV; a FIFO gets the CSV and stays a FIFO; so does /dev/stdout.
+#[cfg(unix)]
+#[test]
+fn predict_out_writes_through_stdout_links_and_fifos() {
+    use std::os::unix::fs::FileTypeExt;
+    let (_, run) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let image = fixture_image("ISIC_0000000");
+
+    let out = predict(run, &[&image], "-");
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(rows(&stdout).len(), 1, "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to standard output"), "{}", text(&out));
+    assert!(!dir.path().join("-").exists() && !Path::new("-").exists());
+
+    let target = dir.path().join("real/scores.csv");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.path().join("scores.csv");
+    std::os::unix::fs::symlink("real/scores.csv", &link).unwrap();
+    let out = predict(run, &[&image], link.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), stdout);
+
+    let fifo = dir.path().join("scores.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (sender, received) = std::sync::mpsc::channel();
+    let reader_path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = sender.send(std::fs::read_to_string(&reader_path).map_err(|e| e.to_string()));
+    });
+    let out = predict(run, &[&image], fifo.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced by a file");
+    let read = received.recv_timeout(Duration::from_secs(10)).expect("the FIFO's reader got the CSV within 10 s");
+    assert_eq!(read.unwrap(), stdout);
+
+    // The issue's case: /dev/stdout is a link to the process's standard output (a pipe here).
+    let out = predict(run, &[&image], "/dev/stdout");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&stdout), "{}", text(&out));
+    assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
+}
+
+/// `ensemble --out -` writes the CSV alone on standard output.
+#[test]
+fn ensemble_out_dash_is_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    std::fs::write(&a, "image_name,target\nx,0.25\ny,0.75\n").unwrap();
+    std::fs::write(&b, "image_name,target\nx,0.75\ny,0.25\n").unwrap();
+    let out = naevus(&["ensemble", a.to_str().unwrap(), b.to_str().unwrap(), "--out", "-"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "image_name,target\nx,0.5\ny,0.5\n");
+}
