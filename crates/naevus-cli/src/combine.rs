@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use naevus_data::Cache;
 
+use crate::staged;
+
 /// Join prepared caches of one image size into a new cache, marking the images of every
 /// --external cache as external data.
 ///
@@ -19,7 +21,8 @@ pub struct Args {
     /// A cache of external images (repeatable).
     #[arg(long, required = true)]
     external: Vec<PathBuf>,
-    /// The new cache directory (must not exist or be empty).
+    /// The new cache directory (must not exist or be empty). It is written beside, under a
+    /// temporary name, and appears only when complete.
     #[arg(long)]
     out: PathBuf,
 }
@@ -28,7 +31,9 @@ pub fn run(args: Args) -> Result<()> {
     let open = |dir: &PathBuf| Cache::open(dir).with_context(|| format!("opening cache {}", dir.display()));
     let primary = open(&args.primary)?;
     let external = args.external.iter().map(open).collect::<Result<Vec<_>>>()?;
-    let images = naevus_data::combine(&primary, &external, &args.out)?;
+    staged::refuse_unless_empty(&args.out)?;
+    // Written beside --out and renamed into place when complete: a failure leaves nothing there.
+    let images = staged::write_folder(&args.out, |folder| Ok(naevus_data::combine(&primary, &external, folder)?))?;
     let extra: usize = external.iter().map(Cache::len).sum();
     println!("combined {images} images ({} primary, {extra} external) into {}", primary.len(), args.out.display());
     Ok(())

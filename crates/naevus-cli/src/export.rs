@@ -9,6 +9,8 @@ use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
 use naevus_report::ModelCard;
 use naevus_run::{Checkpoint, RunDir, write_atomic};
 
+use crate::staged;
+
 /// The weights of each fold for other frameworks.
 const SAFETENSORS: &str = "model.safetensors";
 
@@ -26,13 +28,14 @@ pub struct Args {
     /// Run directory (from `naevus train`).
     #[arg(long)]
     run: PathBuf,
-    /// The folder to write (must not exist yet, or be empty).
+    /// The folder to write (must not exist yet, or be empty). It is written beside, under a
+    /// temporary name, and appears only when complete.
     #[arg(long)]
     out: PathBuf,
     /// Which checkpoint of each fold: best, best_primary or best_ema.
     #[arg(long, default_value = "best")]
     checkpoint: String,
-    /// Folds to export, comma-separated (default: all of the run's).
+    /// Folds to export, comma-separated, each once (default: all of the run's).
     #[arg(long, value_delimiter = ',')]
     folds: Vec<String>,
 }
@@ -48,31 +51,36 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(unknown) = folds.iter().find(|f| !info.folds.contains(f)) {
         bail!("{} has no fold \"{unknown}\"; its folds: {}", args.run.display(), info.folds.join(", "));
     }
-    if std::fs::read_dir(&args.out).is_ok_and(|mut entries| entries.next().is_some()) {
-        bail!("{} exists and is not empty; choose a new folder", args.out.display());
+    if let Some(twice) = folds.iter().enumerate().find_map(|(i, f)| folds[..i].contains(f).then_some(f)) {
+        bail!("--folds names {twice} twice; name each fold once");
     }
+    staged::refuse_unless_empty(&args.out)?;
     let card = ModelCard::of_run(&args.run, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", args.run.display()))?;
 
-    let bundle = RunDir::new(&args.out);
     let trained = TrainedRun::open(&args.run, Some("flex"))?;
-    let mut keys = Vec::new();
-    for fold in &folds {
-        // Read (checksum verified) and written again sealed: a damaged file is never exported.
-        let weights = run.fold(fold).read_weights(checkpoint)?;
-        bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
-        // The same weights for PyTorch and other frameworks.
-        let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
-        keys = safetensors_keys(&safetensors)?;
-        write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
-    }
-    write_atomic(&args.out.join("WEIGHTS.md"), weights_readme(&info.model, &folds, &keys).as_bytes())?;
     info.folds = folds.clone();
-    bundle.write_info(&info)?;
-    bundle.write_recipe(&run.read_recipe()?)?;
-    if let Ok(calibration) = naevus_run::Calibration::read(&args.run) {
-        calibration.write(&args.out)?;
-    }
-    card.write(&args.out)?;
+    // Written beside --out and renamed into place when complete: a failure leaves nothing there.
+    staged::write_folder(&args.out, |folder| {
+        let bundle = RunDir::new(folder);
+        let mut keys = Vec::new();
+        for fold in &folds {
+            // Read (checksum verified) and written again sealed: a damaged file is never exported.
+            let weights = run.fold(fold).read_weights(checkpoint)?;
+            bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
+            // The same weights for PyTorch and other frameworks.
+            let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
+            keys = safetensors_keys(&safetensors)?;
+            write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
+        }
+        write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, &folds, &keys).as_bytes())?;
+        bundle.write_info(&info)?;
+        bundle.write_recipe(&run.read_recipe()?)?;
+        if let Ok(calibration) = naevus_run::Calibration::read(&args.run) {
+            calibration.write(folder)?;
+        }
+        card.write(folder)?;
+        Ok(())
+    })?;
     let auc = &card.validation.auc;
     println!(
         "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {:.3}{}; model card: {}",

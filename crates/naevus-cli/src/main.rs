@@ -15,6 +15,7 @@ mod prepare;
 mod quickstart;
 mod report;
 mod serve;
+mod staged;
 mod train;
 mod weights;
 

@@ -1,12 +1,13 @@
-//! Where results go (issue 29, item 9): `predict --images` ids that identify files, with a
-//! path column; `--out` onto standard output, a FIFO, a symbolic link or a device written
-//! through rather than replaced.
+//! Where results go (issue 29, items 9, 10 and part of 14): `predict --images` ids that
+//! identify files, with a path column; `--out` onto standard output, a FIFO, a symbolic link
+//! or a device written through rather than replaced; export and combine folders that appear
+//! whole or not at all, under a lock; repeated `export --folds`.
 
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -198,4 +199,130 @@ fn ensemble_out_dash_is_standard_output() {
     let out = naevus(&["ensemble", a.to_str().unwrap(), b.to_str().unwrap(), "--out", "-"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "image_name,target\nx,0.5\ny,0.5\n");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The names in `dir` that start with `prefix`, sorted.
+fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    names
+}
+
+/// Issue 29.10: two exports into one --out at once: one wins, the other fails clearly, and
+/// the folder holds one run's folds only.
+#[test]
+fn concurrent_exports_never_mix() {
+    let (_, run) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let model = dir.path().join(format!("model-{round}"));
+        let spawn = |fold: &str| {
+            Command::new(env!("CARGO_BIN_EXE_naevus"))
+                .args(["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--folds", fold])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (first, second) = (spawn("fold-0"), spawn("fold-1"));
+        let outputs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+        let winners = outputs.iter().filter(|o| o.status.success()).count();
+        assert_eq!(winners, 1, "round {round}: {}\n{}", text(&outputs[0]), text(&outputs[1]));
+        let loser = outputs.iter().find(|o| !o.status.success()).unwrap();
+        assert!(text(loser).contains("another naevus process") || text(loser).contains("not empty"), "{}", text(loser));
+        let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model.join("run.json")).unwrap()).unwrap();
+        let folds: Vec<String> = info["folds"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+        assert_eq!(names_starting(&model, "fold-"), folds, "round {round}: the folder mixes two exports");
+        assert!(names_starting(dir.path(), &format!(".model-{round}.")).iter().all(|n| n.ends_with(".lock")), "nothing half-written beside");
+    }
+}
+
+/// Issue 29.10: an export that fails half-way leaves nothing at --out (nor beside it), and
+/// the retry succeeds; what a killed export left is removed.
+#[test]
+fn a_failed_export_leaves_nothing_and_the_retry_succeeds() {
+    let (_, shared) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_dir(shared, &run);
+    let best = run.join("fold-1/best.bpk");
+    let intact = std::fs::read(&best).unwrap();
+    let mut damaged = intact.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x5a;
+    std::fs::write(&best, &damaged).unwrap();
+
+    let model = dir.path().join("model");
+    let export = || naevus(&["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    let out = export();
+    assert!(!out.status.success() && text(&out).contains("fold-1/best.bpk"), "{}", text(&out));
+    assert!(!model.exists(), "a failed export left {}", model.display());
+    assert_eq!(names_starting(dir.path(), ".model."), [".model.lock"]);
+
+    std::fs::write(&best, &intact).unwrap();
+    std::fs::create_dir_all(dir.path().join(".model.4194999.partial/fold-0")).unwrap();
+    let out = export();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(".model.4194999.partial"), "the leftover is named: {}", text(&out));
+    assert_eq!(names_starting(&model, "fold-"), ["fold-0", "fold-1"]);
+    assert_eq!(names_starting(dir.path(), ".model."), [".model.lock"]);
+}
+
+/// Issue 29.14: `export --folds fold-0,fold-0` is refused, not counted as two folds.
+#[test]
+fn export_refuses_a_fold_named_twice() {
+    let (_, run) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--folds", "fold-0,fold-0"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("--folds names fold-0 twice"), "{}", text(&out));
+    assert!(!model.exists());
+}
+
+/// Issue 29.10: a combine that fails half-way (a damaged image in the external cache) leaves
+/// nothing at --out, and the retry succeeds once the cache is repaired.
+#[test]
+fn a_failed_combine_leaves_nothing_and_the_retry_succeeds() {
+    let (cache, _) = shared_run();
+    let dir = tempfile::tempdir().unwrap();
+    // External images under ids of their own.
+    let folders = dir.path().join("folders");
+    for (class, source, id) in [("benign", "ISIC_0000000", "EXT_1"), ("malignant", "ISIC_0000002", "EXT_2"), ("benign", "ISIC_0000004", "EXT_3")] {
+        std::fs::create_dir_all(folders.join(class)).unwrap();
+        std::fs::copy(fixture_image(source), folders.join(class).join(format!("{id}.jpg"))).unwrap();
+    }
+    let external = dir.path().join("external");
+    let out = naevus(&["prepare", "--source", "folders", "--images", folders.to_str().unwrap(), "--size", "32", "--out", external.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let images = external.join("images.u8");
+    let intact = std::fs::read(&images).unwrap();
+    let mut damaged = intact.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x5a;
+    std::fs::write(&images, &damaged).unwrap();
+
+    let combined = dir.path().join("combined");
+    let combine = || naevus(&["combine", cache.to_str().unwrap(), "--external", external.to_str().unwrap(), "--out", combined.to_str().unwrap()]);
+    let out = combine();
+    assert!(!out.status.success() && text(&out).contains("damaged"), "{}", text(&out));
+    assert!(!combined.exists(), "a failed combine left {}", combined.display());
+    assert_eq!(names_starting(dir.path(), ".combined."), [".combined.lock"]);
+
+    std::fs::write(&images, &intact).unwrap();
+    let out = combine();
+    assert!(out.status.success() && text(&out).contains("combined 11 images (8 primary, 3 external)"), "{}", text(&out));
 }

@@ -129,13 +129,13 @@ impl RunDir {
     /// refused with the first one's process id. The lock goes when the guard is dropped or
     /// the process ends (also when killed), so a stale one is taken over.
     pub fn lock(&self) -> Result<RunLock, RunError> {
-        RunLock::take(&self.path.join(".lock"), &format!("the run {}", self.path.display()), false)
+        RunLock::take(&self.path.join(".lock"), &format!("training the run {}", self.path.display()), false)
     }
 
     /// Takes the run's lock, waiting while another process holds it: processes that share a
     /// run with `--only-folds` set it up one after the other.
     pub fn lock_waiting(&self) -> Result<RunLock, RunError> {
-        RunLock::take(&self.path.join(".lock"), &format!("the run {}", self.path.display()), true)
+        RunLock::take(&self.path.join(".lock"), &format!("training the run {}", self.path.display()), true)
     }
 
     /// Removes the temporary files that killed processes left in the run directory (call with
@@ -258,7 +258,7 @@ impl FoldDir {
     /// Takes the fold's lock (see [`RunDir::lock`]): processes sharing a run with
     /// `--only-folds` never train the same fold.
     pub fn lock(&self) -> Result<RunLock, RunError> {
-        RunLock::take(&self.path.join(".lock"), &format!("the fold {}", self.path.display()), false)
+        RunLock::take(&self.path.join(".lock"), &format!("training the fold {}", self.path.display()), false)
     }
 
     /// Removes the temporary files that killed processes left in the fold's directory (call
@@ -362,6 +362,16 @@ pub struct RunLock {
 }
 
 impl RunLock {
+    /// Takes the lock of a folder that a command writes whole and then renames into place
+    /// (export's model, combine's cache): the file `.NAME.lock` beside the folder, so that it
+    /// stays put while the folder appears. A second process writing the same folder is
+    /// refused with the first one's process id.
+    pub fn beside(folder: &Path) -> Result<Self, RunError> {
+        let name = folder.file_name().ok_or_else(|| RunError::Invalid(format!("{} does not name a folder to write", folder.display())))?;
+        let lock = folder.with_file_name(format!(".{}.lock", name.to_string_lossy()));
+        Self::take(&lock, &format!("writing {}", folder.display()), false)
+    }
+
     fn take(path: &Path, what: &str, wait: bool) -> Result<Self, RunError> {
         use std::io::{Read, Seek, Write};
         if let Some(dir) = path.parent() {
@@ -380,7 +390,7 @@ impl RunLock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim().chars().take(20).collect::<String>();
                 Err(RunError::Invalid(format!(
-                    "another naevus process (pid {}) is training {what}; wait for it to end, or choose another --out",
+                    "another naevus process (pid {}) is {what}; wait for it to end, or choose another --out",
                     if holder.is_empty() { "unknown".to_string() } else { holder }
                 )))
             }
