@@ -53,13 +53,20 @@ const MAX_TRUTH_ROWS: usize = 10_000_000;
 /// (`/dev/zero` is one endless line).
 const MAX_TRUTH_LINE_BYTES: u64 = 1 << 20;
 
+/// Refuses a --threshold outside [0, 1] (NaN too) and more than [`MAX_BOOTSTRAP`]
+/// resamples; shared with `naevus report`, which takes the same two flags.
+pub fn check_threshold_and_bootstrap(threshold: f64, bootstrap: usize) -> Result<()> {
+    if !(0.0..=1.0).contains(&threshold) {
+        bail!("--threshold {threshold}: expected a probability, a number from 0 to 1");
+    }
+    if bootstrap > MAX_BOOTSTRAP {
+        bail!("--bootstrap {bootstrap}: at most {MAX_BOOTSTRAP} resamples");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold {}: expected a probability, a number from 0 to 1", args.threshold);
-    }
-    if args.bootstrap > MAX_BOOTSTRAP {
-        bail!("--bootstrap {}: at most {MAX_BOOTSTRAP} resamples", args.bootstrap);
-    }
+    check_threshold_and_bootstrap(args.threshold, args.bootstrap)?;
     let predictions = Predictions::read(&args.pred)?;
     let truth = read_truth(&args.truth)?;
     let report = evaluate_full(&predictions, &truth, args.threshold, args.bootstrap)?;

@@ -22,10 +22,10 @@ pub struct Args {
     /// Predictions CSV to score instead of RUN/oof.csv (labels then come from the cache).
     #[arg(long)]
     pred: Option<PathBuf>,
-    /// Probability at or above which an image counts as melanoma.
+    /// Probability at or above which an image counts as melanoma, from 0 to 1.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
-    /// Bootstrap resamples for the 95% intervals (0 skips them).
+    /// Bootstrap resamples for the 95% intervals (0 skips them), at most 100000.
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
     /// Output directory.
@@ -34,6 +34,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    crate::evaluate::check_threshold_and_bootstrap(args.threshold, args.bootstrap)?;
     let options = ReportOptions { run: args.run.clone(), pred: args.pred, threshold: args.threshold, bootstrap_rounds: args.bootstrap, out: args.out };
     let summary = naevus_report::write_report(&options).with_context(|| format!("writing the report of {}", args.run.display()))?;
     crate::evaluate::print_table(&summary.metrics);

@@ -299,3 +299,20 @@ fn evaluate_bounds_bootstrap_and_threshold_in_the_message_and_the_help() {
     let help = text(&naevus(&["evaluate", "--help"]));
     assert!(help.contains("at most 100000") && help.contains("from 0 to 1") && help.contains("1 GiB"), "{help}");
 }
+
+// 29.8: `naevus report` takes the same two flags, unbounded as well.
+#[test]
+fn report_bounds_bootstrap_and_threshold_like_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before the run is read: no run is needed.
+    let (run, out) = (dir.path().join("run"), dir.path().join("out"));
+    let (run, out) = (run.to_str().unwrap(), out.to_str().unwrap());
+    let refused = naevus(&["report", "--run", run, "--out", out, "--bootstrap", "1000000000"]);
+    let message = text(&refused);
+    assert!(!refused.status.success() && message.contains("at most 100000"), "{message}");
+    let refused = naevus(&["report", "--run", run, "--out", out, "--threshold", "NaN"]);
+    let message = text(&refused);
+    assert!(!refused.status.success() && message.contains("from 0 to 1"), "{message}");
+    let help = text(&naevus(&["report", "--help"]));
+    assert!(help.contains("at most 100000") && help.contains("from 0 to 1"), "{help}");
+}
