@@ -37,10 +37,10 @@ fn recipe_values_that_panicked_are_refused_before_the_run_exists_and_a_retry_tra
         naevus(&args)
     };
     for (flags, expected) in [
-        (&["--image-size", "1"][..], "image_size must lie between 16 and 2048 pixels, got 1"),
-        (&["--image-size", "100000"], "image_size must lie between 16 and 2048 pixels, got 100000"),
-        (&["--dropout-samples", "1000000000"], "dropout_samples must lie between 1 and 64, got 1000000000"),
-        (&["--loss", "focal", "--focal-gamma", "1e308"], "focal_gamma must lie between 0 and 10, got 1e308"),
+        (&["--image-size", "1"][..], "image_size must be between 16 and 2048 pixels, got 1"),
+        (&["--image-size", "100000"], "image_size must be between 16 and 2048 pixels, got 100000"),
+        (&["--dropout-samples", "1000000000"], "dropout_samples must be between 1 and 64, got 1000000000"),
+        (&["--loss", "focal", "--focal-gamma", "1e308"], "focal_gamma must be between 0 and 10, got 1e308"),
     ] {
         let out = train(flags);
         assert_eq!(out.status.code(), Some(1), "{flags:?}: {}", text(&out));
@@ -51,7 +51,7 @@ fn recipe_values_that_panicked_are_refused_before_the_run_exists_and_a_retry_tra
     let recipe = dir.path().join("recipe.toml");
     std::fs::write(&recipe, "image_size = 1\n").unwrap();
     let out = train(&["--config", recipe.to_str().unwrap()]);
-    assert!(short_stderr(&out).contains("image_size must lie between 16 and 2048"), "{}", text(&out));
+    assert!(short_stderr(&out).contains("image_size must be between 16 and 2048"), "{}", text(&out));
     assert!(!run.exists());
 
     // The smallest input trains, in the folder the refused tries would have used.
@@ -63,7 +63,7 @@ fn recipe_values_that_panicked_are_refused_before_the_run_exists_and_a_retry_tra
     std::fs::write(&saved, damaged).unwrap();
     let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--resume", "--epochs", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(short_stderr(&out).contains("image_size must lie between 16 and 2048 pixels, got 1"), "{}", text(&out));
+    assert!(short_stderr(&out).contains("image_size must be between 16 and 2048 pixels, got 1"), "{}", text(&out));
 }
 
 #[test]

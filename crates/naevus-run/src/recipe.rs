@@ -208,7 +208,7 @@ recipe_keys! {
     epochs: usize = 10,
     /// Images per optimiser step, 2 to 1024.
     batch_size: usize = 32,
-    /// Peak learning rate (of the head, when `backbone_lr` is given), above 0 and at most 10.
+    /// Peak learning rate (of the head, when `backbone_lr` is given), above 0 and at most 1e10.
     lr: f64 = 1e-3,
     /// Peak learning rate of the backbone, as `lr`; absent: the same as `lr`. Seed 002
     /// fine-tunes its ImageNet ResNet at 1e-5 under a 5e-5 head.
@@ -299,8 +299,9 @@ pub const MAX_BATCH_SIZE: usize = 1024;
 pub const MAX_DROPOUT_SAMPLES: usize = 64;
 /// Most cross-validation folds.
 pub const MAX_FOLDS: usize = 100;
-/// Largest learning rate (peak, of the head or the backbone).
-const MAX_LR: f64 = 10.0;
+/// Largest learning rate (peak, of the head or the backbone): far above any that trains, so
+/// that a wild one still reaches the engine's guard against numerical faults.
+const MAX_LR: f64 = 1e10;
 /// Largest weight decay.
 const MAX_WEIGHT_DECAY: f64 = 10.0;
 /// Largest focal-loss exponent (papers use 0 to 5).
@@ -315,7 +316,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(key: &str, valu
     if low <= value && value <= high {
         Ok(())
     } else {
-        Err(RunError::Invalid(format!("{key} must lie between {low} and {high}, got {value:?}")))
+        Err(RunError::Invalid(format!("{key} must be between {low} and {high}, got {value:?}")))
     }
 }
 
@@ -383,14 +384,14 @@ impl TrainConfig {
             && !MODEL_INPUT_SIDES.contains(&size)
         {
             return fail(format!(
-                "image_size must lie between {} and {} pixels, got {size}; leave it out for the model's own input size",
+                "image_size must be between {} and {} pixels, got {size}; leave it out for the model's own input size",
                 MODEL_INPUT_SIDES.start(),
                 MODEL_INPUT_SIDES.end()
             ));
         }
         in_range("epochs", self.epochs, 1, MAX_EPOCHS)?;
         if !(2..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            return fail(format!("batch_size must lie between 2 and {MAX_BATCH_SIZE} (BatchNorm needs more than one image), got {}", self.batch_size));
+            return fail(format!("batch_size must be between 2 and {MAX_BATCH_SIZE} (BatchNorm needs more than one image), got {}", self.batch_size));
         }
         positive_at_most("lr", self.lr, MAX_LR)?;
         if let Some(lr) = self.backbone_lr {
@@ -415,7 +416,7 @@ impl TrainConfig {
         }
         in_range("early_stopping_patience", self.early_stopping_patience, 0, MAX_EPOCHS)?;
         if self.folds == 1 {
-            return fail(format!("folds must be 0 (use the dataset's split) or lie between 2 and {MAX_FOLDS}, got 1"));
+            return fail(format!("folds must be 0 (use the dataset's split) or be between 2 and {MAX_FOLDS}, got 1"));
         }
         in_range("folds", self.folds, 0, MAX_FOLDS)?;
         in_range("focal_alpha", self.focal_alpha, 0.0, 1.0)?;
