@@ -155,6 +155,20 @@ pub fn csv_source(kind: SourceKind, dir: &Path, data: &[u8]) {
 // ---------------------------------------------------------------------------
 
 /// `Predictions::read` of `data` written to `dir/predictions.csv`.
+pub fn truth_csv(dir: &Path, data: &[u8]) {
+    let path = dir.join("truth.csv");
+    std::fs::write(&path, data).expect("write truth.csv");
+    if let Ok(truth) = naevus_run::Truth::read(&path) {
+        // Every id read back has one label, 0 or 1.
+        let text = String::from_utf8_lossy(data);
+        for id in text.lines().skip(1).filter_map(|line| line.split(',').next()).map(str::trim).filter(|id| !id.is_empty()) {
+            if let Some((label, _group)) = truth.get(id) {
+                assert!(label <= 1);
+            }
+        }
+    }
+}
+
 pub fn predictions_csv(dir: &Path, data: &[u8]) {
     let path = dir.join("predictions.csv");
     std::fs::write(&path, data).expect("write predictions.csv");

@@ -277,6 +277,24 @@ fn evaluate_truth_from_dev_zero_or_over_a_gibibyte_fails_at_once() {
     assert!(!run.status.success() && message.contains("huge.csv is 1073741825 bytes long") && message.contains("1 GiB"), "{message}");
 }
 
+// 29.8: the predictions reader had no bound either: `--pred /dev/zero` (and `ensemble
+// /dev/zero`) grew without end.
+#[test]
+fn predictions_from_dev_zero_fail_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = write(dir.path(), "truth.csv", "image_name,target\na,1\nb,0\n");
+    let out = dir.path().join("ens.csv");
+    for args in [
+        vec!["evaluate", "--pred", "/dev/zero", "--truth", truth.as_str(), "--bootstrap", "0"],
+        vec!["ensemble", "/dev/zero", "/dev/zero", "--out", out.to_str().unwrap()],
+    ] {
+        let (run, finished) = naevus_within(dir.path(), &args, Duration::from_secs(10));
+        let message = text(&run);
+        assert!(finished, "{args:?}: still running after 10 s: {message}");
+        assert!(!run.status.success() && message.contains("/dev/zero") && message.contains("1048576 bytes"), "{args:?}: {message}");
+    }
+}
+
 // 29.8: `--bootstrap 1000000000` aborted on an 8 GB allocation; `--threshold NaN` or 2 was taken.
 #[test]
 fn evaluate_bounds_bootstrap_and_threshold_in_the_message_and_the_help() {

@@ -25,6 +25,7 @@
 //! header with their kind, format version and checksum, checked on every load.
 
 pub mod calibration;
+pub mod csv_limits;
 pub mod dir;
 pub mod error;
 pub mod history;
@@ -33,6 +34,7 @@ pub mod predictions;
 pub mod recipe;
 pub mod sealed;
 pub mod text_limits;
+pub mod truth;
 
 pub use calibration::Calibration;
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};
@@ -41,4 +43,5 @@ pub use history::{EpochMetrics, FoldState};
 pub use info::{RUN_FORMAT, RunInfo};
 pub use naevus_data::write_atomic;
 pub use predictions::{Predictions, read_predictions, write_class_predictions, write_out_of_fold, write_predictions};
+pub use truth::Truth;
 pub use recipe::{LossKind, OptimizerKind, Precision, RecipeFlags, SamplingKind, TrainConfig};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use naevus_data::ClassScheme;
 use naevus_data::error::excerpt;
 
+use crate::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
 use crate::error::RunError;
 use crate::write_atomic;
 
@@ -41,10 +42,9 @@ impl Predictions {
     /// Reads a prediction CSV. Errors name the file, line and column of: a missing id or
     /// score column, an empty id, a duplicate id, a score that is not a finite number or not
     /// a probability, a label that is not 0 or 1, a malformed row; a file without rows is an
-    /// error too.
+    /// error too, and so is one past the bounds of [`crate::csv_limits`].
     pub fn read(path: &Path) -> Result<Self, RunError> {
-        let file = std::fs::File::open(path).map_err(|e| RunError::io(path, e))?;
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(std::io::BufReader::new(file));
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(open_bounded(path)?);
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let id_col = require_column(&headers, ID_COLUMNS, path)?;
         let score_col = require_column(&headers, SCORE_COLUMNS, path)?;
@@ -60,9 +60,12 @@ impl Predictions {
             folds: fold_col.map(|_| Vec::new()),
         };
         let mut first_line: HashMap<String, u64> = HashMap::new();
-        for row in reader.records() {
+        for (n, row) in reader.records().enumerate() {
             let row = row.map_err(|e| csv_error(path, e))?;
             let line = row.position().map(|p| p.line()).unwrap_or(0);
+            if n >= MAX_CSV_ROWS {
+                return Err(too_many_rows(path, line));
+            }
             let id = row.get(id_col).unwrap_or("").trim();
             if id.is_empty() {
                 return Err(RunError::EmptyId { path: path.to_path_buf(), line, column: id_col + 1, name: name(id_col) });
@@ -196,7 +199,7 @@ pub fn find_column(headers: &csv::StringRecord, names: &[&str]) -> Option<usize>
     headers.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
 }
 
-fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize, RunError> {
+pub(crate) fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize, RunError> {
     find_column(headers, names).ok_or_else(|| RunError::MissingColumn {
         path: path.to_path_buf(),
         wanted: names.join(" or "),
@@ -204,7 +207,7 @@ fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> R
     })
 }
 
-fn csv_error(path: &Path, error: csv::Error) -> RunError {
+pub(crate) fn csv_error(path: &Path, error: csv::Error) -> RunError {
     let line = error.position().map(|p| p.line()).unwrap_or(1);
     RunError::Csv { path: path.to_path_buf(), line, message: excerpt(&error.to_string()) }
 }

@@ -95,6 +95,11 @@ fn checkpoint_seed_is_a_training_state() {
 }
 
 #[test]
+fn truth_csv_inputs_return() {
+    each_input("truth_csv", harness::truth_csv);
+}
+
+#[test]
 fn run_json_inputs_return() {
     each_input("run_json", harness::run_json);
 }
