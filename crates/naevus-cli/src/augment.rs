@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use naevus_data::{AugmentOps, AugmentPlan, AugmentPreset, Cache, augment_preview};
 use naevus_run::recipe::MODEL_INPUT_SIDES;
+
+use crate::bounded::whole;
 use naevus_run::write_atomic;
 
 /// Most rows of a grid (--images, or the number of --items).
@@ -31,18 +33,18 @@ pub struct Args {
     #[arg(long, default_value = "")]
     ops: AugmentOps,
     /// Rows: how many cached images, spread evenly over the cache, 1 to 64.
-    #[arg(long, default_value_t = 6, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_ROWS as u64))]
+    #[arg(long, default_value_t = 6, value_parser = whole(1, MAX_ROWS))]
     images: usize,
     /// Which cached images instead (0-based cache indices, comma-separated, at most 64).
     #[arg(long, value_delimiter = ',')]
     items: Option<Vec<usize>>,
     /// Augmented versions of each, 1 to 32.
-    #[arg(long, default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PER_IMAGE as u64))]
+    #[arg(long, default_value_t = 5, value_parser = whole(1, MAX_PER_IMAGE))]
     per_image: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Side of each tile in pixels, the model's input size, 16 to 2048 (default: the cache's).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(i64::from(*MODEL_INPUT_SIDES.start())..=i64::from(*MODEL_INPUT_SIDES.end())))]
+    #[arg(long, value_parser = whole(*MODEL_INPUT_SIDES.start(), *MODEL_INPUT_SIDES.end()))]
     size: Option<u32>,
     /// The PNG to write.
     #[arg(long, required_unless_present = "list")]

@@ -3,6 +3,7 @@
 
 mod augment;
 mod bench;
+mod bounded;
 mod calibrate;
 mod combine;
 mod crop;

@@ -7,6 +7,8 @@ use naevus_data::sources::is_kept_note;
 use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
 use naevus_run::recipe::MODEL_INPUT_SIDES;
 
+use crate::bounded::whole;
+
 /// Decode a dataset once into a compact cache of fixed-size RGB images.
 ///
 /// Reads the labels (CSV or class folders), decodes each JPEG/PNG (EXIF orientation,
@@ -35,17 +37,17 @@ pub struct Args {
     metadata_csv: Option<PathBuf>,
     /// Side of the square cached images in pixels, 16 to 8192 (a model's input is at least
     /// 16).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(i64::from(*MODEL_INPUT_SIDES.start())..=8192))]
+    #[arg(long, default_value_t = 256, value_parser = whole(*MODEL_INPUT_SIDES.start(), 8192))]
     size: u32,
     /// Cache directory to write.
     #[arg(long)]
     out: PathBuf,
     /// Worker threads, 1 to 1024 (default: all cores).
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    #[arg(long, value_parser = whole(1usize, 1024))]
     threads: Option<usize>,
     /// Largest image accepted, in pixels (width x height), 1 to 1000000000, checked before
     /// decoding: a larger or decompression-bomb file is a rejected row.
-    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1u64, 1_000_000_000))]
     max_pixels: u64,
 }
 
