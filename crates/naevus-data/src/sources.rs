@@ -2,6 +2,7 @@
 //! [`Record`]s, collecting bad rows as [`Reject`]s instead of failing.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -820,11 +821,13 @@ fn read_side_metadata(path: &Path, rejects: &mut Vec<Reject>) -> Result<HashMap<
                 continue;
             }
         };
-        let mut notes = Vec::new();
-        let meta = SideMetadata { metadata: fields.read(row, &mut notes).0, lesion: row.opt(&c_lesion).map(str::to_string) };
-        rejects.extend(notes.into_iter().map(|reason| Reject { row: Some(row.line), path: t.path_str(), reason }));
-        // First row for an image wins, like duplicate ids in the ground truth.
-        out.entry(id).or_insert(meta);
+        // First row for an image wins, like duplicate ids in the ground truth; only its
+        // unreadable cells are listed.
+        if let Entry::Vacant(slot) = out.entry(id) {
+            let mut notes = Vec::new();
+            slot.insert(SideMetadata { metadata: fields.read(row, &mut notes).0, lesion: row.opt(&c_lesion).map(str::to_string) });
+            rejects.extend(notes.into_iter().map(|reason| Reject { row: Some(row.line), path: t.path_str(), reason }));
+        }
     }
     Ok(out)
 }

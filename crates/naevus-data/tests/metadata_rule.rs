@@ -107,7 +107,8 @@ fn one_hot_values_are_0_or_1_only() {
     let csv = format!(
         "{header}\nISIC_0000000,-1,1,0,0,0,0,0\nISIC_0000002,1e308,0,0,0,0,0,0\nISIC_0012090,0.7,0,0,0,0,0,0\nISIC_0000004,1.0,0.0,0,0,0,0,0\n"
     );
-    let metadata = "image_id,lesion_id,age,sex,localization\nISIC_0000004,HAM_1,-1,female,back\n";
+    // The second row of an image is ignored, its cells unread.
+    let metadata = "image_id,lesion_id,age,sex,localization\nISIC_0000004,HAM_1,-1,female,back\nISIC_0000004,HAM_2,abc,female,back\n";
     let (data, _dir) = read(SourceKind::Isic2018, &csv, Some(metadata));
     let data = data.unwrap();
     assert_eq!(data.records.len(), 1);
