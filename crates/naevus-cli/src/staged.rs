@@ -36,7 +36,7 @@ pub fn write_folder<T>(destination: &Path, write: impl FnOnce(&Path) -> Result<T
     remove_leftovers(destination);
     let temporary = partial_path(destination, std::process::id());
     fs::create_dir_all(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-    let written = write(&temporary).and_then(|value| {
+    let written = write(&temporary).with_context(|| format!("writing {} (nothing of it is left)", destination.display())).and_then(|value| {
         // rename(2) replaces an empty folder, and fails on one that holds anything.
         fs::rename(&temporary, destination)
             .with_context(|| format!("moving the finished {} to {}; nothing was written there", temporary.display(), destination.display()))?;

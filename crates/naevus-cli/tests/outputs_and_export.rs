@@ -8,33 +8,26 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{fixtures, naevus, text};
 
-/// A prepared fixture cache and a tiny two-fold run on it, made once for every test here
-/// (tests that damage the run work on a copy).
-fn shared_run() -> &'static (PathBuf, PathBuf) {
-    static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    RUN.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("outputs_and_export-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cache = dir.join("cache");
-        let source = fixtures().join("isic2017");
-        let out = naevus(&[
-            "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
-            source.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-        let run = dir.join("run");
-        let out = naevus(&[
-            "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--folds", "2",
-            "--epochs", "1", "--batch-size", "4", "--image-size", "24",
-        ]);
-        assert!(out.status.success(), "{}", text(&out));
-        (cache, run)
-    })
+/// A prepared fixture cache and a tiny two-fold run on it, in `dir`.
+fn tiny_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let cache = dir.join("cache");
+    let source = fixtures().join("isic2017");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", source.join("labels.csv").to_str().unwrap(), "--images",
+        source.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.join("run");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--folds", "2",
+        "--epochs", "1", "--batch-size", "4", "--image-size", "24",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    (cache, run)
 }
 
 fn fixture_image(id: &str) -> PathBuf {
@@ -60,8 +53,8 @@ fn rows(csv: &str) -> HashMap<String, (f64, String)> {
 /// Issue 29.9: with d1/a.jpg, d2/a.jpg and d3/a-2.jpg, every row names its own file.
 #[test]
 fn predict_ids_are_paths_relative_to_what_was_given() {
-    let (_, run) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
     let images = dir.path().join("images");
     for (sub, name, source) in [("d1", "a.jpg", "ISIC_0000000"), ("d2", "a.jpg", "ISIC_0000002"), ("d3", "a-2.jpg", "ISIC_0000004")] {
         std::fs::create_dir_all(images.join(sub)).unwrap();
@@ -122,8 +115,8 @@ fn predict_ids_are_paths_relative_to_what_was_given() {
 #[test]
 fn predict_skips_names_that_are_not_utf8_by_name() {
     use std::os::unix::ffi::OsStrExt;
-    let (_, run) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::copy(fixture_image("ISIC_0000000"), images.join("plain.jpg")).unwrap();
@@ -148,8 +141,8 @@ fn predict_skips_names_that_are_not_utf8_by_name() {
 #[test]
 fn predict_out_writes_through_stdout_links_and_fifos() {
     use std::os::unix::fs::FileTypeExt;
-    let (_, run) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
     let image = fixture_image("ISIC_0000000");
 
     let out = predict(run, &[&image], "-");
@@ -201,18 +194,6 @@ fn ensemble_out_dash_is_standard_output() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "image_name,target\nx,0.5\ny,0.5\n");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// The names in `dir` that start with `prefix`, sorted.
 fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
     let mut names: Vec<String> =
@@ -225,8 +206,8 @@ fn names_starting(dir: &Path, prefix: &str) -> Vec<String> {
 /// the folder holds one run's folds only.
 #[test]
 fn concurrent_exports_never_mix() {
-    let (_, run) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
     for round in 0..3 {
         let model = dir.path().join(format!("model-{round}"));
         let spawn = |fold: &str| {
@@ -254,10 +235,8 @@ fn concurrent_exports_never_mix() {
 /// the retry succeeds; what a killed export left is removed.
 #[test]
 fn a_failed_export_leaves_nothing_and_the_retry_succeeds() {
-    let (_, shared) = shared_run();
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    copy_dir(shared, &run);
+    let (_, run) = tiny_run(dir.path());
     let best = run.join("fold-1/best.bpk");
     let intact = std::fs::read(&best).unwrap();
     let mut damaged = intact.clone();
@@ -284,8 +263,8 @@ fn a_failed_export_leaves_nothing_and_the_retry_succeeds() {
 /// Issue 29.14: `export --folds fold-0,fold-0` is refused, not counted as two folds.
 #[test]
 fn export_refuses_a_fold_named_twice() {
-    let (_, run) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
     let model = dir.path().join("model");
     let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", model.to_str().unwrap(), "--folds", "fold-0,fold-0"]);
     assert!(!out.status.success(), "{}", text(&out));
@@ -297,8 +276,8 @@ fn export_refuses_a_fold_named_twice() {
 /// nothing at --out, and the retry succeeds once the cache is repaired.
 #[test]
 fn a_failed_combine_leaves_nothing_and_the_retry_succeeds() {
-    let (cache, _) = shared_run();
     let dir = tempfile::tempdir().unwrap();
+    let (cache, _) = &tiny_run(dir.path());
     // External images under ids of their own.
     let folders = dir.path().join("folders");
     for (class, source, id) in [("benign", "ISIC_0000000", "EXT_1"), ("malignant", "ISIC_0000002", "EXT_2"), ("benign", "ISIC_0000004", "EXT_3")] {
