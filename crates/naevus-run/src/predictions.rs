@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use naevus_data::ClassScheme;
 use naevus_data::error::excerpt;
+use naevus_data::metadata::parse_label;
 
 use crate::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
 use crate::error::RunError;
@@ -86,12 +87,8 @@ impl Predictions {
             }
             if let (Some(c), Some(labels)) = (label_col, out.labels.as_mut()) {
                 let text = row.get(c).unwrap_or("").trim();
-                let label = match text {
-                    "0" | "0.0" => 0,
-                    "1" | "1.0" => 1,
-                    _ => return Err(RunError::BadLabel { path: path.to_path_buf(), line, column: c + 1, name: name(c), text: excerpt(text) }),
-                };
-                labels.push(label);
+                let label = parse_label(text).map_err(|_| RunError::BadLabel { path: path.to_path_buf(), line, column: c + 1, name: name(c), text: excerpt(text) })?;
+                labels.push(u8::from(label));
             }
             if let (Some(c), Some(folds)) = (fold_col, out.folds.as_mut()) {
                 folds.push(row.get(c).unwrap_or("").trim().to_string());

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use naevus_data::Cache;
 use naevus_data::error::excerpt;
+use naevus_data::metadata::parse_label;
 
 use crate::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
 use crate::error::RunError;
@@ -69,11 +70,9 @@ impl Truth {
                 return Err(RunError::DuplicateId { path: path.to_path_buf(), line, column: id_col + 1, id: excerpt(id), first_line: first });
             }
             let text = row.get(label_col).unwrap_or("").trim();
-            let label = match text {
-                "0" | "0.0" => 0,
-                "1" | "1.0" => 1,
-                _ => return Err(RunError::BadLabel { path: path.to_path_buf(), line, column: label_col + 1, name: name(label_col), text: excerpt(text) }),
-            };
+            let label = u8::from(
+                parse_label(text).map_err(|_| RunError::BadLabel { path: path.to_path_buf(), line, column: label_col + 1, name: name(label_col), text: excerpt(text) })?,
+            );
             let group = group_col.and_then(|c| row.get(c)).map(str::trim).filter(|g| !g.is_empty()).unwrap_or(id);
             first_line.insert(id.to_string(), line);
             labels.insert(id.to_string(), (label, group.to_string()));
