@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Multipart, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +20,7 @@ use naevus_data::error::excerpt;
 use naevus_data::{DecodeError, DecodeFailure, DecodeLimits, Metadata, Record, Sex};
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::Method;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -30,6 +29,7 @@ use crate::Limits;
 use crate::batcher::{Batcher, Scored};
 use crate::metrics::Metrics;
 use crate::model::ModelDescription;
+use crate::uploads::{PredictQuery, Upload, query_of, read_uploads};
 
 /// The page at /, with its styles and script inline: nothing to fetch from elsewhere.
 const PAGE: &str = include_str!("page.html");
@@ -42,7 +42,7 @@ pub struct AppState {
     batcher: Batcher,
     pub metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
-    limits: Limits,
+    pub(crate) limits: Limits,
     /// Requests being read, decoded or scored.
     in_flight: Arc<Semaphore>,
     /// Images being decoded: decoding takes memory in proportion to the image, so only as
@@ -88,21 +88,21 @@ pub fn router(state: AppState) -> Router {
 /// An error answer: a status and {"error": message, "code": code}.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    pub(crate) status: StatusCode,
     code: &'static str,
-    message: String,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    fn timed_out(seconds: u64) -> Self {
+    pub(crate) fn timed_out(seconds: u64) -> Self {
         Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the request was not sent within {seconds} s (the service's read timeout)"))
     }
 
@@ -110,7 +110,7 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the service is at capacity; retry in a second")
     }
 
-    fn too_large(limit: usize) -> Self {
+    pub(crate) fn too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is over the limit of {limit} bytes"))
     }
 
@@ -238,64 +238,6 @@ impl Drop for Counted {
     }
 }
 
-/// Query parameters of the prediction routes.
-#[derive(Debug, Default, Deserialize)]
-struct PredictQuery {
-    /// gradcam, gradcam++ or attention: adds the overlay.
-    explain: Option<String>,
-    age: Option<String>,
-    sex: Option<String>,
-    site: Option<String>,
-}
-
-/// Metadata as the client gave it, before it is checked.
-#[derive(Debug, Default, Clone)]
-struct MetadataText {
-    age: Option<String>,
-    sex: Option<String>,
-    site: Option<String>,
-}
-
-impl MetadataText {
-    fn set(&mut self, field: &str, value: String) -> Result<(), ApiError> {
-        match field {
-            "age" => self.age = Some(value),
-            "sex" => self.sex = Some(value),
-            "site" => self.site = Some(value),
-            other => return Err(ApiError::bad_request(format!("unknown field \"{}\"; expected image, age, sex or site", excerpt(other)))),
-        }
-        Ok(())
-    }
-
-    /// The metadata, or a 400 naming the field that is wrong. Empty and "unknown" are unknown.
-    fn parse(&self, what: &str) -> Result<Metadata, ApiError> {
-        let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("unknown")).map(str::to_string);
-        let age = match given(&self.age) {
-            None => None,
-            Some(text) => match text.parse::<f32>() {
-                Ok(age) if (0.0..=120.0).contains(&age) => Some(age),
-                _ => return Err(ApiError::bad_request(format!("{what}, field age: expected years between 0 and 120, got \"{}\"", excerpt(&text)))),
-            },
-        };
-        let sex = match given(&self.sex) {
-            None => None,
-            Some(text) => Some(Sex::parse(&text).ok_or_else(|| {
-                ApiError::bad_request(format!("{what}, field sex: expected male, female or unknown, got \"{}\"", excerpt(&text)))
-            })?),
-        };
-        let site = given(&self.site).map(|s| excerpt(&s.to_ascii_lowercase()));
-        Ok(Metadata { age, sex, site })
-    }
-}
-
-/// One uploaded image and what came with it.
-struct Upload {
-    /// Its file name, as the client said (only ever echoed back, shortened).
-    name: Option<String>,
-    bytes: Bytes,
-    metadata: MetadataText,
-}
-
 /// The explanation method asked for. In a query string `+` means a space, so an unescaped
 /// `gradcam++` arrives as `gradcam  `; both spellings are taken.
 /// The explanation asked for, when the model can give it.
@@ -382,133 +324,6 @@ async fn predict_batch(State(state): State<AppState>, request: Request) -> Resul
         return Err(ApiError::overloaded());
     }
     Ok(axum::Json(json!({ "predictions": predictions, "timings_ms": { "total": ms(start.elapsed()) } })).into_response())
-}
-
-fn query_of(request: &Request) -> Result<PredictQuery, ApiError> {
-    Query::<PredictQuery>::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request(format!("query string: {}", excerpt(&e.body_text()))))
-}
-
-/// The images of a request, read within the read timeout: a client that stalls part-way
-/// through its body gets 408 and frees its in-flight slot.
-async fn read_uploads(state: &AppState, request: Request, query: &PredictQuery, batch: bool) -> Result<Vec<Upload>, ApiError> {
-    let seconds = state.limits.read_timeout_secs;
-    tokio::time::timeout(Duration::from_secs(seconds), read_uploads_now(state, request, query, batch)).await.map_err(|_| ApiError::timed_out(seconds))?
-}
-
-/// The images of a request, by its Content-Type.
-async fn read_uploads_now(state: &AppState, request: Request, query: &PredictQuery, batch: bool) -> Result<Vec<Upload>, ApiError> {
-    let limit = state.limits.max_body_bytes;
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::too_large(limit));
-    }
-    let content_type = content_type(request.headers());
-    let uploads = match content_type.as_str() {
-        "multipart/form-data" => read_multipart(state, request, batch).await?,
-        "image/jpeg" | "image/png" | "application/octet-stream" if !batch => {
-            let bytes = read_body(request.into_body(), limit).await?;
-            let metadata = MetadataText { age: query.age.clone(), sex: query.sex.clone(), site: query.site.clone() };
-            vec![Upload { name: None, bytes, metadata }]
-        }
-        "application/json" if batch => read_json_batch(read_body(request.into_body(), limit).await?)?,
-        "" => return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "no Content-Type; send multipart/form-data or an image")),
-        other => {
-            let expected = if batch { "multipart/form-data or application/json" } else { "multipart/form-data, image/jpeg, image/png or application/octet-stream" };
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("Content-Type \"{}\" is not taken here; send {expected}", excerpt(other)),
-            ));
-        }
-    };
-    if uploads.len() > state.limits.max_images_per_request {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_images",
-            format!("{} images in one request; at most {} are taken", uploads.len(), state.limits.max_images_per_request),
-        ));
-    }
-    Ok(uploads)
-}
-
-/// The media type of a request, lower-cased, without parameters.
-fn content_type(headers: &HeaderMap) -> String {
-    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))
-}
-
-/// A multipart form: `image` parts (files) and age, sex and site parts, which describe the
-/// image before them (in a single-image form they may come first).
-async fn read_multipart(state: &AppState, request: Request, batch: bool) -> Result<Vec<Upload>, ApiError> {
-    let limit = state.limits.max_body_bytes;
-    let mut form = Multipart::from_request(request, state).await.map_err(|e| ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text()))))?;
-    let form_error = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ApiError::too_large(limit) } else { ApiError::bad_request(format!("multipart form: {}", excerpt(&e.body_text()))) }
-    };
-    let mut uploads: Vec<Upload> = Vec::new();
-    let mut before_image = MetadataText::default();
-    while let Some(field) = form.next_field().await.map_err(form_error)? {
-        let name = field.name().unwrap_or("").to_string();
-        if name == "image" || name == "file" {
-            let file_name = field.file_name().map(excerpt);
-            let bytes = field.bytes().await.map_err(form_error)?;
-            uploads.push(Upload { name: file_name, bytes, metadata: if batch { MetadataText::default() } else { before_image.clone() } });
-            continue;
-        }
-        let value = field.text().await.map_err(form_error)?;
-        match uploads.last_mut() {
-            Some(upload) => upload.metadata.set(&name, value)?,
-            None if !batch => before_image.set(&name, value)?,
-            None => return Err(ApiError::bad_request(format!("field \"{}\" comes before any image; put it after the image it describes", excerpt(&name)))),
-        }
-    }
-    if uploads.is_empty() {
-        return Err(ApiError::bad_request("the form has no image part (a part named \"image\" holding the file)"));
-    }
-    Ok(uploads)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonBatch {
-    images: Vec<JsonImage>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonImage {
-    /// The image file, base64-encoded.
-    image: String,
-    name: Option<String>,
-    age: Option<Value>,
-    sex: Option<String>,
-    site: Option<String>,
-}
-
-fn read_json_batch(body: Bytes) -> Result<Vec<Upload>, ApiError> {
-    let batch: JsonBatch = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("JSON body (line {}, column {}): {}; expected {{\"images\": [{{\"image\": BASE64, ...}}]}}", e.line(), e.column(), excerpt(&e.to_string())))
-    })?;
-    batch
-        .images
-        .into_iter()
-        .enumerate()
-        .map(|(index, image)| {
-            let bytes = BASE64.decode(image.image.trim()).map_err(|e| ApiError::bad_request(format!("image {}: not base64: {e}", index + 1)))?;
-            let age = image.age.map(|age| match age {
-                Value::String(text) => text,
-                other => other.to_string(),
-            });
-            let metadata = MetadataText { age, sex: image.sex, site: image.site };
-            Ok(Upload { name: image.name.map(|n| excerpt(&n)), bytes: Bytes::from(bytes), metadata })
-        })
-        .collect()
 }
 
 /// One image's answer before it becomes JSON.
@@ -619,20 +434,6 @@ fn ms(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_is_parsed_or_refused_by_field() {
-        let text = MetadataText { age: Some(" 55 ".into()), sex: Some("Female".into()), site: Some("Torso".into()) };
-        let metadata = text.parse("the image").unwrap();
-        assert_eq!((metadata.age, metadata.sex, metadata.site.as_deref()), (Some(55.0), Some(Sex::Female), Some("torso")));
-        let unknown = MetadataText { age: Some("unknown".into()), sex: Some("".into()), site: None }.parse("x").unwrap();
-        assert_eq!((unknown.age, unknown.sex), (None, None));
-        let error = MetadataText { age: Some("x".repeat(10_000)), ..Default::default() }.parse("image 2").unwrap_err();
-        assert!(error.message.starts_with("image 2, field age") && error.message.len() < 200, "{}", error.message);
-        assert!(MetadataText { age: Some("NaN".into()), ..Default::default() }.parse("x").is_err());
-        assert!(MetadataText { sex: Some("yes".into()), ..Default::default() }.parse("x").is_err());
-        assert!(MetadataText::default().set("path", "/etc/passwd".into()).is_err());
-    }
 
     #[test]
     fn explain_takes_both_spellings_of_gradcam_plus_plus() {

@@ -12,6 +12,7 @@ pub mod connections;
 pub mod metrics;
 pub mod model;
 pub mod token;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
