@@ -57,7 +57,9 @@ fn predicted_by_cli(bundle: &Path, files: &[PathBuf], calibrated: bool, dir: &Pa
         .lines()
         .skip(1)
         .map(|line| {
-            let (id, p) = line.split_once(',').unwrap();
+            // image_name,target,path
+            let mut fields = line.split(',');
+            let (id, p) = (fields.next().unwrap(), fields.next().unwrap());
             (id.to_string(), p.parse().unwrap())
         })
         .collect()
