@@ -114,8 +114,8 @@ pub fn parse_label(text: &str) -> Result<bool, String> {
         return Ok(false);
     }
     match text.parse::<f64>() {
-        Ok(v) if v == 0.0 => Ok(false),
-        Ok(v) if v == 1.0 => Ok(true),
+        Ok(0.0) => Ok(false),
+        Ok(1.0) => Ok(true),
         _ => Err(format!("expected 0 or 1, got \"{}\"", excerpt(text))),
     }
 }
