@@ -4,6 +4,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use naevus_data::error::excerpt;
 use naevus_data::{Cache, DecodeLimits, Metadata, Record, Sex, Split};
 use naevus_engine::TrainedRun;
 use naevus_engine::predict::MAX_TTA;
@@ -250,7 +251,8 @@ fn image_files(inputs: &[PathBuf]) -> Result<(Vec<ImageFile>, usize)> {
             continue;
         };
         if let Some(first) = first_of.insert(id.clone(), path.clone()) {
-            bail!("{} and {} both have the id \"{id}\": name each file once among --images", first.display(), path.display());
+            let (first, path) = (first.to_string_lossy(), path.to_string_lossy());
+            bail!("{} and {} both have the id \"{}\": name each file once among --images", excerpt(&first), excerpt(&path), excerpt(&id));
         }
         files.push(ImageFile { id, path, metadata });
     }
