@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(info) = naevus_run::RunDir::new(&dir).read_info() {
         assert!(!info.folds.is_empty());
-        assert!(naevus_run::info::MODEL_INPUT_SIDES.contains(&info.image_size));
+        assert!(naevus_run::recipe::MODEL_INPUT_SIDES.contains(&info.image_size));
         assert!(info.std.iter().all(|s| *s > 0.0));
     }
     if calibration.is_some()

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use naevus_data::cache::CACHE_SIDES;
 use naevus_data::sources::is_kept_note;
 use naevus_data::{PrepareOptions, SourceKind, SourceSpec};
 use naevus_run::recipe::MODEL_INPUT_SIDES;
@@ -37,7 +38,7 @@ pub struct Args {
     metadata_csv: Option<PathBuf>,
     /// Side of the square cached images in pixels, 16 to 8192 (a model's input is at least
     /// 16).
-    #[arg(long, default_value_t = 256, value_parser = whole(*MODEL_INPUT_SIDES.start(), 8192))]
+    #[arg(long, default_value_t = 256, value_parser = whole(*MODEL_INPUT_SIDES.start(), *CACHE_SIDES.end()))]
     size: u32,
     /// Cache directory to write.
     #[arg(long)]
@@ -47,7 +48,7 @@ pub struct Args {
     threads: Option<usize>,
     /// Largest image accepted, in pixels (width x height), 1 to 1000000000, checked before
     /// decoding: a larger or decompression-bomb file is a rejected row.
-    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1u64, 1_000_000_000))]
+    #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1, naevus_data::DecodeLimits::HIGHEST_MAX_PIXELS))]
     max_pixels: u64,
 }
 

@@ -9,6 +9,8 @@ use naevus_data::DecodeLimits;
 use naevus_run::Checkpoint;
 use naevus_serve::{Batching, Limits, OperatingPointChoice, ServeOptions};
 
+use crate::bounded::whole;
+
 /// Serve a trained run or exported model over HTTP, with a web page at /.
 ///
 /// POST /v1/predict takes one image (a multipart form with an `image` part and optional age,
@@ -45,28 +47,28 @@ pub struct Args {
     #[arg(long)]
     device: Option<String>,
     /// Most images per forward pass (1 to 256).
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch as u64, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch as u64, value_parser = whole(1u64, 256))]
     max_batch: u64,
     /// Longest an image waits for others to share its batch, in milliseconds (0 to 1000).
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_wait.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_wait.as_millis() as u64, value_parser = whole(0u64, 1000))]
     batch_wait_ms: u64,
     /// Most images waiting to be scored; beyond it requests get 503 (1 to 4096).
-    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.queue as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.queue as u64, value_parser = whole(1u64, 4096))]
     queue: u64,
     /// Largest request body, in megabytes (1 to 1024).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, default_value_t = 32, value_parser = whole(1u64, 1024))]
     max_body_mb: u64,
     /// Largest image, in pixels (width x height), checked before it is decoded (1 to
     /// 1,000,000,000).
-    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1, DecodeLimits::HIGHEST_MAX_PIXELS))]
     max_pixels: u64,
     /// Most images in one batch request (1 to 1024).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, default_value_t = 64, value_parser = whole(1u64, 1024))]
     max_images: u64,
     /// Longest a client may take to send a request's headers, and then its body, in seconds
     /// (1 to 3600); an idle keep-alive connection is closed after it too. A client slower
     /// than this gets 408, and at shutdown a request still being sent is dropped after it.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 30, value_parser = whole(1u64, 3600))]
     read_timeout_secs: u64,
 }
 

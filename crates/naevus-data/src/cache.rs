@@ -146,12 +146,16 @@ fn slot_checksum(pixels: &[u8]) -> u32 {
     crc32fast::hash(pixels)
 }
 
+/// Sides of a cache's square images, in pixels, that prepare writes and a cache may hold:
+/// 8192 px images take 200 MB each.
+pub const CACHE_SIDES: std::ops::RangeInclusive<u32> = 1..=8192;
+
 /// Decodes, crops and resizes every record into `out`, resuming an interrupted run with
 /// the same inputs and size. Bad images become rejects; only I/O problems with `out` and
 /// a mismatched existing cache are errors.
 pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<PrepareSummary, DataError> {
-    if opts.size == 0 || opts.size > 8192 {
-        return Err(DataError::InvalidArgument(format!("image size must be 1..=8192 pixels, got {}", opts.size)));
+    if !CACHE_SIDES.contains(&opts.size) {
+        return Err(DataError::InvalidArgument(format!("image size must be {}..={} pixels, got {}", CACHE_SIDES.start(), CACHE_SIDES.end(), opts.size)));
     }
     fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     let manifest = Manifest {
@@ -517,6 +521,12 @@ impl Cache {
             records.push(entry.record);
         }
 
+        if !CACHE_SIDES.contains(&manifest.size) {
+            return Err(DataError::Cache {
+                dir: dir.to_path_buf(),
+                reason: format!("{MANIFEST} gives {} px images, outside {}..={} px; prepare it again", manifest.size, CACHE_SIDES.start(), CACHE_SIDES.end()),
+            });
+        }
         let images_path = dir.join(IMAGES);
         let file = File::open(&images_path).map_err(|e| DataError::io(&images_path, e))?;
         // Checked: a damaged or hostile cache.json may claim more bytes than any file holds.

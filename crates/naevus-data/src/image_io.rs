@@ -25,6 +25,8 @@ impl DecodeLimits {
     /// 100 megapixels: room to spare for dermoscopy originals (the ISIC archive's largest are
     /// about 30 megapixels, e.g. 6000 x 4000).
     pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+    /// The highest limit a user may set: a gigapixel image decodes to 3 GB at least.
+    pub const HIGHEST_MAX_PIXELS: u64 = 1_000_000_000;
 
     /// Most bytes a decoder may allocate, and the largest file read: the pixels at 8 bytes
     /// each (16-bit RGBA, the widest the decoders produce) plus room for headers and buffers.

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
+use naevus_data::cache::CACHE_SIDES;
 use naevus_data::{ClassScheme, MetadataEncoder, MetadataField, Record};
 use serde::{Deserialize, Serialize};
 
-use crate::recipe::{LossKind, num_outputs};
+use crate::recipe::{LossKind, MAX_DROPOUT_SAMPLES, MODEL_INPUT_SIDES, num_outputs};
 
 /// Bumped when the layout changes incompatibly (4: sealed checkpoints, one training-state file).
 pub const RUN_FORMAT: u32 = 4;
@@ -50,15 +51,6 @@ pub struct RunInfo {
     /// is built the same way).
     pub dropout_samples: usize,
 }
-
-/// Sides of a model's square input that a run may record: what the loader and the models
-/// accept (a smaller input has nothing left after the networks' downsampling; a larger one
-/// costs gigabytes per batch).
-pub const MODEL_INPUT_SIDES: std::ops::RangeInclusive<u32> = 16..=2048;
-/// Sides of a cache's stored images that a run may record: what `prepare` writes.
-pub const CACHE_SIDES: std::ops::RangeInclusive<u32> = 1..=8192;
-/// Most dropout masks a network is built with (the seeds use 5).
-pub const MAX_DROPOUT_SAMPLES: usize = 64;
 
 impl RunInfo {
     /// Whether every value can be used: a run.json that is damaged, edited or not naevus's
