@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use naevus_data::error::excerpt;
-use naevus_data::{Cache, DecodeLimits, Metadata, Record, Sex, Split};
+use naevus_data::metadata::{parse_age, parse_sex, parse_site};
+use naevus_data::{Cache, DecodeLimits, Metadata, Record, Split};
 use naevus_engine::TrainedRun;
 use naevus_engine::predict::MAX_TTA;
 use naevus_run::{Calibration, Checkpoint};
+
+use crate::bounded::whole;
 
 /// Predict melanoma probabilities with a trained run.
 ///
@@ -30,12 +33,12 @@ pub struct Args {
     /// for metadata models, optional `age`, `sex` and `site` columns. Each is decoded, cropped
     /// and resized exactly as prepare and the loader do; one that cannot be read, or whose
     /// path is not UTF-8, is named and skipped. Each row's image_name is the file's path
-    /// relative to what was given ('/'-separated; a lone file: its name without extension;
-    /// several inputs: the path as given), and its `path` column the file read.
+    /// relative to what was given, '/'-separated, without its extension (a lone file: its
+    /// name; several inputs: the path as given), and its `path` column the file read.
     #[arg(long, num_args = 1.., conflicts_with = "oof")]
     images: Vec<PathBuf>,
-    /// Largest image accepted from --images, in pixels (width x height).
-    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS)]
+    /// Largest image accepted from --images, in pixels (width x height), 1 to 1000000000.
+    #[arg(long, default_value_t = DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1, DecodeLimits::HIGHEST_MAX_PIXELS))]
     max_pixels: u64,
     /// CSV to write (`-`: standard output). A device, FIFO or symbolic link is written
     /// through, not replaced.
@@ -214,11 +217,12 @@ fn destination(out: &Path) -> String {
 }
 
 /// The image files named by `inputs` (files, folders searched recursively, CSVs of paths), each
-/// with an id that is its path relative to what was given, '/'-separated: inside a folder,
+/// with an id that is its path relative to what was given, '/'-separated and without its
+/// extension (so that ISIC_0000001.jpg is the ISIC_0000001 of the label CSVs): inside a folder,
 /// relative to the folder; in a CSV, the path as the CSV writes it; a file given alone, its
-/// name without extension. With several inputs each id is the file's path as given (the
-/// folder, or the CSV's folder, joined with the rest), so two files never share an id; one
-/// file named twice is refused. A path that is not UTF-8 cannot be written into the CSV: its
+/// name. With several inputs each id is the file's path as given (the folder, or the CSV's
+/// folder, joined with the rest), so two files never share an id; one file named twice, or two
+/// that differ only in their extension, are refused. A path that is not UTF-8 cannot be written into the CSV: its
 /// file is named and skipped (the second value counts them).
 fn image_files(inputs: &[PathBuf]) -> Result<(Vec<ImageFile>, usize)> {
     let several = inputs.len() > 1;
@@ -238,14 +242,14 @@ fn image_files(inputs: &[PathBuf]) -> Result<(Vec<ImageFile>, usize)> {
                 found.push((if several { path.clone() } else { PathBuf::from(cell) }, path, metadata));
             }
         } else {
-            let alone = input.file_stem().map_or_else(|| input.clone(), PathBuf::from);
+            let alone = input.file_name().map_or_else(|| input.clone(), PathBuf::from);
             found.push((if several { input.clone() } else { alone }, input.clone(), Metadata::default()));
         }
     }
     let mut first_of: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     let (mut files, mut unnamed) = (Vec::with_capacity(found.len()), 0);
     for (id_path, path, metadata) in found {
-        let Some(id) = slash_separated(&id_path).filter(|_| path.to_str().is_some()) else {
+        let Some(id) = slash_separated(&id_path.with_extension("")).filter(|_| path.to_str().is_some()) else {
             eprintln!("skipping {path:?}: its path is not UTF-8, so no CSV row can name it; rename it");
             unnamed += 1;
             continue;
@@ -291,25 +295,29 @@ fn slash_separated(path: &Path) -> Option<String> {
 /// The rows of a CSV of image paths (column `path`, relative to the CSV's folder): each path as
 /// written, joined to the CSV's folder, with its optional age, sex and site.
 fn csv_of_paths(csv_path: &Path) -> Result<Vec<(String, PathBuf, Metadata)>> {
-    let mut reader = csv::Reader::from_path(csv_path).with_context(|| format!("opening {}", csv_path.display()))?;
+    let mut reader = csv::Reader::from_reader(naevus_run::csv_limits::open_bounded(csv_path)?);
     let headers = reader.headers().with_context(|| format!("{} line 1", csv_path.display()))?.clone();
     let find = |names: &[&str]| naevus_run::predictions::find_column(&headers, names);
     let path_col = find(&["path", "file"]).with_context(|| format!("{} line 1: no column named path or file", csv_path.display()))?;
     let (age_col, sex_col, site_col) = (find(&["age", "age_approx", "age_approximate"]), find(&["sex"]), find(&["site", "anatom_site_general_challenge"]));
     let base = csv_path.parent().unwrap_or(Path::new("."));
     let mut rows = Vec::new();
-    for row in reader.records() {
+    for (n, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("{}: malformed row", csv_path.display()))?;
         let line = row.position().map_or(0, |p| p.line());
-        let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).map(str::trim).filter(|v| !v.is_empty());
-        let path = cell(Some(path_col)).with_context(|| format!("{} line {line}: empty path", csv_path.display()))?;
-        let age = match cell(age_col).filter(|v| !v.eq_ignore_ascii_case("unknown")) {
-            Some(text) => Some(text.parse::<f32>().ok().filter(|a| a.is_finite()).with_context(|| {
-                format!("{} line {line}, column age: expected a number, found \"{}\"", csv_path.display(), text.chars().take(40).collect::<String>())
-            })?),
-            None => None,
+        if n >= naevus_run::csv_limits::MAX_CSV_ROWS {
+            return Err(naevus_run::csv_limits::too_many_rows(csv_path, line).into());
+        }
+        let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or("");
+        let path = Some(cell(Some(path_col)).trim()).filter(|p| !p.is_empty()).with_context(|| format!("{} line {line}: empty path", csv_path.display()))?;
+        // The rule prepare reads metadata cells with; here a bad cell stops the job, naming it.
+        let column = |c: Option<usize>| c.and_then(|c| headers.get(c)).unwrap_or("");
+        let bad = |c: Option<usize>, reason: String| anyhow::anyhow!("{} line {line}, column {}: {reason}", csv_path.display(), excerpt(column(c)));
+        let metadata = Metadata {
+            age: parse_age(cell(age_col)).map_err(|reason| bad(age_col, reason))?,
+            sex: parse_sex(cell(sex_col)).map_err(|reason| bad(sex_col, reason))?,
+            site: parse_site(cell(site_col)).map_err(|reason| bad(site_col, reason))?,
         };
-        let metadata = Metadata { age, sex: cell(sex_col).and_then(Sex::parse), site: cell(site_col).map(str::to_string) };
         rows.push((path.to_string(), base.join(path), metadata));
     }
     Ok(rows)

@@ -65,7 +65,7 @@ fn predict_ids_are_paths_relative_to_what_was_given() {
         let out = predict(run, &[path], csv.to_str().unwrap());
         assert!(out.status.success(), "{}", text(&out));
         let rows = rows(&std::fs::read_to_string(&csv).unwrap());
-        // A file given alone keeps its name without extension as its id.
+        // A file given alone has its name without extension as its id.
         let stem = path.file_stem().unwrap().to_str().unwrap();
         assert_eq!(rows.len(), 1);
         rows[stem].0
@@ -78,9 +78,9 @@ fn predict_ids_are_paths_relative_to_what_was_given() {
     let found = rows(&std::fs::read_to_string(&csv).unwrap());
     let mut ids: Vec<&String> = found.keys().collect();
     ids.sort();
-    assert_eq!(ids, ["d1/a.jpg", "d2/a.jpg", "d3/a-2.jpg"]);
+    assert_eq!(ids, ["d1/a", "d2/a", "d3/a-2"]);
     for (id, (score, path)) in &found {
-        assert_eq!(Path::new(path), images.join(id), "{id}");
+        assert_eq!(Path::new(path), images.join(id).with_extension("jpg"), "{id}");
         assert!((score - alone(Path::new(path))).abs() < 1e-9, "{id} holds another file's score");
     }
     // Several inputs: each id is the path as given, so equal names in two folders never meet.
@@ -89,19 +89,24 @@ fn predict_ids_are_paths_relative_to_what_was_given() {
     let out = predict(run, &[&d1, &d2], csv.to_str().unwrap());
     assert!(out.status.success(), "{}", text(&out));
     let found = rows(&std::fs::read_to_string(&csv).unwrap());
-    let expected: Vec<String> = [&d1, &d2].iter().map(|d| d.join("a.jpg").to_str().unwrap().to_string()).collect();
-    for id in &expected {
-        assert_eq!(&found[id].1, id);
+    for d in [&d1, &d2] {
+        let id = d.join("a").to_str().unwrap().to_string();
+        assert_eq!(Path::new(&found[&id].1), d.join("a.jpg"));
     }
     // One file named twice is refused, not numbered.
     let a = d1.join("a.jpg");
     let out = predict(run, &[&d1, &a], dir.path().join("twice.csv").to_str().unwrap());
     assert!(!out.status.success() && text(&out).contains("both have the id"), "{}", text(&out));
+    // Two files that differ only in their extension would share an id: refused too.
+    std::fs::copy(&a, d1.join("a.png")).unwrap();
+    let out = predict(run, &[&d1], dir.path().join("twins.csv").to_str().unwrap());
+    assert!(!out.status.success() && text(&out).contains("both have the id \"a\""), "{}", text(&out));
+    std::fs::remove_file(d1.join("a.png")).unwrap();
 
     // What reads predictions back takes the path column: evaluate and ensemble.
     let csv = dir.path().join("folder.csv");
     let truth = dir.path().join("truth.csv");
-    std::fs::write(&truth, "image_name,target\nd1/a.jpg,0\nd2/a.jpg,1\nd3/a-2.jpg,0\n").unwrap();
+    std::fs::write(&truth, "image_name,target\nd1/a,0\nd2/a,1\nd3/a-2,0\n").unwrap();
     let out = naevus(&["evaluate", "--pred", csv.to_str().unwrap(), "--truth", truth.to_str().unwrap(), "--bootstrap", "0"]);
     assert!(out.status.success(), "{}", text(&out));
     let joined = dir.path().join("joined.csv");
@@ -128,7 +133,7 @@ fn predict_skips_names_that_are_not_utf8_by_name() {
     let out = predict(run, &[&images], csv.to_str().unwrap());
     assert!(out.status.success(), "{}", text(&out));
     let found = rows(&std::fs::read_to_string(&csv).unwrap());
-    assert_eq!(found.keys().collect::<Vec<_>>(), ["plain.jpg"]);
+    assert_eq!(found.keys().collect::<Vec<_>>(), ["plain"]);
     for escaped in ["x\\xFF.jpg", "x\\xFE.jpg"] {
         assert!(text(&out).contains(escaped) && text(&out).contains("not UTF-8"), "{escaped} is named: {}", text(&out));
     }
@@ -304,4 +309,24 @@ fn a_failed_combine_leaves_nothing_and_the_retry_succeeds() {
     std::fs::write(&images, &intact).unwrap();
     let out = combine();
     assert!(out.status.success() && text(&out).contains("combined 11 images (8 primary, 3 external)"), "{}", text(&out));
+}
+
+/// Issue 29.12: a CSV of image paths reads its age, sex and site cells by the one metadata
+/// rule; a cell that does not parse stops the job naming the line and the column.
+#[test]
+fn predict_reads_a_csv_of_paths_by_the_metadata_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, run) = &tiny_run(dir.path());
+    std::fs::copy(fixture_image("ISIC_0000000"), dir.path().join("a.jpg")).unwrap();
+    let list = dir.path().join("list.csv");
+    for (row, column) in [("a.jpg,1e308,male,torso", "age"), ("a.jpg,40,M,torso", "sex"), ("a.jpg,40,female,moon", "site")] {
+        std::fs::write(&list, format!("path,age,sex,site\n{row}\n")).unwrap();
+        let out = predict(run, &[&list], dir.path().join("p.csv").to_str().unwrap());
+        assert!(!out.status.success() && text(&out).contains(&format!("list.csv line 2, column {column}:")), "{row}: {}", text(&out));
+    }
+    std::fs::write(&list, "path,age,sex,site\na.jpg,NA,Female,back\n").unwrap();
+    let csv = dir.path().join("p.csv");
+    let out = predict(run, &[&list], csv.to_str().unwrap());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(&csv).unwrap().lines().nth(1).unwrap().starts_with("a,"), "{}", std::fs::read_to_string(&csv).unwrap());
 }
