@@ -6,10 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use naevus_data::cache::CACHE_SIDES;
 use naevus_data::{Cache, CropSettings, PrepareOptions, SourceData, attention_box, image_at_size};
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::Method;
+use naevus_run::recipe::MODEL_INPUT_SIDES;
 use naevus_run::{Checkpoint, write_atomic};
+
+use crate::bounded::whole;
 
 /// Re-crop every image of a cache around where a model looks, from the original files.
 ///
@@ -30,8 +34,8 @@ pub struct Args {
     /// The new cache.
     #[arg(long)]
     out: PathBuf,
-    /// Side of the new cache's images (default: the input cache's).
-    #[arg(long)]
+    /// Side of the new cache's images, 16 to 8192 (default: the input cache's).
+    #[arg(long, value_parser = whole(*MODEL_INPUT_SIDES.start(), *CACHE_SIDES.end()))]
     size: Option<u32>,
     /// attention (default for models that have it) or gradcam / gradcam++.
     #[arg(long)]

@@ -184,3 +184,26 @@ fn prepare_lists_unreadable_metadata_and_keeps_the_images() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("line 1: the header names column \"SEX\" twice (fields 4 and 5)"), "{}", text(&out));
 }
+
+/// Issue 29.11: a cache below the smallest model input (the library's prepare and older
+/// caches allow one) trained at its own size without a recipe image_size; it is refused with
+/// the bound, and no run.json is written.
+#[test]
+fn a_cache_below_the_smallest_model_input_is_refused_by_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixtures().join("isic2017");
+    let spec = naevus_data::SourceSpec {
+        kind: naevus_data::SourceKind::Isic2017,
+        csv: Some(source.join("labels.csv")),
+        images: source.join("images"),
+        metadata_csv: None,
+    };
+    let cache = dir.path().join("cache8");
+    let options = naevus_data::PrepareOptions { size: 8, ..naevus_data::PrepareOptions::default() };
+    naevus_data::prepare(naevus_data::read_source(&spec).unwrap(), &cache, &options).unwrap();
+    let run = dir.path().join("run");
+    let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--epochs", "1"]);
+    let message = short_stderr(&out);
+    assert!(!out.status.success() && message.contains("8 px images, below the 16 px"), "{message}");
+    assert!(!run.join("run.json").exists());
+}

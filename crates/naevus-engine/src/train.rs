@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use naevus_data::{AugmentPlan, Cache, ClassScheme, MetadataEncoder, Sampling, Split, batches, epoch_order, stratified_group_kfold};
 use naevus_metrics::roc_auc;
 use naevus_models::Network;
+use naevus_run::recipe::MODEL_INPUT_SIDES;
 use naevus_run::{Calibration, Checkpoint, EpochMetrics, FoldDir, FoldState, RUN_FORMAT, RecipeFlags, RunDir, RunInfo, TrainingState, write_atomic};
 use serde::{Deserialize, Serialize};
 
@@ -253,6 +254,15 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     if let Some(encoder) = &metadata {
         eprintln!("metadata features: {}", encoder.feature_names().join(", "));
     }
+    let image_size = resolve_image_size(config.image_size, spec, cache.size());
+    if !MODEL_INPUT_SIDES.contains(&image_size) {
+        bail!(
+            "the cache {} holds {} px images, below the {} px a model takes; prepare it at a larger --size, or set image_size",
+            cache.dir().display(),
+            cache.size(),
+            MODEL_INPUT_SIDES.start()
+        );
+    }
     let info = RunInfo {
         format: RUN_FORMAT,
         naevus_version: env!("CARGO_PKG_VERSION").into(),
@@ -260,7 +270,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
         model: config.model.clone(),
         loss: config.loss,
         num_outputs: config.num_outputs(),
-        image_size: resolve_image_size(config.image_size, spec, cache.size()),
+        image_size,
         mean: spec.mean,
         std: spec.std,
         cache: std::fs::canonicalize(cache.dir()).unwrap_or_else(|_| cache.dir().to_path_buf()),
