@@ -15,10 +15,12 @@ use naevus_engine::TrainConfig;
 use naevus_engine::device::{Precision, select_device};
 use naevus_engine::loss::{LossKind, Target};
 use naevus_engine::step::{StepOutcome, Trainer};
-use naevus_run::recipe::Kebab;
+use naevus_run::recipe::{Kebab, MAX_BATCH_SIZE, MODEL_INPUT_SIDES};
 use naevus_run::write_atomic;
 use rayon::prelude::*;
 use serde::Serialize;
+
+use crate::bounded::whole;
 
 /// Measure naevus's speed and print one table (and write it as JSON with --out).
 #[derive(clap::Args)]
@@ -29,28 +31,31 @@ pub struct Args {
     /// Backends to time them on (what was compiled in).
     #[arg(long, value_delimiter = ',', default_value = "flex")]
     devices: Vec<String>,
-    /// Input sizes; the first is the main one, the others show scaling.
-    #[arg(long, value_delimiter = ',', default_value = "224")]
+    /// Input sizes, each 16 to 2048; the first is the main one, the others show scaling.
+    #[arg(long, value_delimiter = ',', default_value = "224", value_parser = whole(*MODEL_INPUT_SIDES.start() as usize, *MODEL_INPUT_SIDES.end() as usize))]
     sizes: Vec<usize>,
-    #[arg(long, default_value_t = 16)]
+    /// Images per training step, 2 to 1024.
+    #[arg(long, default_value_t = 16, value_parser = whole(2, MAX_BATCH_SIZE))]
     train_batch: usize,
-    #[arg(long, default_value_t = 32)]
+    /// Images per inference batch, 1 to 1024.
+    #[arg(long, default_value_t = 32, value_parser = whole(1, MAX_BATCH_SIZE))]
     infer_batch: usize,
     /// Floating-point type of the model rows: f32, f16 or bf16 (where the backend has it).
     #[arg(long, default_value = "f32")]
     precision: Kebab<Precision>,
-    /// Timed steps per row.
-    #[arg(long, default_value_t = 3)]
+    /// Timed steps per row, 1 to 10000.
+    #[arg(long, default_value_t = 3, value_parser = whole(1, 10_000))]
     steps: usize,
-    /// Untimed steps before them (a GPU backend compiles and tunes its kernels in the first).
-    #[arg(long, default_value_t = 1)]
+    /// Untimed steps before them, 0 to 10000 (a GPU backend compiles and tunes its kernels in
+    /// the first).
+    #[arg(long, default_value_t = 1, value_parser = whole(0, 10_000))]
     warmup: usize,
     /// Folder of JPEGs: re-encoded at 1024 and 2048 px for the decode + crop + resize rows,
     /// and used for single-image latency.
     #[arg(long)]
     images: Option<PathBuf>,
-    /// How many of those images.
-    #[arg(long, default_value_t = 64)]
+    /// How many of those images, 1 to 10000.
+    #[arg(long, default_value_t = 64, value_parser = whole(1, 10_000))]
     image_count: usize,
     /// A prepared cache for the augment + batch rows (light and seed-004 presets).
     #[arg(long)]

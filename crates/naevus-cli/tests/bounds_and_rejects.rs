@@ -101,7 +101,7 @@ fn huge_flag_values_are_quoted_short() {
 }
 
 #[test]
-fn augment_and_prepare_flags_are_bounded_in_help_and_message() {
+fn augment_prepare_predict_crop_and_bench_flags_are_bounded_in_help_and_message() {
     for (args, expected) in [
         (&["augment", "--data", "c", "--out", "g.png", "--per-image", "100000000"][..], "expected a whole number from 1 to 32"),
         (&["augment", "--data", "c", "--out", "g.png", "--per-image", "1e8"], "expected a whole number from 1 to 32"),
@@ -110,6 +110,10 @@ fn augment_and_prepare_flags_are_bounded_in_help_and_message() {
         (&["prepare", "--source", "folders", "--images", "i", "--out", "o", "--size", "1"], "expected a whole number from 16 to 8192"),
         (&["prepare", "--source", "folders", "--images", "i", "--out", "o", "--threads", "100000000"], "expected a whole number from 1 to 1024"),
         (&["prepare", "--source", "folders", "--images", "i", "--out", "o", "--max-pixels", "18446744073709551615"], "from 1 to 1000000000"),
+        (&["predict", "--run", "r", "--out", "p.csv", "--images", "a.jpg", "--max-pixels", "0"], "from 1 to 1000000000"),
+        (&["crop", "--run", "r", "--data", "c", "--out", "o", "--size", "4"], "expected a whole number from 16 to 8192"),
+        (&["bench", "--train-batch", "100000000"], "expected a whole number from 2 to 1024"),
+        (&["bench", "--sizes", "224,1"], "expected a whole number from 16 to 2048"),
     ] {
         let out = naevus(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
