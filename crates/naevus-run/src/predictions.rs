@@ -60,20 +60,10 @@ impl Predictions {
             labels: label_col.map(|_| Vec::new()),
             folds: fold_col.map(|_| Vec::new()),
         };
-        let mut first_line: HashMap<String, u64> = HashMap::new();
+        let mut ids = IdColumn::new(path, &headers, id_col);
         for (n, row) in reader.records().enumerate() {
             let row = row.map_err(|e| csv_error(path, e))?;
-            let line = row.position().map(|p| p.line()).unwrap_or(0);
-            if n >= MAX_CSV_ROWS {
-                return Err(too_many_rows(path, line));
-            }
-            let id = row.get(id_col).unwrap_or("").trim();
-            if id.is_empty() {
-                return Err(RunError::EmptyId { path: path.to_path_buf(), line, column: id_col + 1, name: name(id_col) });
-            }
-            if let Some(&first) = first_line.get(id) {
-                return Err(RunError::DuplicateId { path: path.to_path_buf(), line, column: id_col + 1, id: excerpt(id), first_line: first });
-            }
+            let (line, id) = ids.check(n, &row)?;
             let text = row.get(score_col).unwrap_or("").trim();
             let score = match text.parse::<f64>() {
                 Ok(s) if s.is_finite() => s,
@@ -93,7 +83,6 @@ impl Predictions {
             if let (Some(c), Some(folds)) = (fold_col, out.folds.as_mut()) {
                 folds.push(row.get(c).unwrap_or("").trim().to_string());
             }
-            first_line.insert(id.to_string(), line);
             out.ids.push(id.to_string());
             out.scores.push(score);
         }
@@ -194,6 +183,39 @@ pub fn write_class_predictions(
 /// Index of the first header among `names` (a leading byte-order mark and spaces ignored).
 pub fn find_column(headers: &csv::StringRecord, names: &[&str]) -> Option<usize> {
     headers.iter().position(|h| names.contains(&h.trim().trim_start_matches('\u{feff}')))
+}
+
+/// The id column of a CSV keyed by image id, read row by row: each row within the bound on
+/// rows, with an id, and an id no earlier row had.
+pub(crate) struct IdColumn<'a> {
+    path: &'a Path,
+    column: usize,
+    name: String,
+    first_line: HashMap<String, u64>,
+}
+
+impl<'a> IdColumn<'a> {
+    pub(crate) fn new(path: &'a Path, headers: &csv::StringRecord, column: usize) -> Self {
+        Self { path, column, name: headers.get(column).unwrap_or("").trim().to_string(), first_line: HashMap::new() }
+    }
+
+    /// The line and id of row `n` (from 0), or the error naming the file, line and column.
+    pub(crate) fn check<'r>(&mut self, n: usize, row: &'r csv::StringRecord) -> Result<(u64, &'r str), RunError> {
+        let path = self.path.to_path_buf();
+        let line = row.position().map_or(n as u64 + 2, |p| p.line());
+        if n >= MAX_CSV_ROWS {
+            return Err(too_many_rows(self.path, line));
+        }
+        let id = row.get(self.column).unwrap_or("").trim();
+        if id.is_empty() {
+            return Err(RunError::EmptyId { path, line, column: self.column + 1, name: self.name.clone() });
+        }
+        if let Some(&first_line) = self.first_line.get(id) {
+            return Err(RunError::DuplicateId { path, line, column: self.column + 1, id: excerpt(id), first_line });
+        }
+        self.first_line.insert(id.to_string(), line);
+        Ok((line, id))
+    }
 }
 
 pub(crate) fn require_column(headers: &csv::StringRecord, names: &[&str], path: &Path) -> Result<usize, RunError> {

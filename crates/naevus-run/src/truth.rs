@@ -10,9 +10,9 @@ use naevus_data::Cache;
 use naevus_data::error::excerpt;
 use naevus_data::metadata::parse_label;
 
-use crate::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
+use crate::csv_limits::open_bounded;
 use crate::error::RunError;
-use crate::predictions::{ID_COLUMNS, csv_error, find_column, require_column};
+use crate::predictions::{ID_COLUMNS, IdColumn, csv_error, find_column, require_column};
 
 /// Names accepted for the label column.
 pub const LABEL_COLUMNS: &[&str] = &["target", "melanoma", "label"];
@@ -55,26 +55,15 @@ impl Truth {
         let group_col = find_column(&headers, GROUP_COLUMNS);
         let name = |c: usize| headers.get(c).unwrap_or("").trim().to_string();
         let mut labels = HashMap::new();
-        let mut first_line: HashMap<String, u64> = HashMap::new();
+        let mut ids = IdColumn::new(path, &headers, id_col);
         for (n, row) in reader.records().enumerate() {
             let row = row.map_err(|e| csv_error(path, e))?;
-            let line = row.position().map_or(n as u64 + 2, |p| p.line());
-            if n >= MAX_CSV_ROWS {
-                return Err(too_many_rows(path, line));
-            }
-            let id = row.get(id_col).unwrap_or("").trim();
-            if id.is_empty() {
-                return Err(RunError::EmptyId { path: path.to_path_buf(), line, column: id_col + 1, name: name(id_col) });
-            }
-            if let Some(&first) = first_line.get(id) {
-                return Err(RunError::DuplicateId { path: path.to_path_buf(), line, column: id_col + 1, id: excerpt(id), first_line: first });
-            }
+            let (line, id) = ids.check(n, &row)?;
             let text = row.get(label_col).unwrap_or("").trim();
             let label = u8::from(
                 parse_label(text).map_err(|_| RunError::BadLabel { path: path.to_path_buf(), line, column: label_col + 1, name: name(label_col), text: excerpt(text) })?,
             );
             let group = group_col.and_then(|c| row.get(c)).map(str::trim).filter(|g| !g.is_empty()).unwrap_or(id);
-            first_line.insert(id.to_string(), line);
             labels.insert(id.to_string(), (label, group.to_string()));
         }
         Ok(Self { labels })
