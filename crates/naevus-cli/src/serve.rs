@@ -17,10 +17,12 @@ use crate::bounded::whole;
 /// sex and site, or the image as the body) and answers JSON: the melanoma probability
 /// (calibrated when the model has a calibration), the decision at the operating point, and
 /// with ?explain=gradcam++ an overlay. POST /v1/predict/batch takes several; GET /v1/model
-/// gives the model card, GET /healthz and GET /metrics (Prometheus) the service's state.
+/// gives the model card, GET /healthz (503 once batches keep failing), GET /readyz (503 while
+/// at capacity) and GET /metrics (Prometheus) the service's state.
 /// Concurrent images are batched (up to --max-batch, waiting at most --batch-wait-ms); when
-/// --queue images wait already, requests get 503 with Retry-After. SIGTERM or Ctrl-C stops
-/// after the requests in flight are answered.
+/// --queue images wait already, requests get 503 with Retry-After. A client gets
+/// --read-timeout-secs to send its request. SIGTERM or Ctrl-C stops after the requests in
+/// flight are answered; connections still open after the read timeout and 5 s are dropped.
 #[derive(clap::Args)]
 pub struct Args {
     /// Run directory (from `naevus train`) or exported model (from `naevus export`).
