@@ -159,6 +159,17 @@ fn every_endpoint_answers_and_probabilities_match_predict_images() {
     assert!(metrics.contains("naevus_batch_size_bucket{le=\"+Inf\"}"), "{metrics}");
 }
 
+/// A request whose Content-Length is over the 1 MB limit, sent without its body: the service
+/// answers 413 from the header alone. (Sending the 2 MB too would race the answer: a socket
+/// closed with unread data is reset, and the reset may discard the answer not yet sent.)
+fn declared_over_the_limit(addr: &str) -> Response {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let head = format!("POST /v1/predict HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", 2 << 20);
+    stream.write_all(head.as_bytes()).unwrap();
+    http::read_response(&mut stream)
+}
+
 #[test]
 fn bad_input_gets_a_json_error_naming_what_was_wrong() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,7 +185,7 @@ fn bad_input_gets_a_json_error_naming_what_was_wrong() {
         ("truncated half", post_image(addr, "/v1/predict", &good[..good.len() / 2], &[]), 400, "invalid_image"),
         ("claims 65000x65000", post_image(addr, "/v1/predict", &jpeg_claiming(65000, 65000), &[]), 413, "image_too_large"),
         ("PNG bomb", post_image(addr, "/v1/predict", &png_bomb(2000), &[]), 413, "image_too_large"),
-        ("body over 1 MB", post_image(addr, "/v1/predict", &vec![0xFF; 2 << 20], &[]), 413, "payload_too_large"),
+        ("body over 1 MB", declared_over_the_limit(addr), 413, "payload_too_large"),
         ("wrong type", request(addr, "POST", "/v1/predict", &[("Content-Type", "text/plain")], &good), 415, "unsupported_media_type"),
         ("no type", request(addr, "POST", "/v1/predict", &[], &good), 415, "unsupported_media_type"),
         ("field path", post_image(addr, "/v1/predict", &good, &[("path", "/etc/passwd")]), 400, "bad_request"),

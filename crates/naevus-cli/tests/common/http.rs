@@ -77,7 +77,7 @@ pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
 
 /// Reads one response: up to its Content-Length when it gives one (some servers, chromedriver
 /// among them, keep the connection open after answering), else to the end of the stream.
-fn read_response(stream: &mut TcpStream) -> Response {
+pub fn read_response(stream: &mut TcpStream) -> Response {
     let mut raw = Vec::new();
     let mut buffer = [0u8; 64 * 1024];
     let mut body_length = None;
