@@ -161,6 +161,28 @@ fn a_batch_whose_client_hangs_up_stops_being_decoded_and_is_counted() {
 }
 
 #[test]
+fn an_upload_over_the_limit_gets_its_413_and_the_connection_is_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = trained_bundle(dir.path(), &[]);
+    let server = Server::start(&bundle, &["--max-body-mb", "1"]);
+    // The answer comes at the header. The service then reads and drops what the client still
+    // sends, rather than closing on unread bytes: that resets the connection, which fails the
+    // client's upload and can discard the answer before the client reads it.
+    for round in 0..3 {
+        let mut stream = TcpStream::connect(&server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!("POST /v1/predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", 8 << 20);
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sending = std::thread::spawn(move || writer.write_all(&vec![0xFF; 8 << 20]));
+        let answer = read_all(stream);
+        assert!(answer.starts_with("HTTP/1.1 413"), "round {round}: {answer}");
+        let sent = sending.join().unwrap();
+        assert!(sent.is_ok(), "round {round}: the upload was cut off: {sent:?}");
+    }
+}
+
+#[test]
 fn sigterm_ends_the_service_while_clients_hold_half_sent_requests() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = trained_bundle(dir.path(), &[]);

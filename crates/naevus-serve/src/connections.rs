@@ -2,6 +2,7 @@
 //! request headers (which also closes a keep-alive connection left idle that long), and all
 //! of them told to finish at shutdown, then dropped after a grace period, so that a client
 //! holding a half-sent request can neither hold the service open nor keep it from stopping.
+//! A connection that has answered closes without a reset ([`linger`]).
 //!
 //! (axum::serve sets no read timeout and waits at shutdown for every connection, however
 //! long its client takes: the reason for this module.)
@@ -56,17 +57,45 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router, header_tim
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
+    let mut connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut stopping = false;
-    loop {
+    let finished = loop {
         tokio::select! {
-            _ = connection.as_mut() => return,
+            finished = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break finished,
             _ = stopped.changed(), if !stopping => {
                 // Answer the request under way, if any, then close; idle connections close now.
                 stopping = true;
-                connection.as_mut().graceful_shutdown();
+                std::pin::Pin::new(&mut connection).graceful_shutdown();
             }
         }
+    };
+    if finished.is_ok() {
+        linger(connection.into_parts().io.into_inner()).await;
     }
+}
+
+/// How long, and how many bytes, a closing connection reads and drops of what its client
+/// still sends.
+const LINGER: (Duration, u64) = (Duration::from_secs(2), 64 << 20);
+
+/// Closes a connection whose answer has been written without resetting it: a socket closed
+/// with unread bytes (an upload refused at its header, 413) is reset, and the reset can
+/// discard the answer before the client reads it. So the sending side is shut first, and
+/// what the client still sends is read and dropped for a moment (as nginx's lingering close).
+async fn linger(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buffer = vec![0u8; 64 << 10];
+    let mut drained = 0u64;
+    let _ = tokio::time::timeout(LINGER.0, async {
+        while drained < LINGER.1 {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n as u64,
+            }
+        }
+    })
+    .await;
 }
