@@ -221,9 +221,9 @@ fn no_server_fails_at_once_with_the_offline_hint() {
     assert!(!partial_of(&target).exists());
 }
 
-/// Answers one request with a 200 whose body is `length` bytes long by its Content-Length,
-/// or, without one, goes on until the client hangs up.
-fn serve_large(length: Option<u64>) -> String {
+/// Answers one request with a 200 (with a Content-Length when `length` is given), then sends
+/// `piece` after `piece`, pausing `pause` between them, until the client hangs up.
+fn serve_endless(length: Option<u64>, piece: Vec<u8>, pause: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -235,10 +235,16 @@ fn serve_large(length: Option<u64>) -> String {
         }
         let header = length.map(|l| format!("Content-Length: {l}\r\n")).unwrap_or_default();
         let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\n{header}Connection: close\r\n\r\n").as_bytes());
-        let chunk = vec![0x5au8; 64 * 1024];
-        while stream.write_all(&chunk).is_ok() {}
+        while stream.write_all(&piece).and_then(|_| stream.flush()).is_ok() {
+            std::thread::sleep(pause);
+        }
     });
     format!("http://127.0.0.1:{port}/models/weights-00000000.pth")
+}
+
+/// A body `length` bytes long by its Content-Length, or without one endless, sent at once.
+fn serve_large(length: Option<u64>) -> String {
+    serve_endless(length, vec![0x5a; 64 * 1024], Duration::ZERO)
 }
 
 #[test]
@@ -258,25 +264,9 @@ fn an_answer_too_large_for_a_weights_file_is_refused_and_deleted() {
     assert!(!target.exists() && !partial_of(&target).exists());
 }
 
-/// Answers one request with a 200 of `length` bytes by its Content-Length, sending one byte
-/// every `every` until the client hangs up.
+/// A body of `length` bytes by its Content-Length, trickled one byte every `every`.
 fn serve_trickle(length: u64, every: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let Ok((mut stream, _)) = listener.accept() else { return };
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-            line.clear();
-        }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
-        let _ = stream.write_all(head.as_bytes());
-        while stream.write_all(b"x").and_then(|_| stream.flush()).is_ok() {
-            std::thread::sleep(every);
-        }
-    });
-    format!("http://127.0.0.1:{port}/models/weights-00000000.pth")
+    serve_endless(Some(length), b"x".to_vec(), every)
 }
 
 #[test]
