@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{naevus, text};
+use common::{naevus, text, write};
 
 /// The binary with `args`, its weights cache in `cache`.
 fn naevus_cached(cache: &Path, args: &[&str]) -> Output {
@@ -154,12 +154,6 @@ fn weights_fetch_removes_the_tmp_a_killed_fetch_left() {
 }
 
 /// Writes `text` to `dir/name` and returns the path as a string.
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 /// The scores of an image_name,target CSV, in its order.
 fn scores(path: &Path) -> Vec<(String, f64)> {
     let text = std::fs::read_to_string(path).unwrap();

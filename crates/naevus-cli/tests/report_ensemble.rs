@@ -4,13 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixtures, naevus, text};
-
-fn write(dir: &Path, name: &str, content: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, content).unwrap();
-    path.to_str().unwrap().to_string()
-}
+use common::{fixtures, naevus, text, write};
 
 #[test]
 fn ensemble_modes_by_hand() {

@@ -23,3 +23,11 @@ pub fn naevus(args: &[&str]) -> Output {
 pub fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
+
+/// Writes `content` to `dir/name`; its path as text, for an argument.
+#[allow(dead_code)] // not every test binary writes files this way
+pub fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_string()
+}
