@@ -295,7 +295,7 @@ fn slash_separated(path: &Path) -> Option<String> {
 /// The rows of a CSV of image paths (column `path`, relative to the CSV's folder): each path as
 /// written, joined to the CSV's folder, with its optional age, sex and site.
 fn csv_of_paths(csv_path: &Path) -> Result<Vec<(String, PathBuf, Metadata)>> {
-    let mut reader = csv::Reader::from_reader(naevus_run::csv_limits::open_bounded(csv_path)?);
+    let mut reader = csv::Reader::from_reader(naevus_data::csv_limits::open_bounded(csv_path)?);
     let headers = reader.headers().with_context(|| format!("{} line 1", csv_path.display()))?.clone();
     let find = |names: &[&str]| naevus_run::predictions::find_column(&headers, names);
     let path_col = find(&["path", "file"]).with_context(|| format!("{} line 1: no column named path or file", csv_path.display()))?;
@@ -305,8 +305,8 @@ fn csv_of_paths(csv_path: &Path) -> Result<Vec<(String, PathBuf, Metadata)>> {
     for (n, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("{}: malformed row", csv_path.display()))?;
         let line = row.position().map_or(0, |p| p.line());
-        if n >= naevus_run::csv_limits::MAX_CSV_ROWS {
-            return Err(naevus_run::csv_limits::too_many_rows(csv_path, line).into());
+        if n >= naevus_data::csv_limits::MAX_CSV_ROWS {
+            return Err(naevus_data::csv_limits::too_many_rows(csv_path, line).into());
         }
         let cell = |c: Option<usize>| c.and_then(|c| row.get(c)).unwrap_or("");
         let path = Some(cell(Some(path_col)).trim()).filter(|p| !p.is_empty()).with_context(|| format!("{} line {line}: empty path", csv_path.display()))?;

@@ -37,6 +37,17 @@ pub enum DataError {
         message: String,
     },
 
+    /// A file over the size a file of its kind may have.
+    #[error("{} is {size} bytes long, more than the {limit} bytes a {what} may have here", path.display())]
+    TooLarge {
+        path: PathBuf,
+        /// Its size, or at least how much was read of it.
+        size: u64,
+        limit: u64,
+        /// What kind of file, e.g. "CSV (1 GiB)".
+        what: &'static str,
+    },
+
     /// An image could not be decoded.
     #[error("{}: {reason}", path.display())]
     Image {

@@ -10,6 +10,7 @@ pub mod augment;
 pub mod cache;
 pub mod classes;
 pub mod crop;
+pub mod csv_limits;
 pub mod error;
 pub mod folds;
 pub mod image_io;

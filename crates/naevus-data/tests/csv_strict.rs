@@ -113,3 +113,14 @@ fn messages_quote_only_an_excerpt_of_a_long_value() {
     let message = read_csv(text.as_bytes()).0.unwrap_err().to_string();
     assert!(message.len() < 400 && message.contains("required column \"image_id\" not found"), "{message}");
 }
+
+/// A label CSV that never ends (`/dev/zero`, a FIFO) was read into memory without end; it is
+/// refused at the 1 GiB every CSV may have.
+#[cfg(unix)]
+#[test]
+fn a_label_csv_that_never_ends_is_refused_at_the_bound() {
+    let images = tempfile::tempdir().unwrap();
+    let spec = SourceSpec { kind: SourceKind::Isic2017, csv: Some(PathBuf::from("/dev/zero")), images: images.path().to_path_buf(), metadata_csv: None };
+    let message = read_source(&spec).unwrap_err().to_string();
+    assert!(message.contains("/dev/zero is 1073741825 bytes long") && message.contains("1 GiB"), "{message}");
+}

@@ -9,7 +9,7 @@ pub enum RunError {
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    /// Writing a file failed (the message names it).
+    /// Reading or writing a file through naevus-data failed (the message names it).
     #[error(transparent)]
     Write(#[from] naevus_data::DataError),
     /// A directory without run.json.

@@ -25,7 +25,6 @@
 //! header with their kind, format version and checksum, checked on every load.
 
 pub mod calibration;
-pub mod csv_limits;
 pub mod dir;
 pub mod error;
 pub mod history;

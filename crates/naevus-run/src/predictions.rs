@@ -9,7 +9,7 @@ use naevus_data::ClassScheme;
 use naevus_data::error::excerpt;
 use naevus_data::metadata::parse_label;
 
-use crate::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
+use naevus_data::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
 use crate::error::RunError;
 use crate::write_atomic;
 
@@ -43,7 +43,7 @@ impl Predictions {
     /// Reads a prediction CSV. Errors name the file, line and column of: a missing id or
     /// score column, an empty id, a duplicate id, a score that is not a finite number or not
     /// a probability, a label that is not 0 or 1, a malformed row; a file without rows is an
-    /// error too, and so is one past the bounds of [`crate::csv_limits`].
+    /// error too, and so is one past the bounds of [`naevus_data::csv_limits`].
     pub fn read(path: &Path) -> Result<Self, RunError> {
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(open_bounded(path)?);
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
@@ -204,7 +204,7 @@ impl<'a> IdColumn<'a> {
         let path = self.path.to_path_buf();
         let line = row.position().map_or(n as u64 + 2, |p| p.line());
         if n >= MAX_CSV_ROWS {
-            return Err(too_many_rows(self.path, line));
+            return Err(too_many_rows(self.path, line).into());
         }
         let id = row.get(self.column).unwrap_or("").trim();
         if id.is_empty() {

@@ -10,7 +10,7 @@ use naevus_data::Cache;
 use naevus_data::error::excerpt;
 use naevus_data::metadata::parse_label;
 
-use crate::csv_limits::open_bounded;
+use naevus_data::csv_limits::open_bounded;
 use crate::error::RunError;
 use crate::predictions::{ID_COLUMNS, IdColumn, csv_error, find_column, require_column};
 
@@ -40,7 +40,7 @@ impl Truth {
     }
 
     /// Reads the labels of a prepared cache directory, or of a label CSV (bounded as
-    /// [`crate::csv_limits`] says). Each id must have one row; a label is 0 or 1 (or 0.0,
+    /// [`naevus_data::csv_limits`] says). Each id must have one row; a label is 0 or 1 (or 0.0,
     /// 1.0). Errors name the file, line and column.
     pub fn read(path: &Path) -> Result<Self, RunError> {
         if path.is_dir() {

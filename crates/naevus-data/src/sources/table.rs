@@ -2,9 +2,9 @@
 //! csv crate reads them, then its header and rows, each row well-formed or a reject.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::csv_limits::{MAX_CSV_LINE_BYTES, read_at_most};
 use crate::error::{DataError, excerpt, excerpt_bytes};
 use crate::records::Reject;
 
@@ -59,7 +59,7 @@ impl<'a> LineIndex<'a> {
 
 /// Longest line a label CSV may have: real rows are well under 1 KB, and a longer "line" is a
 /// file that is not a CSV (or whose line ends the reader does not know).
-const MAX_LINE_BYTES: usize = 1 << 20;
+const MAX_LINE_BYTES: usize = MAX_CSV_LINE_BYTES as usize;
 
 /// What a line-by-line look at a CSV's quotes found.
 #[derive(Default)]
@@ -150,7 +150,7 @@ enum Quote {
 
 impl Table {
     pub(super) fn read(file: &Path) -> Result<Table, DataError> {
-        let bytes = fs::read(file).map_err(|e| DataError::io(file, e))?;
+        let bytes = read_at_most(file)?;
         // Spreadsheet exports often start with a UTF-8 byte order mark.
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
         let lines = LineIndex::new(body);

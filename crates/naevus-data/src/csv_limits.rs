@@ -1,12 +1,14 @@
-//! Bounds on the CSV files a user gives (predictions, truth labels): the csv crate keeps a
-//! whole record in memory, so a file with no line ends (`/dev/zero`) or an endless one (a
-//! FIFO, a device) would grow without end. Every such file is opened through [`open_bounded`].
+//! Bounds on the CSV files a user gives (label and metadata CSVs, predictions, truth labels,
+//! lists of image paths): a file with no line ends (`/dev/zero`) or an endless one (a FIFO, a
+//! device) would otherwise be read into memory without end. The label CSVs are read whole
+//! ([`read_at_most`]); the others are streamed through [`open_bounded`], the csv crate keeping
+//! one record in memory at a time.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::error::RunError;
+use crate::error::DataError;
 
 /// Largest CSV read: ISIC 2024's 401,059 rows take 60 MB.
 pub const MAX_CSV_BYTES: u64 = 1 << 30;
@@ -19,13 +21,29 @@ pub const MAX_CSV_LINE_BYTES: u64 = 1 << 20;
 /// Opens `path` for reading as a CSV: a regular file over [`MAX_CSV_BYTES`] is refused at
 /// once; anything (a device or FIFO has no size to check first) fails while it is read once
 /// more than that, or a line of more than [`MAX_CSV_LINE_BYTES`], has come through.
-pub fn open_bounded(path: &Path) -> Result<BoundedRead<File>, RunError> {
-    let file = File::open(path).map_err(|e| RunError::io(path, e))?;
-    let size = file.metadata().map_err(|e| RunError::io(path, e))?.len();
+pub fn open_bounded(path: &Path) -> Result<BoundedRead<File>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let size = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     if size > MAX_CSV_BYTES {
-        return Err(RunError::Invalid(format!("{} is {size} bytes long, more than the {MAX_CSV_BYTES} bytes (1 GiB) a CSV may have here", path.display())));
+        return Err(too_large(path, size));
     }
     Ok(BoundedRead { inner: file, total: 0, line: 0 })
+}
+
+/// The whole of `path`, refused once it passes [`MAX_CSV_BYTES`] (lines are checked by the
+/// caller, which can quote the start of one too long).
+pub fn read_at_most(path: &Path) -> Result<Vec<u8>, DataError> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CSV_BYTES + 1).read_to_end(&mut bytes).map_err(|e| DataError::io(path, e))?;
+    if bytes.len() as u64 > MAX_CSV_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn too_large(path: &Path, size: u64) -> DataError {
+    DataError::TooLarge { path: path.to_path_buf(), size, limit: MAX_CSV_BYTES, what: "CSV (1 GiB)" }
 }
 
 /// A reader that fails past [`MAX_CSV_BYTES`] in all or [`MAX_CSV_LINE_BYTES`] in a line.
@@ -54,6 +72,6 @@ impl<R: Read> Read for BoundedRead<R> {
 }
 
 /// The error for the row after the last one allowed.
-pub fn too_many_rows(path: &Path, line: u64) -> RunError {
-    RunError::Invalid(format!("{} line {line}: more than the {MAX_CSV_ROWS} rows a CSV may have here", path.display()))
+pub fn too_many_rows(path: &Path, line: u64) -> DataError {
+    DataError::Csv { file: path.to_path_buf(), line, message: format!("more than the {MAX_CSV_ROWS} rows a CSV may have here") }
 }
