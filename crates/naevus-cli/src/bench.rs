@@ -44,18 +44,18 @@ pub struct Args {
     #[arg(long, default_value = "f32")]
     precision: Kebab<Precision>,
     /// Timed steps per row, 1 to 10000.
-    #[arg(long, default_value_t = 3, value_parser = whole(1, 10_000))]
+    #[arg(long, default_value_t = 3, value_parser = whole(1usize, 10_000))]
     steps: usize,
     /// Untimed steps before them, 0 to 10000 (a GPU backend compiles and tunes its kernels in
     /// the first).
-    #[arg(long, default_value_t = 1, value_parser = whole(0, 10_000))]
+    #[arg(long, default_value_t = 1, value_parser = whole(0usize, 10_000))]
     warmup: usize,
     /// Folder of JPEGs: re-encoded at 1024 and 2048 px for the decode + crop + resize rows,
     /// and used for single-image latency.
     #[arg(long)]
     images: Option<PathBuf>,
     /// How many of those images, 1 to 10000.
-    #[arg(long, default_value_t = 64, value_parser = whole(1, 10_000))]
+    #[arg(long, default_value_t = 64, value_parser = whole(1usize, 10_000))]
     image_count: usize,
     /// A prepared cache for the augment + batch rows (light and seed-004 presets).
     #[arg(long)]

@@ -7,7 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 
-use crate::flex_training::batch_norm;
+use crate::flex_kernels::{batch_norm, conv as dense};
 
 /// How compatibility scores become attention weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,14 +115,14 @@ impl AttentionBlock {
     /// attention [batch, 1, H, W]).
     pub fn forward(&self, local: Tensor<4>, global: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
         let [batch, _, height, width] = local.dims();
-        let local_term = self.w_l.forward(local.clone());
-        let mut global_term = self.w_g.forward(global);
+        let local_term = dense(&self.w_l, local.clone());
+        let mut global_term = dense(&self.w_g, global);
         let [_, _, global_height, global_width] = global_term.dims();
         if [global_height, global_width] != [height, width] {
             // Half-pixel bilinear upsampling, as torch's align_corners=False in the seeds.
             global_term = bilinear_resize(global_term, height, width);
         }
-        let scores = self.phi.forward(relu(local_term + global_term)).reshape([batch, height * width]);
+        let scores = dense(&self.phi, relu(local_term + global_term)).reshape([batch, height * width]);
         let (attention, pooled) = match self.norm {
             AttentionNorm::Softmax => {
                 let attention = softmax(scores, 1);
@@ -168,7 +168,7 @@ impl ChipAttentionPool {
     /// map [batch, C, n, n] -> (pooled [batch, C], attention [batch, 1, n, n] summing to 1).
     pub fn forward(&self, map: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
         let [batch, _, height, width] = map.dims();
-        let scores = self.conv2.forward(relu(batch_norm(&self.bn, self.conv1.forward(map.clone()))));
+        let scores = dense(&self.conv2, relu(batch_norm(&self.bn, dense(&self.conv1, map.clone()))));
         let attention = softmax(scores.reshape([batch, height * width]), 1);
         (weighted_sum(map, attention.clone()), attention.reshape([batch, 1, height, width]))
     }

@@ -15,12 +15,16 @@ pub mod small_cnn;
 pub mod vgg;
 
 #[cfg(feature = "flex")]
-mod flex_training;
+mod flex_kernels;
 #[cfg(not(feature = "flex"))]
-mod flex_training {
-    //! Without flex there are no own training kernels: burn's modules as they are.
+mod flex_kernels {
+    //! Without flex there are no own kernels: burn's modules as they are.
     use burn::nn::{BatchNorm, conv::Conv2d};
     use burn::prelude::Tensor;
+
+    pub(crate) fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+        conv.forward(x)
+    }
 
     pub(crate) fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.forward(x)
@@ -32,4 +36,7 @@ mod flex_training {
 }
 
 pub use layers::{Layer, LayerHook, UnknownLayer};
+/// The flex kernels' layer map (`naevus bench --layers`).
+#[cfg(feature = "flex")]
+pub use flex_kernels::{LayerShape, Operands, Pass, record_layers};
 pub use registry::{HeadOptions, MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};

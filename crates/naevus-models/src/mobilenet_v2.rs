@@ -10,7 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::flex_training::{batch_norm, depthwise};
+use crate::flex_kernels::{batch_norm, conv as dense, depthwise};
 use crate::layers::{Layer, LayerHook};
 
 const STEM_CHANNELS: usize = 32;
@@ -101,28 +101,6 @@ fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
 }
 
-/// A 1x1 convolution (stride 1, no padding, one group); in training, as one batched matrix
-/// product, weight [out, in] x input [batch, in, h*w]. The same values as `conv.forward`, but
-/// burn's flex backend computes a convolution's gradients through a generic transposed
-/// convolution and transposed copies of the input, which a matrix product's backward does
-/// not need; without gradients flex's own 1x1 convolution is the faster (bench/NOTES.md). The
-/// module and its weights stay a Conv2d, so checkpoints and pretrained weights load as before.
-pub(crate) fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let no_padding = matches!(conv.padding, PaddingConfig2d::Valid | PaddingConfig2d::Same | PaddingConfig2d::Explicit(0, 0, 0, 0));
-    let trivial = conv.kernel_size == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 && no_padding;
-    if !trivial || !x.device().is_autodiff() {
-        return conv.forward(x);
-    }
-    let [batch, channels_in, height, width] = x.dims();
-    let [channels_out, ..] = conv.weight.dims();
-    let weight = conv.weight.val().reshape([1, channels_out, channels_in]);
-    let mut y = weight.matmul(x.reshape([batch, channels_in, height * width]));
-    if let Some(bias) = &conv.bias {
-        y = y + bias.val().reshape([1, channels_out, 1]);
-    }
-    y.reshape([batch, channels_out, height, width])
-}
-
 /// min(max(x, 0), 6), as relu then clamp_max: burn's autodiff has no clamp of its own, and
 /// `clamp(0, 6)` costs two comparisons and two mask fills each way, where relu is one fused
 /// pass forward and one backward (bench/NOTES.md). Shared with EfficientNet-Lite.
@@ -159,11 +137,11 @@ impl InvertedResidual {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
-            x = relu6(batch_norm(bn, pointwise(conv, x)));
+            x = relu6(batch_norm(bn, dense(conv, x)));
         }
         x = relu6(batch_norm(&self.depthwise_bn, depthwise(&self.depthwise_conv, x)));
         // Linear bottleneck: no activation after the projection.
-        x = batch_norm(&self.project_bn, pointwise(&self.project_conv, x));
+        x = batch_norm(&self.project_bn, dense(&self.project_conv, x));
         if self.residual { x + input } else { x }
     }
 }
@@ -208,7 +186,7 @@ impl MobileNetV2Features {
     /// resolution level, at strides 4, 8, 16 and 32; the last is the 1280-channel head output.
     /// Each passes through `hook` before the next block.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = relu6(batch_norm(&self.stem_bn, self.stem_conv.forward(images)));
+        let mut x = relu6(batch_norm(&self.stem_bn, dense(&self.stem_conv, images)));
         let mut stages = Vec::with_capacity(4);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -217,7 +195,7 @@ impl MobileNetV2Features {
                 stages.push(x.clone());
             }
         }
-        let head = relu6(batch_norm(&self.head_bn, pointwise(&self.head_conv, x)));
+        let head = relu6(batch_norm(&self.head_bn, dense(&self.head_conv, x)));
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }
@@ -235,27 +213,6 @@ mod tests {
         let shapes: Vec<[usize; 4]> = stages.iter().map(|s| s.dims()).collect();
         let [c4, c8, c16, c32] = MobileNetV2Features::stage_channels();
         assert_eq!(shapes, vec![[2, c4, 16, 16], [2, c8, 8, 8], [2, c16, 4, 4], [2, c32, 2, 2]]);
-    }
-
-    #[test]
-    fn pointwise_matches_the_convolution_forward_and_backward() {
-        let device = Device::flex().autodiff();
-        device.seed(3);
-        let x = Tensor::<4>::random([2, 6, 5, 7], burn::tensor::Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let conv = Conv2dConfig::new([6, 4], [1, 1]).init(&device);
-        let by_conv = conv.forward(x.clone());
-        let by_matmul = pointwise(&conv, x.clone());
-        by_matmul.to_data().assert_approx_eq::<f32>(&by_conv.to_data(), burn::tensor::Tolerance::absolute(1e-5));
-
-        // The same gradients for the input, the weight and the bias.
-        let grads_conv = (by_conv.clone() * by_conv).sum().backward();
-        let grads_matmul = (by_matmul.clone() * by_matmul).sum().backward();
-        let close = burn::tensor::Tolerance::absolute(1e-4);
-        x.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&x.grad(&grads_conv).unwrap().to_data(), close);
-        let weight = conv.weight.val();
-        weight.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&weight.grad(&grads_conv).unwrap().to_data(), close);
-        let bias = conv.bias.as_ref().unwrap().val();
-        bias.grad(&grads_matmul).unwrap().to_data().assert_approx_eq::<f32>(&bias.grad(&grads_conv).unwrap().to_data(), close);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::flex_training::batch_norm;
+use crate::flex_kernels::{batch_norm, conv as dense};
 use crate::layers::{Layer, LayerHook};
 
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
@@ -33,7 +33,7 @@ impl Downsample {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, self.conv.forward(x))
+        batch_norm(&self.bn, dense(&self.conv, x))
     }
 }
 
@@ -74,8 +74,8 @@ impl Block {
                     Some(d) => d.forward(x.clone()),
                     None => x.clone(),
                 };
-                let y = relu(batch_norm(&b.bn1, b.conv1.forward(x)));
-                let y = batch_norm(&b.bn2, b.conv2.forward(y));
+                let y = relu(batch_norm(&b.bn1, dense(&b.conv1, x)));
+                let y = batch_norm(&b.bn2, dense(&b.conv2, y));
                 relu(y + identity)
             }
             Block::Bottleneck(b) => {
@@ -83,9 +83,9 @@ impl Block {
                     Some(d) => d.forward(x.clone()),
                     None => x.clone(),
                 };
-                let y = relu(batch_norm(&b.bn1, b.conv1.forward(x)));
-                let y = relu(batch_norm(&b.bn2, b.conv2.forward(y)));
-                let y = batch_norm(&b.bn3, b.conv3.forward(y));
+                let y = relu(batch_norm(&b.bn1, dense(&b.conv1, x)));
+                let y = relu(batch_norm(&b.bn2, dense(&b.conv2, y)));
+                let y = batch_norm(&b.bn3, dense(&b.conv3, y));
                 relu(y + identity)
             }
         }
@@ -188,7 +188,7 @@ impl ResNetFeatures {
     /// Images [batch, channels, h, w] -> the outputs of layer1..layer4 (strides 4, 8, 16, 32),
     /// each passed through `hook` before the next layer.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = self.maxpool.forward(relu(batch_norm(&self.bn1, self.conv1.forward(images))));
+        let mut x = self.maxpool.forward(relu(batch_norm(&self.bn1, dense(&self.conv1, images))));
         let mut stages = Vec::with_capacity(4);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

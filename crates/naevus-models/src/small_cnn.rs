@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::flex_training::batch_norm;
+use crate::flex_kernels::{batch_norm, conv as dense};
 use crate::layers::{Layer, LayerHook};
 
 /// One conv 3x3 -> BatchNorm -> ReLU -> max-pool 2x2 block.
@@ -31,7 +31,7 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(relu(batch_norm(&self.bn, self.conv.forward(x))))
+        self.pool.forward(relu(batch_norm(&self.bn, dense(&self.conv, x))))
     }
 }
 

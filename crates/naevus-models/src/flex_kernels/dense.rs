@@ -1,0 +1,250 @@
+//! Dense convolutions (groups 1, no dilation) on NCHW f32 tensors, as matrix products.
+//!
+//! An image's patches form a matrix with one row per (input channel, kernel row, kernel
+//! column) and one column per output position, so that with W the weight as
+//! [channels_out, channels_in * kh * kw]:
+//! - forward, per image: Y = W * patches;
+//! - input gradient, per image: patch gradients = W^T * dY, added back where each patch
+//!   value was read;
+//! - weight gradient, over the batch at once: dW = dY * patches^T, with the batch folded into
+//!   the reduction, so the whole gradient is one large product instead of one per image.
+//! Results are written in place in NCHW: no layout round trips. A 1x1 convolution with
+//! stride 1 and no padding needs no patch matrix: the image is one.
+
+use rayon::prelude::*;
+
+use super::matmul::{Parallelism, View, multiply, with_scratch};
+use super::valid_range;
+
+/// Patch and gradient values gathered at once for the weight gradient (32 MiB of f32): enough
+/// images for a long reduction, little enough to stay a scratch buffer.
+const WEIGHT_GRADIENT_CHUNK_VALUES: usize = 8 << 20;
+
+/// Sizes of one dense convolution: input [batch, channels_in, height, width], weight
+/// [channels_out, channels_in, kernel[0], kernel[1]], output [batch, channels_out, out_h, out_w].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DenseConv {
+    pub batch: usize,
+    pub channels_in: usize,
+    pub height: usize,
+    pub width: usize,
+    pub channels_out: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Zero rows above and zero columns left of the image.
+    pub padding: [usize; 2],
+    pub out_h: usize,
+    pub out_w: usize,
+}
+
+impl DenseConv {
+    /// `padding` as burn gives it: (before, after) per spatial axis.
+    pub fn new(input: [usize; 4], weight: [usize; 4], stride: [usize; 2], padding: [(usize, usize); 2]) -> Self {
+        let [batch, channels_in, height, width] = input;
+        let [channels_out, weight_channels, kh, kw] = weight;
+        assert_eq!(weight_channels, channels_in, "a dense convolution's weight must read every input channel");
+        let out = |len: usize, (before, after): (usize, usize), k: usize, s: usize| (len + before + after).checked_sub(k).map_or(0, |span| span / s + 1);
+        Self {
+            batch,
+            channels_in,
+            height,
+            width,
+            channels_out,
+            kernel: [kh, kw],
+            stride,
+            padding: [padding[0].0, padding[1].0],
+            out_h: out(height, padding[0], kh, stride[0]),
+            out_w: out(width, padding[1], kw, stride[1]),
+        }
+    }
+
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.channels_in, self.height, self.width]
+    }
+
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [self.channels_out, self.channels_in, self.kernel[0], self.kernel[1]]
+    }
+
+    pub fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.channels_out, self.out_h, self.out_w]
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    /// Rows of the patch matrix.
+    fn patch_len(&self) -> usize {
+        self.channels_in * self.taps()
+    }
+
+    /// Columns of the patch matrix: output positions per image.
+    fn positions(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// The image itself is its patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    fn image<'a>(&self, x: &'a [f32], b: usize) -> &'a [f32] {
+        let len = self.channels_in * self.height * self.width;
+        &x[b * len..(b + 1) * len]
+    }
+
+    fn plane<'a>(&self, image: &'a [f32], c: usize) -> &'a [f32] {
+        let len = self.height * self.width;
+        &image[c * len..(c + 1) * len]
+    }
+
+    /// Input row read by output row `oh` at kernel row `i`, if inside the image.
+    fn input_row(&self, oh: usize, i: usize) -> Option<usize> {
+        (oh * self.stride[0] + i).checked_sub(self.padding[0]).filter(|&row| row < self.height)
+    }
+
+    /// One row of the patch matrix: what kernel tap `tap` read from `plane` at every output
+    /// position (zero where it read padding).
+    fn patch_row(&self, plane: &[f32], tap: usize, dst: &mut [f32]) {
+        let (i, j) = (tap / self.kernel[1], tap % self.kernel[1]);
+        let columns = valid_range(self.out_w, self.stride[1], j, self.padding[1], self.width);
+        for (oh, out_row) in dst.chunks_exact_mut(self.out_w).enumerate() {
+            let Some(row) = self.input_row(oh, i) else {
+                out_row.fill(0.0);
+                continue;
+            };
+            let in_row = &plane[row * self.width..(row + 1) * self.width];
+            out_row[..columns.start].fill(0.0);
+            out_row[columns.end..].fill(0.0);
+            if columns.is_empty() {
+                continue;
+            }
+            if self.stride[1] == 1 {
+                let start = columns.start + j - self.padding[1];
+                out_row[columns.clone()].copy_from_slice(&in_row[start..start + columns.len()]);
+            } else {
+                for ow in columns.clone() {
+                    out_row[ow] = in_row[ow * self.stride[1] + j - self.padding[1]];
+                }
+            }
+        }
+    }
+
+    /// The reverse of `patch_row`: adds each value of `src` to the input it was read from.
+    fn add_patch_row(&self, src: &[f32], tap: usize, plane: &mut [f32]) {
+        let (i, j) = (tap / self.kernel[1], tap % self.kernel[1]);
+        let columns = valid_range(self.out_w, self.stride[1], j, self.padding[1], self.width);
+        if columns.is_empty() {
+            return;
+        }
+        for (oh, g_row) in src.chunks_exact(self.out_w).enumerate() {
+            let Some(row) = self.input_row(oh, i) else { continue };
+            let in_row = &mut plane[row * self.width..(row + 1) * self.width];
+            if self.stride[1] == 1 {
+                let start = columns.start + j - self.padding[1];
+                for (d, &g) in in_row[start..start + columns.len()].iter_mut().zip(&g_row[columns.clone()]) {
+                    *d += g;
+                }
+            } else {
+                for ow in columns.clone() {
+                    in_row[ow * self.stride[1] + j - self.padding[1]] += g_row[ow];
+                }
+            }
+        }
+    }
+
+    /// The patch matrix of one image, [patch_len, positions].
+    fn patches(&self, image: &[f32], dst: &mut [f32]) {
+        let (taps, positions) = (self.taps(), self.positions());
+        for (row, dst) in dst.chunks_exact_mut(positions).enumerate() {
+            self.patch_row(self.plane(image, row / taps), row % taps, dst);
+        }
+    }
+}
+
+/// Images in parallel, each product on one thread; a single image spreads its product over
+/// every thread instead.
+fn per_image(s: &DenseConv, out: &mut [f32], out_len: usize, f: impl Fn(usize, &mut [f32], Parallelism) + Sync) {
+    if s.batch == 1 {
+        f(0, out, Parallelism::Rayon(0));
+    } else {
+        out.par_chunks_mut(out_len).enumerate().for_each(|(b, out)| f(b, out, Parallelism::None));
+    }
+}
+
+/// y = conv(x, weight), [batch, channels_out, out_h, out_w].
+pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (k, p) = (s.patch_len(), s.positions());
+    let w = View::row_major(weight, s.channels_out, k);
+    let mut y = vec![0.0f32; s.batch * s.channels_out * p];
+    per_image(s, &mut y, s.channels_out * p, |b, y, threads| {
+        let image = s.image(x, b);
+        if s.is_pointwise() {
+            multiply(y, p, w, View::row_major(image, k, p), false, threads);
+        } else {
+            with_scratch(k * p, |patches| {
+                s.patches(image, patches);
+                multiply(y, p, w, View::row_major(patches, k, p), false, threads);
+            });
+        }
+    });
+    y
+}
+
+/// d loss / d x from the output gradient `grad` [batch, channels_out, out_h, out_w].
+pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (k, p) = (s.patch_len(), s.positions());
+    let w_t = View::row_major(weight, s.channels_out, k).transposed();
+    let image_len = s.channels_in * s.height * s.width;
+    let mut dx = vec![0.0f32; s.batch * image_len];
+    per_image(s, &mut dx, image_len, |b, dx, threads| {
+        let dy = View::row_major(&grad[b * s.channels_out * p..(b + 1) * s.channels_out * p], s.channels_out, p);
+        if s.is_pointwise() {
+            multiply(dx, p, w_t, dy, false, threads);
+        } else {
+            with_scratch(k * p, |patch_grads| {
+                multiply(patch_grads, p, w_t, dy, false, threads);
+                let plane_len = s.height * s.width;
+                for (row, src) in patch_grads.chunks_exact(p).enumerate() {
+                    let c = row / s.taps();
+                    s.add_patch_row(src, row % s.taps(), &mut dx[c * plane_len..(c + 1) * plane_len]);
+                }
+            });
+        }
+    });
+    dx
+}
+
+/// d loss / d weight, [channels_out, channels_in, kh, kw]: dY * patches^T summed over the
+/// batch, a chunk of images per product.
+pub fn weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32]) -> Vec<f32> {
+    let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
+    let mut dw = vec![0.0f32; c_out * k];
+    let images_per_chunk = (WEIGHT_GRADIENT_CHUNK_VALUES / ((k + c_out) * p).max(1)).clamp(1, s.batch.max(1));
+    for (chunk, first) in (0..s.batch).step_by(images_per_chunk).enumerate() {
+        let images = first..(first + images_per_chunk).min(s.batch);
+        let width = images.len() * p;
+        with_scratch((k + c_out) * width, |scratch| {
+            let (patches, grads) = scratch.split_at_mut(k * width);
+            // Row r of `patches`: patch row r of each image of the chunk, side by side.
+            patches.par_chunks_mut(width).enumerate().for_each(|(row, dst)| {
+                for (n, b) in images.clone().enumerate() {
+                    let plane = s.plane(s.image(x, b), row / s.taps());
+                    s.patch_row(plane, row % s.taps(), &mut dst[n * p..(n + 1) * p]);
+                }
+            });
+            // Row co of `grads`: output channel co's gradient plane of each image.
+            grads.par_chunks_mut(width).enumerate().for_each(|(co, dst)| {
+                for (n, b) in images.clone().enumerate() {
+                    let start = (b * c_out + co) * p;
+                    dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
+                }
+            });
+            let dy = View::row_major(grads, c_out, width);
+            let patches_t = View::row_major(patches, k, width).transposed();
+            multiply(&mut dw, k, dy, patches_t, chunk > 0, Parallelism::Rayon(0));
+        });
+    }
+    dw
+}
