@@ -5,6 +5,9 @@ Run through bench/pytorch_reference.sh, which makes the throwaway virtual enviro
 runs `naevus bench` first. Every model row runs in a fresh process so that its peak resident
 memory (ru_maxrss) is its own. naevus rows on a GPU backend (vulkan) are compared with PyTorch
 on CUDA in the same floating-point type, peak memory being what the allocator reserved.
+
+With --layers, times instead each convolution and batch-norm pass of a `naevus bench --layers`
+map on the CPU, to tell which layers, and how much of the step outside them, trail PyTorch.
 """
 
 import argparse
@@ -12,6 +15,7 @@ import json
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -218,17 +222,109 @@ def data_rows(folder, side):
     return rows
 
 
+# ---------------------------------------------------------------- layer map (`naevus bench --layers`)
+
+
+def elapsed_ms(call):
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000.0
+
+
+def median_ms(call, steps):
+    call()  # warm-up: first-call allocations and kernel selection
+    return statistics.median(elapsed_ms(call) for _ in range(steps))
+
+
+def known(values):
+    return [v for v in values if v is not None]
+
+
+def layer_calls(layer):
+    """The forward, input-gradient and weight-gradient calls of one map entry, on random inputs."""
+    x = torch.randn(layer["input"])
+    if layer["kind"] == "batch_norm":
+        gamma, beta = torch.randn(x.shape[1]), torch.randn(x.shape[1])
+        forward = lambda: torch.ops.aten.native_batch_norm(x, gamma, beta, None, None, True, 0.1, 1e-5)
+        _, mean, invstd = forward()
+        grad = torch.randn_like(x)
+        backward = lambda: torch.ops.aten.native_batch_norm_backward(grad, x, gamma, None, None, mean, invstd, True, 1e-5,
+                                                                     [True, True, True])
+        return forward, backward, None  # the backward gives gamma's and beta's gradients too
+    (top, bottom), (left, right) = layer["padding"]
+    x = F.pad(x, (left, right, top, bottom))  # conv2d's own padding is symmetric only
+    w, stride, groups = torch.randn(layer["weight"]), layer["stride"], layer["groups"]
+    forward = lambda: F.conv2d(x, w, stride=stride, groups=groups)
+    grad = torch.randn_like(forward())
+    backward = lambda mask: torch.ops.aten.convolution_backward(grad, x, w, None, stride, [0, 0], [1, 1], False, [0, 0],
+                                                                groups, mask)
+    return forward, lambda: backward([True, False, False]), lambda: backward([False, True, False])
+
+
+def gemm_peak_gflops():
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    torch.mm(a, b)
+    best = min(elapsed_ms(lambda: torch.mm(a, b)) for _ in range(5))
+    return 2.0 * 2048**3 / (best / 1000.0) / 1e9
+
+
+def triple(values, spec):
+    return " / ".join("-" if v is None else format(v, spec) for v in values)
+
+
+def layer_row(layer, steps, peak):
+    """One table row, and naevus's and PyTorch's ms summed over the passes; PyTorch times only those naevus timed."""
+    ours = [layer["forward_ms"], layer["input_grad_ms"], layer["weight_grad_ms"]]
+    theirs = [None if ms is None else median_ms(call, steps) for ms, call in zip(ours, layer_calls(layer))]
+    ratio = sum(known(theirs)) / sum(known(ours))
+    rates, share = "-", "-"
+    if layer["kind"] != "batch_norm":
+        gflops = [None if ms is None else layer["gflop"] / (ms / 1000.0) for ms in ours]
+        rates, share = triple(gflops, ".1f"), f"{max(known(gflops)) / peak:.0%}"
+    row = (f"| {layer['layer']} | {layer['count']} | {triple(ours, '.2f')} | {triple(theirs, '.2f')} | {ratio:.2f} | "
+           f"{rates} | {share} |")
+    return row, sum(known(ours)), sum(known(theirs))
+
+
+@torch.no_grad()
+def layer_map(path):
+    with open(path) as f:
+        data = json.load(f)
+    torch.set_num_threads(data["threads"])
+    print(f"\nnaevus layer map vs PyTorch {torch.__version__}, {data['threads']} threads, f32 GEMM peak: "
+          f"naevus {data['gemm_peak_gflops']:.1f} GFLOP/s, PyTorch {gemm_peak_gflops():.1f} GFLOP/s")
+    step_ms = {m["model"]: m["train_step_ms"] for m in data["models"]}
+    for model in dict.fromkeys(layer["model"] for layer in data["layers"]):
+        print(f"\n{model}\n")
+        print("| layer | count | naevus fwd / dx / dw ms | PyTorch fwd / dx / dw ms | PyTorch / naevus time "
+              "| naevus GFLOP/s fwd / dx / dw | best pass / naevus GEMM peak |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        ours = theirs = 0.0
+        for layer in (layer for layer in data["layers"] if layer["model"] == model):
+            row, ms, torch_ms = layer_row(layer, data["steps"], data["gemm_peak_gflops"])
+            print(row, flush=True)
+            ours, theirs = ours + layer["count"] * ms, theirs + layer["count"] * torch_ms
+        print(f"\nlayers, count x (fwd + dx + dw): naevus {ours:.1f} ms, PyTorch {theirs:.1f} ms, ratio {theirs / ours:.2f}")
+        if model in step_ms:
+            rest = step_ms[model] - ours
+            print(f"rest of the step (elementwise ops, pooling, head, loss, optimizer): {rest:.1f} ms "
+                  f"of naevus's {step_ms[model]:.1f} ms train step ({rest / step_ms[model]:.0%})")
+
+
 # ---------------------------------------------------------------- driver
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--naevus", required=True, help="JSON rows written by `naevus bench --out`")
+    parser.add_argument("--naevus", help="JSON rows written by `naevus bench --out` (required without --layers)")
+    parser.add_argument("--layers", metavar="FILE", help="layer map written by `naevus bench --layers`: time its layers only")
     parser.add_argument("--images", help="folder of JPEGs for the latency rows")
     parser.add_argument("--row", nargs="+", help=argparse.SUPPRESS)  # internal: one row in this process
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     args = parser.parse_args()
+    if not args.naevus and not args.layers:
+        parser.error("--naevus is required unless --layers is given")
     torch.set_num_threads(os.cpu_count())
     # naevus's f32 is IEEE f32 throughout; PyTorch's default would run convolutions in TF32.
     if hasattr(torch.backends.cudnn, "conv"):  # the settings' names from PyTorch 2.9 on
@@ -238,6 +334,9 @@ def main():
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
 
+    if args.layers:
+        layer_map(args.layers)
+        return
     if args.row:
         kind, name, size, batch = args.row[0], args.row[1], int(args.row[2]), int(args.row[3])
         device, dtype = torch.device(args.row[4]), DTYPES[args.row[5]]

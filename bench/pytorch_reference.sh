@@ -9,6 +9,8 @@
 # IMAGES_DIR: JPEGs to re-encode (default: ../shared/data/isic2017/images, else data/sample/images).
 # BENCH_VENV: where the virtual environment lives (default /tmp/naevus-bench-venv; reused).
 # BENCH_STEPS, BENCH_WARMUP: timed and untimed steps per model row, both sides (default 3, 1).
+# BENCH_LAYERS=0: skip the layer map (each distinct layer of ResNet-18 and EfficientNet-Lite0,
+#   forward and both gradients through flex's kernels, beside PyTorch's time for the same pass).
 # NAEVUS_FEATURES: cargo features to build with. On a GPU (PyPI's torch wheel has CUDA):
 #   NAEVUS_FEATURES=vulkan BENCH_WARMUP=2 BENCH_STEPS=6 bench/pytorch_reference.sh IMAGES --devices vulkan
 # (rows on vulkan are compared with PyTorch on CUDA; add --precision f16 for half precision).
@@ -43,3 +45,10 @@ echo "== naevus bench"
 echo "== the same in PyTorch"
 "$venv/bin/python" bench/pytorch_reference.py --naevus "$work/naevus-bench.json" --images "$work/naevus-bench-1024" \
     --steps "$steps" --warmup "$warmup"
+
+if [ "${BENCH_LAYERS:-1}" = 1 ] && [ -z "${NAEVUS_FEATURES:-}" ]; then
+    echo "== the layer map (flex kernels), then the same passes in PyTorch"
+    ./target/release/naevus bench --layers --models resnet18,efficientnet-lite0 --steps "$steps" --warmup "$warmup" \
+        --out "$work/naevus-layers.json"
+    "$venv/bin/python" bench/pytorch_reference.py --layers "$work/naevus-layers.json"
+fi

@@ -22,6 +22,8 @@ use serde::Serialize;
 
 use crate::bounded::whole;
 
+mod layers;
+
 /// Measure naevus's speed and print one table (and write it as JSON with --out).
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,6 +65,11 @@ pub struct Args {
     /// Write the rows as JSON here (bench/pytorch_reference.sh compares against it).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Instead of the rows: the layer map. Every distinct layer shape of the models at the
+    /// first size and the training batch, forward, input gradient and weight gradient timed
+    /// alone through flex's kernels, beside the f32 GEMM peak (--out gets it as JSON).
+    #[arg(long)]
+    layers: bool,
 }
 
 /// One line of the table.
@@ -88,6 +95,13 @@ pub fn run(args: Args) -> Result<()> {
     let threads = rayon::current_num_threads();
     eprintln!("naevus bench: {threads} threads, {} warm-up and {} timed steps per row", args.warmup, args.steps);
     let timing = Timing { warmup: args.warmup, steps: args.steps };
+    if args.layers {
+        let map = layers::run(&args.models, args.sizes[0], args.train_batch, timing)?;
+        if let Some(out) = &args.out {
+            write_atomic(out, serde_json::to_string_pretty(&map)?.as_bytes())?;
+        }
+        return Ok(());
+    }
     let mut table = Table { rows: Vec::new(), out: args.out.clone() };
     if let Some(images) = &args.images {
         for row in data_path_rows(images, args.image_count)? {

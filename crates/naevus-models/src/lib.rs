@@ -38,5 +38,5 @@ mod flex_kernels {
 pub use layers::{Layer, LayerHook, UnknownLayer};
 /// The flex kernels' layer map (`naevus bench --layers`).
 #[cfg(feature = "flex")]
-pub use flex_kernels::{LayerShape, Operands, Pass, record_layers};
+pub use flex_kernels::{LayerShape, Operands, Pass, SquareGemm, record_layers};
 pub use registry::{HeadOptions, MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};

@@ -16,8 +16,8 @@ use rayon::prelude::*;
 use super::matmul::{Parallelism, View, multiply, with_scratch};
 use super::valid_range;
 
-/// Patch and gradient values gathered at once for the weight gradient (32 MiB of f32): enough
-/// images for a long reduction, little enough to stay a scratch buffer.
+/// Patch and gradient values gathered at once per thread for the weight gradient (32 MiB of
+/// f32): enough images for a long reduction, little enough to stay a scratch buffer.
 const WEIGHT_GRADIENT_CHUNK_VALUES: usize = 8 << 20;
 
 /// Sizes of one dense convolution: input [batch, channels_in, height, width], weight
@@ -217,34 +217,54 @@ pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
 }
 
 /// d loss / d weight, [channels_out, channels_in, kh, kw]: dY * patches^T summed over the
-/// batch, a chunk of images per product.
+/// batch. Each thread takes a share of the images and sums its own partial gradient, a chunk
+/// of images per product; the partials are added at the end. (One product split across
+/// threads parallelises poorly here: its output is small and its reduction long.)
 pub fn weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32]) -> Vec<f32> {
+    let (k, c_out) = (s.patch_len(), s.channels_out);
+    let tasks = rayon::current_num_threads().min(s.batch).max(1);
+    let per_task = s.batch.div_ceil(tasks).max(1);
+    let threads = if tasks == 1 { Parallelism::Rayon(0) } else { Parallelism::None };
+    let images: Vec<usize> = (0..s.batch).collect();
+    images
+        .par_chunks(per_task)
+        .map(|images| {
+            let mut dw = vec![0.0f32; c_out * k];
+            partial_weight_gradient(s, grad, x, images, &mut dw, threads);
+            dw
+        })
+        .reduce_with(|mut total, part| {
+            total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+            total
+        })
+        .unwrap_or_else(|| vec![0.0; c_out * k])
+}
+
+/// Adds the weight gradient of `images` to `dw`, a chunk of images per product.
+fn partial_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], images: &[usize], dw: &mut [f32], threads: Parallelism) {
     let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
-    let mut dw = vec![0.0f32; c_out * k];
-    let images_per_chunk = (WEIGHT_GRADIENT_CHUNK_VALUES / ((k + c_out) * p).max(1)).clamp(1, s.batch.max(1));
-    for (chunk, first) in (0..s.batch).step_by(images_per_chunk).enumerate() {
-        let images = first..(first + images_per_chunk).min(s.batch);
+    let images_per_chunk = (WEIGHT_GRADIENT_CHUNK_VALUES / ((k + c_out) * p).max(1)).clamp(1, images.len().max(1));
+    for (chunk, images) in images.chunks(images_per_chunk).enumerate() {
         let width = images.len() * p;
         with_scratch((k + c_out) * width, |scratch| {
             let (patches, grads) = scratch.split_at_mut(k * width);
             // Row r of `patches`: patch row r of each image of the chunk, side by side.
-            patches.par_chunks_mut(width).enumerate().for_each(|(row, dst)| {
-                for (n, b) in images.clone().enumerate() {
+            for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
+                for (n, &b) in images.iter().enumerate() {
                     let plane = s.plane(s.image(x, b), row / s.taps());
                     s.patch_row(plane, row % s.taps(), &mut dst[n * p..(n + 1) * p]);
                 }
-            });
+            }
             // Row co of `grads`: output channel co's gradient plane of each image.
-            grads.par_chunks_mut(width).enumerate().for_each(|(co, dst)| {
-                for (n, b) in images.clone().enumerate() {
+            for (co, dst) in grads.chunks_exact_mut(width).enumerate() {
+                for (n, &b) in images.iter().enumerate() {
                     let start = (b * c_out + co) * p;
                     dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
                 }
-            });
+            }
             let dy = View::row_major(grads, c_out, width);
             let patches_t = View::row_major(patches, k, width).transposed();
-            multiply(&mut dw, k, dy, patches_t, chunk > 0, Parallelism::Rayon(0));
+            multiply(dw, k, dy, patches_t, chunk > 0, threads);
         });
     }
-    dw
 }

@@ -8,6 +8,7 @@ use burn::backend::Flex;
 use burn::backend::ops::ModuleOps;
 use burn::tensor::ops::ConvOptions;
 
+use super::matmul::{Parallelism, View, multiply};
 use super::{DenseConv, Planes, batch_norm, dense, depthwise, flex_tensor};
 
 /// One layer's sizes.
@@ -195,4 +196,29 @@ pub(super) fn record(shape: impl FnOnce() -> LayerShape) {
             layers.push(shape());
         }
     });
+}
+
+/// A square f32 matrix product through the kernels' GEMM on every thread: the machine's
+/// practical peak, against which the layers' GFLOP/s are read.
+pub struct SquareGemm {
+    side: usize,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl SquareGemm {
+    pub fn new(side: usize) -> Self {
+        let values = |offset: f32| (0..side * side).map(|i| (i as f32 * 0.618_034 + offset).fract() - 0.5).collect();
+        Self { side, a: values(0.1), b: values(0.7), out: vec![0.0; side * side] }
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.side as f64).powi(3)
+    }
+
+    pub fn run(&mut self) {
+        let (a, b) = (View::row_major(&self.a, self.side, self.side), View::row_major(&self.b, self.side, self.side));
+        multiply(&mut self.out, self.side, a, b, false, Parallelism::Rayon(0));
+    }
 }

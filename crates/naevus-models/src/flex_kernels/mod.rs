@@ -36,7 +36,7 @@ mod layer_map;
 mod matmul;
 
 pub use dense::DenseConv;
-pub use layer_map::{LayerShape, Operands, Pass, record_layers};
+pub use layer_map::{LayerShape, Operands, Pass, SquareGemm, record_layers};
 use layer_map::record;
 
 #[backend_extension(Flex, Autodiff)]
