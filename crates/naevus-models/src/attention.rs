@@ -7,7 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 
-use crate::flex_kernels::{batch_norm, conv as dense};
+use crate::activation::Activation;
+use crate::flex_kernels::{conv as dense, conv_bn};
 
 /// How compatibility scores become attention weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +169,7 @@ impl ChipAttentionPool {
     /// map [batch, C, n, n] -> (pooled [batch, C], attention [batch, 1, n, n] summing to 1).
     pub fn forward(&self, map: Tensor<4>) -> (Tensor<2>, Tensor<4>) {
         let [batch, _, height, width] = map.dims();
-        let scores = dense(&self.conv2, relu(batch_norm(&self.bn, dense(&self.conv1, map.clone()))));
+        let scores = dense(&self.conv2, conv_bn(&self.conv1, &self.bn, Activation::Relu, map.clone()));
         let attention = softmax(scores.reshape([batch, height * width]), 1);
         (weighted_sum(map, attention.clone()), attention.reshape([batch, 1, height, width]))
     }

@@ -9,9 +9,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::flex_kernels::{batch_norm, conv as dense, depthwise};
+use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
-use crate::mobilenet_v2::relu6;
+use crate::activation::{Activation, relu6};
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -123,10 +123,10 @@ impl MbConv {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(batch_norm(bn, dense(conv, x)));
+            x = conv_bn(conv, bn, Activation::Relu6, x);
         }
         x = relu6(batch_norm(&self.bn1, depthwise(&self.depthwise_conv, x)));
-        x = batch_norm(&self.bn2, dense(&self.project_conv, x));
+        x = conv_bn(&self.project_conv, &self.bn2, Activation::Identity, x);
         if self.residual { x + input } else { x }
     }
 }
@@ -177,7 +177,7 @@ impl EfficientNetLiteFeatures {
     /// the head convolution's output at stride 32, each passed through `hook` before the
     /// blocks after it.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = relu6(batch_norm(&self.bn0, dense(&self.conv_stem, images)));
+        let mut x = conv_bn(&self.conv_stem, &self.bn0, Activation::Relu6, images);
         let mut stages = Vec::with_capacity(4);
         let mut past_stride_2 = false;
         for block in &self.blocks {
@@ -192,7 +192,7 @@ impl EfficientNetLiteFeatures {
             }
             x = block.forward(x);
         }
-        let head = relu6(batch_norm(&self.bn1, dense(&self.conv_head, x)));
+        let head = conv_bn(&self.conv_head, &self.bn1, Activation::Relu6, x);
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }

@@ -3,6 +3,7 @@
 //! Models know nothing of files or datasets: they map normalised image tensors to logits
 //! (and attention maps where the architecture has them).
 
+mod activation;
 pub mod attention;
 pub mod backbone;
 pub mod efficientnet;
@@ -24,6 +25,10 @@ mod flex_kernels {
 
     pub(crate) fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.forward(x)
+    }
+
+    pub(crate) fn conv_bn(conv: &Conv2d, bn: &BatchNorm, activation: crate::activation::Activation, x: Tensor<4>) -> Tensor<4> {
+        activation.apply(bn.forward(conv.forward(x)))
     }
 
     pub(crate) fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {

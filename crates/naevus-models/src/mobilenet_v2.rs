@@ -10,7 +10,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::flex_kernels::{batch_norm, conv as dense, depthwise};
+use crate::activation::{Activation, relu6};
+use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
 
 const STEM_CHANNELS: usize = 32;
@@ -101,13 +102,6 @@ fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
 }
 
-/// min(max(x, 0), 6), as relu then clamp_max: burn's autodiff has no clamp of its own, and
-/// `clamp(0, 6)` costs two comparisons and two mask fills each way, where relu is one fused
-/// pass forward and one backward (bench/NOTES.md). Shared with EfficientNet-Lite.
-pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    burn::tensor::activation::relu(x).clamp_max(6.0)
-}
-
 /// Inverted residual block; no expansion layers when the expansion factor is 1.
 #[derive(Module, Debug)]
 pub struct InvertedResidual {
@@ -137,11 +131,11 @@ impl InvertedResidual {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
-            x = relu6(batch_norm(bn, dense(conv, x)));
+            x = conv_bn(conv, bn, Activation::Relu6, x);
         }
         x = relu6(batch_norm(&self.depthwise_bn, depthwise(&self.depthwise_conv, x)));
         // Linear bottleneck: no activation after the projection.
-        x = batch_norm(&self.project_bn, dense(&self.project_conv, x));
+        x = conv_bn(&self.project_conv, &self.project_bn, Activation::Identity, x);
         if self.residual { x + input } else { x }
     }
 }
@@ -186,7 +180,7 @@ impl MobileNetV2Features {
     /// resolution level, at strides 4, 8, 16 and 32; the last is the 1280-channel head output.
     /// Each passes through `hook` before the next block.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = relu6(batch_norm(&self.stem_bn, dense(&self.stem_conv, images)));
+        let mut x = conv_bn(&self.stem_conv, &self.stem_bn, Activation::Relu6, images);
         let mut stages = Vec::with_capacity(4);
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x);
@@ -195,7 +189,7 @@ impl MobileNetV2Features {
                 stages.push(x.clone());
             }
         }
-        let head = relu6(batch_norm(&self.head_bn, dense(&self.head_conv, x)));
+        let head = conv_bn(&self.head_conv, &self.head_bn, Activation::Relu6, x);
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
     }

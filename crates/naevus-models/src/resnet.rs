@@ -8,7 +8,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::flex_kernels::{batch_norm, conv as dense};
+use crate::activation::Activation;
+use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
@@ -33,7 +34,7 @@ impl Downsample {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, dense(&self.conv, x))
+        conv_bn(&self.conv, &self.bn, Activation::Identity, x)
     }
 }
 
@@ -74,8 +75,8 @@ impl Block {
                     Some(d) => d.forward(x.clone()),
                     None => x.clone(),
                 };
-                let y = relu(batch_norm(&b.bn1, dense(&b.conv1, x)));
-                let y = batch_norm(&b.bn2, dense(&b.conv2, y));
+                let y = conv_bn(&b.conv1, &b.bn1, Activation::Relu, x);
+                let y = conv_bn(&b.conv2, &b.bn2, Activation::Identity, y);
                 relu(y + identity)
             }
             Block::Bottleneck(b) => {
@@ -83,9 +84,9 @@ impl Block {
                     Some(d) => d.forward(x.clone()),
                     None => x.clone(),
                 };
-                let y = relu(batch_norm(&b.bn1, dense(&b.conv1, x)));
-                let y = relu(batch_norm(&b.bn2, dense(&b.conv2, y)));
-                let y = batch_norm(&b.bn3, dense(&b.conv3, y));
+                let y = conv_bn(&b.conv1, &b.bn1, Activation::Relu, x);
+                let y = conv_bn(&b.conv2, &b.bn2, Activation::Relu, y);
+                let y = conv_bn(&b.conv3, &b.bn3, Activation::Identity, y);
                 relu(y + identity)
             }
         }
@@ -188,7 +189,7 @@ impl ResNetFeatures {
     /// Images [batch, channels, h, w] -> the outputs of layer1..layer4 (strides 4, 8, 16, 32),
     /// each passed through `hook` before the next layer.
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {
-        let mut x = self.maxpool.forward(relu(batch_norm(&self.bn1, dense(&self.conv1, images))));
+        let mut x = self.maxpool.forward(conv_bn(&self.conv1, &self.bn1, Activation::Relu, images));
         let mut stages = Vec::with_capacity(4);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

@@ -6,9 +6,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
-use crate::flex_kernels::{batch_norm, conv as dense};
+use crate::activation::Activation;
+use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
 /// One conv 3x3 -> BatchNorm -> ReLU -> max-pool 2x2 block.
@@ -31,7 +31,7 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(relu(batch_norm(&self.bn, dense(&self.conv, x))))
+        self.pool.forward(conv_bn(&self.conv, &self.bn, Activation::Relu, x))
     }
 }
 

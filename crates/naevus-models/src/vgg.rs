@@ -9,9 +9,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
-use crate::flex_kernels::{batch_norm, conv as dense};
+use crate::activation::Activation;
+use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
 /// Output widths of the 3x3 convolutions of each block; every block ends in a 2x2 max-pool
@@ -36,7 +36,7 @@ impl ConvBnRelu {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(batch_norm(&self.bn, dense(&self.conv, x)))
+        conv_bn(&self.conv, &self.bn, Activation::Relu, x)
     }
 }
 

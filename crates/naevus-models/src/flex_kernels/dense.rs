@@ -173,8 +173,26 @@ fn per_image(s: &DenseConv, out: &mut [f32], out_len: usize, f: impl Fn(usize, &
     }
 }
 
-/// y = conv(x, weight), [batch, channels_out, out_h, out_w].
-pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32]) -> Vec<f32> {
+/// What is applied to each output value as an image's output is written, while it is still in
+/// cache: a per-channel bias, then a clamp (ReLU: [0, inf), ReLU6: [0, 6]).
+pub struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub lower: f32,
+    pub upper: f32,
+}
+
+impl Epilogue<'_> {
+    fn apply(&self, y: &mut [f32], positions: usize) {
+        for (plane, &bias) in y.chunks_exact_mut(positions).zip(self.bias) {
+            for v in plane {
+                *v = (*v + bias).max(self.lower).min(self.upper);
+            }
+        }
+    }
+}
+
+/// y = conv(x, weight), [batch, channels_out, out_h, out_w], with `epilogue` applied if given.
+pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32], epilogue: Option<&Epilogue>) -> Vec<f32> {
     let (k, p) = (s.patch_len(), s.positions());
     let w = View::row_major(weight, s.channels_out, k);
     let mut y = vec![0.0f32; s.batch * s.channels_out * p];
@@ -187,6 +205,9 @@ pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32]) -> Vec<f32> {
                 s.patches(image, patches);
                 multiply(y, p, w, View::row_major(patches, k, p), false, threads);
             });
+        }
+        if let Some(epilogue) = epilogue {
+            epilogue.apply(y, p);
         }
     });
     y

@@ -146,7 +146,7 @@ impl Operands {
             (LayerShape::Conv { input, weight, groups: 1, .. }, Some(options)) => {
                 let s = DenseConv::new(*input, *weight, options.stride, options.padding);
                 match pass {
-                    Pass::Forward => dense::forward(&s, &self.x, &self.weight).len(),
+                    Pass::Forward => dense::forward(&s, &self.x, &self.weight, None).len(),
                     Pass::InputGradient => dense::input_gradient(&s, &self.grad, &self.weight).len(),
                     Pass::WeightGradient => dense::weight_gradient(&s, &self.grad, &self.x).len(),
                 }

@@ -29,6 +29,8 @@ use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 use std::borrow::Cow;
 
+use crate::activation::Activation;
+
 mod batch_norm;
 mod dense;
 mod depthwise;
@@ -43,6 +45,10 @@ use layer_map::record;
 pub trait FlexKernels: Backend {
     /// Dense convolution: groups 1, dilation 1, weight [channels_out, channels_in, kh, kw], no bias.
     fn dense_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
+
+    /// Inference only (no gradient is recorded): clamp(conv(x, weight) + bias[c], lower, upper)
+    /// for a dense convolution, the bias and clamp applied as each image's output is written.
+    fn dense_conv2d_bias_clamp(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, options: ConvOptions<2>, lower: f64, upper: f64) -> FloatTensor<Self>;
 
     /// Depthwise convolution: weight [channels, 1, kh, kw], `options.groups` == channels, no bias.
     fn depthwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
@@ -60,9 +66,17 @@ pub struct BatchNormTrained<B: Backend> {
 }
 
 impl FlexKernels for Flex {
+    fn dense_conv2d_bias_clamp(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, options: ConvOptions<2>, lower: f64, upper: f64) -> FlexTensor {
+        let shape = dense_shape(&x, &weight, &options);
+        let bias = contiguous_f32(&bias);
+        let epilogue = dense::Epilogue { bias: &bias, lower: lower as f32, upper: upper as f32 };
+        let output = dense::forward(&shape, &contiguous_f32(&x), &contiguous_f32(&weight), Some(&epilogue));
+        flex_tensor(output, shape.output_shape().to_vec())
+    }
+
     fn dense_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
         let shape = dense_shape(&x, &weight, &options);
-        let output = dense::forward(&shape, &contiguous_f32(&x), &contiguous_f32(&weight));
+        let output = dense::forward(&shape, &contiguous_f32(&x), &contiguous_f32(&weight), None);
         flex_tensor(output, shape.output_shape().to_vec())
     }
 
@@ -82,6 +96,11 @@ impl FlexKernels for Flex {
 }
 
 impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
+    fn dense_conv2d_bias_clamp(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, options: ConvOptions<2>, lower: f64, upper: f64) -> FloatTensor<Self> {
+        let output = <Flex as FlexKernels>::dense_conv2d_bias_clamp(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), options, lower, upper);
+        FloatTensor::<Self>::new(output)
+    }
+
     fn dense_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         match DenseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
@@ -232,6 +251,35 @@ pub(crate) fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         Some(bias) => output + bias.val().reshape([1, -1, 1, 1]),
         None => output,
     }
+}
+
+/// `activation(bn(conv(x)))` for a dense convolution. For inference on flex (f32, no
+/// gradients, so batch norm uses its running statistics) one kernel: the batch norm folded
+/// into the convolution's weight and bias (w * s, (b - mean) * s + beta with
+/// s = gamma / sqrt(var + eps)), the bias and activation applied as each image's output is
+/// written. Otherwise, and in training, the three layers one after the other.
+pub(crate) fn conv_bn(conv: &Conv2d, bn: &BatchNorm, activation: Activation, x: Tensor<4>) -> Tensor<4> {
+    let options = kernel_options(conv, &x).filter(|_| conv.groups == 1 && on_flex_f32(&x) && !x.device().is_autodiff());
+    let Some(options) = options else {
+        return activation.apply(batch_norm(bn, self::conv(conv, x)));
+    };
+    record_conv(conv, &x, &Some(options.clone()));
+    record(|| LayerShape::BatchNorm { input: DenseConv::new(x.dims(), conv.weight.dims(), options.stride, options.padding).output_shape() });
+    let (weight, bias) = folded(conv, bn);
+    let (lower, upper) = activation.bounds();
+    let output = <Dispatch as FlexKernels>::dense_conv2d_bias_clamp(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), options, lower, upper);
+    Tensor::from_dispatch(output)
+}
+
+/// The convolution's weight and bias with the batch norm (running statistics) folded in.
+fn folded(conv: &Conv2d, bn: &BatchNorm) -> (Tensor<4>, Tensor<1>) {
+    let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+    let weight = conv.weight.val() * scale.clone().reshape([-1, 1, 1, 1]);
+    let shift = match &conv.bias {
+        Some(bias) => bias.val() - bn.running_mean.value(),
+        None => -bn.running_mean.value(),
+    };
+    (weight, shift * scale + bn.beta.val())
 }
 
 /// `conv.forward(x)` for a depthwise `Conv2d` without bias; on flex with autodiff, through the

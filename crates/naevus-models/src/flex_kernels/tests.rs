@@ -1,4 +1,5 @@
 use super::*;
+use crate::activation::Activation;
 use burn::module::Param;
 use burn::nn::BatchNormConfig;
 use burn::nn::conv::Conv2dConfig;
@@ -143,5 +144,29 @@ fn valid_range_keeps_input_columns_inside_the_image() {
             let inside = (o * stride + offset).checked_sub(pad).is_some_and(|column| column < len);
             assert_eq!(range.contains(&o), inside, "o {o} in {range:?} for {out_len} {stride} {offset} {pad} {len}");
         }
+    }
+}
+
+#[test]
+fn folded_batch_norm_with_bias_and_activation_matches_the_three_layers_in_inference() {
+    let device = Device::flex();
+    device.seed(13);
+    for (bias, activation, kernel, stride, padding) in [
+        (false, Activation::Relu, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+        (true, Activation::Relu6, 1, 1, PaddingConfig2d::Valid),
+        (false, Activation::Identity, 3, 2, PaddingConfig2d::Explicit(0, 0, 1, 1)),
+    ] {
+        let conv = Conv2dConfig::new([5, 7], [kernel, kernel]).with_stride([stride, stride]).with_padding(padding).with_bias(bias).init(&device);
+        // Running statistics and affine parameters far from the identity, as after training.
+        let bn = BatchNormConfig::new(7).with_epsilon(1e-3).init(&device);
+        let random = |mean: f64, spread: f64| Param::from_tensor(Tensor::<1>::random([7], Distribution::Normal(mean, spread), &device));
+        let bn = BatchNorm { gamma: random(1.0, 0.5), beta: random(0.0, 0.5), ..bn };
+        bn.running_mean.update(Tensor::random([7], Distribution::Normal(0.3, 0.5), &device));
+        bn.running_var.update(Tensor::random([7], Distribution::Uniform(0.2, 3.0), &device));
+        let x = Tensor::<4>::random([3, 5, 9, 8], Distribution::Normal(0.0, 2.0), &device) * 3.0;
+        assert!(kernel_options(&conv, &x).is_some() && on_flex_f32(&x) && !x.device().is_autodiff(), "the test must run the fused kernel");
+        let expected = activation.apply(bn.forward(conv.forward(x.clone())));
+        let got = conv_bn(&conv, &bn, activation, x);
+        got.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::rel_abs(1e-4, 1e-4));
     }
 }
