@@ -16,9 +16,15 @@ use rayon::prelude::*;
 use super::matmul::{Parallelism, View, multiply, with_scratch};
 use super::valid_range;
 
-/// Patch and gradient values gathered at once per thread for the weight gradient (32 MiB of
-/// f32): enough images for a long reduction, little enough to stay a scratch buffer.
-const WEIGHT_GRADIENT_CHUNK_VALUES: usize = 8 << 20;
+/// Patch values built at once for the weight gradient (1 MiB of f32): a tile of output
+/// positions whose patches stay in a core's L2 cache while the product reads them...
+const PATCH_TILE_VALUES: usize = 256 << 10;
+/// ...but never fewer positions than this, or the products get too short to run fast.
+const MIN_PATCH_TILE: usize = 64;
+/// Maps with fewer output positions than this are gathered several images at a time instead
+/// (ResNet's 7x7 and 14x14 stages), up to this many patch and gradient values (32 MiB).
+const SMALL_MAP_POSITIONS: usize = 256;
+const SMALL_MAPS_CHUNK_VALUES: usize = 8 << 20;
 
 /// Sizes of one dense convolution: input [batch, channels_in, height, width], weight
 /// [channels_out, channels_in, kernel[0], kernel[1]], output [batch, channels_out, out_h, out_w].
@@ -104,28 +110,34 @@ impl DenseConv {
         (oh * self.stride[0] + i).checked_sub(self.padding[0]).filter(|&row| row < self.height)
     }
 
-    /// One row of the patch matrix: what kernel tap `tap` read from `plane` at every output
-    /// position (zero where it read padding).
-    fn patch_row(&self, plane: &[f32], tap: usize, dst: &mut [f32]) {
+    /// Part of one row of the patch matrix: what kernel tap `tap` read from `plane` at output
+    /// positions `first..first + dst.len()` (zero where it read padding).
+    fn patch_row(&self, plane: &[f32], tap: usize, first: usize, dst: &mut [f32]) {
         let (i, j) = (tap / self.kernel[1], tap % self.kernel[1]);
-        let columns = valid_range(self.out_w, self.stride[1], j, self.padding[1], self.width);
-        for (oh, out_row) in dst.chunks_exact_mut(self.out_w).enumerate() {
+        let valid = valid_range(self.out_w, self.stride[1], j, self.padding[1], self.width);
+        let mut position = first;
+        for segment in split_at_row_ends(dst, first, self.out_w) {
+            let (oh, ow_first) = (position / self.out_w, position % self.out_w);
+            position += segment.len();
             let Some(row) = self.input_row(oh, i) else {
-                out_row.fill(0.0);
+                segment.fill(0.0);
                 continue;
             };
             let in_row = &plane[row * self.width..(row + 1) * self.width];
-            out_row[..columns.start].fill(0.0);
-            out_row[columns.end..].fill(0.0);
-            if columns.is_empty() {
+            // The segment's columns ow_first.. that read inside the image, as segment indices.
+            let start = valid.start.clamp(ow_first, ow_first + segment.len()) - ow_first;
+            let end = valid.end.clamp(ow_first, ow_first + segment.len()) - ow_first;
+            segment[..start].fill(0.0);
+            segment[end.max(start)..].fill(0.0);
+            if start >= end {
                 continue;
             }
+            let column = |n: usize| (ow_first + n) * self.stride[1] + j - self.padding[1];
             if self.stride[1] == 1 {
-                let start = columns.start + j - self.padding[1];
-                out_row[columns.clone()].copy_from_slice(&in_row[start..start + columns.len()]);
+                segment[start..end].copy_from_slice(&in_row[column(start)..column(start) + end - start]);
             } else {
-                for ow in columns.clone() {
-                    out_row[ow] = in_row[ow * self.stride[1] + j - self.padding[1]];
+                for n in start..end {
+                    segment[n] = in_row[column(n)];
                 }
             }
         }
@@ -154,13 +166,29 @@ impl DenseConv {
         }
     }
 
-    /// The patch matrix of one image, [patch_len, positions].
-    fn patches(&self, image: &[f32], dst: &mut [f32]) {
-        let (taps, positions) = (self.taps(), self.positions());
-        for (row, dst) in dst.chunks_exact_mut(positions).enumerate() {
-            self.patch_row(self.plane(image, row / taps), row % taps, dst);
+    /// Columns `first..first + width` of the patch matrix of one image, [patch_len, width].
+    fn patches(&self, image: &[f32], first: usize, width: usize, dst: &mut [f32]) {
+        let taps = self.taps();
+        for (row, dst) in dst.chunks_exact_mut(width).enumerate() {
+            self.patch_row(self.plane(image, row / taps), row % taps, first, dst);
         }
     }
+}
+
+/// `values`, holding positions `first..` of rows `row_len` long, cut where each row ends.
+fn split_at_row_ends(values: &mut [f32], first: usize, row_len: usize) -> impl Iterator<Item = &mut [f32]> {
+    let mut rest = values;
+    let mut position = first;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let len = (row_len - position % row_len).min(rest.len());
+        let (segment, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        position += len;
+        Some(segment)
+    })
 }
 
 /// Images in parallel, each product on one thread; a single image spreads its product over
@@ -202,7 +230,7 @@ pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32], epilogue: Option<&Epilo
             multiply(y, p, w, View::row_major(image, k, p), false, threads);
         } else {
             with_scratch(k * p, |patches| {
-                s.patches(image, patches);
+                s.patches(image, 0, p, patches);
                 multiply(y, p, w, View::row_major(patches, k, p), false, threads);
             });
         }
@@ -238,9 +266,11 @@ pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
 }
 
 /// d loss / d weight, [channels_out, channels_in, kh, kw]: dY * patches^T summed over the
-/// batch. Each thread takes a share of the images and sums its own partial gradient, a chunk
-/// of images per product; the partials are added at the end. (One product split across
-/// threads parallelises poorly here: its output is small and its reduction long.)
+/// batch. Each thread takes a share of the images and sums its own partial gradient, the
+/// patches built a tile of output positions at a time so that they stay in cache for the
+/// product; the output gradient is read in place. The partials are added at the end. (One
+/// product split across threads parallelises poorly here: its output is small and its
+/// reduction long.)
 pub fn weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32]) -> Vec<f32> {
     let (k, c_out) = (s.patch_len(), s.channels_out);
     let tasks = rayon::current_num_threads().min(s.batch).max(1);
@@ -251,7 +281,13 @@ pub fn weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32]) -> Vec<f32> {
         .par_chunks(per_task)
         .map(|images| {
             let mut dw = vec![0.0f32; c_out * k];
-            partial_weight_gradient(s, grad, x, images, &mut dw, threads);
+            if s.positions() >= SMALL_MAP_POSITIONS || s.is_pointwise() {
+                for (n, &b) in images.iter().enumerate() {
+                    image_weight_gradient(s, grad, x, b, &mut dw, n > 0, threads);
+                }
+            } else {
+                small_maps_weight_gradient(s, grad, x, images, &mut dw, threads);
+            }
             dw
         })
         .reduce_with(|mut total, part| {
@@ -261,31 +297,51 @@ pub fn weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32]) -> Vec<f32> {
         .unwrap_or_else(|| vec![0.0; c_out * k])
 }
 
-/// Adds the weight gradient of `images` to `dw`, a chunk of images per product.
-fn partial_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], images: &[usize], dw: &mut [f32], threads: Parallelism) {
+/// Writes `images`' weight gradient to `dw` for maps too small to fill a product alone: the
+/// patches and output gradients of several images side by side, so that each product's
+/// reduction is long enough to pay for writing `dw`.
+fn small_maps_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], images: &[usize], dw: &mut [f32], threads: Parallelism) {
     let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
-    let images_per_chunk = (WEIGHT_GRADIENT_CHUNK_VALUES / ((k + c_out) * p).max(1)).clamp(1, images.len().max(1));
+    let images_per_chunk = (SMALL_MAPS_CHUNK_VALUES / ((k + c_out) * p).max(1)).clamp(1, images.len().max(1));
     for (chunk, images) in images.chunks(images_per_chunk).enumerate() {
         let width = images.len() * p;
         with_scratch((k + c_out) * width, |scratch| {
             let (patches, grads) = scratch.split_at_mut(k * width);
-            // Row r of `patches`: patch row r of each image of the chunk, side by side.
             for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
                 for (n, &b) in images.iter().enumerate() {
                     let plane = s.plane(s.image(x, b), row / s.taps());
-                    s.patch_row(plane, row % s.taps(), &mut dst[n * p..(n + 1) * p]);
+                    s.patch_row(plane, row % s.taps(), 0, &mut dst[n * p..(n + 1) * p]);
                 }
             }
-            // Row co of `grads`: output channel co's gradient plane of each image.
             for (co, dst) in grads.chunks_exact_mut(width).enumerate() {
                 for (n, &b) in images.iter().enumerate() {
                     let start = (b * c_out + co) * p;
                     dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
                 }
             }
-            let dy = View::row_major(grads, c_out, width);
             let patches_t = View::row_major(patches, k, width).transposed();
-            multiply(dw, k, dy, patches_t, chunk > 0, threads);
+            multiply(dw, k, View::row_major(grads, c_out, width), patches_t, chunk > 0, threads);
+        });
+    }
+}
+
+/// Writes (or, with `accumulate`, adds) image `b`'s weight gradient to `dw`.
+fn image_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], b: usize, dw: &mut [f32], accumulate: bool, threads: Parallelism) {
+    let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
+    let dy = &grad[b * c_out * p..(b + 1) * c_out * p];
+    if s.is_pointwise() {
+        let image = View::row_major(s.image(x, b), k, p).transposed();
+        multiply(dw, k, View::row_major(dy, c_out, p), image, accumulate, threads);
+        return;
+    }
+    let tile = (PATCH_TILE_VALUES / k).max(MIN_PATCH_TILE).min(p).max(1);
+    for (t, first) in (0..p).step_by(tile).enumerate() {
+        let width = tile.min(p - first);
+        with_scratch(k * width, |patches| {
+            s.patches(s.image(x, b), first, width, patches);
+            let dy = View::strided(&dy[first..], c_out, width, p);
+            let patches_t = View::row_major(patches, k, width).transposed();
+            multiply(dw, k, dy, patches_t, accumulate || t > 0, threads);
         });
     }
 }

@@ -102,6 +102,10 @@ fn dense_convolution_matches_burns_forward_and_gradients_on_awkward_shapes() {
     check_dense(1, [3, 4], [3, 3], 2, PaddingConfig2d::Explicit(0, 0, 1, 1), [7, 7], false);
     // A rectangular kernel, no padding.
     check_dense(2, [3, 3], [3, 2], 1, PaddingConfig2d::Valid, [5, 6], true);
+    // Enough patch values that the weight gradient builds them in tiles of positions that
+    // start and end inside output rows (576 patch rows, 600 positions per image).
+    check_dense(2, [64, 8], [3, 3], 1, pad(1), [24, 25], false);
+    check_dense(1, [64, 5], [3, 3], 2, pad(1), [50, 47], true);
 }
 
 #[test]
