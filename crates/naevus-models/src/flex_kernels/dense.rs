@@ -166,8 +166,17 @@ impl DenseConv {
         }
     }
 
+    /// The patch matrix of one image, [patch_len, positions], its rows built on `threads`.
+    fn patches(&self, image: &[f32], dst: &mut [f32], threads: Parallelism) {
+        let row = |(row, dst): (usize, &mut [f32])| self.patch_row(self.plane(image, row / self.taps()), row % self.taps(), 0, dst);
+        match threads {
+            Parallelism::None => dst.chunks_exact_mut(self.positions()).enumerate().for_each(row),
+            _ => dst.par_chunks_exact_mut(self.positions()).enumerate().for_each(row),
+        }
+    }
+
     /// Columns `first..first + width` of the patch matrix of one image, [patch_len, width].
-    fn patches(&self, image: &[f32], first: usize, width: usize, dst: &mut [f32]) {
+    fn patch_columns(&self, image: &[f32], first: usize, width: usize, dst: &mut [f32]) {
         let taps = self.taps();
         for (row, dst) in dst.chunks_exact_mut(width).enumerate() {
             self.patch_row(self.plane(image, row / taps), row % taps, first, dst);
@@ -224,13 +233,19 @@ pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32], epilogue: Option<&Epilo
     let (k, p) = (s.patch_len(), s.positions());
     let w = View::row_major(weight, s.channels_out, k);
     let mut y = vec![0.0f32; s.batch * s.channels_out * p];
+    if let Some(group) = small_map_group(s) {
+        y.par_chunks_mut(group * s.channels_out * p).enumerate().for_each(|(g, y)| {
+            forward_side_by_side(s, x, w, g * group..(g * group + group).min(s.batch), y, epilogue);
+        });
+        return y;
+    }
     per_image(s, &mut y, s.channels_out * p, |b, y, threads| {
         let image = s.image(x, b);
         if s.is_pointwise() {
             multiply(y, p, w, View::row_major(image, k, p), false, threads);
         } else {
             with_scratch(k * p, |patches| {
-                s.patches(image, 0, p, patches);
+                s.patches(image, patches, threads);
                 multiply(y, p, w, View::row_major(patches, k, p), false, threads);
             });
         }
@@ -241,12 +256,79 @@ pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32], epilogue: Option<&Epilo
     y
 }
 
+/// For maps under SMALL_MAP_POSITIONS, how many images go side by side into one product (a
+/// thread's share at most, within SMALL_MAPS_CHUNK_VALUES); None for larger maps, which fill
+/// a product alone.
+fn small_map_group(s: &DenseConv) -> Option<usize> {
+    let p = s.positions();
+    if p >= SMALL_MAP_POSITIONS || s.batch < 2 {
+        return None;
+    }
+    let share = s.batch.div_ceil(rayon::current_num_threads());
+    Some((SMALL_MAPS_CHUNK_VALUES / ((s.patch_len() + s.channels_out) * p).max(1)).clamp(1, share.max(1)))
+}
+
+/// The forward pass of `images`, their patches side by side in one product, into `y` (their
+/// outputs, NCHW).
+fn forward_side_by_side(s: &DenseConv, x: &[f32], w: View, images: std::ops::Range<usize>, y: &mut [f32], epilogue: Option<&Epilogue>) {
+    let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
+    let width = images.len() * p;
+    with_scratch((k + c_out) * width, |scratch| {
+        let (patches, products) = scratch.split_at_mut(k * width);
+        for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
+            for (n, b) in images.clone().enumerate() {
+                s.patch_row(s.plane(s.image(x, b), row / s.taps()), row % s.taps(), 0, &mut dst[n * p..(n + 1) * p]);
+            }
+        }
+        multiply(products, width, w, View::row_major(patches, k, width), false, Parallelism::None);
+        for (n, y) in y.chunks_exact_mut(c_out * p).enumerate() {
+            for (co, y) in y.chunks_exact_mut(p).enumerate() {
+                y.copy_from_slice(&products[co * width + n * p..co * width + (n + 1) * p]);
+            }
+            if let Some(epilogue) = epilogue {
+                epilogue.apply(y, p);
+            }
+        }
+    });
+}
+
+/// The input gradient of `images`, their output gradients side by side in one product, into
+/// `dx` (their input gradients, NCHW, zero on entry).
+fn input_gradient_side_by_side(s: &DenseConv, grad: &[f32], w_t: View, images: std::ops::Range<usize>, dx: &mut [f32]) {
+    let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
+    let width = images.len() * p;
+    with_scratch((k + c_out) * width, |scratch| {
+        let (patch_grads, dy) = scratch.split_at_mut(k * width);
+        for (co, dst) in dy.chunks_exact_mut(width).enumerate() {
+            for (n, b) in images.clone().enumerate() {
+                let start = (b * c_out + co) * p;
+                dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
+            }
+        }
+        multiply(patch_grads, width, w_t, View::row_major(dy, c_out, width), false, Parallelism::None);
+        let plane_len = s.height * s.width;
+        for (n, dx) in dx.chunks_exact_mut(s.channels_in * plane_len).enumerate() {
+            for row in 0..k {
+                let c = row / s.taps();
+                let src = &patch_grads[row * width + n * p..row * width + (n + 1) * p];
+                s.add_patch_row(src, row % s.taps(), &mut dx[c * plane_len..(c + 1) * plane_len]);
+            }
+        }
+    });
+}
+
 /// d loss / d x from the output gradient `grad` [batch, channels_out, out_h, out_w].
 pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
     let (k, p) = (s.patch_len(), s.positions());
     let w_t = View::row_major(weight, s.channels_out, k).transposed();
     let image_len = s.channels_in * s.height * s.width;
     let mut dx = vec![0.0f32; s.batch * image_len];
+    if let Some(group) = small_map_group(s) {
+        dx.par_chunks_mut(group * image_len).enumerate().for_each(|(g, dx)| {
+            input_gradient_side_by_side(s, grad, w_t, g * group..(g * group + group).min(s.batch), dx);
+        });
+        return dx;
+    }
     per_image(s, &mut dx, image_len, |b, dx, threads| {
         let dy = View::row_major(&grad[b * s.channels_out * p..(b + 1) * s.channels_out * p], s.channels_out, p);
         if s.is_pointwise() {
@@ -254,10 +336,16 @@ pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
         } else {
             with_scratch(k * p, |patch_grads| {
                 multiply(patch_grads, p, w_t, dy, false, threads);
+                // Channel c's plane takes patch rows c * taps.. (c + 1) * taps.
+                let add_channel = |(c, plane): (usize, &mut [f32])| {
+                    for (tap, src) in patch_grads[c * s.taps() * p..(c + 1) * s.taps() * p].chunks_exact(p).enumerate() {
+                        s.add_patch_row(src, tap, plane);
+                    }
+                };
                 let plane_len = s.height * s.width;
-                for (row, src) in patch_grads.chunks_exact(p).enumerate() {
-                    let c = row / s.taps();
-                    s.add_patch_row(src, row % s.taps(), &mut dx[c * plane_len..(c + 1) * plane_len]);
+                match threads {
+                    Parallelism::None => dx.chunks_exact_mut(plane_len).enumerate().for_each(add_channel),
+                    _ => dx.par_chunks_exact_mut(plane_len).enumerate().for_each(add_channel),
                 }
             });
         }
@@ -338,7 +426,7 @@ fn image_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], b: usize, dw: &
     for (t, first) in (0..p).step_by(tile).enumerate() {
         let width = tile.min(p - first);
         with_scratch(k * width, |patches| {
-            s.patches(s.image(x, b), first, width, patches);
+            s.patch_columns(s.image(x, b), first, width, patches);
             let dy = View::strided(&dy[first..], c_out, width, p);
             let patches_t = View::row_major(patches, k, width).transposed();
             multiply(dw, k, dy, patches_t, accumulate || t > 0, threads);
