@@ -10,7 +10,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ModuleSnapshot, ModuleStore, PathFilter, PyTorchToBurnAdapter, PytorchStore, bridge};
-use burn::tensor::{Device, TensorData};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Device, FloatDType, Tensor, TensorData};
 use naevus_models::registry::WeightsSource;
 use naevus_models::{HeadOptions, ModelSpec, Network, PretrainedWeights};
 use naevus_run::write_atomic;
@@ -302,7 +303,24 @@ fn load_pytorch_as(mut network: Network, weights: &PretrainedWeights, checkpoint
             some_of(&result.errors)
         );
     }
-    Ok(network)
+    Ok(in_device_float_type(network))
+}
+
+/// The network with every float tensor (parameters and running statistics) in its device's
+/// float type. A checkpoint's f32 tensors keep their type when they load, so on a device set
+/// to half precision (bf16, f16) the network would otherwise mix types.
+fn in_device_float_type(network: Network) -> Network {
+    struct Cast(FloatDType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            param.map(|tensor| if tensor.dtype() == DType::from(dtype) { tensor } else { tensor.cast(dtype) })
+        }
+    }
+    let Some(device) = network.devices().into_iter().next() else {
+        return network;
+    };
+    network.map(&mut Cast(device.settings().float_dtype))
 }
 
 /// How many `items` there are and the first few: a checkpoint of another model misses

@@ -401,13 +401,6 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.ema_decay) {
             return fail(format!("ema_decay must lie in [0, 1) (0: no weight average; 0.999 is common), got {:?}", self.ema_decay));
         }
-        if self.pretrained && self.precision != Precision::F32 {
-            return fail(format!(
-                "precision {:?} trains from scratch only: burn 0.22's PyTorch loader cannot cast the f32 ImageNet weights \
-                 into a half-precision network; use precision = \"f32\" with pretrained",
-                self.precision
-            ));
-        }
         if self.freeze_backbone_epochs >= self.epochs {
             return fail(format!(
                 "freeze_backbone_epochs ({}) must be smaller than epochs ({}): the backbone would never train",
