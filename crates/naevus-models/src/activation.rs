@@ -33,6 +33,6 @@ impl Activation {
 /// min(max(x, 0), 6), as relu then clamp_max: burn's autodiff has no clamp of its own, and
 /// `clamp(0, 6)` costs two comparisons and two mask fills each way, where relu is one fused
 /// pass forward and one backward (bench/NOTES.md). MobileNetV2's and EfficientNet-Lite's activation.
-pub(crate) fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::relu(x).clamp_max(6.0)
 }

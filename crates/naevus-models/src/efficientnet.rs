@@ -11,7 +11,7 @@ use burn::prelude::*;
 
 use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
-use crate::activation::{Activation, relu6};
+use crate::activation::Activation;
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -125,7 +125,7 @@ impl MbConv {
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
             x = conv_bn(conv, bn, Activation::Relu6, x);
         }
-        x = relu6(batch_norm(&self.bn1, depthwise(&self.depthwise_conv, x)));
+        x = batch_norm(&self.bn1, Activation::Relu6, depthwise(&self.depthwise_conv, x));
         x = conv_bn(&self.project_conv, &self.bn2, Activation::Identity, x);
         if self.residual { x + input } else { x }
     }

@@ -28,15 +28,15 @@ mod flex_kernels {
     }
 
     pub(crate) fn conv_bn(conv: &Conv2d, bn: &BatchNorm, activation: crate::activation::Activation, x: Tensor<4>) -> Tensor<4> {
-        activation.apply(bn.forward(conv.forward(x)))
+        batch_norm(bn, activation, conv.forward(x))
     }
 
     pub(crate) fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.forward(x)
     }
 
-    pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
-        bn.forward(x)
+    pub(crate) fn batch_norm(bn: &BatchNorm, activation: crate::activation::Activation, x: Tensor<4>) -> Tensor<4> {
+        activation.apply(bn.forward(x))
     }
 }
 

@@ -10,7 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::activation::{Activation, relu6};
+use crate::activation::Activation;
 use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
 
@@ -133,7 +133,7 @@ impl InvertedResidual {
         if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
             x = conv_bn(conv, bn, Activation::Relu6, x);
         }
-        x = relu6(batch_norm(&self.depthwise_bn, depthwise(&self.depthwise_conv, x)));
+        x = batch_norm(&self.depthwise_bn, Activation::Relu6, depthwise(&self.depthwise_conv, x));
         // Linear bottleneck: no activation after the projection.
         x = conv_bn(&self.project_conv, &self.project_bn, Activation::Identity, x);
         if self.residual { x + input } else { x }

@@ -101,7 +101,7 @@ impl LayerShape {
                 let x = random(count(input), 1);
                 let gamma = vec![1.0; input[1]];
                 let planes = Planes { batch: input[0], channels: input[1], height: input[2], width: input[3] };
-                let (_, mean, variance) = batch_norm::batch_norm_forward(&planes, &x, &gamma, &vec![0.0; input[1]], BN_EPSILON);
+                let (_, mean, variance) = batch_norm::batch_norm_forward(&planes, &x, &gamma, &vec![0.0; input[1]], BN_EPSILON, NO_CLAMP);
                 Operands {
                     shape: self.clone(),
                     x,
@@ -137,6 +137,7 @@ pub struct Operands {
 }
 
 const BN_EPSILON: f64 = 1e-5;
+const NO_CLAMP: batch_norm::Clamp = batch_norm::Clamp { lower: f32::NEG_INFINITY, upper: f32::INFINITY };
 
 impl Operands {
     /// Runs `pass` once with the kernel a training step on flex uses for it, returning its
@@ -166,8 +167,8 @@ impl Operands {
             (LayerShape::BatchNorm { input }, _) => {
                 let planes = Planes { batch: input[0], channels: input[1], height: input[2], width: input[3] };
                 match (pass, &self.statistics) {
-                    (Pass::Forward, _) => batch_norm::batch_norm_forward(&planes, &self.x, &self.weight, &vec![0.0; input[1]], BN_EPSILON).0.len(),
-                    (_, Some(statistics)) => batch_norm::batch_norm_backward(&planes, &self.x, &self.weight, statistics, &self.grad).0.len(),
+                    (Pass::Forward, _) => batch_norm::batch_norm_forward(&planes, &self.x, &self.weight, &vec![0.0; input[1]], BN_EPSILON, NO_CLAMP).0.len(),
+                    (_, Some(statistics)) => batch_norm::batch_norm_backward(&planes, &self.x, &self.weight, &vec![0.0; input[1]], statistics, &self.grad, NO_CLAMP).0.len(),
                     (_, None) => unreachable!("batch norm operands carry their statistics"),
                 }
             }

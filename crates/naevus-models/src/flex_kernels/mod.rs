@@ -53,8 +53,14 @@ pub trait FlexKernels: Backend {
     /// Depthwise convolution: weight [channels, 1, kh, kw], `options.groups` == channels, no bias.
     fn depthwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
 
-    /// Batch normalisation of x [batch, channels, h, w] with its own batch statistics.
-    fn batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> BatchNormTrained<Self>;
+    /// Batch normalisation of x [batch, channels, h, w] with its own batch statistics, then
+    /// clamped to [lower, upper] (the activation; infinite bounds for none).
+    fn batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64, lower: f64, upper: f64) -> BatchNormTrained<Self>;
+
+    /// Inference only (no gradient is recorded): clamp(x * scale[c] + shift[c], lower, upper)
+    /// for x [batch, channels, h, w]: a batch norm with its running statistics and the
+    /// activation after it, in one pass.
+    fn scale_shift_clamp(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, lower: f64, upper: f64) -> FloatTensor<Self>;
 }
 
 /// Normalised output and the batch statistics (mean, biased variance; [channels] each).
@@ -84,14 +90,22 @@ impl FlexKernels for Flex {
         Flex::conv2d(x, weight, None, options)
     }
 
-    fn batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64) -> BatchNormTrained<Self> {
+    fn batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, epsilon: f64, lower: f64, upper: f64) -> BatchNormTrained<Self> {
         let planes = Planes::of(&x);
-        let (output, mean, variance) = batch_norm::batch_norm_forward(&planes, &contiguous_f32(&x), &contiguous_f32(&gamma), &contiguous_f32(&beta), epsilon);
+        let clamp = batch_norm::Clamp { lower: lower as f32, upper: upper as f32 };
+        let (output, mean, variance) = batch_norm::batch_norm_forward(&planes, &contiguous_f32(&x), &contiguous_f32(&gamma), &contiguous_f32(&beta), epsilon, clamp);
         BatchNormTrained {
             output: flex_tensor(output, planes.shape()),
             mean: flex_tensor(mean, vec![planes.channels]),
             variance: flex_tensor(variance, vec![planes.channels]),
         }
+    }
+
+    fn scale_shift_clamp(x: FlexTensor, scale: FlexTensor, shift: FlexTensor, lower: f64, upper: f64) -> FlexTensor {
+        let planes = Planes::of(&x);
+        let clamp = batch_norm::Clamp { lower: lower as f32, upper: upper as f32 };
+        let output = batch_norm::scale_shift_clamp(&planes, &contiguous_f32(&x), &contiguous_f32(&scale), &contiguous_f32(&shift), clamp);
+        flex_tensor(output, planes.shape())
     }
 }
 
@@ -125,14 +139,16 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
         }
     }
 
-    fn batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64) -> BatchNormTrained<Self> {
+    fn batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64, lower: f64, upper: f64) -> BatchNormTrained<Self> {
         // The statistics leave untracked: they only feed the running averages.
         match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
-                let result = <Flex as FlexKernels>::batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
-                let state = (x_state, gamma_state, result.mean.clone(), result.variance.clone(), epsilon);
+                let beta_state = prep.checkpoint(&beta);
+                let result = <Flex as FlexKernels>::batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, lower, upper);
+                let statistics = (result.mean.clone(), result.variance.clone(), epsilon);
+                let state = (x_state, gamma_state, beta_state, statistics, (lower, upper));
                 BatchNormTrained {
                     output: prep.finish(state, result.output),
                     mean: FloatTensor::<Self>::new(result.mean),
@@ -140,7 +156,7 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
                 }
             }
             OpsKind::UnTracked(prep) => {
-                let result = <Flex as FlexKernels>::batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon);
+                let result = <Flex as FlexKernels>::batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), epsilon, lower, upper);
                 BatchNormTrained {
                     output: prep.finish(result.output),
                     mean: FloatTensor::<Self>::new(result.mean),
@@ -149,24 +165,39 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
             }
         }
     }
+
+    fn scale_shift_clamp(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, lower: f64, upper: f64) -> FloatTensor<Self> {
+        let output = <Flex as FlexKernels>::scale_shift_clamp(x.into_primitive(), scale.into_primitive(), shift.into_primitive(), lower, upper);
+        FloatTensor::<Self>::new(output)
+    }
 }
 
 #[derive(Debug)]
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+    /// x, gamma, beta; the batch mean, variance and epsilon; the clamp's bounds.
+    type State = (NodeId, NodeId, NodeId, (FlexTensor, FlexTensor, f64), (f64, f64));
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let (x_state, gamma_state, beta_state, (mean, variance, epsilon), (lower, upper)) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FlexTensor>(gamma_state);
+        let beta = checkpointer.retrieve_node_output::<FlexTensor>(beta_state);
         let planes = Planes::of(&x);
         let statistics = batch_norm::Statistics::new(&contiguous_f32(&mean), &contiguous_f32(&variance), epsilon);
-        let (x_grad, gamma_grad, beta_grad) =
-            batch_norm::batch_norm_backward(&planes, &contiguous_f32(&x), &contiguous_f32(&gamma), &statistics, &contiguous_f32(&grad));
+        let clamp = batch_norm::Clamp { lower: lower as f32, upper: upper as f32 };
+        let (x_grad, gamma_grad, beta_grad) = batch_norm::batch_norm_backward(
+            &planes,
+            &contiguous_f32(&x),
+            &contiguous_f32(&gamma),
+            &contiguous_f32(&beta),
+            &statistics,
+            &contiguous_f32(&grad),
+            clamp,
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(x_grad, planes.shape()));
         }
@@ -261,7 +292,7 @@ pub(crate) fn conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 pub(crate) fn conv_bn(conv: &Conv2d, bn: &BatchNorm, activation: Activation, x: Tensor<4>) -> Tensor<4> {
     let options = kernel_options(conv, &x).filter(|_| conv.groups == 1 && on_flex_f32(&x) && !x.device().is_autodiff());
     let Some(options) = options else {
-        return activation.apply(batch_norm(bn, self::conv(conv, x)));
+        return batch_norm(bn, activation, self::conv(conv, x));
     };
     record_conv(conv, &x, &Some(options.clone()));
     record(|| LayerShape::BatchNorm { input: DenseConv::new(x.dims(), conv.weight.dims(), options.stride, options.padding).output_shape() });
@@ -317,18 +348,29 @@ fn kernel_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
     (conv.dilation == [1, 1] && non_empty).then(|| ConvOptions::new_with_padding(conv.stride, padding, [1, 1], conv.groups))
 }
 
-/// `bn.forward(x)`; in training on flex, through this module's kernels, updating the running
-/// statistics as burn's `BatchNorm` does.
-pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+/// `activation(bn.forward(x))`. On flex in f32, one kernel: in training, the batch
+/// statistics, the normalisation and the activation (and their gradients), updating the
+/// running statistics as burn's `BatchNorm` does; without gradients, the running statistics
+/// folded into a scale and shift per channel, and the activation, in one pass.
+pub(crate) fn batch_norm(bn: &BatchNorm, activation: Activation, x: Tensor<4>) -> Tensor<4> {
     record(|| LayerShape::BatchNorm { input: x.dims() });
+    let (lower, upper) = activation.bounds();
+    if on_flex_f32(&x) && !x.device().is_autodiff() {
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let output = <Dispatch as FlexKernels>::scale_shift_clamp(x.into_dispatch(), scale.into_dispatch(), shift.into_dispatch(), lower, upper);
+        return Tensor::from_dispatch(output);
+    }
     if !(bn.training.is_enabled() && trains_on_flex(&x)) {
-        return bn.forward(x);
+        return activation.apply(bn.forward(x));
     }
     let trained = <Dispatch as FlexKernels>::batch_norm_train(
         x.into_dispatch(),
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
         bn.epsilon,
+        lower,
+        upper,
     );
     let mean = Tensor::<1>::from_dispatch(trained.mean).detach();
     let variance = Tensor::<1>::from_dispatch(trained.variance).detach();

@@ -108,35 +108,50 @@ fn dense_convolution_matches_burns_forward_and_gradients_on_awkward_shapes() {
     check_dense(1, [64, 5], [3, 3], 2, pad(1), [50, 47], true);
 }
 
+/// With each activation fused in: the output, the gradients for x, gamma and beta, and the
+/// running statistics, as burn's BatchNorm followed by the activation gives them.
 #[test]
-fn batch_norm_matches_burns_in_output_gradients_and_running_statistics() {
-    let device = Device::flex().autodiff();
-    device.seed(11);
-    // An offset mean and a spread, as activations have; momentum and epsilon not burn's defaults.
-    let x = (Tensor::<4>::random([4, 5, 6, 7], Distribution::Normal(0.0, 1.0), &device) * 3.0 + 2.0).require_grad();
-    let config = BatchNormConfig::new(5).with_epsilon(1e-3).with_momentum(0.01);
-    let ours = config.init(&device);
-    let reference = config.init(&device);
-    let gamma = Tensor::<1>::random([5], Distribution::Normal(1.0, 0.3), &device);
-    let beta = Tensor::<1>::random([5], Distribution::Normal(0.0, 0.3), &device);
-    let (ours, reference) = [ours, reference].map(|bn| BatchNorm { gamma: Param::from_tensor(gamma.clone()), beta: Param::from_tensor(beta.clone()), ..bn }).into();
-    assert!(trains_on_flex(&x), "the test must run this module's kernels");
+fn batch_norm_with_its_activation_matches_burns_in_output_gradients_and_running_statistics() {
+    for activation in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        // An offset mean and a spread, as activations have; momentum and epsilon not burn's
+        // defaults; gamma wide enough that ReLU6 clamps at both ends.
+        let x = (Tensor::<4>::random([4, 5, 6, 7], Distribution::Normal(0.0, 1.0), &device) * 3.0 + 2.0).require_grad();
+        let config = BatchNormConfig::new(5).with_epsilon(1e-3).with_momentum(0.01);
+        let ours = config.init(&device);
+        let reference = config.init(&device);
+        let gamma = Tensor::<1>::random([5], Distribution::Normal(3.0, 0.5), &device);
+        let beta = Tensor::<1>::random([5], Distribution::Normal(0.0, 0.3), &device);
+        let (ours, reference) = [ours, reference].map(|bn| BatchNorm { gamma: Param::from_tensor(gamma.clone()), beta: Param::from_tensor(beta.clone()), ..bn }).into();
+        assert!(trains_on_flex(&x), "the test must run this module's kernels");
 
-    let expected = reference.forward(x.clone());
-    let got = batch_norm(&ours, x.clone());
-    got.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-4));
-    let close = Tolerance::absolute(1e-5);
-    ours.running_mean.value().to_data().assert_approx_eq::<f32>(&reference.running_mean.value().to_data(), close);
-    ours.running_var.value().to_data().assert_approx_eq::<f32>(&reference.running_var.value().to_data(), close);
+        let expected = activation.apply(reference.forward(x.clone()));
+        let got = batch_norm(&ours, activation, x.clone());
+        got.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-4));
+        let close = Tolerance::absolute(1e-5);
+        ours.running_mean.value().to_data().assert_approx_eq::<f32>(&reference.running_mean.value().to_data(), close);
+        ours.running_var.value().to_data().assert_approx_eq::<f32>(&reference.running_var.value().to_data(), close);
 
-    let weights = Tensor::<4>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);
-    let grads_expected = (expected * weights.clone()).sum().backward();
-    let grads_got = (got * weights).sum().backward();
-    let close = Tolerance::absolute(1e-4);
-    x.grad(&grads_got).unwrap().to_data().assert_approx_eq::<f32>(&x.grad(&grads_expected).unwrap().to_data(), close);
-    for (param_ours, param_reference) in [(&ours.gamma, &reference.gamma), (&ours.beta, &reference.beta)] {
-        let (got, expected) = (param_ours.val().grad(&grads_got).unwrap(), param_reference.val().grad(&grads_expected).unwrap());
-        got.to_data().assert_approx_eq::<f32>(&expected.to_data(), close);
+        let weights = Tensor::<4>::random(expected.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let grads_expected = (expected * weights.clone()).sum().backward();
+        let grads_got = (got * weights).sum().backward();
+        let close = Tolerance::absolute(1e-4);
+        x.grad(&grads_got).unwrap().to_data().assert_approx_eq::<f32>(&x.grad(&grads_expected).unwrap().to_data(), close);
+        for (param_ours, param_reference) in [(&ours.gamma, &reference.gamma), (&ours.beta, &reference.beta)] {
+            let (got, expected) = (param_ours.val().grad(&grads_got).unwrap(), param_reference.val().grad(&grads_expected).unwrap());
+            got.to_data().assert_approx_eq::<f32>(&expected.to_data(), close);
+        }
+
+        // Inference: the running statistics (set far from the identity) folded into one pass.
+        let plain = Device::flex();
+        let bn = ours.valid();
+        bn.running_mean.update(Tensor::random([5], Distribution::Normal(1.0, 0.5), &plain));
+        bn.running_var.update(Tensor::random([5], Distribution::Uniform(0.2, 3.0), &plain));
+        let x = x.inner();
+        assert!(on_flex_f32(&x) && !x.device().is_autodiff());
+        let expected = activation.apply(bn.forward(x.clone()));
+        batch_norm(&bn, activation, x).to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::rel_abs(1e-5, 1e-5));
     }
 }
 
