@@ -64,14 +64,6 @@ impl DenseConv {
         }
     }
 
-    pub fn input_shape(&self) -> [usize; 4] {
-        [self.batch, self.channels_in, self.height, self.width]
-    }
-
-    pub fn weight_shape(&self) -> [usize; 4] {
-        [self.channels_out, self.channels_in, self.kernel[0], self.kernel[1]]
-    }
-
     pub fn output_shape(&self) -> [usize; 4] {
         [self.batch, self.channels_out, self.out_h, self.out_w]
     }

@@ -116,27 +116,11 @@ impl<C: CheckpointStrategy> FlexKernels for Autodiff<Flex, C> {
     }
 
     fn dense_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
-        match DenseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let output = <Flex as FlexKernels>::dense_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
-                prep.finish((x_state, weight_state, options), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(<Flex as FlexKernels>::dense_conv2d(x.into_primitive(), weight.into_primitive(), options)),
-        }
+        tracked_conv::<C>(ConvKind::Dense, x, weight, options)
     }
 
     fn depthwise_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
-        match DepthwiseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let output = Flex::conv2d(x.into_primitive(), weight.into_primitive(), None, options.clone());
-                prep.finish((x_state, weight_state, options), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::conv2d(x.into_primitive(), weight.into_primitive(), None, options)),
-        }
+        tracked_conv::<C>(ConvKind::Depthwise, x, weight, options)
     }
 
     fn batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, epsilon: f64, lower: f64, upper: f64) -> BatchNormTrained<Self> {
@@ -210,10 +194,41 @@ impl Backward<Flex, 3> for BatchNormBackward {
     }
 }
 
-#[derive(Debug)]
-struct DenseBackward;
+/// Which of this module's convolutions a tracked convolution is.
+#[derive(Debug, Clone, Copy)]
+enum ConvKind {
+    /// Forward and both gradients through dense.rs.
+    Dense,
+    /// flex's own forward; both gradients through depthwise.rs.
+    Depthwise,
+}
 
-impl Backward<Flex, 2> for DenseBackward {
+impl ConvKind {
+    fn forward(self, x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        match self {
+            ConvKind::Dense => <Flex as FlexKernels>::dense_conv2d(x, weight, options),
+            ConvKind::Depthwise => Flex::conv2d(x, weight, None, options),
+        }
+    }
+}
+
+/// A convolution recorded for the backward pass: its input and weight are kept.
+fn tracked_conv<C: CheckpointStrategy>(kind: ConvKind, x: FloatTensor<Autodiff<Flex, C>>, weight: FloatTensor<Autodiff<Flex, C>>, options: ConvOptions<2>) -> FloatTensor<Autodiff<Flex, C>> {
+    match ConvBackward(kind).prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let weight_state = prep.checkpoint(&weight);
+            let output = kind.forward(x.into_primitive(), weight.into_primitive(), options.clone());
+            prep.finish((x_state, weight_state, options), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(kind.forward(x.into_primitive(), weight.into_primitive(), options)),
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward(ConvKind);
+
+impl Backward<Flex, 2> for ConvBackward {
     type State = (NodeId, NodeId, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
@@ -222,15 +237,26 @@ impl Backward<Flex, 2> for DenseBackward {
         let (x_state, weight_state, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
         let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
-        let shape = dense_shape(&x, &weight, &options);
-        let grad = contiguous_f32(&grad);
-        if let Some(node) = node_x {
-            let values = dense::input_gradient(&shape, &grad, &contiguous_f32(&weight));
-            grads.register::<Flex>(node.id, flex_tensor(values, shape.input_shape().to_vec()));
+        let (x_shape, weight_shape) = (x.layout().shape().to_vec(), weight.layout().shape().to_vec());
+        let (x_grad, weight_grad) = match self.0 {
+            ConvKind::Dense => {
+                let shape = dense_shape(&x, &weight, &options);
+                let grad = contiguous_f32(&grad);
+                let x_grad = node_x.is_some().then(|| dense::input_gradient(&shape, &grad, &contiguous_f32(&weight)));
+                (x_grad, node_weight.is_some().then(|| dense::weight_gradient(&shape, &grad, &contiguous_f32(&x))))
+            }
+            ConvKind::Depthwise => {
+                let shapes = depthwise::Shapes::new(&x, &weight, &grad, &options);
+                let grad = contiguous_f32(&grad);
+                let x_grad = node_x.is_some().then(|| depthwise::input_gradient(&shapes, &grad, &contiguous_f32(&weight)));
+                (x_grad, node_weight.is_some().then(|| depthwise::weight_gradient(&shapes, &grad, &contiguous_f32(&x))))
+            }
+        };
+        if let (Some(node), Some(values)) = (node_x, x_grad) {
+            grads.register::<Flex>(node.id, flex_tensor(values, x_shape));
         }
-        if let Some(node) = node_weight {
-            let values = dense::weight_gradient(&shape, &grad, &contiguous_f32(&x));
-            grads.register::<Flex>(node.id, flex_tensor(values, shape.weight_shape().to_vec()));
+        if let (Some(node), Some(values)) = (node_weight, weight_grad) {
+            grads.register::<Flex>(node.id, flex_tensor(values, weight_shape));
         }
     }
 }
@@ -238,33 +264,6 @@ impl Backward<Flex, 2> for DenseBackward {
 fn dense_shape(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> DenseConv {
     let dims = |t: &FlexTensor| -> [usize; 4] { t.layout().shape().to_vec().try_into().expect("a 4-d tensor") };
     DenseConv::new(dims(x), dims(weight), options.stride, options.padding)
-}
-
-#[derive(Debug)]
-struct DepthwiseBackward;
-
-impl Backward<Flex, 2> for DepthwiseBackward {
-    type State = (NodeId, NodeId, ConvOptions<2>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-        let weight = checkpointer.retrieve_node_output::<FlexTensor>(weight_state);
-        let shapes = depthwise::Shapes::new(&x, &weight, &grad, &options);
-        let x = contiguous_f32(&x);
-        let weight = contiguous_f32(&weight);
-        let grad = contiguous_f32(&grad);
-        if let Some(node) = node_x {
-            let values = depthwise::input_gradient(&shapes, &grad, &weight);
-            grads.register::<Flex>(node.id, flex_tensor(values, shapes.input.shape()));
-        }
-        if let Some(node) = node_weight {
-            let values = depthwise::weight_gradient(&shapes, &grad, &x);
-            grads.register::<Flex>(node.id, flex_tensor(values, vec![shapes.input.channels, 1, shapes.kernel_h, shapes.kernel_w]));
-        }
-    }
 }
 
 /// `conv.forward(x)` for a dense `Conv2d` (groups 1); on flex in f32 through this module's
