@@ -21,6 +21,10 @@ impl Clamp {
         z.max(self.lower).min(self.upper)
     }
 
+    fn is_identity(self) -> bool {
+        self.lower == f32::NEG_INFINITY && self.upper == f32::INFINITY
+    }
+
     /// The gradient through the clamp at pre-activation `z`: `g` strictly inside the bounds
     /// (and for NaN, which stays NaN), zero where the clamp held the value.
     fn gradient(self, g: f32, z: f32) -> f32 {
@@ -74,23 +78,22 @@ pub(super) fn batch_norm_backward(planes: &Planes, x: &[f32], gamma: &[f32], bet
     let size = planes.size();
     let count = (planes.batch * size) as f64;
     let plane = |index: usize| index * size..(index + 1) * size;
-    // Per channel: x_hat of an input value, and the gradient through the clamp there.
-    let normalise = |c: usize, v: f32| (v - statistics.mean[c]) * statistics.inv_std[c];
-    let through = |c: usize, g: f32, x_hat: f32| clamp.gradient(g, x_hat * gamma[c] + beta[c]);
+    // Channel c's constants, read once per plane so that the loops over its values vectorise.
+    let channel = |index: usize| ChannelBackward::new(index % planes.channels, gamma, beta, statistics, clamp);
     let beta_grad: Vec<f32> = planes
         .per_channel(|index| {
-            let c = index % planes.channels;
-            sum_pairs(&grad[plane(index)], &x[plane(index)], |g, v| through(c, g, normalise(c, v)))
+            let ch = channel(index);
+            sum_pairs(&grad[plane(index)], &x[plane(index)], |g, v| ch.through(g, ch.normalise(v)))
         })
         .into_iter()
         .map(|v| v as f32)
         .collect();
     let gamma_grad: Vec<f32> = planes
         .per_channel(|index| {
-            let c = index % planes.channels;
+            let ch = channel(index);
             sum_pairs(&grad[plane(index)], &x[plane(index)], |g, v| {
-                let x_hat = normalise(c, v);
-                through(c, g, x_hat) * x_hat
+                let x_hat = ch.normalise(v);
+                ch.through(g, x_hat) * x_hat
             })
         })
         .into_iter()
@@ -98,16 +101,43 @@ pub(super) fn batch_norm_backward(planes: &Planes, x: &[f32], gamma: &[f32], bet
         .collect();
     let mut x_grad = vec![0.0f32; x.len()];
     x_grad.par_chunks_mut(size).enumerate().for_each(|(index, dx)| {
+        let ch = channel(index);
         let c = index % planes.channels;
         let scale = gamma[c] * statistics.inv_std[c];
         let mean_grad = (beta_grad[c] as f64 / count) as f32;
         let mean_projection = (gamma_grad[c] as f64 / count) as f32;
         for ((d, &g), &v) in dx.iter_mut().zip(&grad[plane(index)]).zip(&x[plane(index)]) {
-            let x_hat = normalise(c, v);
-            *d = scale * (through(c, g, x_hat) - mean_grad - x_hat * mean_projection);
+            let x_hat = ch.normalise(v);
+            *d = scale * (ch.through(g, x_hat) - mean_grad - x_hat * mean_projection);
         }
     });
     (x_grad, gamma_grad, beta_grad)
+}
+
+/// One channel's batch-norm constants in the backward pass.
+#[derive(Clone, Copy)]
+struct ChannelBackward {
+    mean: f32,
+    inv_std: f32,
+    gamma: f32,
+    beta: f32,
+    clamp: Clamp,
+}
+
+impl ChannelBackward {
+    fn new(c: usize, gamma: &[f32], beta: &[f32], statistics: &Statistics, clamp: Clamp) -> Self {
+        Self { mean: statistics.mean[c], inv_std: statistics.inv_std[c], gamma: gamma[c], beta: beta[c], clamp }
+    }
+
+    fn normalise(self, v: f32) -> f32 {
+        (v - self.mean) * self.inv_std
+    }
+
+    /// The gradient through the clamp at this x_hat (without a clamp, `g`: a loop-invariant
+    /// branch, which the compiler takes out of the loops).
+    fn through(self, g: f32, x_hat: f32) -> f32 {
+        if self.clamp.is_identity() { g } else { self.clamp.gradient(g, x_hat * self.gamma + self.beta) }
+    }
 }
 
 /// Inference: y = clamp(x * scale[c] + shift[c]), batch norm with its running statistics
