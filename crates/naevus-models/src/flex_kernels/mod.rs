@@ -7,10 +7,13 @@
 //! - Depthwise convolution's gradients (depthwise.rs): burn computes the weight gradient with
 //!   one convolution per channel on sliced copies, and the input gradient with a generic
 //!   grouped transposed convolution. The depthwise forward pass stays flex's own.
-//! - Batch normalisation in training (batch_norm.rs): burn's default computes the batch
-//!   statistics and their gradients on transposed copies, with a dozen separate passes.
-//! The dense forward runs for inference too; everything else only when gradients are
-//! recorded. Every other backend uses burn's modules unchanged.
+//! - Batch normalisation and the activation after it (batch_norm.rs): burn's default computes
+//!   the batch statistics and their gradients on transposed copies, with a dozen separate
+//!   passes, and each activation is passes of its own.
+//! For prediction (no gradients recorded) a batch norm after a dense convolution is folded into
+//! it (`conv_bn`), and one after a depthwise convolution is a single scale-shift-clamp pass.
+//! The depthwise gradients and the training batch norm run only when gradients are recorded.
+//! Every other backend uses burn's modules unchanged.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -37,7 +40,7 @@ mod depthwise;
 mod layer_map;
 mod matmul;
 
-pub use dense::DenseConv;
+use dense::DenseConv;
 pub use layer_map::{LayerShape, Operands, Pass, SquareGemm, record_layers};
 use layer_map::record;
 
