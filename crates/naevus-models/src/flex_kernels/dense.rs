@@ -3,13 +3,13 @@
 //! An image's patches form a matrix with one row per (input channel, kernel row, kernel
 //! column) and one column per output position, so that with W the weight as
 //! [channels_out, channels_in * kh * kw]:
-//! - forward, per image: Y = W * patches;
-//! - input gradient, per image: patch gradients = W^T * dY, added back where each patch
-//!   value was read;
-//! - weight gradient, over the batch at once: dW = dY * patches^T, with the batch folded into
-//!   the reduction, so the whole gradient is one large product instead of one per image.
-//! Results are written in place in NCHW: no layout round trips. A 1x1 convolution with
-//! stride 1 and no padding needs no patch matrix: the image is one.
+//! - forward: Y = W * patches;
+//! - input gradient: patch gradients = W^T * dY, added back where each patch value was read;
+//! - weight gradient: dW = dY * patches^T summed over the batch, one partial per thread.
+//! Images run in parallel, one product each; maps too small to fill a product put several
+//! images side by side in one; a single image spreads its product over every thread. Results
+//! are written in place in NCHW: no layout round trips. A 1x1 convolution with stride 1 and no
+//! padding needs no patch matrix: the image is one.
 
 use rayon::prelude::*;
 
