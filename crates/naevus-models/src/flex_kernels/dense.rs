@@ -167,6 +167,27 @@ impl DenseConv {
         }
     }
 
+    /// The patch matrices of `images` side by side, [patch_len, images.len() * positions].
+    fn patches_side_by_side(&self, x: &[f32], images: &[usize], dst: &mut [f32]) {
+        let p = self.positions();
+        for (row, dst) in dst.chunks_exact_mut(images.len() * p).enumerate() {
+            for (n, &b) in images.iter().enumerate() {
+                self.patch_row(self.plane(self.image(x, b), row / self.taps()), row % self.taps(), 0, &mut dst[n * p..(n + 1) * p]);
+            }
+        }
+    }
+
+    /// The output gradients of `images` side by side, [channels_out, images.len() * positions].
+    fn grads_side_by_side(&self, grad: &[f32], images: &[usize], dst: &mut [f32]) {
+        let p = self.positions();
+        for (co, dst) in dst.chunks_exact_mut(images.len() * p).enumerate() {
+            for (n, &b) in images.iter().enumerate() {
+                let start = (b * self.channels_out + co) * p;
+                dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
+            }
+        }
+    }
+
     /// Columns `first..first + width` of the patch matrix of one image, [patch_len, width].
     fn patch_columns(&self, image: &[f32], first: usize, width: usize, dst: &mut [f32]) {
         let taps = self.taps();
@@ -227,7 +248,8 @@ pub fn forward(s: &DenseConv, x: &[f32], weight: &[f32], epilogue: Option<&Epilo
     let mut y = vec![0.0f32; s.batch * s.channels_out * p];
     if let Some(group) = small_map_group(s) {
         y.par_chunks_mut(group * s.channels_out * p).enumerate().for_each(|(g, y)| {
-            forward_side_by_side(s, x, w, g * group..(g * group + group).min(s.batch), y, epilogue);
+            let images: Vec<usize> = (g * group..(g * group + group).min(s.batch)).collect();
+            forward_side_by_side(s, x, w, &images, y, epilogue);
         });
         return y;
     }
@@ -262,16 +284,12 @@ fn small_map_group(s: &DenseConv) -> Option<usize> {
 
 /// The forward pass of `images`, their patches side by side in one product, into `y` (their
 /// outputs, NCHW).
-fn forward_side_by_side(s: &DenseConv, x: &[f32], w: View, images: std::ops::Range<usize>, y: &mut [f32], epilogue: Option<&Epilogue>) {
+fn forward_side_by_side(s: &DenseConv, x: &[f32], w: View, images: &[usize], y: &mut [f32], epilogue: Option<&Epilogue>) {
     let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
     let width = images.len() * p;
     with_scratch((k + c_out) * width, |scratch| {
         let (patches, products) = scratch.split_at_mut(k * width);
-        for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
-            for (n, b) in images.clone().enumerate() {
-                s.patch_row(s.plane(s.image(x, b), row / s.taps()), row % s.taps(), 0, &mut dst[n * p..(n + 1) * p]);
-            }
-        }
+        s.patches_side_by_side(x, images, patches);
         multiply(products, width, w, View::row_major(patches, k, width), false, Parallelism::None);
         for (n, y) in y.chunks_exact_mut(c_out * p).enumerate() {
             for (co, y) in y.chunks_exact_mut(p).enumerate() {
@@ -286,17 +304,12 @@ fn forward_side_by_side(s: &DenseConv, x: &[f32], w: View, images: std::ops::Ran
 
 /// The input gradient of `images`, their output gradients side by side in one product, into
 /// `dx` (their input gradients, NCHW, zero on entry).
-fn input_gradient_side_by_side(s: &DenseConv, grad: &[f32], w_t: View, images: std::ops::Range<usize>, dx: &mut [f32]) {
+fn input_gradient_side_by_side(s: &DenseConv, grad: &[f32], w_t: View, images: &[usize], dx: &mut [f32]) {
     let (k, p, c_out) = (s.patch_len(), s.positions(), s.channels_out);
     let width = images.len() * p;
     with_scratch((k + c_out) * width, |scratch| {
         let (patch_grads, dy) = scratch.split_at_mut(k * width);
-        for (co, dst) in dy.chunks_exact_mut(width).enumerate() {
-            for (n, b) in images.clone().enumerate() {
-                let start = (b * c_out + co) * p;
-                dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
-            }
-        }
+        s.grads_side_by_side(grad, images, dy);
         multiply(patch_grads, width, w_t, View::row_major(dy, c_out, width), false, Parallelism::None);
         let plane_len = s.height * s.width;
         for (n, dx) in dx.chunks_exact_mut(s.channels_in * plane_len).enumerate() {
@@ -317,7 +330,8 @@ pub fn input_gradient(s: &DenseConv, grad: &[f32], weight: &[f32]) -> Vec<f32> {
     let mut dx = vec![0.0f32; s.batch * image_len];
     if let Some(group) = small_map_group(s) {
         dx.par_chunks_mut(group * image_len).enumerate().for_each(|(g, dx)| {
-            input_gradient_side_by_side(s, grad, w_t, g * group..(g * group + group).min(s.batch), dx);
+            let images: Vec<usize> = (g * group..(g * group + group).min(s.batch)).collect();
+            input_gradient_side_by_side(s, grad, w_t, &images, dx);
         });
         return dx;
     }
@@ -387,18 +401,8 @@ fn small_maps_weight_gradient(s: &DenseConv, grad: &[f32], x: &[f32], images: &[
         let width = images.len() * p;
         with_scratch((k + c_out) * width, |scratch| {
             let (patches, grads) = scratch.split_at_mut(k * width);
-            for (row, dst) in patches.chunks_exact_mut(width).enumerate() {
-                for (n, &b) in images.iter().enumerate() {
-                    let plane = s.plane(s.image(x, b), row / s.taps());
-                    s.patch_row(plane, row % s.taps(), 0, &mut dst[n * p..(n + 1) * p]);
-                }
-            }
-            for (co, dst) in grads.chunks_exact_mut(width).enumerate() {
-                for (n, &b) in images.iter().enumerate() {
-                    let start = (b * c_out + co) * p;
-                    dst[n * p..(n + 1) * p].copy_from_slice(&grad[start..start + p]);
-                }
-            }
+            s.patches_side_by_side(x, images, patches);
+            s.grads_side_by_side(grad, images, grads);
             let patches_t = View::row_major(patches, k, width).transposed();
             multiply(dw, k, View::row_major(grads, c_out, width), patches_t, chunk > 0, threads);
         });

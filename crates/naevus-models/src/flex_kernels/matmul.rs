@@ -90,6 +90,11 @@ thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The most scratch a thread keeps after a call (256 MiB of f32). A patch matrix at a large
+/// input (ResNet's stem at 2048 px: 600 MB per image) is used and then given back, so one such
+/// call does not hold its memory for the life of the process.
+const KEPT_SCRATCH_VALUES: usize = 64 << 20;
+
 /// Runs `f` on `len` scratch values of this thread (contents unspecified). A nested call on
 /// the same thread (rayon may run another task while this one waits) gets a fresh buffer.
 pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
@@ -98,7 +103,11 @@ pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
             if buffer.len() < len {
                 buffer.resize(len, 0.0);
             }
-            f(&mut buffer[..len])
+            let result = f(&mut buffer[..len]);
+            if buffer.len() > KEPT_SCRATCH_VALUES {
+                *buffer = Vec::new();
+            }
+            result
         }
         Err(_) => f(&mut vec![0.0; len]),
     })
