@@ -342,6 +342,7 @@ fn loader_row(cache_dir: &Path, size: u32, batch: usize, preset: AugmentPreset) 
     let config = LoaderConfig {
         batch_size: batch,
         augment: Some(AugmentPlan::preset(preset)),
+        colour: naevus_data::ColourConstancy::None,
         normalize: Normalize { mean: [0.5; 3], std: [0.25; 3] },
         seed: 0,
         prefetch: 2,

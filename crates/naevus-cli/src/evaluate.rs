@@ -94,10 +94,17 @@ fn join<'a>(predictions: &Predictions, truth: &'a Truth) -> Result<(Vec<f64>, Ve
     Ok((scores, labels, groups))
 }
 
-/// Joins predictions with the truth and computes the full metric table.
+/// Joins predictions with the truth and computes the full metric table, and each source's
+/// AUC when the images come from several (the predictions' source column, else the truth's).
 pub fn evaluate_full(predictions: &Predictions, truth: &Truth, threshold: f64, rounds: usize) -> Result<EvaluationReport> {
     let (scores, labels, groups) = join(predictions, truth)?;
-    Ok(naevus_report::evaluate_scores(&scores, &labels, Some(&groups), threshold, rounds, 0)?)
+    let mut report = naevus_report::evaluate_scores(&scores, &labels, Some(&groups), threshold, rounds, 0)?;
+    let sources: Vec<Option<String>> = match &predictions.sources {
+        Some(sources) => sources.iter().map(|s| Some(s.clone()).filter(|s| !s.is_empty())).collect(),
+        None => predictions.ids.iter().map(|id| truth.source(id).map(str::to_string)).collect(),
+    };
+    report.by_source = naevus_metrics::per_source_aucs(&scores, &labels, &sources, Some(&groups), rounds, 0)?;
+    Ok(report)
 }
 
 /// Prints the full metric table and the confusion matrix.
@@ -108,6 +115,12 @@ pub fn print_table(r: &EvaluationReport) {
     println!("{:<32} {:>8}  {:<20} {}", "metric", "value", "95% CI", "note");
     for row in naevus_report::table_rows(r) {
         println!("{:<32} {:>8}  {:<20} {}", row.name, row.value, row.ci95, row.note);
+    }
+    if !r.by_source.is_empty() {
+        println!("by source:");
+        for source in &r.by_source {
+            println!("  {}", source.describe());
+        }
     }
     let c = &r.binary.confusion;
     println!("confusion at threshold {}: predicted melanoma / benign", r.binary.threshold);

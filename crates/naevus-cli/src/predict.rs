@@ -94,9 +94,15 @@ pub fn run(args: Args) -> Result<()> {
             calibration.apply(&mut probs);
         }
         let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
-        naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds)?;
+        let sources: Vec<String> = items.iter().map(|&i| cache.records()[i].source.clone()).collect();
+        naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds, &sources)?;
         let auc = naevus_metrics::roc_auc(&probs, &labels)?;
-        let line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
+        let mut line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
+        let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
+        let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
+        for source in naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)? {
+            line += &format!("\n  {}", source.describe());
+        }
         summary(&args.out, line);
         return Ok(());
     }

@@ -50,17 +50,37 @@ pub struct Args {
     /// decoding: a larger or decompression-bomb file is a rejected row.
     #[arg(long, default_value_t = naevus_data::DecodeLimits::DEFAULT_MAX_PIXELS, value_parser = whole(1, naevus_data::DecodeLimits::HIGHEST_MAX_PIXELS))]
     max_pixels: u64,
+    /// The source every image is recorded under (default: the format's name, e.g.
+    /// ham10000): name each clinic or device apart, even when two share a format, so that
+    /// training can balance and validate them apart and reports break figures down by it.
+    /// Letters, digits, '-', '_' and '.', at most 64.
+    #[arg(long, value_parser = source_name)]
+    source_name: Option<String>,
+}
+
+fn source_name(text: &str) -> Result<String, String> {
+    if naevus_run::source_options::is_source_name(text) {
+        Ok(text.to_string())
+    } else {
+        Err("a source name has 1 to 64 letters, digits, '-', '_' or '.'".into())
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
     let spec = SourceSpec { kind: args.source, csv: args.csv, images: args.images, metadata_csv: args.metadata_csv };
     let limits = naevus_data::DecodeLimits { max_pixels: args.max_pixels };
-    prepare(&spec, &args.out, &PrepareOptions { size: args.size, threads: args.threads, progress: true, limits })
+    prepare(&spec, args.source_name.as_deref(), &args.out, &PrepareOptions { size: args.size, threads: args.threads, progress: true, limits })
 }
 
-/// Reads `spec` and prepares it into `out`, printing the summary line.
-pub fn prepare(spec: &SourceSpec, out: &std::path::Path, options: &PrepareOptions) -> Result<()> {
-    let data = naevus_data::read_source(spec)?;
+/// Reads `spec` and prepares it into `out` (every record under `source_name` when given),
+/// printing the summary line.
+pub fn prepare(spec: &SourceSpec, source_name: Option<&str>, out: &std::path::Path, options: &PrepareOptions) -> Result<()> {
+    let mut data = naevus_data::read_source(spec)?;
+    if let Some(name) = source_name {
+        for record in &mut data.records {
+            record.source = name.to_string();
+        }
+    }
     // rejects.csv also lists cells left unknown on images that were kept: counted apart.
     let kept = data.rejects.iter().filter(|r| is_kept_note(r)).count();
     let summary = naevus_data::prepare(data, out, options)?;

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     let cache_dir = args.out.join("cache");
     println!("1/3 preparing the sample into {}", cache_dir.display());
     let spec = SourceSpec { kind: SourceKind::Isic2017, csv: Some(labels), images: args.sample.join("images"), metadata_csv: None };
-    crate::prepare::prepare(&spec, &cache_dir, &naevus_data::PrepareOptions { size: 128, progress: true, ..Default::default() })?;
+    crate::prepare::prepare(&spec, None, &cache_dir, &naevus_data::PrepareOptions { size: 128, progress: true, ..Default::default() })?;
 
     let run_dir = args.out.join("run");
     println!("2/3 training {} for {} epochs into {}", config.model, config.epochs, run_dir.display());

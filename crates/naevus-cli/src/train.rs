@@ -70,9 +70,13 @@ fn fold_name(text: &str) -> Result<String, String> {
 
 /// Prints the per-fold and pooled validation AUC of a finished run.
 pub fn print_report(report: &TrainReport) {
+    let figure = match &report.checkpoint_selection {
+        naevus_run::CheckpointSelection::Pooled => "validation AUC".to_string(),
+        rule => format!("{rule} AUC"),
+    };
     for fold in &report.folds {
         println!(
-            "{}: best validation AUC {} at epoch {}",
+            "{}: best {figure} {} at epoch {}",
             fold.name,
             fold.best_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
             fold.best_epoch.map_or("-".into(), |e| e.to_string())
@@ -94,5 +98,8 @@ pub fn print_report(report: &TrainReport) {
     }
     if let Some(auc) = report.oof_auc {
         println!("{what} AUC {auc:.4} ({:.0} s); run directory {}", report.seconds, report.run_dir.display());
+    }
+    for source in &report.oof_by_source {
+        println!("  {}", source.describe());
     }
 }

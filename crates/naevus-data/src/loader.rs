@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{AugmentPlan, Normalize, dihedral, write_chw_f32};
 use crate::cache::Cache;
+use crate::colour::ColourConstancy;
 use crate::error::DataError;
 use crate::image_io::resize_square;
 
@@ -35,6 +36,8 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Augmentation to apply; None for evaluation.
     pub augment: Option<AugmentPlan>,
+    /// Colour correction of each image, before augmentation.
+    pub colour: ColourConstancy,
     /// Normalisation applied after augmentation.
     pub normalize: Normalize,
     /// Seed for augmentation; use a different one per epoch.
@@ -53,6 +56,7 @@ impl Default for LoaderConfig {
         LoaderConfig {
             batch_size: 32,
             augment: None,
+            colour: ColourConstancy::None,
             normalize: Normalize::default(),
             seed: 0,
             prefetch: 2,
@@ -127,7 +131,8 @@ fn build_batch(cache: &Cache, items: &[usize], first_position: usize, cfg: &Load
     let plane = 3 * size as usize * size as usize;
     let mut images = vec![0.0f32; items.len() * plane];
     images.par_chunks_mut(plane).zip(items.par_iter()).enumerate().try_for_each(|(j, (dst, &item))| {
-        let pixels = image_at_size(cache, item, size)?;
+        let mut pixels = image_at_size(cache, item, size)?;
+        cfg.colour.apply(&mut pixels);
         let pixels = if !cfg.dihedral.is_multiple_of(8) { dihedral(&pixels, size, cfg.dihedral % 8) } else { pixels };
         let pixels = match &cfg.augment {
             Some(plan) => plan.apply(&pixels, size, &mut item_rng(cfg.seed, first_position + j)),

@@ -105,3 +105,41 @@ fn undersample_keeps_all_positives() {
     assert_eq!(all.len(), 1000);
     assert!(epoch_order(&[], &Sampling::Balanced, 0, 0).is_empty());
 }
+
+/// Two sources shaped like the shared data's: a small one (ISIC 2017: 2,000 images, 19%
+/// melanoma) and a large one (HAM10000: 8,000 images, 11% melanoma).
+fn two_sources() -> (Vec<usize>, Vec<usize>) {
+    let small = (0..2000).map(|i| (usize::from(i % 100 < 19), 0));
+    let large = (0..8000).map(|i| (usize::from(i % 100 < 11), 1));
+    small.chain(large).unzip()
+}
+
+#[test]
+fn source_balanced_gives_each_source_its_share_and_one_melanoma_in_four_within() {
+    let (labels, sources) = two_sources();
+    let count = |order: &[usize], source: usize, label: usize| order.iter().filter(|&&i| sources[i] == source && labels[i] == label).count();
+    // Equal shares: the epoch is as long as undersampling would make it (380 + 880 melanomas,
+    // three benign images each), half of it from each source.
+    let equal = Sampling::SourceBalanced { sources: sources.clone(), shares: vec![1.0, 1.0], negatives_per_positive: 3.0 };
+    let order = epoch_order(&labels, &equal, 7, 0);
+    assert_eq!(order.len(), 5040);
+    for source in 0..2 {
+        assert_eq!(count(&order, source, 1) + count(&order, source, 0), 2520, "source {source}");
+        assert_eq!(count(&order, source, 1), 630, "source {source}: a quarter melanomas");
+    }
+    // The small source's 380 melanomas are each drawn once before any is drawn again.
+    let drawn: HashSet<usize> = order.iter().copied().filter(|&i| sources[i] == 0 && labels[i] == 1).collect();
+    assert_eq!(drawn.len(), 380);
+    // Stated shares 1:3, and a source left out with share 0.
+    let stated = Sampling::SourceBalanced { sources: sources.clone(), shares: vec![1.0, 3.0], negatives_per_positive: 3.0 };
+    let order = epoch_order(&labels, &stated, 7, 1);
+    assert_eq!((count(&order, 0, 0) + count(&order, 0, 1), count(&order, 1, 0) + count(&order, 1, 1)), (1260, 3780));
+    let alone = Sampling::SourceBalanced { sources: sources.clone(), shares: vec![1.0, 0.0], negatives_per_positive: 3.0 };
+    let order = epoch_order(&labels, &alone, 7, 2);
+    assert_eq!(order.len(), 1520);
+    assert!(order.iter().all(|&i| sources[i] == 0));
+    assert_eq!(order.iter().copied().collect::<HashSet<_>>().len(), 1520, "no image twice when the pool suffices");
+    // Deterministic for (seed, epoch), fresh for another epoch.
+    assert_eq!(epoch_order(&labels, &equal, 7, 0), epoch_order(&labels, &equal, 7, 0));
+    assert_ne!(epoch_order(&labels, &equal, 7, 0), epoch_order(&labels, &equal, 7, 3));
+}

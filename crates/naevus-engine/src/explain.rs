@@ -20,7 +20,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use naevus_data::to_chw_f32;
 use naevus_metrics::min_max_normalise;
 use naevus_models::attention::bilinear_resize;
 use naevus_models::{Layer, ModelSpec, Network};
@@ -106,7 +105,7 @@ pub fn explain_images(
     for chunk in images.chunks(BATCH) {
         let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
         for pixels in chunk {
-            to_chw_f32(pixels, side, &input.normalize, &mut values);
+            input.append_input(pixels, &mut values);
         }
         let shape = [chunk.len(), 3, side as usize, side as usize];
         let batch = Tensor::<4>::from_data(TensorData::new(values, shape), device);

@@ -2,7 +2,7 @@
 //! the model's logits probabilities. Built once, when training starts (from the recipe, the
 //! registry and the cache) or when a trained run is opened (from run.json).
 
-use naevus_data::{AugmentPlan, Cache, LoaderConfig, MetadataEncoder, Normalize};
+use naevus_data::{AugmentPlan, Cache, ColourConstancy, LoaderConfig, MetadataEncoder, Normalize};
 use naevus_models::ModelSpec;
 use naevus_run::RunInfo;
 
@@ -13,6 +13,8 @@ use crate::loss::Target;
 pub struct InputSpec {
     /// Side of the square input in pixels.
     pub image_size: u32,
+    /// Colour correction of each image before anything else is done to it.
+    pub colour: ColourConstancy,
     pub normalize: Normalize,
     pub target: Target,
     pub metadata: Option<MetadataEncoder>,
@@ -23,6 +25,7 @@ impl InputSpec {
     pub fn from_run(info: &RunInfo) -> Self {
         Self {
             image_size: info.image_size,
+            colour: info.colour_constancy,
             normalize: Normalize { mean: info.mean, std: info.std },
             target: Target::of_run(info),
             metadata: info.metadata.clone(),
@@ -35,11 +38,25 @@ impl InputSpec {
         self.metadata.as_ref().map(|encoder| encoder.encode_all(cache.records()))
     }
 
+    /// Appends square HWC RGB u8 `pixels` at the input size to `out` as the model's input
+    /// (colour-corrected, then normalised CHW f32): what the loader does to a cached image
+    /// without augmentation, for images that come from files, uploads or explanations.
+    pub fn append_input(&self, pixels: &[u8], out: &mut Vec<f32>) {
+        if self.colour == ColourConstancy::None {
+            naevus_data::to_chw_f32(pixels, self.image_size, &self.normalize, out);
+        } else {
+            let mut corrected = pixels.to_vec();
+            self.colour.apply(&mut corrected);
+            naevus_data::to_chw_f32(&corrected, self.image_size, &self.normalize, out);
+        }
+    }
+
     /// Loader settings for `batch_size` images with optional augmentation.
     pub fn loader(&self, cache: &Cache, batch_size: usize, augment: Option<AugmentPlan>, seed: u64) -> LoaderConfig {
         LoaderConfig {
             batch_size,
             augment,
+            colour: self.colour,
             normalize: self.normalize.clone(),
             seed,
             prefetch: 2,

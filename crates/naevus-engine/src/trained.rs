@@ -198,7 +198,7 @@ impl TrainedRun {
             let first = chunk_index * 32;
             let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
             for pixels in chunk {
-                naevus_data::to_chw_f32(pixels, side, &self.input.normalize, &mut values);
+                self.input.append_input(pixels, &mut values);
             }
             let shape = [chunk.len(), 3, side as usize, side as usize];
             let rows: Option<Vec<&[f32]>> = match (metadata, &unknown) {

@@ -184,7 +184,7 @@ fn benchmark_grad_cam_on_efficientnet_lite0_at_256_px() {
         for _ in 0..6 {
             let start = std::time::Instant::now();
             let pixels = naevus_data::center_crop_resize(&naevus_data::load_rgb(&file).unwrap(), side);
-            let input = naevus_engine::input::InputSpec { image_size: side, normalize: normalize.clone(), target: Target::binary(LossKind::Bce), metadata: None };
+            let input = naevus_engine::input::InputSpec { image_size: side, colour: naevus_data::ColourConstancy::None, normalize: normalize.clone(), target: Target::binary(LossKind::Bce), metadata: None };
             let explanations = naevus_engine::explain::explain_images(&network, model, &input, None, &[&pixels], &device, method, None).unwrap();
             assert_eq!(explanations[0].maps[0].values.len(), (side * side) as usize);
             seconds.push(start.elapsed().as_secs_f64());

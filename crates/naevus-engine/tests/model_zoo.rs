@@ -34,7 +34,7 @@ fn every_model_learns_the_fixtures_and_predicts() {
 
     for spec in naevus_models::MODELS {
         let normalize = Normalize { mean: spec.mean, std: spec.std };
-        let loader = LoaderConfig { batch_size: items.len(), augment: None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
+        let loader = LoaderConfig { batch_size: items.len(), augment: None, colour: naevus_data::ColourConstancy::None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
         let batch = batches(cache.clone(), items.clone(), loader).next().unwrap().unwrap();
         let images = batch_tensor(batch, &train_device);
 
@@ -51,9 +51,14 @@ fn every_model_learns_the_fixtures_and_predicts() {
         let first = (losses[0] + losses[1]) / 2.0;
         let last = (losses[STEPS - 2] + losses[STEPS - 1]) / 2.0;
         assert!(losses.iter().all(|l| l.is_finite()), "{}: {losses:?}", spec.name);
-        assert!(last < first, "{}: loss did not fall: {losses:?}", spec.name);
+        // Adam at 1e-3 on eight images makes the deep models' losses bounce once they are near
+        // 0 (ResNet-50: 0.003, then 1.75, then 0.0001), and the threads' order of summing
+        // gradients decides where a bounce lands: learning is the second half reaching well
+        // below the start, not its last two steps.
+        let best_late = losses[STEPS / 2..].iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(best_late < first / 2.0, "{}: loss did not fall: {losses:?}", spec.name);
 
-        let input = InputSpec { image_size: SIZE, normalize, target: Target::binary(LossKind::Bce), metadata: None };
+        let input = InputSpec { image_size: SIZE, colour: naevus_data::ColourConstancy::None, normalize, target: Target::binary(LossKind::Bce), metadata: None };
         let probs = probabilities(&model.valid(), &cache, &items, &input, &device, 1).unwrap();
         assert_eq!(probs.len(), items.len(), "{}", spec.name);
         assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{}: {probs:?}", spec.name);
@@ -84,7 +89,7 @@ fn metadata_models_with_nine_classes_learn_and_predict() {
     for name in ["small-cnn", "efficientnet-lite0", "attn-efficientnet-lite0", "chipnet"] {
         let spec = naevus_models::spec(name).unwrap();
         let normalize = Normalize { mean: spec.mean, std: spec.std };
-        let loader = LoaderConfig { batch_size: items.len(), augment: None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
+        let loader = LoaderConfig { batch_size: items.len(), augment: None, colour: naevus_data::ColourConstancy::None, normalize: normalize.clone(), seed: 0, prefetch: 1, output_size: None, dihedral: 0 };
         let batch = batches(cache.clone(), items.clone(), loader).next().unwrap().unwrap();
 
         train_device.seed(11);
@@ -115,7 +120,7 @@ fn metadata_models_with_nine_classes_learn_and_predict() {
         let change = plain.iter().zip(&shifted).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(change > 1e-4, "{name}: the logits ignore the metadata");
 
-        let input = InputSpec { image_size: SIZE, normalize, target, metadata: Some(encoder.clone()) };
+        let input = InputSpec { image_size: SIZE, colour: naevus_data::ColourConstancy::None, normalize, target, metadata: Some(encoder.clone()) };
         let outputs = output_probabilities(&model, &cache, &items, &input, &device, 2).unwrap();
         let melanoma = probabilities(&model, &cache, &items, &input, &device, 2).unwrap();
         for (row, p) in outputs.iter().zip(&melanoma) {

@@ -20,7 +20,8 @@
 //! * [`average_precision`]: scikit-learn's step-wise AP.
 //! * [`brier_score`], [`expected_calibration_error`], [`reliability_bins`].
 //! * [`balanced_accuracy`], [`macro_auc_ovr`]: multi-class metrics.
-//! * [`subgroup_aucs`]: n, positives and AUC per subgroup key.
+//! * [`subgroup_aucs`]: n, positives and AUC per subgroup key;
+//!   [`subgroup_aucs_with_intervals`] with each one's bootstrap interval (per source, say).
 //! * [`map_jaccard`], [`pointing_game_hit`]: how well a saliency map finds the lesion of a
 //!   binary mask.
 //!
@@ -48,7 +49,7 @@ pub use ranking::{
     OperatingPoint, RATE_TOLERANCE, average_precision, mcclish_standardize, partial_auc_above_tpr,
     partial_roc_auc, sensitivity_at_specificity, specificity_at_sensitivity,
 };
-pub use subgroups::{SubgroupMetrics, subgroup_aucs};
+pub use subgroups::{SubgroupMetrics, per_source_aucs, subgroup_aucs, subgroup_aucs_with_intervals};
 
 /// Probabilities are clamped to `[EPS, 1 - EPS]` before taking logarithms in
 /// [`binary_cross_entropy`].

@@ -56,6 +56,9 @@ pub struct EvaluationReport {
     pub ece_10_bins: Option<f64>,
     /// Brier score; `None` when a score is outside [0, 1].
     pub brier: Option<f64>,
+    /// The AUC of each source with its interval, when the images come from more than one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_source: Vec<naevus_metrics::SubgroupMetrics>,
 }
 
 /// Cumulative weighted counts when predicting positive for `score >= threshold`, one entry
@@ -296,6 +299,7 @@ pub fn evaluate_scores(
         specificity_at_sensitivity_95: operating(0.95, spec95, cis[5]),
         ece_10_bins: ece,
         brier,
+        by_source: Vec::new(),
     })
 }
 

@@ -71,6 +71,19 @@ pub struct Validation {
     pub pauc_above_tpr_80: Estimate,
     pub average_precision: Estimate,
     pub note: String,
+    /// The AUC on each source's images apart, when they come from several.
+    #[serde(default)]
+    pub by_source: Vec<SourceValidation>,
+}
+
+/// The validation figures of one source's images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceValidation {
+    pub source: String,
+    pub images: usize,
+    pub melanomas: usize,
+    /// None when its images hold one class only.
+    pub auc: Option<Estimate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +115,9 @@ pub struct Input {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub metadata_features: Vec<String>,
+    /// The colour correction applied to every image first ("none" for older cards).
+    #[serde(default)]
+    pub colour_constancy: naevus_data::ColourConstancy,
 }
 
 /// The card's files in an exported model.
@@ -170,6 +186,20 @@ impl ModelCard {
         let metadata: Vec<Option<&Metadata>> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map(|r| &r.metadata)).collect();
         let groups: Vec<&str> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map_or(id.as_str(), |r| r.group.as_str())).collect();
         let report = evaluate_scores(&oof.scores, &labels, Some(&groups), 0.5, 1000, 0)?;
+        let oof_sources: Vec<Option<String>> = match &oof.sources {
+            Some(sources) => sources.iter().map(|s| Some(s.clone())).collect(),
+            None => oof.ids.iter().map(|id| by_id.get(id.as_str()).map(|r| r.source.clone())).collect(),
+        };
+        let by_source = naevus_metrics::per_source_aucs(&oof.scores, &labels, &oof_sources, Some(&groups), 1000, 0)
+            .map_err(crate::ReportError::metrics("AUC by source"))?
+            .into_iter()
+            .map(|r| SourceValidation {
+                source: r.key.unwrap_or_else(|| "unknown".into()),
+                images: r.n,
+                melanomas: r.positives,
+                auc: r.auc.map(|value| Estimate { value, ci95: r.auc_ci95.filter(|(a, b)| a.is_finite() && b.is_finite()) }),
+            })
+            .collect();
         let subgroups = subgroup_tables(&oof.scores, &labels, &metadata)?
             .into_iter()
             .map(|table| Subgroups {
@@ -198,6 +228,7 @@ impl ModelCard {
             }
         }
         let kind = if cross_validated { "out-of-fold" } else { "validation" };
+        let known_limits = known_limits(&info, &sources);
         Ok(Self {
             model: info.model.clone(),
             naevus_version: env!("CARGO_PKG_VERSION").into(),
@@ -220,11 +251,12 @@ impl ModelCard {
                     "{kind} figures on the training data's own distribution; the epoch was chosen on the same images, so they \
                      overstate what the model does on new data, from other clinics, devices and populations"
                 ),
+                by_source,
             },
             operating_points,
             calibration: Calibration::read(dir).ok(),
             subgroups,
-            known_limits: known_limits(&info),
+            known_limits,
             folds: folds.to_vec(),
             checkpoint: checkpoint.into(),
             input: Input {
@@ -232,6 +264,7 @@ impl ModelCard {
                 mean: info.mean,
                 std: info.std,
                 metadata_features: info.metadata.as_ref().map(|m| m.feature_names()).unwrap_or_default(),
+                colour_constancy: info.colour_constancy,
             },
             recipe,
         })
@@ -259,6 +292,14 @@ impl ModelCard {
         md += &format!("- ROC AUC: {}\n", estimate(&v.auc, 3));
         md += &format!("- partial AUC above 80% sensitivity (ISIC 2024, 0 to 0.2): {}\n", estimate(&v.pauc_above_tpr_80, 3));
         md += &format!("- average precision: {}\n\n{}. Intervals: bootstrap over patients or lesions.\n", estimate(&v.average_precision, 3), v.note);
+        if !v.by_source.is_empty() {
+            md += "\n### By source\n\nEach source's images scored apart: the pooled figure leans towards the largest source, and a model \
+                   is only as good as its worst one.\n\n| source | images | melanomas | ROC AUC |\n| --- | ---: | ---: | ---: |\n";
+            for row in &v.by_source {
+                let auc = row.auc.as_ref().map_or("- (one class)".to_string(), |auc| estimate(auc, 3));
+                md += &format!("| {} | {} | {} | {auc} |\n", row.source, row.images, row.melanomas);
+            }
+        }
         md += "\n## Operating points\n\n| point | threshold | sensitivity | specificity |\n| --- | ---: | ---: | ---: |\n";
         for p in &self.operating_points {
             let threshold = p.threshold.map_or("-".to_string(), |t| format!("{t:.4}"));
@@ -281,9 +322,10 @@ impl ModelCard {
             md += &format!("- {limit}\n");
         }
         md += &format!(
-            "\n## Model\n\n{} at {} px, folds {} ({} checkpoint), averaged.{}\n\n## Recipe\n\n```toml\n{}```\n",
+            "\n## Model\n\n{} at {} px (colour constancy: {}), folds {} ({} checkpoint), averaged.{}\n\n## Recipe\n\n```toml\n{}```\n",
             self.model,
             self.input.image_size,
+            self.input.colour_constancy.describe(),
             self.folds.join(", "),
             self.checkpoint,
             if self.input.metadata_features.is_empty() { String::new() } else { format!(" Metadata features: {}.", self.input.metadata_features.join(", ")) },
@@ -294,8 +336,14 @@ impl ModelCard {
 }
 
 /// What the card says the model cannot be trusted with.
-fn known_limits(info: &RunInfo) -> Vec<String> {
+fn known_limits(info: &RunInfo, trained_sources: &[(String, usize)]) -> Vec<String> {
+    let names: Vec<&str> = trained_sources.iter().map(|(name, _)| name.as_str()).collect();
     let mut limits = vec![
+        format!(
+            "Sources: trained on images from {}; images from other sources (other dermoscopes, clinics, populations) may score \
+             differently, better or worse, than the figures above, which come from these sources alone.",
+            if names.is_empty() { "its training cache".to_string() } else { names.join(", ") }
+        ),
         "Skin types: the ISIC archive images come mostly from fair-skinned patients (Fitzpatrick I-III) in Europe, the \
          Americas and Australia; darker skin types are nearly absent, and performance on them is unknown."
             .to_string(),

@@ -164,7 +164,13 @@ pub fn write_report(options: &ReportOptions) -> Result<ReportSummary, ReportErro
     let records: Vec<Option<&naevus_data::Record>> = predictions.ids.iter().map(|id| by_id.get(id.as_str()).copied()).collect();
     // Resample whole patients/lesions when every image's group is known.
     let groups: Option<Vec<&str>> = records.iter().map(|r| r.map(|r| r.group.as_str())).collect();
-    let metrics = evaluate_scores(scores, &labels, groups.as_deref(), options.threshold, options.bootstrap_rounds, 0)?;
+    let mut metrics = evaluate_scores(scores, &labels, groups.as_deref(), options.threshold, options.bootstrap_rounds, 0)?;
+    let sources: Vec<Option<String>> = match &predictions.sources {
+        Some(sources) => sources.iter().map(|s| Some(s.clone()).filter(|s| !s.is_empty())).collect(),
+        None => records.iter().map(|r| r.map(|r| r.source.clone())).collect(),
+    };
+    metrics.by_source = naevus_metrics::per_source_aucs(scores, &labels, &sources, groups.as_deref(), options.bootstrap_rounds, 0)
+        .map_err(ReportError::metrics("AUC by source"))?;
 
     let (subgroups, subgroup_note) = if cache.is_some() {
         let metadata: Vec<Option<&Metadata>> = records.iter().map(|r| r.map(|r| &r.metadata)).collect();
@@ -270,6 +276,25 @@ fn render_html(
         ));
     }
     h.push_str("</table>\n");
+
+    if !metrics.by_source.is_empty() {
+        h.push_str("<h2>By source</h2>\n<p class=\"note\">Each source's images scored apart (same intervals as above): \
+                    a model is only as good as its worst source, and the pooled figure leans towards the largest.</p>\n");
+        h.push_str("<table id=\"by-source\">\n<tr><th>source</th><th>images</th><th>melanoma</th><th>ROC AUC</th><th>95% CI</th></tr>\n");
+        for r in &metrics.by_source {
+            let auc = r.auc.map_or_else(|| "- (one class)".to_string(), |a| format!("{a:.4}"));
+            let ci = r.auc_ci95.filter(|(low, high)| low.is_finite() && high.is_finite()).map_or(String::new(), |(low, high)| format!("{low:.4} to {high:.4}"));
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                escape(r.key.as_deref().unwrap_or("unknown")),
+                r.n,
+                r.positives,
+                escape(&auc),
+                escape(&ci)
+            ));
+        }
+        h.push_str("</table>\n");
+    }
 
     h.push_str("<h2>Charts</h2>\n");
     for ((name, caption), png) in CHARTS.iter().zip(pngs) {

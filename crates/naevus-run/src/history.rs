@@ -20,6 +20,10 @@ pub struct EpochMetrics {
     /// AUC on the primary source's validation images, when external images are validated too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_auc_primary: Option<f64>,
+    /// AUC on each source's validation images, when more than one source is validated (a
+    /// source whose images hold one class is left out).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub val_auc_by_source: std::collections::BTreeMap<String, f64>,
     /// Diagnosis-class accuracy and one-vs-rest macro AUC, for runs with diagnosis classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_accuracy: Option<f64>,
@@ -44,6 +48,8 @@ pub struct FoldState {
     pub epochs_done: usize,
     /// Optimiser steps taken (the schedule's position).
     pub step: usize,
+    /// The best epoch's figure under the run's checkpoint selection rule (the pooled
+    /// validation AUC unless the recipe names another).
     pub best_auc: Option<f64>,
     pub best_epoch: Option<usize>,
     #[serde(default)]

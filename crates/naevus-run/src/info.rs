@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use naevus_data::cache::CACHE_SIDES;
-use naevus_data::{ClassScheme, MetadataEncoder, MetadataField, Record};
+use naevus_data::{ClassScheme, ColourConstancy, MetadataEncoder, MetadataField, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::{LossKind, MAX_DROPOUT_SAMPLES, MODEL_INPUT_SIDES, num_outputs};
+use crate::source_options::{CheckpointSelection, TrainingSource};
 
 /// Bumped when the layout changes incompatibly (4: sealed checkpoints, one training-state file).
 pub const RUN_FORMAT: u32 = 4;
@@ -50,6 +51,16 @@ pub struct RunInfo {
     /// Multi-sample dropout masks in training (does not change inference, but the network
     /// is built the same way).
     pub dropout_samples: usize,
+    /// The colour correction every image gets before it becomes an input, in training and
+    /// in every prediction.
+    #[serde(default)]
+    pub colour_constancy: ColourConstancy,
+    /// The rule that picked each fold's best epoch.
+    #[serde(default)]
+    pub checkpoint_selection: CheckpointSelection,
+    /// The sources of the cache's labelled images, and how each was drawn in training.
+    #[serde(default)]
+    pub sources: Vec<TrainingSource>,
 }
 
 impl RunInfo {
@@ -94,6 +105,11 @@ impl RunInfo {
         }
         if !(1..=MAX_DROPOUT_SAMPLES).contains(&self.dropout_samples) {
             return Err(format!("dropout_samples: {} is outside 1..={MAX_DROPOUT_SAMPLES}", self.dropout_samples));
+        }
+        if let ColourConstancy::ShadesOfGray { p } = self.colour_constancy
+            && !naevus_data::SHADES_OF_GRAY_P.contains(&f64::from(p))
+        {
+            return Err(format!("colour_constancy: Shades of Gray's p is {p}, outside 1 to 20"));
         }
         if let Some((field, share)) = self.metadata_missing.iter().find(|(_, share)| !(0.0..=1.0).contains(share)) {
             return Err(format!("metadata_missing: the share for {} is {share}, not between 0 and 1", field.name()));

@@ -32,6 +32,7 @@ pub mod info;
 pub mod predictions;
 pub mod recipe;
 pub mod sealed;
+pub mod source_options;
 pub mod text_limits;
 pub mod truth;
 
@@ -42,5 +43,6 @@ pub use history::{EpochMetrics, FoldState};
 pub use info::{RUN_FORMAT, RunInfo};
 pub use naevus_data::write_atomic;
 pub use predictions::{Predictions, read_predictions, write_class_predictions, write_out_of_fold, write_predictions};
+pub use source_options::{CheckpointSelection, SourceShares, TrainingSource, ValidationAucs};
 pub use truth::Truth;
 pub use recipe::{LossKind, OptimizerKind, Precision, RecipeFlags, SamplingKind, TrainConfig};

@@ -29,6 +29,8 @@ pub struct Predictions {
     pub labels: Option<Vec<u8>>,
     /// The `fold` column when the file has one (which fold held the image out).
     pub folds: Option<Vec<String>>,
+    /// The `source` column when the file has one (the dataset the image came from).
+    pub sources: Option<Vec<String>>,
 }
 
 impl Predictions {
@@ -51,6 +53,7 @@ impl Predictions {
         let score_col = require_column(&headers, SCORE_COLUMNS, path)?;
         let label_col = find_column(&headers, &["label"]);
         let fold_col = find_column(&headers, &["fold"]);
+        let source_col = find_column(&headers, &["source"]);
         let name = |c: usize| headers.get(c).unwrap_or("").trim().to_string();
 
         let mut out = Predictions {
@@ -59,6 +62,7 @@ impl Predictions {
             scores: Vec::new(),
             labels: label_col.map(|_| Vec::new()),
             folds: fold_col.map(|_| Vec::new()),
+            sources: source_col.map(|_| Vec::new()),
         };
         let mut ids = IdColumn::new(path, &headers, id_col);
         for (n, row) in reader.records().enumerate() {
@@ -83,6 +87,9 @@ impl Predictions {
             if let (Some(c), Some(folds)) = (fold_col, out.folds.as_mut()) {
                 folds.push(row.get(c).unwrap_or("").trim().to_string());
             }
+            if let (Some(c), Some(sources)) = (source_col, out.sources.as_mut()) {
+                sources.push(row.get(c).unwrap_or("").trim().to_string());
+            }
             out.ids.push(id.to_string());
             out.scores.push(score);
         }
@@ -100,55 +107,32 @@ pub fn read_predictions(path: &Path) -> Result<Predictions, RunError> {
 
 /// Writes `image_name,target` rows atomically (see [`write_rows`]).
 pub fn write_predictions(path: &Path, ids: &[String], scores: &[f64]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, None, None, None)
+    write_rows(path, ids, scores, &[])
 }
 
-/// Writes `image_name,target,label,fold` rows atomically, as a run's oof.csv has them.
-pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[u8], folds: &[String]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, Some(labels), Some(folds), None)
+/// Writes `image_name,target,label,fold,source` rows atomically, as a run's oof.csv has them.
+pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[u8], folds: &[String], sources: &[String]) -> Result<(), RunError> {
+    let labels = labels.iter().map(u8::to_string).collect();
+    write_rows(path, ids, scores, &[("label", labels), ("fold", folds.to_vec()), ("source", sources.to_vec())])
 }
 
 /// Writes `image_name,target,path` rows atomically: the predictions of image files, each with
 /// the file it was read from.
 pub fn write_file_predictions(path: &Path, ids: &[String], scores: &[f64], files: &[String]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, None, None, Some(files))
+    write_rows(path, ids, scores, &[("path", files.to_vec())])
 }
 
-/// Writes `image_name,target` rows, with `label`, `fold` and `path` columns when given,
+/// Writes `image_name,target` rows, then the `columns` given (a header and a value per row),
 /// atomically. Scores are written in shortest round-trip form, so reading the file back gives
 /// the same numbers.
-fn write_rows(
-    path: &Path,
-    ids: &[String],
-    scores: &[f64],
-    labels: Option<&[u8]>,
-    folds: Option<&[String]>,
-    files: Option<&[String]>,
-) -> Result<(), RunError> {
+fn write_rows(path: &Path, ids: &[String], scores: &[f64], columns: &[(&str, Vec<String>)]) -> Result<(), RunError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
-    let mut header = vec!["image_name", "target"];
-    if labels.is_some() {
-        header.push("label");
-    }
-    if folds.is_some() {
-        header.push("fold");
-    }
-    if files.is_some() {
-        header.push("path");
-    }
+    let header: Vec<&str> = ["image_name", "target"].into_iter().chain(columns.iter().map(|(name, _)| *name)).collect();
     out.write_record(&header).map_err(fail)?;
     for (n, (id, score)) in ids.iter().zip(scores).enumerate() {
         let mut row = vec![id.clone(), score.to_string()];
-        if let Some(labels) = labels {
-            row.push(labels[n].to_string());
-        }
-        if let Some(folds) = folds {
-            row.push(folds[n].clone());
-        }
-        if let Some(files) = files {
-            row.push(files[n].clone());
-        }
+        row.extend(columns.iter().map(|(_, values)| values[n].clone()));
         out.write_record(&row).map_err(fail)?;
     }
     let bytes = out.into_inner().map_err(|e| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") })?;

@@ -7,11 +7,12 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::str::FromStr;
 
-use naevus_data::{AugmentOps, AugmentPreset, ClassScheme, MetadataField};
+use naevus_data::{AugmentOps, AugmentPreset, ClassScheme, ColourConstancyKind, MetadataField, SHADES_OF_GRAY_P};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RunError;
+use crate::source_options::{CheckpointSelection, SourceShares};
 
 /// Which loss a run trains with; it also fixes how many logits the model has.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub enum SamplingKind {
     Balanced,
     /// All melanomas plus a fresh random subset of `negatives_per_positive` benign images per melanoma.
     Undersample,
+    /// Each source its `source_shares` of the epoch, `negatives_per_positive` benign images
+    /// per melanoma within each; the epoch as long as undersampling's.
+    SourceBalanced,
 }
 
 /// Floating-point type of every tensor of a run: weights, activations and gradients alike.
@@ -96,7 +100,7 @@ pub trait RecipeValue: Sized {
 macro_rules! given_as_itself {
     ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = $ty; fn from_flag(flag: $ty) -> $ty { flag } } )* };
 }
-given_as_itself!(String, bool, u32, u64, usize, f32, f64, AugmentPreset, AugmentOps);
+given_as_itself!(String, bool, u32, u64, usize, f32, f64, AugmentPreset, AugmentOps, SourceShares, CheckpointSelection, ColourConstancyKind);
 
 macro_rules! given_by_name {
     ($($ty:ty),*) => { $( impl RecipeValue for $ty { type Flag = Kebab<$ty>; fn from_flag(flag: Kebab<$ty>) -> $ty { flag.0 } } )* };
@@ -254,11 +258,15 @@ recipe_keys! {
     focal_alpha: f64 = 0.25,
     /// Focal loss: focusing exponent, 0 to 10.
     focal_gamma: f64 = 2.0,
-    /// shuffle, balanced or undersample.
+    /// shuffle, balanced, undersample or source-balanced.
     sampling: SamplingKind = SamplingKind::Shuffle,
-    /// For sampling = undersample: benign images kept per melanoma each epoch, above 0 and at
-    /// most 1000.
+    /// For sampling = undersample or source-balanced: benign images kept per melanoma each
+    /// epoch (within each source), above 0 and at most 1000.
     negatives_per_positive: f32 = 3.0,
+    /// For sampling = source-balanced: each source's share of an epoch, "isic2017=1,ham10000=1"
+    /// (a table in a recipe); empty: equal shares. A source left out, or at 0, never trains
+    /// but is still validated on.
+    source_shares: SourceShares = SourceShares::default(),
     /// Augmentation of training images, a preset: light (a random flip, quarter turn or
     /// transpose, up to ±15 degrees, ±10% zoom and ±5% shift, ±20% brightness, contrast and
     /// saturation), seed-004 (the SIIM-ISIC 2020 winners' albumentations set: flips, transpose,
@@ -273,12 +281,22 @@ recipe_keys! {
     /// brightness, contrast, blur, distort, clahe, hsv, affine, color, cutout; `naevus augment
     /// --list` prints every parameter with its default and range.
     augment_ops: AugmentOps = AugmentOps::default(),
+    /// Colour constancy before augmentation, in training and in every later prediction:
+    /// none, shades-of-gray (with `shades_of_gray_p`) or gray-world (`naevus augment
+    /// --colour-constancy` shows images before and after).
+    colour_constancy: ColourConstancyKind = ColourConstancyKind::None,
+    /// Minkowski norm p of Shades of Gray, 1 to 20 (the ISIC 2019 winners used 6).
+    shades_of_gray_p: f64 = 6.0,
     /// 0: train on the dataset's own train split and validate on its val split;
     /// K from 2 to 100: K-fold cross-validation grouped by patient or lesion.
     folds: usize = 0,
     /// External images (see `naevus combine`) also go into validation folds; by default
     /// they only ever train, and validation holds primary-source images alone.
     external_in_validation: bool = false,
+    /// Which validation figure picks each fold's best epoch: pooled (every validation image),
+    /// primary (the primary cache's images), mean-of-sources, worst-source, or source:NAME
+    /// (per-source AUCs need external_in_validation when the sources were combined).
+    checkpoint_selection: CheckpointSelection = CheckpointSelection::Pooled,
     /// Seed of folds, sampling, augmentation and initialisation.
     seed: u64 = 42,
     /// Compute backend: flex, tch, vulkan or cuda (cuda:N for the N-th GPU), as compiled in.
@@ -428,6 +446,11 @@ impl TrainConfig {
             return fail(problem);
         }
         in_range("dropout_samples", self.dropout_samples, 1, MAX_DROPOUT_SAMPLES)?;
+        self.source_shares.check().map_err(RunError::Invalid)?;
+        if !self.source_shares.is_empty() && self.sampling != SamplingKind::SourceBalanced {
+            return fail(format!("source_shares ({}) applies to sampling = \"source-balanced\" only", self.source_shares));
+        }
+        in_range("shades_of_gray_p", self.shades_of_gray_p, *SHADES_OF_GRAY_P.start(), *SHADES_OF_GRAY_P.end())?;
         // Only the repeated field is named: the list may be as long as the recipe file.
         for (i, field) in self.metadata.iter().enumerate() {
             if let Some(first) = self.metadata[..i].iter().position(|f| f == field) {

@@ -19,16 +19,23 @@ pub const LABEL_COLUMNS: &[&str] = &["target", "melanoma", "label"];
 /// Names accepted for the group column.
 pub const GROUP_COLUMNS: &[&str] = &["patient_id", "lesion_id"];
 
-/// Labels and groups by image id.
+/// Labels, groups and sources by image id.
 #[derive(Debug, Default)]
 pub struct Truth {
     labels: HashMap<String, (u8, String)>,
+    /// The dataset each image came from: a cache's record sources, or a CSV's `source` column.
+    sources: HashMap<String, String>,
 }
 
 impl Truth {
     /// The label (0 or 1) and group of `id`.
     pub fn get(&self, id: &str) -> Option<(u8, &str)> {
         self.labels.get(id).map(|(label, group)| (*label, group.as_str()))
+    }
+
+    /// The source of `id`, when the truth names sources.
+    pub fn source(&self, id: &str) -> Option<&str> {
+        self.sources.get(id).map(String::as_str)
     }
 
     pub fn len(&self) -> usize {
@@ -46,15 +53,17 @@ impl Truth {
         if path.is_dir() {
             let cache = Cache::open(path).map_err(|e| RunError::Invalid(e.to_string()))?;
             let labels = cache.records().iter().filter_map(|r| r.melanoma.map(|m| (r.id.clone(), (u8::from(m), r.group.clone())))).collect();
-            return Ok(Self { labels });
+            let sources = cache.records().iter().map(|r| (r.id.clone(), r.source.clone())).collect();
+            return Ok(Self { labels, sources });
         }
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(open_bounded(path)?);
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let id_col = require_column(&headers, ID_COLUMNS, path)?;
         let label_col = require_column(&headers, LABEL_COLUMNS, path)?;
         let group_col = find_column(&headers, GROUP_COLUMNS);
+        let source_col = find_column(&headers, &["source"]);
         let name = |c: usize| headers.get(c).unwrap_or("").trim().to_string();
-        let mut labels = HashMap::new();
+        let (mut labels, mut sources) = (HashMap::new(), HashMap::new());
         let mut ids = IdColumn::new(path, &headers, id_col);
         for (n, row) in reader.records().enumerate() {
             let row = row.map_err(|e| csv_error(path, e))?;
@@ -65,7 +74,10 @@ impl Truth {
             );
             let group = group_col.and_then(|c| row.get(c)).map(str::trim).filter(|g| !g.is_empty()).unwrap_or(id);
             labels.insert(id.to_string(), (label, group.to_string()));
+            if let Some(source) = source_col.and_then(|c| row.get(c)).map(str::trim).filter(|s| !s.is_empty()) {
+                sources.insert(id.to_string(), source.to_string());
+            }
         }
-        Ok(Self { labels })
+        Ok(Self { labels, sources })
     }
 }

@@ -125,11 +125,12 @@ fn predictions_round_trip_and_bad_rows_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oof.csv");
     let ids = vec!["a".to_string(), "b".to_string()];
-    write_out_of_fold(&path, &ids, &[0.125, 0.1 + 0.2], &[0, 1], &["fold-0".into(), "fold-1".into()]).unwrap();
+    write_out_of_fold(&path, &ids, &[0.125, 0.1 + 0.2], &[0, 1], &["fold-0".into(), "fold-1".into()], &["isic2017".into(), "ham10000".into()]).unwrap();
     let read = Predictions::read(&path).unwrap();
     assert_eq!(read.scores, [0.125, 0.1 + 0.2], "shortest round-trip form keeps every digit");
     assert_eq!(read.labels, Some(vec![0, 1]));
     assert_eq!(read.folds, Some(vec!["fold-0".to_string(), "fold-1".to_string()]));
+    assert_eq!(read.sources, Some(vec!["isic2017".to_string(), "ham10000".to_string()]));
 
     // Columns by name, in any order.
     std::fs::write(&path, "fold,target,image_name\nf,0.5,x\n").unwrap();
