@@ -184,10 +184,7 @@ fn a_killed_training_resumes_where_it_stopped() {
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).spawn().unwrap();
     // Kill it once the first epoch's training state (last.bpk) is complete.
-    let state = run.join("fold-0/last.bpk");
-    while !state.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for_file(&run.join("fold-0/last.bpk"), &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
 

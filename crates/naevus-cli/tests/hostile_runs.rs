@@ -72,9 +72,7 @@ fn a_second_process_on_the_same_run_is_refused_and_another_cache_too() {
     let run = dir.path().join("run");
     let args = ["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--batch-size", "4", "--epochs", "400"];
     let mut first = Command::new(env!("CARGO_BIN_EXE_naevus")).args(args).stderr(std::process::Stdio::null()).spawn().unwrap();
-    while !run.join("run.json").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_for_file(&run.join("run.json"), &mut first);
     let second = train(&cache, &run, &["--resume"]);
     let _ = first.kill();
     let _ = first.wait();
@@ -152,9 +150,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     let mut args: Vec<&str> = vec!["train", "--data", cache.to_str().unwrap(), "--out", resumed.to_str().unwrap(), "--folds", "2", "--batch-size", "4"];
     args.extend_from_slice(&recipe);
     let mut child = Command::new(env!("CARGO_BIN_EXE_naevus")).args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
-    while !resumed.join("fold-0/last.bpk").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    common::wait_for_file(&resumed.join("fold-0/last.bpk"), &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     let out = train(&cache, &resumed, &["--resume"]);

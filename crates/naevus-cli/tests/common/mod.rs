@@ -7,7 +7,8 @@ pub mod http;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
 
 /// The committed CC0 fixtures.
 pub fn fixtures() -> PathBuf {
@@ -30,4 +31,20 @@ pub fn write(dir: &Path, name: &str, content: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
     path.to_str().unwrap().to_string()
+}
+
+/// Waits until `path` exists while `child` runs. Panics, naming the file, when the child ends
+/// first or five minutes pass (a child that died early must fail the test, not hang it).
+pub fn wait_for_file(path: &Path, child: &mut Child) {
+    let started = Instant::now();
+    while !path.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the process ended ({status}) before {} appeared", path.display());
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("{} did not appear within 300 s", path.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
