@@ -1,15 +1,8 @@
-//! The metric table: point estimates from naevus-metrics and percentile bootstrap 95%
-//! intervals from one shared resampling loop.
-//!
-//! The bootstrap sorts the scores once; each resample is a vector of multiplicities
-//! (how often each image was drawn), from which every ROC-based metric is computed in one
-//! `O(n)` pass over the tied-score runs. 1,000 rounds on 10,000 images take well under a
-//! second.
+//! The metric table: point estimates and percentile bootstrap 95% intervals, all computed
+//! by naevus-metrics (its `bootstrap_ci` and `WeightedRoc`); this module only assembles them.
 
 
-use naevus_metrics::{BinaryReport, OperatingPoint, TieRuns};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use naevus_metrics::{BinaryReport, OperatingPoint, TieRuns, WeightedRoc};
 use serde::{Deserialize, Serialize};
 
 use crate::ReportError;
@@ -61,179 +54,6 @@ pub struct EvaluationReport {
     pub by_source: Vec<naevus_metrics::SubgroupMetrics>,
 }
 
-/// Cumulative weighted counts when predicting positive for `score >= threshold`, one entry
-/// per distinct score in decreasing order, preceded by `(0, 0)` (threshold `+inf`).
-pub struct RocCounts {
-    pub tp: Vec<u64>,
-    pub fp: Vec<u64>,
-}
-
-impl RocCounts {
-    /// The counts of the sample where image `i` appears `weights[i]` times, walking the
-    /// runs of tied scores from the highest score down.
-    pub fn fill(&mut self, runs: &TieRuns, labels: &[u8], weights: &[u32]) {
-        self.tp.clear();
-        self.fp.clear();
-        self.tp.push(0);
-        self.fp.push(0);
-        let (mut tp, mut fp) = (0u64, 0u64);
-        for w in runs.bounds.windows(2).rev() {
-            for &i in &runs.order[w[0]..w[1]] {
-                let c = u64::from(weights[i]);
-                if labels[i] == 1 {
-                    tp += c;
-                } else {
-                    fp += c;
-                }
-            }
-            self.tp.push(tp);
-            self.fp.push(fp);
-        }
-    }
-
-    fn totals(&self) -> (u64, u64) {
-        (*self.tp.last().unwrap_or(&0), *self.fp.last().unwrap_or(&0))
-    }
-
-    /// ROC AUC (trapezoids, exact in integers); `None` with one class only.
-    pub fn auc(&self) -> Option<f64> {
-        let (p, n) = self.totals();
-        if p == 0 || n == 0 {
-            return None;
-        }
-        let mut twice_area: u128 = 0;
-        for k in 1..self.tp.len() {
-            twice_area += u128::from(self.fp[k] - self.fp[k - 1]) * u128::from(self.tp[k] + self.tp[k - 1]);
-        }
-        Some(twice_area as f64 / (2 * u128::from(p) * u128::from(n)) as f64)
-    }
-
-    /// Area of the ROC square with `tpr >= min_tpr` under the curve (the ISIC 2024 pAUC).
-    pub fn pauc_above_tpr(&self, min_tpr: f64) -> Option<f64> {
-        let (p, n) = self.totals();
-        if p == 0 || n == 0 {
-            return None;
-        }
-        let (p, n) = (p as f64, n as f64);
-        let mut area = 0.0;
-        for k in 1..self.tp.len() {
-            let (x0, y0) = (self.fp[k - 1] as f64 / n, self.tp[k - 1] as f64 / p);
-            let (x1, y1) = (self.fp[k] as f64 / n, self.tp[k] as f64 / p);
-            if y1 <= min_tpr || y1 == y0 {
-                continue;
-            }
-            // The part of the segment with y >= min_tpr, x linear in y.
-            let ya = y0.max(min_tpr);
-            let xa = x0 + (x1 - x0) * (ya - y0) / (y1 - y0);
-            area += (y1 - ya) * (1.0 - (xa + x1) / 2.0);
-        }
-        Some(area)
-    }
-
-    /// scikit-learn's step-wise average precision; `None` without positives.
-    pub fn average_precision(&self) -> Option<f64> {
-        let (p, _) = self.totals();
-        if p == 0 {
-            return None;
-        }
-        let mut ap = 0.0;
-        for k in 1..self.tp.len() {
-            if self.tp[k] > self.tp[k - 1] {
-                let precision = self.tp[k] as f64 / (self.tp[k] + self.fp[k]) as f64;
-                ap += (self.tp[k] - self.tp[k - 1]) as f64 / p as f64 * precision;
-            }
-        }
-        Some(ap)
-    }
-
-    /// Best sensitivity with specificity >= `spec` (same rule as naevus-metrics).
-    pub fn sensitivity_at_specificity(&self, spec: f64) -> Option<f64> {
-        let (p, n) = self.totals();
-        if p == 0 || n == 0 {
-            return None;
-        }
-        let best = (0..self.tp.len())
-            .filter(|&k| (n - self.fp[k]) as f64 / n as f64 >= spec - naevus_metrics::RATE_TOLERANCE)
-            .map(|k| self.tp[k])
-            .max()?;
-        Some(best as f64 / p as f64)
-    }
-
-    /// Best specificity with sensitivity >= `sens` (same rule as naevus-metrics).
-    pub fn specificity_at_sensitivity(&self, sens: f64) -> Option<f64> {
-        let (p, n) = self.totals();
-        if p == 0 || n == 0 {
-            return None;
-        }
-        let best = (0..self.tp.len())
-            .filter(|&k| self.tp[k] as f64 / p as f64 >= sens - naevus_metrics::RATE_TOLERANCE)
-            .map(|k| n - self.fp[k])
-            .max()?;
-        Some(best as f64 / n as f64)
-    }
-}
-
-/// Percentile (linear interpolation, like numpy's default) of sorted, non-empty data.
-fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-/// Generic percentile bootstrap. Each of `rounds` resamples draws, with replacement, as many
-/// units as there are (a unit is a group of samples with the same `groups` id, or one sample
-/// when `groups` is `None`) and passes the multiplicity of every sample to `statistics`,
-/// which returns one value per statistic (`None` for a statistic undefined on that
-/// resample). Returns the 2.5% and 97.5% percentiles of each statistic, `None` where no
-/// resample defined it. Deterministic for a given `seed`.
-pub fn bootstrap_ci<F>(
-    n: usize,
-    groups: Option<&[&str]>,
-    rounds: usize,
-    seed: u64,
-    count: usize,
-    mut statistics: F,
-) -> Result<Vec<Option<(f64, f64)>>, ReportError>
-where
-    F: FnMut(&[u32]) -> Vec<Option<f64>>,
-{
-    if let Some(g) = groups
-        && g.len() != n
-    {
-        return Err(ReportError::Invalid(format!("{} group ids for {n} samples", g.len())));
-    }
-    let units = naevus_metrics::resampling_units(groups, n);
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); count];
-    if units.is_empty() {
-        return Ok(vec![None; count]);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut weights = vec![0u32; n];
-    for _ in 0..rounds {
-        weights.iter_mut().for_each(|w| *w = 0);
-        for _ in 0..units.len() {
-            for &i in &units[rng.random_range(0..units.len())] {
-                weights[i] += 1;
-            }
-        }
-        for (k, v) in statistics(&weights).into_iter().enumerate().take(count) {
-            if let Some(v) = v {
-                values[k].push(v);
-            }
-        }
-    }
-    Ok(values
-        .into_iter()
-        .map(|mut v| {
-            if v.is_empty() {
-                return None;
-            }
-            v.sort_unstable_by(|a, b| a.total_cmp(b));
-            Some((percentile_sorted(&v, 0.025), percentile_sorted(&v, 0.975)))
-        })
-        .collect())
-}
-
 fn operating(target: f64, point: OperatingPoint, ci95: Option<(f64, f64)>) -> OperatingEstimate {
     OperatingEstimate {
         target,
@@ -274,18 +94,19 @@ pub fn evaluate_scores(
         vec![None; 6]
     } else {
         let runs = TieRuns::new(scores);
-        let mut counts = RocCounts { tp: Vec::new(), fp: Vec::new() };
-        bootstrap_ci(scores.len(), groups, rounds, seed.wrapping_add(1), 6, |weights| {
-            counts.fill(&runs, labels, weights);
+        let mut roc = WeightedRoc::default();
+        naevus_metrics::bootstrap_ci(scores.len(), groups, rounds, seed.wrapping_add(1), 6, |weights| {
+            roc.fill(&runs, labels, weights);
             vec![
-                counts.pauc_above_tpr(0.8),
-                counts.average_precision(),
-                counts.sensitivity_at_specificity(0.90),
-                counts.sensitivity_at_specificity(0.95),
-                counts.specificity_at_sensitivity(0.90),
-                counts.specificity_at_sensitivity(0.95),
+                roc.pauc_above_tpr(0.8),
+                roc.average_precision(),
+                roc.sensitivity_at_specificity(0.90),
+                roc.sensitivity_at_specificity(0.95),
+                roc.specificity_at_sensitivity(0.90),
+                roc.specificity_at_sensitivity(0.95),
             ]
-        })?
+        })
+        .map_err(ReportError::metrics("bootstrap intervals"))?
     };
     Ok(EvaluationReport {
         binary,

@@ -20,7 +20,7 @@ pub mod saliency;
 pub use ensemble::{Mode, combine, normalized_ranks};
 pub use error::ReportError;
 pub use model_card::ModelCard;
-pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, bootstrap_ci, evaluate_scores, table_rows};
+pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, evaluate_scores, table_rows};
 pub use naevus_run::{Predictions, read_predictions, write_predictions};
 pub use report::{ReportOptions, ReportSummary, write_report};
 pub use run_dir::{RunData, read_run};
