@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use naevus_data::{center_crop_resize, load_rgb};
+use naevus_data::DecodeLimits;
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::{Explanation, Method};
 use naevus_run::{Checkpoint, write_atomic};
@@ -16,10 +16,11 @@ const GRID_IMAGES_PER_ROW: usize = 4;
 
 /// Show where a trained model looks: Grad-CAM, Grad-CAM++ or its learned attention maps.
 ///
-/// Each IMAGE is read from its own file, center-cropped and resized to the run's input size
-/// and normalised as in training. For every image and map, OUT gets NAME_METHOD_LAYER.png
-/// (the map in the JET colour map over the image) and NAME_METHOD_LAYER_map.png (the map in
-/// grey, 0 to 1 as black to white), and grid_METHOD.png shows all of them captioned with the
+/// Each IMAGE is read from its own file exactly as `predict --images` and the service read it
+/// (center-cropped and resized as prepare stores it, then to the run's input size, then
+/// colour-corrected and normalised as in training), so it scores the same. For every image
+/// and map, OUT gets NAME_METHOD_LAYER.png (the map in the JET colour map over the image) and
+/// NAME_METHOD_LAYER_map.png (the map in grey, 0 to 1 as black to white), and grid_METHOD.png shows all of them captioned with the
 /// predicted melanoma probability. Maps are min-max normalised per image, so they show where
 /// the model looks, not how strongly. Grad-CAM shows positive evidence for melanoma only, so
 /// on an image the model calls benign its map is often empty (all black); Grad-CAM++ or an
@@ -97,7 +98,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let side = run.input.image_size;
-    let (images, unreadable) = read_images(&args.images, side);
+    let (images, unreadable) = read_images(&run, &args.images)?;
     if images.is_empty() {
         bail!("none of the {} images could be read", args.images.len());
     }
@@ -144,23 +145,23 @@ pub fn run(args: Args) -> Result<()> {
         println!("{unreadable} image(s) could not be read and were skipped (named above)");
     }
     if let Some(masks) = &args.masks {
-        score_against_masks(masks, &images, &explanations, side, &args.out.join(format!("mask_scores_{method}.csv")))?;
+        score_against_masks(&run, masks, &images, &explanations, &args.out.join(format!("mask_scores_{method}.csv")))?;
     }
     Ok(())
 }
 
-/// Reads, center-crops and resizes each image; an unreadable one is named on stderr and
-/// left out. Returns the images read and the number left out.
-fn read_images(paths: &[PathBuf], side: u32) -> (Vec<InputImage>, usize) {
+/// Reads each image as `predict --images` does (the run's one input path); an unreadable one
+/// is named on stderr and left out. Returns the images read and the number left out.
+fn read_images(run: &TrainedRun, paths: &[PathBuf]) -> Result<(Vec<InputImage>, usize)> {
     let mut images = Vec::with_capacity(paths.len());
     let mut names = HashSet::new();
     let mut unreadable = 0;
-    for path in paths {
-        let decoded = match load_rgb(path) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                // The error names the file.
-                eprintln!("skipping {error}");
+    for (path, read) in paths.iter().zip(run.load_images(paths, &DecodeLimits::default())?) {
+        let pixels = match read {
+            Ok(pixels) => pixels,
+            Err(reason) => {
+                // The reason names the file.
+                eprintln!("skipping {reason}");
                 unreadable += 1;
                 continue;
             }
@@ -172,32 +173,32 @@ fn read_images(paths: &[PathBuf], side: u32) -> (Vec<InputImage>, usize) {
             copy += 1;
             name = format!("{id}-{copy}");
         }
-        images.push(InputImage { name, id, pixels: center_crop_resize(&decoded, side) });
+        images.push(InputImage { name, id, pixels });
     }
-    (images, unreadable)
+    Ok((images, unreadable))
 }
 
-/// The lesion mask of image `id` in `dir`, as the image was cropped and resized; None when
-/// there is none.
-fn find_mask(dir: &Path, id: &str, side: u32) -> Result<Option<Vec<bool>>> {
+/// The lesion mask of image `id` in `dir`, cropped and resized as the image was (the same
+/// input path); None when there is none.
+fn find_mask(run: &TrainedRun, dir: &Path, id: &str) -> Result<Option<Vec<bool>>> {
     let candidates = [dir.join(format!("{id}_segmentation.png")), dir.join(format!("{id}.png"))];
     let Some(path) = candidates.iter().find(|p| p.is_file()) else {
         return Ok(None);
     };
-    let mask = load_rgb(path).with_context(|| format!("reading mask {}", path.display()))?;
-    let pixels = center_crop_resize(&mask, side);
+    let mut read = run.load_images(std::slice::from_ref(path), &DecodeLimits::default())?;
+    let pixels = read.pop().context("no mask read")?.map_err(anyhow::Error::msg).with_context(|| format!("reading mask {}", path.display()))?;
     // Resampling blurs the mask's edge; half grey splits it back into lesion and skin.
     Ok(Some(pixels.chunks_exact(3).map(|rgb| rgb[0] >= 128).collect()))
 }
 
 /// Jaccard index and pointing game of every map against its image's mask: printed per image
 /// and on average per layer, and written to `csv_path`.
-fn score_against_masks(dir: &Path, images: &[InputImage], explanations: &[Explanation], side: u32, csv_path: &Path) -> Result<()> {
+fn score_against_masks(run: &TrainedRun, dir: &Path, images: &[InputImage], explanations: &[Explanation], csv_path: &Path) -> Result<()> {
     let mut rows = String::from("image,layer,jaccard,pointing_hit\n");
     // Per layer: (sum of Jaccard indices, hits, maps scored), in first-seen order.
     let mut totals: Vec<(String, f64, usize, usize)> = Vec::new();
     for (image, explanation) in images.iter().zip(explanations) {
-        let Some(mask) = find_mask(dir, &image.id, side)? else {
+        let Some(mask) = find_mask(run, dir, &image.id)? else {
             eprintln!("no mask for {} in {} ({}_segmentation.png or {}.png); not scored", image.name, dir.display(), image.id, image.id);
             continue;
         };

@@ -176,17 +176,9 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
         eprintln!("{warning}");
     }
     let metadata: Option<Vec<Vec<f32>>> = run.info.metadata.as_ref().map(|encoder| records.iter().map(|r| encoder.encode(r, 1)).collect());
-    // Test-time augmentation as for a cache: the mean over the first --tta dihedral views.
     let ensemble = run.ensemble(checkpoint)?;
-    let side = run.input.image_size;
-    let mut probs = vec![0.0; pixels.len()];
-    for view in 0..args.tta {
-        let turned: Vec<Vec<u8>> = pixels.iter().map(|p| naevus_data::dihedral(p, side, view as u8)).collect();
-        let views: Vec<&[u8]> = turned.iter().map(Vec::as_slice).collect();
-        for (sum, p) in probs.iter_mut().zip(run.predict_images(&ensemble, &views, metadata.as_deref())?) {
-            *sum += p / args.tta as f64;
-        }
-    }
+    let images: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+    let mut probs = run.predict_images(&ensemble, &images, metadata.as_deref(), args.tta)?;
     if args.calibrated {
         Calibration::read(run.path())?.apply(&mut probs);
     }

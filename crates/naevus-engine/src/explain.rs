@@ -88,8 +88,9 @@ pub struct Explanation {
 /// Images explained per forward pass by [`explain_images`].
 const BATCH: usize = 8;
 
-/// Explains square RGB images (HWC u8 at the input's side, as `naevus_data::center_crop_resize`
-/// gives them), normalised as `input` says, in batches on `device`; see [`explain`].
+/// Explains square RGB images (HWC u8 at the input's side, as
+/// [`crate::TrainedRun::load_images`] gives them), made inputs as `input` says, in batches on
+/// `device`; see [`explain`].
 pub fn explain_images(
     network: &Network,
     spec: &ModelSpec,
@@ -100,15 +101,9 @@ pub fn explain_images(
     method: Method,
     layer: Option<&str>,
 ) -> Result<Vec<Explanation>> {
-    let side = input.image_size;
     let mut explanations = Vec::with_capacity(images.len());
     for chunk in images.chunks(BATCH) {
-        let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
-        for pixels in chunk {
-            input.append_input(pixels, &mut values);
-        }
-        let shape = [chunk.len(), 3, side as usize, side as usize];
-        let batch = Tensor::<4>::from_data(TensorData::new(values, shape), device);
+        let batch = input.images_tensor(chunk, 0, device);
         explanations.extend(explain(network, spec, input.target, metadata, batch, method, layer)?);
     }
     Ok(explanations)

@@ -2,7 +2,9 @@
 //! the model's logits probabilities. Built once, when training starts (from the recipe, the
 //! registry and the cache) or when a trained run is opened (from run.json).
 
+use burn::prelude::*;
 use naevus_data::{AugmentPlan, Cache, ColourConstancy, LoaderConfig, MetadataEncoder, Normalize};
+use naevus_models::Network;
 use naevus_models::ModelSpec;
 use naevus_run::RunInfo;
 
@@ -38,17 +40,27 @@ impl InputSpec {
         self.metadata.as_ref().map(|encoder| encoder.encode_all(cache.records()))
     }
 
-    /// Appends square HWC RGB u8 `pixels` at the input size to `out` as the model's input
-    /// (colour-corrected, then normalised CHW f32): what the loader does to a cached image
-    /// without augmentation, for images that come from files, uploads or explanations.
-    pub fn append_input(&self, pixels: &[u8], out: &mut Vec<f32>) {
-        if self.colour == ColourConstancy::None {
-            naevus_data::to_chw_f32(pixels, self.image_size, &self.normalize, out);
-        } else {
-            let mut corrected = pixels.to_vec();
-            self.colour.apply(&mut corrected);
-            naevus_data::to_chw_f32(&corrected, self.image_size, &self.normalize, out);
+    /// Square HWC RGB u8 images at the input size (as [`crate::TrainedRun::load_images`] gives
+    /// them) as one [n, 3, side, side] model input on `device`: each turned by the dihedral
+    /// `view` (0: as it is; a test-time view), colour-corrected and normalised, as the loader
+    /// does to a cached image without augmentation. The way files, uploads and explained
+    /// images become inputs.
+    pub fn images_tensor(&self, images: &[&[u8]], view: u8, device: &Device) -> Tensor<4> {
+        let side = self.image_size;
+        let mut values = Vec::with_capacity(images.len() * 3 * (side * side) as usize);
+        for pixels in images {
+            let mut pixels = naevus_data::dihedral(pixels, side, view);
+            self.colour.apply(&mut pixels);
+            naevus_data::to_chw_f32(&pixels, side, &self.normalize, &mut values);
         }
+        Tensor::from_data(TensorData::new(values, [images.len(), 3, side as usize, side as usize]), device)
+    }
+
+    /// The probabilities of every output for a batch of inputs (with its metadata rows for a
+    /// metadata model), row after row: the one way a batch becomes probabilities.
+    pub fn forward_probabilities(&self, model: &Network, images: Tensor<4>, metadata: Option<Tensor<2>>) -> anyhow::Result<Vec<f32>> {
+        let logits = model.forward_with_metadata(images, metadata).logits;
+        self.target.output_probabilities(logits).into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))
     }
 
     /// Loader settings for `batch_size` images with optional augmentation.

@@ -29,12 +29,6 @@ pub fn rows_tensor<R: AsRef<[f32]>>(rows: &[R], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows.len(), width]), device)
 }
 
-/// The logits of a loader batch, with its metadata when the run has any.
-pub fn batch_logits(model: &Network, batch: naevus_data::Batch, metadata: Option<&[Vec<f32>]>, device: &Device) -> Tensor<2> {
-    let meta = metadata.map(|features| metadata_tensor(features, &batch.items, device));
-    model.forward_with_metadata(batch_tensor(batch, device), meta).logits
-}
-
 /// Most test-time views: the 8 dihedral variants (identity, flips, rotations, transposes).
 pub const MAX_TTA: usize = 8;
 
@@ -57,13 +51,9 @@ pub fn output_probabilities(
         let loader = LoaderConfig { dihedral: view as u8, ..input.loader(cache, 32, None, 0) };
         let mut offset = 0;
         for batch in batches(cache.clone(), items.to_vec(), loader) {
-            let logits = batch_logits(model, batch?, metadata.as_deref(), device);
-            let p = input
-                .target
-                .output_probabilities(logits)
-                .into_data()
-                .try_to_vec_as::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
+            let batch = batch?;
+            let meta = metadata.as_deref().map(|features| metadata_tensor(features, &batch.items, device));
+            let p = input.forward_probabilities(model, batch_tensor(batch, device), meta)?;
             for (row, values) in sum[offset..].iter_mut().zip(p.chunks(outputs)) {
                 for (s, v) in row.iter_mut().zip(values) {
                     *s += f64::from(*v);

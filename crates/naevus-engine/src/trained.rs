@@ -17,7 +17,7 @@ use crate::checkpoint::load_weights;
 use crate::device::select_device;
 use crate::explain::{Explanation, Method, explain_images};
 use crate::input::InputSpec;
-use crate::predict::{probabilities, rows_tensor};
+use crate::predict::{MAX_TTA, probabilities, rows_tensor};
 
 /// A trained run, opened for inference on one device.
 pub struct TrainedRun {
@@ -181,52 +181,43 @@ impl TrainedRun {
 
     /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
     /// input size (HWC u8, as [`load_images`](Self::load_images) gives them), with each
-    /// image's metadata features (None: a patient whose metadata is unknown).
-    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<f64>> {
+    /// image's metadata features (None: a patient whose metadata is unknown), averaged over
+    /// the first `tta` dihedral views as [`predict_cache`](Self::predict_cache) does.
+    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>, tta: usize) -> Result<Vec<f64>> {
         let column = self.input.target.melanoma_column();
-        Ok(self.predict_image_outputs(ensemble, images, metadata)?.into_iter().map(|row| row[column]).collect())
+        Ok(self.predict_image_outputs(ensemble, images, metadata, tta)?.into_iter().map(|row| row[column]).collect())
     }
 
     /// The probabilities of every output (one for a single-logit model, one per class of
-    /// `info.classes` otherwise) averaged over the fold ensemble; see [`predict_images`](Self::predict_images).
-    pub fn predict_image_outputs(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Vec<f64>>> {
-        let side = self.input.image_size;
+    /// `info.classes` otherwise) averaged over the fold ensemble and the first `tta` views;
+    /// see [`predict_images`](Self::predict_images).
+    pub fn predict_image_outputs(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>, tta: usize) -> Result<Vec<Vec<f64>>> {
         let unknown = self.unknown_metadata();
         let outputs = self.input.target.num_outputs();
+        let views = tta.clamp(1, MAX_TTA);
         let mut sum = vec![vec![0.0; outputs]; images.len()];
         for (chunk_index, chunk) in images.chunks(32).enumerate() {
             let first = chunk_index * 32;
-            let mut values = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
-            for pixels in chunk {
-                self.input.append_input(pixels, &mut values);
-            }
-            let shape = [chunk.len(), 3, side as usize, side as usize];
             let rows: Option<Vec<&[f32]>> = match (metadata, &unknown) {
                 (Some(rows), _) => Some(rows[first..first + chunk.len()].iter().map(Vec::as_slice).collect()),
                 (None, Some(row)) => Some(vec![row.as_slice(); chunk.len()]),
                 (None, None) => None,
             };
-            for (model, fold) in ensemble.iter().zip(&self.info.folds) {
-                let batch = Tensor::<4>::from_data(TensorData::new(values.clone(), shape), &self.device);
-                let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
-                let logits = model.forward_with_metadata(batch, meta).logits;
-                let p = self
-                    .input
-                    .target
-                    .output_probabilities(logits)
-                    .into_data()
-                    .try_to_vec_as::<f32>()
-                    .map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
-                let p: Vec<f64> = p.into_iter().map(f64::from).collect();
-                self.refuse_non_finite(&p, fold)?;
-                for (row, values) in sum[first..].iter_mut().zip(p.chunks(outputs)) {
-                    for (s, v) in row.iter_mut().zip(values) {
-                        *s += v;
+            for view in 0..views {
+                let batch = self.input.images_tensor(chunk, view as u8, &self.device);
+                for (model, fold) in ensemble.iter().zip(&self.info.folds) {
+                    let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
+                    let p: Vec<f64> = self.input.forward_probabilities(model, batch.clone(), meta)?.into_iter().map(f64::from).collect();
+                    self.refuse_non_finite(&p, fold)?;
+                    for (row, values) in sum[first..].iter_mut().zip(p.chunks(outputs)) {
+                        for (s, v) in row.iter_mut().zip(values) {
+                            *s += v;
+                        }
                     }
                 }
             }
         }
-        let n = ensemble.len().max(1) as f64;
+        let n = (ensemble.len().max(1) * views) as f64;
         Ok(sum.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
     }
 

@@ -9,7 +9,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use naevus_data::{Cache, ClassScheme, LoaderConfig, MetadataEncoder, MetadataField, Normalize, PrepareOptions, SourceKind, SourceSpec, batches, prepare, read_source};
 use naevus_engine::loss::{LossKind, Target, loss};
-use naevus_engine::predict::{InputSpec, batch_logits, batch_tensor, metadata_tensor, output_probabilities, probabilities};
+use naevus_engine::predict::{InputSpec, batch_tensor, metadata_tensor, output_probabilities, probabilities};
 use naevus_models::HeadOptions;
 
 const SIZE: u32 = 64;
@@ -98,7 +98,8 @@ fn metadata_models_with_nine_classes_learn_and_predict() {
         let mut optimizer = AdamConfig::new().init();
         let mut losses = Vec::new();
         for _ in 0..STEPS {
-            let logits = batch_logits(&model, batch.clone(), Some(&features), &train_device);
+            let meta = metadata_tensor(&features, &batch.items, &train_device);
+            let logits = model.forward_with_metadata(batch_tensor(batch.clone(), &train_device), Some(meta)).logits;
             assert_eq!(logits.dims(), [items.len(), 9], "{name}");
             let value = loss(LossKind::CrossEntropy, logits, &labels, 0.25, 2.0);
             losses.push(value.clone().into_scalar::<f32>());

@@ -167,7 +167,7 @@ impl ServedModel {
     /// The probabilities of square RGB images at the model's input size, each with its
     /// metadata features (for metadata models).
     pub fn score(&self, images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Scores>> {
-        let rows = self.run.predict_image_outputs(&self.ensemble, images, metadata)?;
+        let rows = self.run.predict_image_outputs(&self.ensemble, images, metadata, 1)?;
         let column = self.run.input.target.melanoma_column();
         Ok(rows
             .into_iter()

@@ -33,6 +33,7 @@ pub fn write(dir: &Path, name: &str, content: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+#[allow(dead_code)] // used by some of the test binaries
 /// Waits until `path` exists while `child` runs. Panics, naming the file, when the child ends
 /// first or five minutes pass (a child that died early must fail the test, not hang it).
 pub fn wait_for_file(path: &Path, child: &mut Child) {
