@@ -89,19 +89,21 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!();
 
     let mut records = cache.records().to_vec();
-    let mut lines = String::from("image_name,left,top,side,whole_image,fold\n");
+    let mut lines = csv::Writer::from_writer(Vec::new());
+    lines.write_record(["image_name", "left", "top", "side", "whole_image", "fold"])?;
     let mut kept_whole = 0;
     for (record, choice) in records.iter_mut().zip(&chosen) {
         let (region, fold) = choice.context("an image of the cache was not explained")?;
         record.crop = region;
         kept_whole += usize::from(region.is_none());
         let shown = region.unwrap_or(naevus_data::CropBox { left: 0.0, top: 0.0, side: 1.0 });
-        lines.push_str(&format!("{},{:.4},{:.4},{:.4},{},{fold}\n", record.id, shown.left, shown.top, shown.side, region.is_none()));
+        let numbers = [shown.left, shown.top, shown.side].map(|v| format!("{v:.4}"));
+        lines.write_record([record.id.as_str(), &numbers[0], &numbers[1], &numbers[2], &region.is_none().to_string(), fold])?;
     }
 
     let size = args.size.unwrap_or(cache.size());
     let summary = naevus_data::prepare(SourceData { records, rejects: Vec::new() }, &args.out, &PrepareOptions { size, threads: None, progress: true, ..PrepareOptions::default() })?;
-    write_atomic(&args.out.join("crop_boxes.csv"), lines.as_bytes())?;
+    write_atomic(&args.out.join("crop_boxes.csv"), &lines.into_inner().context("writing crop_boxes.csv")?)?;
     println!(
         "cropped {} images from their original files into {} ({} kept whole: diffuse maps or boxes as large as the image; {} rejected); boxes in {}",
         summary.prepared,
@@ -128,9 +130,7 @@ fn crop_groups(args: &Args, run: &TrainedRun, cache: &Cache) -> Result<Vec<(Stri
     match args.fold.as_deref() {
         Some("held-out") => held_out(),
         Some(fold) => {
-            if !info.folds.iter().any(|f| f == fold) {
-                bail!("the run has no fold {fold} (it has {})", info.folds.join(", "));
-            }
+            info.check_fold(fold).map_err(anyhow::Error::msg)?;
             Ok(vec![(fold.to_string(), everything())])
         }
         None => match held_out() {

@@ -194,7 +194,8 @@ fn find_mask(run: &TrainedRun, dir: &Path, id: &str) -> Result<Option<Vec<bool>>
 /// Jaccard index and pointing game of every map against its image's mask: printed per image
 /// and on average per layer, and written to `csv_path`.
 fn score_against_masks(run: &TrainedRun, dir: &Path, images: &[InputImage], explanations: &[Explanation], csv_path: &Path) -> Result<()> {
-    let mut rows = String::from("image,layer,jaccard,pointing_hit\n");
+    let mut rows = csv::Writer::from_writer(Vec::new());
+    rows.write_record(["image", "layer", "jaccard", "pointing_hit"])?;
     // Per layer: (sum of Jaccard indices, hits, maps scored), in first-seen order.
     let mut totals: Vec<(String, f64, usize, usize)> = Vec::new();
     for (image, explanation) in images.iter().zip(explanations) {
@@ -213,7 +214,7 @@ fn score_against_masks(run: &TrainedRun, dir: &Path, images: &[InputImage], expl
                 }
             };
             println!("{} {}: Jaccard {jaccard:.3}, pointing game {}", image.name, map.layer, if hit { "hit" } else { "miss" });
-            rows.push_str(&format!("{},{},{jaccard:.6},{}\n", image.name, map.layer, u8::from(hit)));
+            rows.write_record([image.name.as_str(), &map.layer, &format!("{jaccard:.6}"), &u8::from(hit).to_string()])?;
             let index = match totals.iter().position(|t| t.0 == map.layer) {
                 Some(index) => index,
                 None => {
@@ -237,7 +238,7 @@ fn score_against_masks(run: &TrainedRun, dir: &Path, images: &[InputImage], expl
             *hits as f64 / *count as f64
         );
     }
-    write_atomic(csv_path, rows.as_bytes())?;
+    write_atomic(csv_path, &rows.into_inner().context("writing the mask scores")?)?;
     println!("mask scores: {}", csv_path.display());
     Ok(())
 }

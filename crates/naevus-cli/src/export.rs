@@ -48,8 +48,8 @@ pub fn run(args: Args) -> Result<()> {
     let run = RunDir::new(&args.run);
     let mut info = run.read_info()?;
     let folds = if args.folds.is_empty() { info.folds.clone() } else { args.folds.clone() };
-    if let Some(unknown) = folds.iter().find(|f| !info.folds.contains(f)) {
-        bail!("{} has no fold \"{unknown}\"; its folds: {}", args.run.display(), info.folds.join(", "));
+    for fold in &folds {
+        info.check_fold(fold).map_err(|e| anyhow::anyhow!("{}: {e}", args.run.display()))?;
     }
     if let Some(twice) = folds.iter().enumerate().find_map(|(i, f)| folds[..i].contains(f).then_some(f)) {
         bail!("--folds names {twice} twice; name each fold once");

@@ -61,7 +61,7 @@ pub struct Args {
     oof: bool,
     /// Score only the images of this split of the cache: train, val or test.
     #[arg(long)]
-    split: Option<String>,
+    split: Option<Split>,
     /// Compute backend (default: the one the run trained on).
     #[arg(long)]
     device: Option<String>,
@@ -107,16 +107,10 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
-    let split = match args.split.as_deref() {
-        None => None,
-        Some("train") => Some(Split::Train),
-        Some("val") => Some(Split::Val),
-        Some("test") => Some(Split::Test),
-        Some(other) => bail!("--split must be train, val or test, got \"{other}\""),
-    };
+    let split = args.split;
     let items: Vec<usize> = (0..cache.len()).filter(|&i| split.is_none() || cache.records()[i].split == split).collect();
     if items.is_empty() {
-        bail!("no images to score in {} (split {:?})", data.display(), args.split);
+        bail!("no images to score in {} (split {})", data.display(), split.map_or("any".to_string(), |s| s.to_string()));
     }
     for warning in run.info.metadata_warnings(items.iter().map(|&i| &cache.records()[i])) {
         eprintln!("{warning}");

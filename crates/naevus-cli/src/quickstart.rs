@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let report = naevus_engine::train::train(cache, start, &run_dir, &[])?;
 
     println!("3/3 evaluating the best checkpoint on the validation split");
-    let metrics = std::fs::read_to_string(run_dir.join("metrics.json")).context("reading the run's metrics.json")?;
+    let metrics = std::fs::read_to_string(naevus_run::RunDir::new(&run_dir).metrics_json()).context("reading the run's metrics.json")?;
     let metrics: naevus_metrics::BinaryReport = serde_json::from_str(&metrics)?;
     crate::evaluate::print_report(&metrics);
     println!(

@@ -171,7 +171,7 @@ fn crop_recuts_every_image_from_its_original_around_the_chipnet_attention() {
     let boxes = std::fs::read_to_string(recropped.join("crop_boxes.csv")).unwrap();
     assert!(boxes.lines().skip(1).all(|l| l.ends_with(",fold-1")), "{boxes}");
     let out = crop_with("fold-7");
-    assert!(!out.status.success() && text(&out).contains("no fold fold-7 (it has fold-0, fold-1)"), "{}", text(&out));
+    assert!(!out.status.success() && text(&out).contains("no fold \"fold-7\"; its folds are fold-0, fold-1"), "{}", text(&out));
     // The new cache trains like any other.
     let out = naevus(&[
         "train", "--data", cropped.to_str().unwrap(), "--out", dir.path().join("cropnet").to_str().unwrap(), "--model", "small-cnn",

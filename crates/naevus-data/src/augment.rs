@@ -591,10 +591,14 @@ pub struct Normalize {
     pub std: [f32; 3],
 }
 
+/// ImageNet's channel statistics, which torchvision's pretrained backbones expect: their one
+/// definition (the model registry takes them from here).
+pub const IMAGENET: Normalize = Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
 impl Default for Normalize {
     /// ImageNet statistics, which pretrained backbones expect.
     fn default() -> Self {
-        Normalize { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
+        IMAGENET
     }
 }
 

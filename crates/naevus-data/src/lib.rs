@@ -22,7 +22,7 @@ pub mod sampling;
 pub mod sources;
 
 pub use atomic::write_atomic;
-pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, Normalize, augment_preview, dihedral, dihedral_inverse, to_chw_f32};
+pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, IMAGENET, Normalize, augment_preview, dihedral, dihedral_inverse, to_chw_f32};
 pub use cache::{Cache, PrepareOptions, PrepareSummary, combine, prepare};
 pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use colour::{ColourConstancy, ColourConstancyKind, SHADES_OF_GRAY_P};

@@ -52,9 +52,7 @@ impl TrainedRun {
 
     /// The fold named `fold`, or an error listing the run's folds.
     pub fn fold_name<'a>(&self, fold: &'a str) -> Result<&'a str> {
-        if !self.info.folds.iter().any(|f| f == fold) {
-            bail!("{} has no fold \"{fold}\"; its folds: {}", self.path().display(), self.info.folds.join(", "));
-        }
+        self.info.check_fold(fold).map_err(|e| anyhow::anyhow!("{}: {e}", self.path().display()))?;
         Ok(fold)
     }
 

@@ -15,8 +15,8 @@ use crate::layers::{CHIP_GRID, Layer, LayerHook, UnknownLayer, unchanged};
 use crate::resnet::Depth;
 
 /// ImageNet statistics, the convention of torchvision models.
-const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const IMAGENET_MEAN: [f32; 3] = naevus_data::IMAGENET.mean;
+const IMAGENET_STD: [f32; 3] = naevus_data::IMAGENET.std;
 
 /// EfficientNet-Lite's own preprocessing, (x - 127) / 128 on 0..255 values, for 0..1 inputs.
 const LITE_MEAN: [f32; 3] = [127.0 / 255.0; 3];

@@ -140,8 +140,23 @@ impl RunInfo {
             .collect()
     }
 
+    /// Refuses a fold name the run does not have, listing the ones it has.
+    pub fn check_fold(&self, fold: &str) -> Result<(), String> {
+        check_fold(fold, &self.folds)
+    }
+
     /// Number of features of the metadata branch (0: image only).
     pub fn metadata_features(&self) -> usize {
         self.metadata.as_ref().map_or(0, MetadataEncoder::num_features)
+    }
+}
+
+/// Refuses `fold` unless it is one of `folds`, naming those: the one message every job gives
+/// for an unknown fold.
+pub fn check_fold(fold: &str, folds: &[String]) -> Result<(), String> {
+    if folds.iter().any(|f| f == fold) {
+        Ok(())
+    } else {
+        Err(format!("the run has no fold \"{}\"; its folds are {}", naevus_data::error::excerpt(fold), folds.join(", ")))
     }
 }

@@ -40,7 +40,7 @@ pub use calibration::Calibration;
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};
 pub use error::RunError;
 pub use history::{EpochMetrics, FoldState};
-pub use info::{RUN_FORMAT, RunInfo};
+pub use info::{RUN_FORMAT, RunInfo, check_fold};
 pub use naevus_data::write_atomic;
 pub use predictions::{Predictions, read_predictions, write_class_predictions, write_out_of_fold, write_predictions};
 pub use source_options::{CheckpointSelection, SourceShares, TrainingSource, ValidationAucs};

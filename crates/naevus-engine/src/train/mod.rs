@@ -153,8 +153,9 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     let sources = Sources::of(&cache);
     sources.check_recipe(&config)?;
     let plans = plan_folds(&cache, &config, &classes, &sources)?;
-    if let Some(unknown) = only_folds.iter().find(|name| !plans.iter().any(|p| &p.name == *name)) {
-        bail!("this run has no fold \"{unknown}\"; its folds are {}", plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+    let fold_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    for fold in only_folds {
+        naevus_run::check_fold(fold, &fold_names).map_err(anyhow::Error::msg)?;
     }
 
     let metadata = (!config.metadata.is_empty()).then(|| MetadataEncoder::fit(cache.records(), &config.metadata));
