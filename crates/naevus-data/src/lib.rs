@@ -17,12 +17,14 @@ pub mod folds;
 pub mod image_io;
 pub mod loader;
 pub mod metadata;
+pub mod pixels;
 pub mod records;
 pub mod sampling;
 pub mod sources;
 
 pub use atomic::write_atomic;
-pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, IMAGENET, Normalize, augment_preview, dihedral, dihedral_inverse, to_chw_f32};
+pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, augment_preview};
+pub use pixels::{IMAGENET, Normalize, dihedral, dihedral_inverse, to_chw_f32};
 pub use cache::{Cache, PrepareOptions, PrepareSummary, combine, prepare};
 pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use colour::{ColourConstancy, ColourConstancyKind, SHADES_OF_GRAY_P};

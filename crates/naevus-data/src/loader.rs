@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{AugmentPlan, Normalize, dihedral, write_chw_f32};
+use crate::augment::AugmentPlan;
+use crate::pixels::{Normalize, dihedral, write_chw_f32};
 use crate::cache::Cache;
 use crate::colour::ColourConstancy;
 use crate::error::DataError;
