@@ -10,6 +10,7 @@ pub mod efficientnet;
 pub mod heads;
 pub mod layers;
 pub mod mobilenet_v2;
+pub mod network;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;
@@ -44,4 +45,5 @@ pub use layers::{Layer, LayerHook, UnknownLayer};
 /// The flex kernels' layer map (`naevus bench --layers`).
 #[cfg(feature = "flex")]
 pub use flex_kernels::{LayerShape, Operands, Pass, SquareGemm, record_layers};
-pub use registry::{HeadOptions, MODELS, ModelSpec, Network, Output, PretrainedWeights, UnknownModel, spec};
+pub use network::{Network, Output};
+pub use registry::{HeadOptions, MODELS, ModelSpec, PretrainedWeights, UnknownModel, spec};

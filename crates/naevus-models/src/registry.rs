@@ -4,14 +4,13 @@
 
 use burn::prelude::*;
 
-use burn::optim::GradientsParams;
-use burn::tensor::Gradients;
 
 use crate::attention::AttentionNorm;
-use crate::backbone::{Backbone, BackboneKind};
+use crate::backbone::BackboneKind;
 use crate::efficientnet::Variant;
-use crate::heads::{Classifier, ClassifierConfig, Head, HeadKind};
-use crate::layers::{CHIP_GRID, Layer, LayerHook, UnknownLayer, unchanged};
+use crate::heads::{Classifier, ClassifierConfig, HeadKind};
+use crate::layers::{CHIP_GRID, Layer, UnknownLayer};
+use crate::network::Network;
 use crate::resnet::Depth;
 
 /// ImageNet statistics, the convention of torchvision models.
@@ -160,12 +159,11 @@ const VGG16_BN_WEIGHTS: PretrainedWeights = PretrainedWeights {
     grayscale_stem: None,
 };
 
+
 /// The grayscale model normalises the three channels alike, so the luminance it takes of
 /// them is the grey image normalised with these (the ImageNet mean and std of grey).
 const GRAY_MEAN: [f32; 3] = [0.449; 3];
 const GRAY_STD: [f32; 3] = [0.226; 3];
-/// ITU-R BT.601 luma weights.
-const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// What a model name stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -407,77 +405,6 @@ pub fn spec(name: &str) -> Result<&'static ModelSpec, UnknownModel> {
         name: name.to_string(),
         known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
     })
-}
-
-/// What a forward pass gives: logits, plus attention maps for models that have them.
-#[derive(Debug, Clone)]
-pub struct Output {
-    /// [batch, outputs]
-    pub logits: Tensor<2>,
-    /// One [batch, 1, h, w] map per attention block; empty for models without attention.
-    pub attention: Vec<Tensor<4>>,
-}
-
-/// Any network of the registry: a backbone, a head pooling its maps, a classifier.
-#[derive(Module, Debug)]
-pub struct Network {
-    backbone: Backbone,
-    head: Head,
-    classifier: Classifier,
-    /// Reduce RGB input to its luminance before the backbone.
-    grayscale: bool,
-}
-
-impl Network {
-    /// Normalised images [batch, 3, h, w] -> output, for networks without a metadata branch.
-    pub fn forward(&self, images: Tensor<4>) -> Output {
-        self.forward_hooked(images, None, &unchanged)
-    }
-
-    /// Images and their metadata features [batch, n] (None for image-only networks) -> output.
-    pub fn forward_with_metadata(&self, images: Tensor<4>, metadata: Option<Tensor<2>>) -> Output {
-        self.forward_hooked(images, metadata, &unchanged)
-    }
-
-    /// [`forward_with_metadata`](Self::forward_with_metadata) with `hook` seeing every named
-    /// layer's output on its way (see [`crate::layers`]): how explanations read and cut the network.
-    pub fn forward_hooked(&self, images: Tensor<4>, metadata: Option<Tensor<2>>, hook: LayerHook) -> Output {
-        let images = if self.grayscale {
-            let luma = Tensor::<1>::from_floats(LUMA, &images.device()).reshape([1, 3, 1, 1]);
-            (images * luma).sum_dim(1)
-        } else {
-            images
-        };
-        let (features, attention) = self.head.forward(images, |x| self.backbone.stages(x, hook), hook);
-        Output { logits: self.classifier.forward(features, metadata), attention }
-    }
-
-    /// Whether [`forward_with_metadata`](Self::forward_with_metadata) needs metadata features.
-    pub fn takes_metadata(&self) -> bool {
-        self.classifier.takes_metadata()
-    }
-
-    /// The backbone's globally pooled last feature map, [batch, channels]: what a linear
-    /// probe or an embedding export uses.
-    pub fn embedding(&self, images: Tensor<4>) -> Tensor<2> {
-        let last = self.backbone.stages(images, &unchanged).pop().expect("a backbone has at least one stage");
-        crate::heads::global_average_pool(last)
-    }
-
-    /// Takes the gradients of one backward pass apart into the backbone's and the rest's
-    /// (head and classifier), so that each can be stepped with its own learning rate.
-    pub fn split_gradients(&self, mut gradients: Gradients) -> (GradientsParams, GradientsParams) {
-        let backbone = GradientsParams::from_module(&mut gradients, &self.backbone);
-        // The backbone's gradients are gone from `gradients`: what is left is the head's.
-        let head = GradientsParams::from_grads(gradients, self);
-        (backbone, head)
-    }
-
-    /// Stops (or restarts) training of the backbone: no gradients, BatchNorm statistics fixed.
-    pub fn with_backbone_frozen(mut self, frozen: bool) -> Self {
-        self.backbone = if frozen { self.backbone.freeze() } else { self.backbone.unfreeze() };
-        self
-    }
 }
 
 impl ModelSpec {
