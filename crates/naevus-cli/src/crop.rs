@@ -14,6 +14,7 @@ use naevus_run::recipe::MODEL_INPUT_SIDES;
 use naevus_run::{Checkpoint, write_atomic};
 
 use crate::bounded::whole;
+use crate::run_args::DeviceArg;
 
 /// Re-crop every image of a cache around where a model looks, from the original files.
 ///
@@ -52,8 +53,8 @@ pub struct Args {
     margin: f64,
     #[arg(long, default_value_t = CropSettings::default().max_area)]
     max_area: f64,
-    #[arg(long)]
-    device: Option<String>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -61,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--mass and --max-area must lie in (0, 1] and --margin must not be negative");
     }
     let settings = CropSettings { mass: args.mass, margin: args.margin, max_area: args.max_area };
-    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
+    let run = TrainedRun::open(&args.run, args.device.device.as_deref())?;
     let method = args.method.unwrap_or(if run.spec.attention_layers().is_empty() { Method::GradCamPlusPlus } else { Method::Attention });
     let cache = Arc::new(Cache::open(&args.data).with_context(|| format!("opening cache {}", args.data.display()))?);
     let groups = crop_groups(&args, &run, &cache)?;

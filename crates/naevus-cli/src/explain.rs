@@ -8,8 +8,10 @@ use anyhow::{Context, Result, bail};
 use naevus_data::DecodeLimits;
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::{Explanation, Method};
-use naevus_run::{Checkpoint, write_atomic};
+use naevus_run::write_atomic;
 use naevus_report::saliency::{Tile, grid_png, map_png, overlay, rgb_png};
+
+use crate::run_args::RunArgs;
 
 /// Images per row of the grid.
 const GRID_IMAGES_PER_ROW: usize = 4;
@@ -33,9 +35,8 @@ const GRID_IMAGES_PER_ROW: usize = 4;
 /// Scores are printed and written to OUT/mask_scores_METHOD.csv.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directory (from `naevus train`).
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Image files (JPEG or PNG) to explain.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -50,20 +51,12 @@ pub struct Args {
     /// Which fold's model (default: the run's first fold).
     #[arg(long)]
     fold: Option<String>,
-    /// Which checkpoint of the fold: best (validation AUC), best_primary (AUC on primary-source
-    /// images, for runs validating external images too), best_ema (the weight average at its
-    /// best, for recipes with ema_decay) or final.
-    #[arg(long, default_value = "best")]
-    checkpoint: String,
     /// Folder of binary lesion masks to score the maps against.
     #[arg(long)]
     masks: Option<PathBuf>,
     /// Folder to write the pictures (and mask scores) into.
     #[arg(long)]
     out: PathBuf,
-    /// Compute backend (default: the one the run trained on).
-    #[arg(long)]
-    device: Option<String>,
 }
 
 /// For a run with a metadata branch, says that image files are explained without metadata.
@@ -84,8 +77,8 @@ struct InputImage {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
-    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
+    let checkpoint = args.run.checkpoint;
+    let run = args.run.open()?;
     let fold = match &args.fold {
         Some(fold) => run.fold_name(fold)?,
         None => run.first_fold()?,

@@ -10,6 +10,7 @@ use naevus_report::ModelCard;
 use naevus_run::{Checkpoint, RunDir, write_atomic};
 
 use crate::staged;
+use crate::run_args::RunArgs;
 
 /// The weights of each fold for other frameworks.
 const SAFETENSORS: &str = "model.safetensors";
@@ -25,39 +26,36 @@ const SAFETENSORS: &str = "model.safetensors";
 /// The card needs the run's oof.csv and its training cache.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directory (from `naevus train`).
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// The folder to write (must not exist yet, or be empty). It is written beside, under a
     /// temporary name, and appears only when complete.
     #[arg(long)]
     out: PathBuf,
-    /// Which checkpoint of each fold: best, best_primary or best_ema.
-    #[arg(long, default_value = "best")]
-    checkpoint: String,
     /// Folds to export, comma-separated, each once (default: all of the run's).
     #[arg(long, value_delimiter = ',')]
     folds: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    let checkpoint = args.run.checkpoint;
+    let run_path = &args.run.run;
     if checkpoint == Checkpoint::Final {
         bail!("export takes the best, best_primary or best_ema checkpoint; the final one is part of a training state");
     }
-    let run = RunDir::new(&args.run);
+    let run = RunDir::new(run_path);
     let mut info = run.read_info()?;
     let folds = if args.folds.is_empty() { info.folds.clone() } else { args.folds.clone() };
     for fold in &folds {
-        info.check_fold(fold).map_err(|e| anyhow::anyhow!("{}: {e}", args.run.display()))?;
+        info.check_fold(fold).map_err(|e| anyhow::anyhow!("{}: {e}", run_path.display()))?;
     }
     if let Some(twice) = folds.iter().enumerate().find_map(|(i, f)| folds[..i].contains(f).then_some(f)) {
         bail!("--folds names {twice} twice; name each fold once");
     }
     staged::refuse_unless_empty(&args.out)?;
-    let card = ModelCard::of_run(&args.run, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", args.run.display()))?;
+    let card = ModelCard::of_run(run_path, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", run_path.display()))?;
 
-    let trained = TrainedRun::open(&args.run, Some("flex"))?;
+    let trained = TrainedRun::open(run_path, Some(args.run.device.device.as_deref().unwrap_or("flex")))?;
     info.folds = folds.clone();
     // Written beside --out and renamed into place when complete: a failure leaves nothing there.
     staged::write_folder(&args.out, |folder| {
@@ -75,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
         write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, &folds, &keys).as_bytes())?;
         bundle.write_info(&info)?;
         bundle.write_recipe(&run.read_recipe()?)?;
-        if let Ok(calibration) = naevus_run::Calibration::read(&args.run) {
+        if let Ok(calibration) = naevus_run::Calibration::read(run_path) {
             calibration.write(folder)?;
         }
         card.write(folder)?;

@@ -15,6 +15,7 @@ mod predict;
 mod prepare;
 mod quickstart;
 mod report;
+mod run_args;
 mod serve;
 mod staged;
 mod train;

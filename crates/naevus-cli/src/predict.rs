@@ -12,6 +12,7 @@ use naevus_engine::predict::MAX_TTA;
 use naevus_run::{Calibration, Checkpoint};
 
 use crate::bounded::whole;
+use crate::run_args::RunArgs;
 
 /// Predict melanoma probabilities with a trained run.
 ///
@@ -22,9 +23,8 @@ use crate::bounded::whole;
 /// instead, and the out-of-fold AUC is printed: the honest way to measure what TTA adds.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directory (from `naevus train`).
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
     /// Prepared cache of the images to score (default with --oof: the run's training cache).
     #[arg(long, conflicts_with = "images")]
     data: Option<PathBuf>,
@@ -44,11 +44,6 @@ pub struct Args {
     /// through, not replaced.
     #[arg(long)]
     out: PathBuf,
-    /// Which checkpoint of each fold: best (validation AUC), best_primary (AUC on primary-source
-    /// images, for runs validating external images too), best_ema (the weight average at its
-    /// best, for recipes with ema_decay) or final.
-    #[arg(long, default_value = "best")]
-    checkpoint: String,
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
     #[arg(long, default_value_t = 1)]
     tta: usize,
@@ -62,17 +57,14 @@ pub struct Args {
     /// Score only the images of this split of the cache: train, val or test.
     #[arg(long)]
     split: Option<Split>,
-    /// Compute backend (default: the one the run trained on).
-    #[arg(long)]
-    device: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     if !(1..=MAX_TTA).contains(&args.tta) {
         bail!("--tta must be between 1 and {MAX_TTA}, got {}", args.tta);
     }
-    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
-    let run = TrainedRun::open(&args.run, args.device.as_deref())?;
+    let checkpoint = args.run.checkpoint;
+    let run = args.run.open()?;
     if !args.images.is_empty() {
         return predict_files(&run, &args, checkpoint);
     }

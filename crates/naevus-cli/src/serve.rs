@@ -10,6 +10,7 @@ use naevus_run::Checkpoint;
 use naevus_serve::{Batching, Limits, OperatingPointChoice, ServeOptions};
 
 use crate::bounded::whole;
+use crate::run_args::DeviceArg;
 
 /// Serve a trained run or exported model over HTTP, with a web page at /.
 ///
@@ -44,10 +45,9 @@ pub struct Args {
     operating_point: OperatingPointChoice,
     /// Which checkpoint of each fold: best, best_primary or best_ema.
     #[arg(long, default_value = "best")]
-    checkpoint: String,
-    /// Compute backend (default: the one the model trained on).
-    #[arg(long)]
-    device: Option<String>,
+    checkpoint: Checkpoint,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Most images per forward pass (1 to 256).
     #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch as u64, value_parser = whole(1u64, 256))]
     max_batch: u64,
@@ -75,7 +75,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = Checkpoint::parse(&args.checkpoint)?;
+    let checkpoint = args.checkpoint;
     if checkpoint == Checkpoint::Final {
         bail!("serve takes the best, best_primary or best_ema checkpoint");
     }
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         allow_remote: args.allow_remote,
         token,
         checkpoint,
-        device: args.device,
+        device: args.device.device,
         operating_point: args.operating_point,
         batching,
         limits,

@@ -206,6 +206,13 @@ pub enum Checkpoint {
     Final,
 }
 
+impl std::str::FromStr for Checkpoint {
+    type Err = RunError;
+    fn from_str(name: &str) -> Result<Self, RunError> {
+        Checkpoint::parse(name)
+    }
+}
+
 impl Checkpoint {
     /// Parses best, best_primary, best_ema or final ("last", what earlier versions called the
     /// final weights).
