@@ -14,6 +14,7 @@ mod export;
 mod predict;
 mod prepare;
 mod quickstart;
+mod recipe_args;
 mod report;
 mod run_args;
 mod serve;

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value = SAMPLE_DIR)]
     sample: PathBuf,
     #[command(flatten)]
-    recipe: naevus_run::RecipeFlags,
+    recipe: crate::recipe_args::RecipeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
         args.sample.display()
     );
     let mut config = TrainConfig::from_toml(RECIPE).map_err(anyhow::Error::msg).context("the built-in quickstart recipe")?;
-    args.recipe.apply(&mut config);
+    args.recipe.to_flags().apply(&mut config);
 
     let cache_dir = args.out.join("cache");
     println!("1/3 preparing the sample into {}", cache_dir.display());

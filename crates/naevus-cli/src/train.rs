@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use naevus_data::Cache;
 use naevus_engine::TrainConfig;
 use naevus_engine::train::{Start, TrainReport};
-use naevus_run::RecipeFlags;
+
+use crate::recipe_args::RecipeArgs;
 
 /// Train a model on a prepared cache.
 ///
@@ -39,16 +40,16 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', value_parser = fold_name)]
     only_folds: Vec<String>,
     #[command(flatten)]
-    recipe: RecipeFlags,
+    recipe: RecipeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let file = args.config.as_deref().map(TrainConfig::from_toml_file).transpose()?;
     let start = if args.resume {
-        Start::Resume { file, flags: args.recipe }
+        Start::Resume { file, flags: args.recipe.to_flags() }
     } else {
         let mut config = file.unwrap_or_default();
-        args.recipe.apply(&mut config);
+        args.recipe.to_flags().apply(&mut config);
         // Checked before the run directory is made, so a refused recipe leaves nothing behind.
         naevus_engine::config::check(&config)?;
         Start::Fresh(config)

@@ -1,13 +1,15 @@
-//! The training recipe: every knob of a run. Each key is defined once, in the
-//! [`recipe_keys!`] list below, which makes the [`TrainConfig`] struct (the TOML recipe in
-//! configs/ and the run's config.toml), its defaults, and [`RecipeFlags`] (the command-line
-//! flags of the same names, with the key's documentation as their help).
+//! The training recipe: every knob of a run. Each key is defined once, in
+//! [`recipe_key_list!`], which makes the [`TrainConfig`] struct (the TOML recipe in configs/
+//! and the run's config.toml), its defaults and [`RecipeFlags`] (values given apart from a
+//! recipe file); the command line makes its flags of the same names from the same list, with
+//! the key's documentation as their help.
 
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::str::FromStr;
 
-use naevus_data::{AugmentOps, AugmentPreset, ClassScheme, ColourConstancyKind, MetadataField, SHADES_OF_GRAY_P};
+pub use naevus_data::{AugmentOps, AugmentPreset, ClassScheme, ColourConstancyKind, MetadataField};
+use naevus_data::SHADES_OF_GRAY_P;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -151,8 +153,7 @@ impl FromStr for MetadataList {
     }
 }
 
-/// Makes the recipe from one list of `key: type = default` entries, each with its
-/// documentation (the recipe's reference, and the flag's help).
+/// Makes the recipe ([`TrainConfig`], its defaults, [`RecipeFlags`]) from [`recipe_key_list`].
 macro_rules! recipe_keys {
     ($( $(#[doc = $doc:literal])* $key:ident : $ty:ty = $default:expr, )*) => {
         /// A complete training recipe.
@@ -168,11 +169,11 @@ macro_rules! recipe_keys {
             }
         }
 
-        /// The recipe keys as command-line flags (`--image-size` for `image_size`); a flag
-        /// given overrides the recipe's value.
-        #[derive(Debug, Clone, Default, clap::Args)]
+        /// Values given for recipe keys apart from a recipe file (the command line's flags of
+        /// the same names): each one given overrides the recipe's value.
+        #[derive(Debug, Clone, Default)]
         pub struct RecipeFlags {
-            $( $(#[doc = $doc])* #[arg(long)] pub $key: Option<<$ty as RecipeValue>::Flag>, )*
+            $( pub $key: Option<<$ty as RecipeValue>::Flag>, )*
         }
 
         impl RecipeFlags {
@@ -200,110 +201,121 @@ macro_rules! recipe_keys {
     };
 }
 
-recipe_keys! {
-    /// Registry name of the model (`naevus models` lists them).
-    model: String = "small-cnn".into(),
-    /// Start from the model's ImageNet weights (fetched on first use; see `naevus weights`).
-    pretrained: bool = false,
-    /// Side of the square model input in pixels, 16 to 2048; absent: the model's own input
-    /// size from the registry, or the cache's image size when that is smaller.
-    image_size: Option<u32> = None,
-    /// Training epochs, 1 to 10000.
-    epochs: usize = 10,
-    /// Images per optimiser step, 2 to 1024.
-    batch_size: usize = 32,
-    /// Peak learning rate (of the head, when `backbone_lr` is given), above 0 and at most 1e10.
-    lr: f64 = 1e-3,
-    /// Peak learning rate of the backbone, as `lr`; absent: the same as `lr`. Seed 002
-    /// fine-tunes its ImageNet ResNet at 1e-5 under a 5e-5 head.
-    backbone_lr: Option<f64> = None,
-    /// Train only the head for this many first epochs (backbone weights and BatchNorm
-    /// statistics fixed), then everything; fewer than `epochs`.
-    freeze_backbone_epochs: usize = 0,
-    /// Stop a fold when its validation AUC has not improved for this many epochs; 0: never;
-    /// at most 10000.
-    early_stopping_patience: usize = 0,
-    /// Weight decay of the optimiser, 0 to 10.
-    weight_decay: f64 = 1e-4,
-    /// adam or adamw.
-    optimizer: OptimizerKind = OptimizerKind::Adamw,
-    /// Decay of an exponential moving average of the weights (timm's ModelEma), kept next
-    /// to the trained weights, validated every epoch and checkpointed as best_ema; 0: none.
-    /// Early steps average with less memory, min(decay, (1 + t) / (10 + t)) at step t, so
-    /// that the random head is forgotten quickly. 0.999 spans about 1,000 steps.
-    ema_decay: f64 = 0.0,
-    /// Linear warm-up length in epochs (fractions allowed) before the cosine decay, 0 to 10000.
-    warmup_epochs: f64 = 1.0,
-    /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
-    /// tenfold: 0.1).
-    warmup_start: f64 = 0.01,
-    /// Length in epochs of each cosine cycle after the warm-up, the learning rate restarting
-    /// at its peak after each (SGDR); 0: one cycle over all remaining epochs; at most 10000.
-    restart_epochs: f64 = 0.0,
-    /// bce, focal or cross-entropy.
-    loss: LossKind = LossKind::Bce,
-    /// Classes the model tells apart: binary (melanoma or not), or diagnoses (four, nine,
-    /// ham7) trained with cross-entropy, the melanoma score being its class's probability.
-    classes: ClassScheme = ClassScheme::Binary,
-    /// Patient metadata fed to a metadata branch next to the image features (seed 004),
-    /// comma-separated: any of sex, age, images-of-patient, file-bytes, site; empty ("none"):
-    /// image only.
-    metadata: Vec<MetadataField> = Vec::new(),
-    /// Probability that each metadata field of a training image is masked to "unknown" in
-    /// a step, so that a metadata model stays sound on images whose fields are missing.
-    metadata_dropout: f64 = 0.0,
-    /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5), 1 to 64.
-    dropout_samples: usize = 1,
-    /// Focal loss: weight of the positive class, 0 to 1.
-    focal_alpha: f64 = 0.25,
-    /// Focal loss: focusing exponent, 0 to 10.
-    focal_gamma: f64 = 2.0,
-    /// shuffle, balanced, undersample or source-balanced.
-    sampling: SamplingKind = SamplingKind::Shuffle,
-    /// For sampling = undersample or source-balanced: benign images kept per melanoma each
-    /// epoch (within each source), above 0 and at most 1000.
-    negatives_per_positive: f32 = 3.0,
-    /// For sampling = source-balanced: each source's share of an epoch, "isic2017=1,ham10000=1"
-    /// (a table in a recipe); empty: equal shares. A source left out, or at 0, never trains
-    /// but is still validated on.
-    source_shares: SourceShares = SourceShares::default(),
-    /// Augmentation of training images, a preset: light (a random flip, quarter turn or
-    /// transpose, up to ±15 degrees, ±10% zoom and ±5% shift, ±20% brightness, contrast and
-    /// saturation), seed-004 (the SIIM-ISIC 2020 winners' albumentations set: flips, transpose,
-    /// brightness, contrast, one of blurs or noise, one of optical, grid or elastic distortion,
-    /// CLAHE, HSV shifts, shift-scale-rotate, cutout), seed-002 (synthetic hair, flips, any
-    /// rotation, colour jitter) or none. Older recipes' true and false mean light and none.
-    augment: AugmentPreset = AugmentPreset::Light,
-    /// Changes to single operations of the augment preset: "op:param=value,...;op:...", e.g.
-    /// "cutout:p=0.5,size=0.3;hair:p=0;clahe:clip=2". An operation the preset lacks is added
-    /// with its defaults (named alone, e.g. "hair", with nothing else changed); p=0 turns one
-    /// off. Operations, in the order they run: crop, hair, dihedral, transpose, vflip, hflip,
-    /// brightness, contrast, blur, distort, clahe, hsv, affine, color, cutout; `naevus augment
-    /// --list` prints every parameter with its default and range.
-    augment_ops: AugmentOps = AugmentOps::default(),
-    /// Colour constancy before augmentation, in training and in every later prediction:
-    /// none, shades-of-gray (with `shades_of_gray_p`) or gray-world (`naevus augment
-    /// --colour-constancy` shows images before and after).
-    colour_constancy: ColourConstancyKind = ColourConstancyKind::None,
-    /// Minkowski norm p of Shades of Gray, 1 to 20 (the ISIC 2019 winners used 6).
-    shades_of_gray_p: f64 = 6.0,
-    /// 0: train on the dataset's own train split and validate on its val split;
-    /// K from 2 to 100: K-fold cross-validation grouped by patient or lesion.
-    folds: usize = 0,
-    /// External images (see `naevus combine`) also go into validation folds; by default
-    /// they only ever train, and validation holds primary-source images alone.
-    external_in_validation: bool = false,
-    /// Which validation figure picks each fold's best epoch: pooled (every validation image),
-    /// primary (the primary cache's images), mean-of-sources, worst-source, or source:NAME
-    /// (per-source AUCs need external_in_validation when the sources were combined).
-    checkpoint_selection: CheckpointSelection = CheckpointSelection::Pooled,
-    /// Seed of folds, sampling, augmentation and initialisation.
-    seed: u64 = 42,
-    /// Compute backend: flex, tch, vulkan or cuda (cuda:N for the N-th GPU), as compiled in.
-    device: String = "flex".into(),
-    /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
-    precision: Precision = Precision::F32,
+/// Every recipe key, once: `key: type = default`, each with its documentation (the recipe's
+/// reference and the flag's help). It hands the list to `$callback`, a macro of the caller:
+/// [`recipe_keys`] makes the recipe from it here, and the command line makes its flags from
+/// it (so this crate carries no command-line code).
+#[macro_export]
+macro_rules! recipe_key_list {
+    ($callback:ident) => {
+        $callback! {
+            /// Registry name of the model (`naevus models` lists them).
+            model: String = "small-cnn".into(),
+            /// Start from the model's ImageNet weights (fetched on first use; see `naevus weights`).
+            pretrained: bool = false,
+            /// Side of the square model input in pixels, 16 to 2048; absent: the model's own input
+            /// size from the registry, or the cache's image size when that is smaller.
+            image_size: Option<u32> = None,
+            /// Training epochs, 1 to 10000.
+            epochs: usize = 10,
+            /// Images per optimiser step, 2 to 1024.
+            batch_size: usize = 32,
+            /// Peak learning rate (of the head, when `backbone_lr` is given), above 0 and at most 1e10.
+            lr: f64 = 1e-3,
+            /// Peak learning rate of the backbone, as `lr`; absent: the same as `lr`. Seed 002
+            /// fine-tunes its ImageNet ResNet at 1e-5 under a 5e-5 head.
+            backbone_lr: Option<f64> = None,
+            /// Train only the head for this many first epochs (backbone weights and BatchNorm
+            /// statistics fixed), then everything; fewer than `epochs`.
+            freeze_backbone_epochs: usize = 0,
+            /// Stop a fold when its validation AUC has not improved for this many epochs; 0: never;
+            /// at most 10000.
+            early_stopping_patience: usize = 0,
+            /// Weight decay of the optimiser, 0 to 10.
+            weight_decay: f64 = 1e-4,
+            /// adam or adamw.
+            optimizer: $crate::recipe::OptimizerKind = $crate::recipe::OptimizerKind::Adamw,
+            /// Decay of an exponential moving average of the weights (timm's ModelEma), kept next
+            /// to the trained weights, validated every epoch and checkpointed as best_ema; 0: none.
+            /// Early steps average with less memory, min(decay, (1 + t) / (10 + t)) at step t, so
+            /// that the random head is forgotten quickly. 0.999 spans about 1,000 steps.
+            ema_decay: f64 = 0.0,
+            /// Linear warm-up length in epochs (fractions allowed) before the cosine decay, 0 to 10000.
+            warmup_epochs: f64 = 1.0,
+            /// Learning rate at the start of the warm-up, as a share of `lr` (seed 004 ramps up
+            /// tenfold: 0.1).
+            warmup_start: f64 = 0.01,
+            /// Length in epochs of each cosine cycle after the warm-up, the learning rate restarting
+            /// at its peak after each (SGDR); 0: one cycle over all remaining epochs; at most 10000.
+            restart_epochs: f64 = 0.0,
+            /// bce, focal or cross-entropy.
+            loss: $crate::recipe::LossKind = $crate::recipe::LossKind::Bce,
+            /// Classes the model tells apart: binary (melanoma or not), or diagnoses (four, nine,
+            /// ham7) trained with cross-entropy, the melanoma score being its class's probability.
+            classes: $crate::recipe::ClassScheme = $crate::recipe::ClassScheme::Binary,
+            /// Patient metadata fed to a metadata branch next to the image features (seed 004),
+            /// comma-separated: any of sex, age, images-of-patient, file-bytes, site; empty ("none"):
+            /// image only.
+            metadata: Vec<$crate::recipe::MetadataField> = Vec::new(),
+            /// Probability that each metadata field of a training image is masked to "unknown" in
+            /// a step, so that a metadata model stays sound on images whose fields are missing.
+            metadata_dropout: f64 = 0.0,
+            /// Dropout masks averaged in training (multi-sample dropout; seed 004 uses 5), 1 to 64.
+            dropout_samples: usize = 1,
+            /// Focal loss: weight of the positive class, 0 to 1.
+            focal_alpha: f64 = 0.25,
+            /// Focal loss: focusing exponent, 0 to 10.
+            focal_gamma: f64 = 2.0,
+            /// shuffle, balanced, undersample or source-balanced.
+            sampling: $crate::recipe::SamplingKind = $crate::recipe::SamplingKind::Shuffle,
+            /// For sampling = undersample or source-balanced: benign images kept per melanoma each
+            /// epoch (within each source), above 0 and at most 1000.
+            negatives_per_positive: f32 = 3.0,
+            /// For sampling = source-balanced: each source's share of an epoch, "isic2017=1,ham10000=1"
+            /// (a table in a recipe); empty: equal shares. A source left out, or at 0, never trains
+            /// but is still validated on.
+            source_shares: $crate::source_options::SourceShares = $crate::source_options::SourceShares::default(),
+            /// Augmentation of training images, a preset: light (a random flip, quarter turn or
+            /// transpose, up to ±15 degrees, ±10% zoom and ±5% shift, ±20% brightness, contrast and
+            /// saturation), seed-004 (the SIIM-ISIC 2020 winners' albumentations set: flips, transpose,
+            /// brightness, contrast, one of blurs or noise, one of optical, grid or elastic distortion,
+            /// CLAHE, HSV shifts, shift-scale-rotate, cutout), seed-002 (synthetic hair, flips, any
+            /// rotation, colour jitter) or none. Older recipes' true and false mean light and none.
+            augment: $crate::recipe::AugmentPreset = $crate::recipe::AugmentPreset::Light,
+            /// Changes to single operations of the augment preset: "op:param=value,...;op:...", e.g.
+            /// "cutout:p=0.5,size=0.3;hair:p=0;clahe:clip=2". An operation the preset lacks is added
+            /// with its defaults (named alone, e.g. "hair", with nothing else changed); p=0 turns one
+            /// off. Operations, in the order they run: crop, hair, dihedral, transpose, vflip, hflip,
+            /// brightness, contrast, blur, distort, clahe, hsv, affine, color, cutout; `naevus augment
+            /// --list` prints every parameter with its default and range.
+            augment_ops: $crate::recipe::AugmentOps = $crate::recipe::AugmentOps::default(),
+            /// Colour constancy before augmentation, in training and in every later prediction:
+            /// none, shades-of-gray (with `shades_of_gray_p`) or gray-world (`naevus augment
+            /// --colour-constancy` shows images before and after).
+            colour_constancy: $crate::recipe::ColourConstancyKind = $crate::recipe::ColourConstancyKind::None,
+            /// Minkowski norm p of Shades of Gray, 1 to 20 (the ISIC 2019 winners used 6).
+            shades_of_gray_p: f64 = 6.0,
+            /// 0: train on the dataset's own train split and validate on its val split;
+            /// K from 2 to 100: K-fold cross-validation grouped by patient or lesion.
+            folds: usize = 0,
+            /// External images (see `naevus combine`) also go into validation folds; by default
+            /// they only ever train, and validation holds primary-source images alone.
+            external_in_validation: bool = false,
+            /// Which validation figure picks each fold's best epoch: pooled (every validation image),
+            /// primary (the primary cache's images), mean-of-sources, worst-source, or source:NAME
+            /// (per-source AUCs need external_in_validation when the sources were combined).
+            checkpoint_selection: $crate::source_options::CheckpointSelection = $crate::source_options::CheckpointSelection::Pooled,
+            /// Seed of folds, sampling, augmentation and initialisation.
+            seed: u64 = 42,
+            /// Compute backend: flex, tch, vulkan or cuda (cuda:N for the N-th GPU), as compiled in.
+            device: String = "flex".into(),
+            /// f32, or f16 / bf16 for every tensor (GPUs; see `Precision`).
+            precision: $crate::recipe::Precision = $crate::recipe::Precision::F32,
+        }
+    };
 }
+
+recipe_key_list!(recipe_keys);
 
 /// Sides of a model's square input, in pixels, that a recipe and a run may give: below 16 a
 /// network's downsampling leaves nothing (image_size 1 panicked deep in a kernel), above 2048

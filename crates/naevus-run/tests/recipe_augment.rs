@@ -1,7 +1,6 @@
 //! Recipes and their augmentation keys: old run directories (boolean `augment`) keep opening
 //! and resuming; presets and operations round-trip through config.toml; bad ones are named.
 
-use clap::Parser;
 use naevus_data::AugmentPreset;
 use naevus_run::{RecipeFlags, TrainConfig};
 
@@ -41,14 +40,9 @@ device = "flex"
 precision = "f32"
 "#;
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    recipe: RecipeFlags,
-}
-
-fn flags(args: &[&str]) -> Result<RecipeFlags, clap::Error> {
-    Flags::try_parse_from(std::iter::once("naevus").chain(args.iter().copied())).map(|f| f.recipe)
+/// Changes asking for the augmentation preset `preset`.
+fn augment(preset: AugmentPreset) -> RecipeFlags {
+    RecipeFlags { augment: Some(preset), ..RecipeFlags::default() }
 }
 
 #[test]
@@ -62,8 +56,8 @@ fn saved_runs_with_boolean_augment_keep_opening_and_resuming() {
     // Resuming with the saved recipe changes nothing, nor does saying "light" now.
     let again = TrainConfig::from_toml(SAVED_BEFORE_PRESETS).unwrap();
     assert!(TrainConfig::resumed(&saved, Some(&again), &RecipeFlags::default()).unwrap().1.is_empty());
-    assert!(TrainConfig::resumed(&saved, None, &flags(&["--augment", "light"]).unwrap()).unwrap().1.is_empty());
-    assert!(TrainConfig::resumed(&saved, None, &flags(&["--augment", "seed-004"]).unwrap()).is_err());
+    assert!(TrainConfig::resumed(&saved, None, &augment(AugmentPreset::Light)).unwrap().1.is_empty());
+    assert!(TrainConfig::resumed(&saved, None, &augment(AugmentPreset::Seed004)).is_err());
 }
 
 #[test]
@@ -96,19 +90,4 @@ fn bad_presets_and_operations_are_errors_naming_them() {
     assert!(error.contains("clip=1000") && error.contains("out of range"), "{error}");
     let error = TrainConfig::from_toml("augment = \"seed-004\"\naugment_ops = \"blur:var_max=2\"").unwrap_err();
     assert!(error.contains("line 2") && error.contains("var_min") && error.contains("var_max"), "{error}");
-}
-
-#[test]
-fn augment_flags_take_presets_booleans_and_operations() {
-    let given = flags(&["--augment", "seed-002", "--augment-ops", "hair:count=8"]).unwrap();
-    let mut recipe = TrainConfig::default();
-    given.apply(&mut recipe);
-    assert_eq!(recipe.augment, AugmentPreset::Seed002);
-    assert_eq!(recipe.augment_ops.as_str(), "hair:count=8");
-    let mut recipe = TrainConfig::default();
-    flags(&["--augment", "false"]).unwrap().apply(&mut recipe);
-    assert_eq!(recipe.augment, AugmentPreset::None);
-    let error = flags(&["--augment-ops", "hair:count=-1"]).err().unwrap().to_string();
-    assert!(error.contains("count"), "{error}");
-    assert!(flags(&["--augment", "maybe"]).is_err());
 }
