@@ -5,13 +5,14 @@
 //! underscores dropped (`_blocks.3._depthwise_conv` -> `blocks.3.depthwise_conv`), so the
 //! ImageNet weights of WEIGHTS.md load one to one.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 
+use crate::activation::Activation;
+use crate::conv::{Padding, conv_without_bias};
 use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
-use crate::activation::Activation;
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -69,21 +70,8 @@ fn round_channels(channels: usize, width: f64) -> usize {
     if (rounded as f64) < 0.9 * scaled { rounded + 8 } else { rounded }
 }
 
-/// TensorFlow "SAME" padding for even input sizes, as the weights were trained with:
-/// stride-2 layers pad less at the top/left than at the bottom/right.
-fn same_padding(kernel: usize, stride: usize) -> PaddingConfig2d {
-    let total = if stride == 1 { kernel - 1 } else { kernel - stride };
-    let (before, after) = (total / 2, total - total / 2);
-    PaddingConfig2d::Explicit(before, before, after, after)
-}
-
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_groups(groups)
-        .with_padding(same_padding(kernel, stride))
-        .with_bias(false)
-        .init(device)
+    conv_without_bias(channels_in, channels_out, kernel, stride, groups, Padding::TensorFlowSame, device)
 }
 
 fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {

@@ -6,6 +6,7 @@
 mod activation;
 pub mod attention;
 pub mod backbone;
+mod conv;
 pub mod efficientnet;
 pub mod heads;
 pub mod layers;

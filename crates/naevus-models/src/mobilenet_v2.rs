@@ -6,11 +6,12 @@
 //! first two, a residual when the shape is kept. Padding is symmetric and BatchNorm eps 1e-5,
 //! as in torchvision.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 
 use crate::activation::Activation;
+use crate::conv::{Padding, conv_without_bias};
 use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
 use crate::layers::{Layer, LayerHook};
 
@@ -88,13 +89,7 @@ pub const KEY_REWRITES: &[(&str, &str)] = &[
 
 /// A bias-free convolution with torchvision's symmetric padding (1 for 3x3, none for 1x1).
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
-    let pad = kernel / 2;
-    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_groups(groups)
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_bias(false)
-        .init(device)
+    conv_without_bias(channels_in, channels_out, kernel, stride, groups, Padding::Symmetric, device)
 }
 
 fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {

@@ -2,23 +2,19 @@
 //! torchvision's state-dict keys, so ImageNet weights would map one to one), with a
 //! configurable number of input channels for the grayscale variant of seed 003.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::activation::Activation;
+use crate::conv::{Padding, conv_without_bias};
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
-    let pad = kernel / 2;
-    Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_bias(false)
-        .init(device)
+    conv_without_bias(channels_in, channels_out, kernel, stride, 1, Padding::Symmetric, device)
 }
 
 /// The 1x1 conv + BN shortcut used when a block changes shape (`downsample.0`, `downsample.1`).

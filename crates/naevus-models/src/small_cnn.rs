@@ -2,12 +2,13 @@
 //! global average pooling, FC 128 -> 256, dropout 0.5, FC 256 -> outputs (a pooled head
 //! with a hidden layer, see `heads.rs`).
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::BatchNorm;
 use burn::prelude::*;
 
 use crate::activation::Activation;
+use crate::conv::conv3x3_and_batch_norm;
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
@@ -21,13 +22,8 @@ pub struct ConvBlock {
 
 impl ConvBlock {
     fn new(channels_in: usize, channels_out: usize, device: &Device) -> Self {
-        Self {
-            conv: Conv2dConfig::new([channels_in, channels_out], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device),
-            bn: BatchNormConfig::new(channels_out).init(device),
-            pool: MaxPool2dConfig::new([2, 2]).init(),
-        }
+        let (conv, bn) = conv3x3_and_batch_norm(channels_in, channels_out, device);
+        Self { conv, bn, pool: MaxPool2dConfig::new([2, 2]).init() }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {

@@ -5,12 +5,13 @@
 //! they are grouped by block (`blocks.b.layers.k.conv` / `.bn`), so loading its ImageNet
 //! weights needs a key rewrite.
 
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::BatchNorm;
 use burn::prelude::*;
 
 use crate::activation::Activation;
+use crate::conv::conv3x3_and_batch_norm;
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
 
@@ -27,12 +28,8 @@ pub struct ConvBnRelu {
 
 impl ConvBnRelu {
     fn new(channels_in: usize, channels_out: usize, device: &Device) -> Self {
-        Self {
-            conv: Conv2dConfig::new([channels_in, channels_out], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(device),
-            bn: BatchNormConfig::new(channels_out).init(device),
-        }
+        let (conv, bn) = conv3x3_and_batch_norm(channels_in, channels_out, device);
+        Self { conv, bn }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
