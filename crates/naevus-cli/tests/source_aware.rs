@@ -124,6 +124,12 @@ fn source_balanced_training_selects_by_the_named_source_and_reports_every_source
     assert!(!out.status.success() && text(&out).contains("does not hold; its sources are clinic-a, clinic-b"), "{}", text(&out));
     let out = train(&dir.path().join("typo2"), &["--source-shares", "clinic-a=1,clinik-b=1"]);
     assert!(!out.status.success() && text(&out).contains("\"clinik-b\""), "{}", text(&out));
+    // A rule comparing sources needs them in validation.
+    let out = naevus(&[
+        "train", "--data", both.to_str().unwrap(), "--out", dir.path().join("one-source").to_str().unwrap(), "--model", "small-cnn", "--folds",
+        "2", "--epochs", "1", "--batch-size", "4", "--checkpoint-selection", "worst-source",
+    ]);
+    assert!(!out.status.success() && text(&out).contains("validation holds images of clinic-a only"), "{}", text(&out));
 }
 
 /// `predict --images --calibrated` of the fixtures (the service calibrates too): image file ->

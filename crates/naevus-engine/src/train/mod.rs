@@ -153,6 +153,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     let sources = Sources::of(&cache);
     sources.check_recipe(&config)?;
     let plans = plan_folds(&cache, &config, &classes, &sources)?;
+    plan::check_selection(&config, &sources, &plans)?;
     let fold_names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     for fold in only_folds {
         naevus_run::check_fold(fold, &fold_names).map_err(anyhow::Error::msg)?;

@@ -83,6 +83,26 @@ impl Sources {
     }
 }
 
+/// Refuses a checkpoint selection rule that reads per-source figures when validation holds
+/// one source only (every epoch would score nothing, and the first would stay the best).
+pub(super) fn check_selection(config: &TrainConfig, sources: &Sources, plans: &[FoldPlan]) -> Result<()> {
+    let validated: std::collections::BTreeSet<&str> = plans.iter().flat_map(|p| p.val.iter().map(|&i| sources.name_of(i))).collect();
+    let names = || validated.iter().copied().collect::<Vec<_>>().join(", ");
+    match &config.checkpoint_selection {
+        CheckpointSelection::MeanOfSources | CheckpointSelection::WorstSource if validated.len() < 2 => bail!(
+            "checkpoint_selection = \"{}\" compares sources, but validation holds images of {} only; set external_in_validation = true \
+             to validate every source, or choose pooled",
+            config.checkpoint_selection,
+            names()
+        ),
+        CheckpointSelection::Source(name) if !validated.contains(name.as_str()) => bail!(
+            "checkpoint_selection = \"source:{name}\", but validation holds no {name} images (only {}); set external_in_validation = true",
+            names()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Splits the labelled images of `cache` (those with a class in `classes`, see
 /// `class_labels`) into folds as the recipe asks. External images join every fold's
 /// training set, and its validation folds only when the recipe says so. Folds are stratified
