@@ -201,11 +201,11 @@ impl TrainedRun {
                 (None, Some(row)) => Some(vec![row.as_slice(); chunk.len()]),
                 (None, None) => None,
             };
+            let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
             for view in 0..views {
                 let batch = self.input.images_tensor(chunk, view as u8, &self.device);
                 for (model, fold) in ensemble.iter().zip(&self.info.folds) {
-                    let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
-                    let p: Vec<f64> = self.input.forward_probabilities(model, batch.clone(), meta)?.into_iter().map(f64::from).collect();
+                    let p: Vec<f64> = self.input.forward_probabilities(model, batch.clone(), meta.clone())?.into_iter().map(f64::from).collect();
                     self.refuse_non_finite(&p, fold)?;
                     for (row, values) in sum[first..].iter_mut().zip(p.chunks(outputs)) {
                         for (s, v) in row.iter_mut().zip(values) {

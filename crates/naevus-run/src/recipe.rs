@@ -460,7 +460,8 @@ impl TrainConfig {
         in_range("dropout_samples", self.dropout_samples, 1, MAX_DROPOUT_SAMPLES)?;
         self.source_shares.check().map_err(RunError::Invalid)?;
         if !self.source_shares.is_empty() && self.sampling != SamplingKind::SourceBalanced {
-            return fail(format!("source_shares ({}) applies to sampling = \"source-balanced\" only", self.source_shares));
+            // The shares are not quoted: a hostile recipe may list a million of them.
+            return fail(format!("source_shares ({} sources) applies to sampling = \"source-balanced\" only", self.source_shares.0.len()));
         }
         in_range("shades_of_gray_p", self.shades_of_gray_p, *SHADES_OF_GRAY_P.start(), *SHADES_OF_GRAY_P.end())?;
         // Only the repeated field is named: the list may be as long as the recipe file.
