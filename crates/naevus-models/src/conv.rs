@@ -42,6 +42,33 @@ pub(crate) fn conv_without_bias(channels_in: usize, channels_out: usize, kernel:
         .init(device)
 }
 
+/// How an architecture builds its bias-free convolutions and their BatchNorms: the padding
+/// and BatchNorm settings its ImageNet weights were trained with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvStyle {
+    padding: Padding,
+    batch_norm_epsilon: f64,
+    batch_norm_momentum: f64,
+}
+
+impl ConvStyle {
+    /// TensorFlow's: "SAME" padding, BatchNorm eps 1e-3 and moving-average decay 0.99
+    /// (EfficientNet-Lite).
+    pub(crate) const TENSORFLOW: ConvStyle = ConvStyle { padding: Padding::TensorFlowSame, batch_norm_epsilon: 1e-3, batch_norm_momentum: 0.01 };
+    /// PyTorch's defaults: symmetric padding, BatchNorm eps 1e-5 and momentum 0.1
+    /// (torchvision's MobileNetV2).
+    pub(crate) const TORCHVISION: ConvStyle = ConvStyle { padding: Padding::Symmetric, batch_norm_epsilon: 1e-5, batch_norm_momentum: 0.1 };
+
+    /// A bias-free square-kernel convolution; `groups` = channels makes it depthwise.
+    pub(crate) fn conv(self, channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
+        conv_without_bias(channels_in, channels_out, kernel, stride, groups, self.padding, device)
+    }
+
+    pub(crate) fn batch_norm(self, channels: usize, device: &Device) -> BatchNorm {
+        BatchNormConfig::new(channels).with_epsilon(self.batch_norm_epsilon).with_momentum(self.batch_norm_momentum).init(device)
+    }
+}
+
 /// The 3x3 convolution (padding 1, with bias) and BatchNorm of a conv-BN-ReLU layer, as
 /// torchvision's VGG-BN and the small CNN of seed 003 have them.
 pub(crate) fn conv3x3_and_batch_norm(channels_in: usize, channels_out: usize, device: &Device) -> (Conv2d, BatchNorm) {

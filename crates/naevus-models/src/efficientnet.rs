@@ -2,16 +2,18 @@
 //! without squeeze-excitation, ReLU6 activations, fixed stem (32) and head (1280) widths.
 //!
 //! Field names follow the lukemelas EfficientNet-PyTorch state dict with the leading
-//! underscores dropped (`_blocks.3._depthwise_conv` -> `blocks.3.depthwise_conv`), so the
-//! ImageNet weights of WEIGHTS.md load one to one.
+//! underscores dropped (`_blocks.3._depthwise_conv` -> `blocks.3.depthwise_conv`); the blocks
+//! are the [`InvertedResidual`] MobileNetV2 shares, whose BatchNorms
+//! [`EFFICIENTNET_BLOCK_KEYS`](crate::inverted_residual::EFFICIENTNET_BLOCK_KEYS) renames.
 
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 
 use crate::activation::Activation;
-use crate::conv::{Padding, conv_without_bias};
-use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
+use crate::conv::ConvStyle;
+use crate::flex_kernels::conv_bn;
+use crate::inverted_residual::InvertedResidual;
 use crate::layers::{Layer, LayerHook};
 
 /// Stem and head widths, the same for every Lite variant.
@@ -70,54 +72,8 @@ fn round_channels(channels: usize, width: f64) -> usize {
     if (rounded as f64) < 0.9 * scaled { rounded + 8 } else { rounded }
 }
 
-fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
-    conv_without_bias(channels_in, channels_out, kernel, stride, groups, Padding::TensorFlowSame, device)
-}
-
-fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
-    // TensorFlow's BN settings: eps 1e-3, moving average decay 0.99.
-    BatchNormConfig::new(channels).with_epsilon(1e-3).with_momentum(0.01).init(device)
-}
-
-/// Mobile inverted bottleneck: 1x1 expand, depthwise kxk, 1x1 project, residual when shapes match.
-#[derive(Module, Debug)]
-pub struct MbConv {
-    expand_conv: Option<Conv2d>,
-    bn0: Option<BatchNorm>,
-    depthwise_conv: Conv2d,
-    bn1: BatchNorm,
-    project_conv: Conv2d,
-    bn2: BatchNorm,
-    residual: bool,
-    /// 2 when the block halves the resolution: the previous block ended a stage.
-    stride: usize,
-}
-
-impl MbConv {
-    fn new(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, expand: usize, device: &Device) -> Self {
-        let hidden = channels_in * expand;
-        Self {
-            expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
-            bn0: (expand != 1).then(|| batch_norm_layer(hidden, device)),
-            depthwise_conv: conv(hidden, hidden, kernel, stride, hidden, device),
-            bn1: batch_norm_layer(hidden, device),
-            project_conv: conv(hidden, channels_out, 1, 1, 1, device),
-            bn2: batch_norm_layer(channels_out, device),
-            residual: stride == 1 && channels_in == channels_out,
-            stride,
-        }
-    }
-
-    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = input.clone();
-        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.bn0) {
-            x = conv_bn(conv, bn, Activation::Relu6, x);
-        }
-        x = batch_norm(&self.bn1, Activation::Relu6, depthwise(&self.depthwise_conv, x));
-        x = conv_bn(&self.project_conv, &self.bn2, Activation::Identity, x);
-        if self.residual { x + input } else { x }
-    }
-}
+/// TensorFlow's padding and BatchNorm settings, which the ImageNet weights were trained with.
+const STYLE: ConvStyle = ConvStyle::TENSORFLOW;
 
 /// EfficientNet-Lite up to its 1280-channel head convolution (pooling and classifier are
 /// the network head's).
@@ -125,7 +81,7 @@ impl MbConv {
 pub struct EfficientNetLiteFeatures {
     conv_stem: Conv2d,
     bn0: BatchNorm,
-    blocks: Vec<MbConv>,
+    blocks: Vec<InvertedResidual>,
     conv_head: Conv2d,
     bn1: BatchNorm,
 }
@@ -143,15 +99,15 @@ impl EfficientNetLiteFeatures {
             let repeats = if s == 0 || s == last { stage.repeats } else { (stage.repeats as f64 * depth).ceil() as usize };
             for r in 0..repeats {
                 let (c_in, stride) = if r == 0 { (channels_in, stage.stride) } else { (channels_out, 1) };
-                blocks.push(MbConv::new(c_in, channels_out, stage.kernel, stride, stage.expand, device));
+                blocks.push(InvertedResidual::new(STYLE, c_in, channels_out, stage.kernel, stride, stage.expand, device));
             }
         }
         Self {
-            conv_stem: conv(3, STEM_CHANNELS, 3, 2, 1, device),
-            bn0: batch_norm_layer(STEM_CHANNELS, device),
+            conv_stem: STYLE.conv(3, STEM_CHANNELS, 3, 2, 1, device),
+            bn0: STYLE.batch_norm(STEM_CHANNELS, device),
             blocks,
-            conv_head: conv(round_channels(B0_STAGES[last].channels_out, width), HEAD_CHANNELS, 1, 1, 1, device),
-            bn1: batch_norm_layer(HEAD_CHANNELS, device),
+            conv_head: STYLE.conv(round_channels(B0_STAGES[last].channels_out, width), HEAD_CHANNELS, 1, 1, 1, device),
+            bn1: STYLE.batch_norm(HEAD_CHANNELS, device),
         }
     }
 
@@ -171,7 +127,7 @@ impl EfficientNetLiteFeatures {
         for block in &self.blocks {
             // The map before a downsampling block is the last of its resolution; the first
             // such map, at the stem's stride 2, is not a stage.
-            if block.stride == 2 {
+            if block.stride() == 2 {
                 if past_stride_2 {
                     x = hook(Layer::Stage(stages.len()), x);
                     stages.push(x.clone());

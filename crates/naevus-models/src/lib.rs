@@ -9,6 +9,7 @@ pub mod backbone;
 mod conv;
 pub mod efficientnet;
 pub mod heads;
+pub mod inverted_residual;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod network;

@@ -2,17 +2,17 @@
 //! its last 1x1 convolution, without pooling or classifier, exposing one feature map per
 //! resolution level for heads that want more than the final one.
 //!
-//! Inverted residual blocks: 1x1 expand, 3x3 depthwise, 1x1 linear projection, ReLU6 after the
-//! first two, a residual when the shape is kept. Padding is symmetric and BatchNorm eps 1e-5,
-//! as in torchvision.
+//! The blocks are the [`InvertedResidual`] EfficientNet-Lite shares, with 3x3 depthwise
+//! kernels; padding is symmetric and BatchNorm eps 1e-5, as in torchvision.
 
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
 
 use crate::activation::Activation;
-use crate::conv::{Padding, conv_without_bias};
-use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
+use crate::conv::ConvStyle;
+use crate::flex_kernels::conv_bn;
+use crate::inverted_residual::InvertedResidual;
 use crate::layers::{Layer, LayerHook};
 
 const STEM_CHANNELS: usize = 32;
@@ -87,53 +87,8 @@ pub const KEY_REWRITES: &[(&str, &str)] = &[
     (r"^features\.17\.", "backbone.blocks.16."),
 ];
 
-/// A bias-free convolution with torchvision's symmetric padding (1 for 3x3, none for 1x1).
-fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Conv2d {
-    conv_without_bias(channels_in, channels_out, kernel, stride, groups, Padding::Symmetric, device)
-}
-
-fn batch_norm_layer(channels: usize, device: &Device) -> BatchNorm {
-    // PyTorch's defaults, which the ImageNet weights were trained with.
-    BatchNormConfig::new(channels).with_epsilon(1e-5).with_momentum(0.1).init(device)
-}
-
-/// Inverted residual block; no expansion layers when the expansion factor is 1.
-#[derive(Module, Debug)]
-pub struct InvertedResidual {
-    expand_conv: Option<Conv2d>,
-    expand_bn: Option<BatchNorm>,
-    depthwise_conv: Conv2d,
-    depthwise_bn: BatchNorm,
-    project_conv: Conv2d,
-    project_bn: BatchNorm,
-    residual: bool,
-}
-
-impl InvertedResidual {
-    fn new(channels_in: usize, channels_out: usize, stride: usize, expand: usize, device: &Device) -> Self {
-        let hidden = channels_in * expand;
-        Self {
-            expand_conv: (expand != 1).then(|| conv(channels_in, hidden, 1, 1, 1, device)),
-            expand_bn: (expand != 1).then(|| batch_norm_layer(hidden, device)),
-            depthwise_conv: conv(hidden, hidden, 3, stride, hidden, device),
-            depthwise_bn: batch_norm_layer(hidden, device),
-            project_conv: conv(hidden, channels_out, 1, 1, 1, device),
-            project_bn: batch_norm_layer(channels_out, device),
-            residual: stride == 1 && channels_in == channels_out,
-        }
-    }
-
-    fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let mut x = input.clone();
-        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
-            x = conv_bn(conv, bn, Activation::Relu6, x);
-        }
-        x = batch_norm(&self.depthwise_bn, Activation::Relu6, depthwise(&self.depthwise_conv, x));
-        // Linear bottleneck: no activation after the projection.
-        x = conv_bn(&self.project_conv, &self.project_bn, Activation::Identity, x);
-        if self.residual { x + input } else { x }
-    }
-}
+/// torchvision's padding and BatchNorm settings, which the ImageNet weights were trained with.
+const STYLE: ConvStyle = ConvStyle::TORCHVISION;
 
 /// MobileNetV2 1.0 convolutional trunk: stem, 17 inverted residual blocks, 1x1 conv to 1280.
 #[derive(Module, Debug)]
@@ -153,16 +108,16 @@ impl MobileNetV2Features {
         for stage in &STAGES {
             for r in 0..stage.repeats {
                 let stride = if r == 0 { stage.stride } else { 1 };
-                blocks.push(InvertedResidual::new(channels_in, stage.channels_out, stride, stage.expand, device));
+                blocks.push(InvertedResidual::new(STYLE, channels_in, stage.channels_out, 3, stride, stage.expand, device));
                 channels_in = stage.channels_out;
             }
         }
         Self {
-            stem_conv: conv(3, STEM_CHANNELS, 3, 2, 1, device),
-            stem_bn: batch_norm_layer(STEM_CHANNELS, device),
+            stem_conv: STYLE.conv(3, STEM_CHANNELS, 3, 2, 1, device),
+            stem_bn: STYLE.batch_norm(STEM_CHANNELS, device),
             blocks,
-            head_conv: conv(channels_in, HEAD_CHANNELS, 1, 1, 1, device),
-            head_bn: batch_norm_layer(HEAD_CHANNELS, device),
+            head_conv: STYLE.conv(channels_in, HEAD_CHANNELS, 1, 1, 1, device),
+            head_bn: STYLE.batch_norm(HEAD_CHANNELS, device),
         }
     }
 

@@ -9,6 +9,7 @@ use crate::attention::AttentionNorm;
 use crate::backbone::BackboneKind;
 use crate::efficientnet::Variant;
 use crate::heads::{Classifier, ClassifierConfig, HeadKind};
+use crate::inverted_residual::EFFICIENTNET_BLOCK_KEYS;
 use crate::layers::{CHIP_GRID, Layer, UnknownLayer};
 use crate::network::Network;
 use crate::resnet::Depth;
@@ -75,8 +76,16 @@ pub struct PretrainedWeights {
 }
 
 /// lukemelas EfficientNet-PyTorch keys start every name with "_"; the classifier `_fc` is
-/// our head's `fc`, the rest the backbone.
-const LUKEMELAS_KEYS: &[(&str, &str)] = &[(r"^_fc\.", "classifier.fc."), (r"^_", "backbone."), (r"\._", ".")];
+/// our head's `fc`, the rest the backbone, whose blocks name their BatchNorms as the shared
+/// inverted residual block does.
+const LUKEMELAS_KEYS: &[(&str, &str)] = &[
+    (r"^_fc\.", "classifier.fc."),
+    (r"^_", "backbone."),
+    (r"\._", "."),
+    EFFICIENTNET_BLOCK_KEYS[0],
+    EFFICIENTNET_BLOCK_KEYS[1],
+    EFFICIENTNET_BLOCK_KEYS[2],
+];
 
 /// EfficientNet-Lite0's ImageNet weights, shared by every model built on that backbone.
 const EFFICIENTNET_LITE0_WEIGHTS: PretrainedWeights = PretrainedWeights {
