@@ -2,8 +2,8 @@
 //! RGB pixels in one memory-mapped file so training reads are free.
 //!
 //! Layout of the cache directory:
-//! - `cache.json`: format version, side in pixels, number of slots and a fingerprint of the
-//!   record list (written first, so a resumed run can check it is the same job).
+//! - `cache.json`: format version, side in pixels, number of slots and the [`identity`] of
+//!   the record list (written first, so a resumed run can check it is the same job).
 //! - `images.u8`: one fixed-size slot of `size*size*3` bytes per input record, preallocated.
 //! - `progress.log`: JSON lines `{"slot":N,"crc32":C}` or `{"slot":N,"reject":"reason"}`,
 //!   appended only after the slot's pixels are written, so a killed run resumes where it
@@ -45,7 +45,7 @@ struct Manifest {
     format_version: u32,
     size: u32,
     slots: usize,
-    /// Hash of the input record list, to refuse resuming a different job.
+    /// [`identity`] of the input records, to refuse resuming a different job.
     fingerprint: String,
 }
 
@@ -73,16 +73,17 @@ fn slot_len(size: u32) -> usize {
     size as usize * size as usize * 3
 }
 
-/// FNV-1a over the JSON of the record list: cheap, stable across runs and platforms.
-fn fingerprint(records: &[Record]) -> Result<String, DataError> {
-    let json = serde_json::to_vec(records)
-        .map_err(|e| DataError::InvalidArgument(format!("cannot serialise records: {e}")))?;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    Ok(format!("{hash:016x}"))
+/// What a cache of `records` at `size` px holds, as 16 hex digits of a SHA-256: cache.json
+/// keeps the identity of the records prepare was given (to refuse resuming another job),
+/// a run the identity of the records it trained on ([`Cache::identity`]; a run resumed on
+/// other images would mix two datasets in one model).
+pub fn identity(size: u32, records: &[Record]) -> Result<String, DataError> {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(records).map_err(|e| DataError::InvalidArgument(format!("cannot serialise records: {e}")))?;
+    let mut hasher = Sha256::new();
+    hasher.update(size.to_le_bytes());
+    hasher.update(json);
+    Ok(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, DataError> {
@@ -213,6 +214,11 @@ impl Cache {
         self.records.is_empty()
     }
 
+    /// The [`identity`] of the accepted records and the image size.
+    pub fn identity(&self) -> Result<String, DataError> {
+        identity(self.size, &self.records)
+    }
+
     /// The accepted records, in input order; index i matches `image(i)`.
     pub fn records(&self) -> &[Record] {
         &self.records
@@ -283,7 +289,7 @@ pub fn combine(primary: &Cache, external: &[Cache], out: &Path) -> Result<usize,
     if fs::read_dir(out).map_err(|e| DataError::io(out, e))?.next().is_some() {
         return Err(DataError::Cache { dir: out.to_path_buf(), reason: "the directory is not empty; combine writes a new cache".into() });
     }
-    let manifest = Manifest { format_version: FORMAT_VERSION, size: primary.size, slots: records.len(), fingerprint: fingerprint(&records)? };
+    let manifest = Manifest { format_version: FORMAT_VERSION, size: primary.size, slots: records.len(), fingerprint: identity(primary.size, &records)? };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Cache { dir: out.to_path_buf(), reason: e.to_string() })?;
     write_atomic(&out.join(MANIFEST), &json)?;
 

@@ -231,6 +231,32 @@ fn a_cache_of_the_format_before_checksums_is_refused_with_what_to_do() {
     }
 }
 
+#[test]
+fn cache_json_names_the_cache_identity_and_a_cache_an_older_naevus_began_still_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cache");
+    prepare(inputs(), &out, &opts(16)).unwrap();
+    let manifest = fs::read_to_string(out.join("cache.json")).unwrap();
+    let identity = naevus_data::cache::identity(16, &inputs().records).unwrap();
+    assert!(manifest.contains(&format!("\"fingerprint\": \"{identity}\"")), "{manifest}");
+    // The run's identity covers the accepted records only: the rejects are not in it.
+    let cache = Cache::open(&out).unwrap();
+    assert_eq!(cache.identity().unwrap(), naevus_data::cache::identity(16, cache.records()).unwrap());
+    assert_ne!(cache.identity().unwrap(), identity);
+
+    // cache.json as naevus wrote it before: FNV-1a of the records' JSON.
+    let mut fnv: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in serde_json::to_vec(&inputs().records).unwrap() {
+        fnv = (fnv ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fs::write(out.join("cache.json"), manifest.replace(&identity, &format!("{fnv:016x}"))).unwrap();
+    assert_eq!(prepare(inputs(), &out, &opts(16)).unwrap().prepared, cache.len());
+
+    fs::write(out.join("cache.json"), manifest.replace(&identity, "0123456789abcdef")).unwrap();
+    let text = prepare(inputs(), &out, &opts(16)).unwrap_err().to_string();
+    assert!(text.contains("already holds a cache") && text.contains("0123456789abcdef"), "{text}");
+}
+
 /// The id of a process that has ended.
 #[cfg(unix)]
 fn ended_process_id() -> u32 {

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{CACHE_SIDES, FORMAT_VERSION, INDEX, IMAGES, IndexLine, MANIFEST, Manifest, PROGRESS, REJECTS, fingerprint, read_manifest, rejects_to_csv, slot_checksum, slot_len};
+use super::{CACHE_SIDES, FORMAT_VERSION, INDEX, IMAGES, IndexLine, MANIFEST, Manifest, PROGRESS, REJECTS, identity, read_manifest, rejects_to_csv, slot_checksum, slot_len};
 use crate::atomic::{is_stale_temporary, remove_stale_temporaries, write_atomic};
 use crate::error::DataError;
 use crate::image_io::{DecodeLimits, load_square_limited};
@@ -109,9 +109,9 @@ pub fn prepare(data: SourceData, out: &Path, opts: &PrepareOptions) -> Result<Pr
         format_version: FORMAT_VERSION,
         size: opts.size,
         slots: data.records.len(),
-        fingerprint: fingerprint(&data.records)?,
+        fingerprint: identity(opts.size, &data.records)?,
     };
-    check_or_write_manifest(out, &manifest)?;
+    check_or_write_manifest(out, &manifest, &data.records)?;
     // The directory is this job's now (its manifest matches): what killed runs left goes.
     remove_stale_temporaries(out);
 
@@ -300,12 +300,25 @@ fn process_image(record: &Record, size: u32, limits: &DecodeLimits) -> Result<Ve
 }
 
 
+/// The FNV-1a hash of the records' JSON that cache.json held before caches had an
+/// [`identity`]: prepare resumes a cache an older naevus began.
+fn legacy_fingerprint(records: &[Record]) -> Result<String, DataError> {
+    let json = serde_json::to_vec(records).map_err(|e| DataError::InvalidArgument(format!("cannot serialise records: {e}")))?;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in json {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{hash:016x}"))
+}
+
 /// Writes cache.json into an empty directory, or checks that an existing one matches.
-fn check_or_write_manifest(out: &Path, manifest: &Manifest) -> Result<(), DataError> {
+fn check_or_write_manifest(out: &Path, manifest: &Manifest, records: &[Record]) -> Result<(), DataError> {
     let path = out.join(MANIFEST);
     if path.exists() {
         let existing = read_manifest(out)?;
-        if existing != *manifest {
+        let same_job = existing.fingerprint == manifest.fingerprint || existing.fingerprint == legacy_fingerprint(records)?;
+        if !same_job || (existing.size, existing.slots) != (manifest.size, manifest.slots) {
             return Err(DataError::Cache {
                 dir: out.to_path_buf(),
                 reason: format!(

@@ -107,7 +107,7 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
     // One process at a time sets a run up; without --only-folds it keeps the run to itself.
     let mut run_lock = Some(if only_folds.is_empty() { dir.lock()? } else { dir.lock_waiting()? });
     dir.remove_stale_temporaries();
-    let cache_id = cache_identity(&cache)?;
+    let cache_id = cache.identity()?;
     let same_cache = |what: &str| -> Result<()> {
         let saved = dir.read_info()?;
         if saved.cache_id.as_ref().is_some_and(|id| id != &cache_id) {
@@ -252,16 +252,6 @@ impl RunSetup {
     }
 }
 
-
-/// What a cache holds, as a short hash of its records and image size: a run resumed on a
-/// cache of other images would mix two datasets in one model.
-fn cache_identity(cache: &Cache) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    hasher.update(cache.size().to_le_bytes());
-    hasher.update(serde_json::to_vec(cache.records())?);
-    Ok(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
-}
 
 /// The image ids of cache `items`.
 pub(super) fn ids_of(cache: &Cache, items: &[usize]) -> Vec<String> {
