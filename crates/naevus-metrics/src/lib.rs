@@ -24,6 +24,8 @@
 //! * [`balanced_accuracy`], [`macro_auc_ovr`]: multi-class metrics.
 //! * [`subgroup_aucs`]: n, positives and AUC per subgroup key;
 //!   [`subgroup_aucs_with_intervals`] with each one's bootstrap interval (per source, say).
+//! * [`FeatureGaussian`]: the Mahalanobis distance of an image's features to the training
+//!   images' (the out-of-domain guard), with [`quantile`] for its threshold.
 //! * [`map_jaccard`], [`pointing_game_hit`]: how well a saliency map finds the lesion of a
 //!   binary mask.
 //!
@@ -36,6 +38,7 @@ use std::cmp::Ordering;
 
 mod bootstrap;
 mod calibration;
+mod domain;
 mod maps;
 mod multiclass;
 mod ranking;
@@ -44,6 +47,7 @@ mod subgroups;
 pub use bootstrap::{TieRuns, WeightedRoc, bootstrap_auc_ci, bootstrap_ci, resampling_units};
 pub use calibration::{ReliabilityBin, brier_score, expected_calibration_error, reliability_bins};
 pub use calibration::{TEMPERATURE_EPS, TEMPERATURE_RANGE, apply_temperature, fit_temperature};
+pub use domain::{FeatureGaussian, quantile};
 pub use maps::{map_jaccard, min_max_normalise, pointing_game_hit};
 pub use multiclass::{balanced_accuracy, macro_auc_ovr, macro_auc_ovr_flat};
 pub use ranking::{

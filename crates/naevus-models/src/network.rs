@@ -19,6 +19,9 @@ pub struct Output {
     pub logits: Tensor<2>,
     /// One [batch, 1, h, w] map per attention block; empty for models without attention.
     pub attention: Vec<Tensor<4>>,
+    /// The image features the classifier reads [batch, width], before any metadata joins
+    /// them: what the out-of-domain guard measures.
+    pub features: Tensor<2>,
 }
 
 /// Any network of the registry: a backbone, a head pooling its maps, a classifier.
@@ -52,7 +55,7 @@ impl Network {
             images
         };
         let (features, attention) = self.head.forward(images, |x| self.backbone.stages(x, hook), hook);
-        Output { logits: self.classifier.forward(features, metadata), attention }
+        Output { logits: self.classifier.forward(features.clone(), metadata), attention, features }
     }
 
     /// Whether [`forward_with_metadata`](Self::forward_with_metadata) needs metadata features.

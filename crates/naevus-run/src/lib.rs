@@ -14,6 +14,7 @@
 //!     last.bpk           the training state after the last finished epoch, one file: where the
 //!                        fold stands ([`FoldState`]), the final weights and the optimiser (resume)
 //!     val_predictions.csv  validation predictions of the best epoch
+//!     guard.bin          the out-of-domain guard of the best weights ([`DomainGuard`])
 //!   oof.csv              out-of-fold (or validation) predictions: image_name,target,label,fold
 //!   oof_classes.csv      for diagnosis classes: image_name,fold,class,p_<class>... of the same images
 //!   class_metrics.json   ... and their accuracy, balanced accuracy and macro AUC
@@ -27,6 +28,7 @@
 pub mod calibration;
 pub mod dir;
 pub mod error;
+pub mod guard;
 pub mod history;
 pub mod info;
 pub mod predictions;
@@ -39,6 +41,7 @@ pub mod truth;
 pub use calibration::Calibration;
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};
 pub use error::RunError;
+pub use guard::{DEFAULT_GUARD_PERCENTILE, DomainCheck, DomainGuard};
 pub use history::{EpochMetrics, FoldState};
 pub use info::{RUN_FORMAT, RunInfo, check_fold};
 pub use naevus_data::write_atomic;
