@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use naevus_data::DecodeLimits;
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::{Explanation, Method};
-use naevus_run::write_atomic;
+use naevus_models::Network;
+use naevus_run::{Checkpoint, DomainCheck, DomainGuard, write_atomic};
 use naevus_report::saliency::{Tile, grid_png, map_png, overlay, rgb_png};
 
 use crate::run_args::RunArgs;
@@ -66,6 +67,15 @@ pub fn note_unknown_metadata(run: &TrainedRun) {
     }
 }
 
+/// What `fold`'s out-of-domain guard says of each image, scored through the prediction
+/// path; None when the fold has no guard for `checkpoint`.
+fn fold_domain(run: &TrainedRun, fold: &str, checkpoint: Checkpoint, network: &Network, pixels: &[&[u8]]) -> Result<Option<Vec<DomainCheck>>> {
+    let Some(guard) = DomainGuard::read(&run.dir.fold(fold))?.filter(|g| g.checkpoint == checkpoint.name()) else {
+        return Ok(None);
+    };
+    Ok(run.score_images(std::slice::from_ref(network), Some(std::slice::from_ref(&guard)), pixels, None, 1)?.domain)
+}
+
 /// An image as the model sees it.
 struct InputImage {
     /// Unique among the images explained: the file stem, numbered when stems repeat.
@@ -98,16 +108,22 @@ pub fn run(args: Args) -> Result<()> {
     note_unknown_metadata(&run);
     let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
     let explanations = run.explain(&network, &pixels, args.method, args.layer.as_deref())?;
+    let domain = fold_domain(&run, fold, checkpoint, &network, &pixels)?;
 
     let method = args.method.name();
     let mut tiles = Vec::new();
-    for (image, explanation) in images.iter().zip(&explanations) {
+    for (n, (image, explanation)) in images.iter().zip(&explanations).enumerate() {
+        let outside = domain.as_ref().is_some_and(|d| !d[n].within);
         for map in &explanation.maps {
             let stem = format!("{}_{method}_{}", image.name, map.layer);
             let pixels = overlay(&image.pixels, &map.values, side)?;
             write_atomic(&args.out.join(format!("{stem}.png")), &rgb_png(&pixels, side)?)?;
             write_atomic(&args.out.join(format!("{stem}_map.png")), &map_png(&map.values, side)?)?;
-            let caption = [image.name.clone(), format!("melanoma {:.3} · {}", explanation.probability, map.layer)];
+            let caption = if outside {
+                [format!("{} · OUTSIDE THE MODEL'S DOMAIN", image.name), format!("melanoma {:.3} (not to be trusted) · {}", explanation.probability, map.layer)]
+            } else {
+                [image.name.clone(), format!("melanoma {:.3} · {}", explanation.probability, map.layer)]
+            };
             tiles.push(Tile { pixels, side, caption });
         }
     }
@@ -133,6 +149,20 @@ pub fn run(args: Args) -> Result<()> {
              model says benign; gradcam++ or an earlier --layer may show more)",
             maps.count()
         );
+    }
+    match &domain {
+        Some(domain) => {
+            let outside: Vec<&str> = images.iter().zip(domain).filter(|(_, d)| !d.within).map(|(image, _)| image.name.as_str()).collect();
+            if !outside.is_empty() {
+                println!(
+                    "{} of {} image(s) lie outside the model's domain (unlike the images it trained on; their scores and maps mean little): {}",
+                    outside.len(),
+                    images.len(),
+                    outside.join(", ")
+                );
+            }
+        }
+        None => println!("{fold} has no out-of-domain guard for its {} weights, so no image was checked against it", checkpoint.name()),
     }
     if unreadable > 0 {
         println!("{unreadable} image(s) could not be read and were skipped (named above)");

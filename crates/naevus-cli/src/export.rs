@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use naevus_engine::TrainedRun;
 use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
 use naevus_report::ModelCard;
-use naevus_run::{Checkpoint, RunDir, write_atomic};
+use naevus_run::{Checkpoint, DomainGuard, RunDir, write_atomic};
 
 use crate::staged;
 use crate::run_args::RunArgs;
@@ -65,6 +65,13 @@ pub fn run(args: Args) -> Result<()> {
             // Read (checksum verified) and written again sealed: a damaged file is never exported.
             let weights = run.fold(fold).read_weights(checkpoint)?;
             bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
+            // The guard goes with the weights it measures, which the bundle calls best.
+            if let Some(mut guard) = DomainGuard::read(&run.fold(fold))?.filter(|g| g.checkpoint == checkpoint.name()) {
+                guard.checkpoint = Checkpoint::Best.name().into();
+                guard.write(&bundle.fold(fold))?;
+            } else {
+                eprintln!("warning: {fold} has no out-of-domain guard for its {} weights; the bundle will score any image (`naevus guard` fits one)", checkpoint.name());
+            }
             // The same weights for PyTorch and other frameworks.
             let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
             keys = safetensors_keys(&safetensors)?;

@@ -11,6 +11,7 @@ mod ensemble;
 mod evaluate;
 mod explain;
 mod export;
+mod guard;
 mod predict;
 mod prepare;
 mod quickstart;
@@ -50,6 +51,7 @@ enum Command {
     Predict(predict::Args),
     Evaluate(evaluate::Args),
     Calibrate(calibrate::Args),
+    Guard(guard::Args),
     Explain(explain::Args),
     Crop(crop::Args),
     Export(export::Args),
@@ -93,6 +95,7 @@ fn main() {
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Guard(args) => guard::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Crop(args) => crop::run(args),
         Command::Export(args) => export::run(args),

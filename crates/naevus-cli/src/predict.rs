@@ -112,9 +112,14 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(calibration) = &calibration {
         calibration.apply(&mut probs);
     }
-    naevus_run::write_predictions(&args.out, &ids(&items), &probs)?;
+    let domain = match guards(&run, checkpoint)? {
+        Some(guards) => Some(run.check_cache(&ensemble, &guards, &cache, &items)?),
+        None => None,
+    };
+    naevus_run::predictions::write_scored(&args.out, &ids(&items), &probs, domain.as_deref(), None)?;
+    let outside = domain.as_deref().map_or(String::new(), outside_the_domain);
     let line = format!(
-        "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}",
+        "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}{outside}",
         items.len(),
         run.info.folds.len(),
         run.info.model,
@@ -163,27 +168,50 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
     }
     let metadata: Option<Vec<Vec<f32>>> = run.info.metadata.as_ref().map(|encoder| records.iter().map(|r| encoder.encode(r, 1)).collect());
     let ensemble = run.ensemble(checkpoint)?;
+    let guards = guards(run, checkpoint)?;
     let images: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-    let mut probs = run.predict_images(&ensemble, &images, metadata.as_deref(), args.tta)?;
+    let scores = run.score_images(&ensemble, guards.as_deref(), &images, metadata.as_deref(), args.tta)?;
+    let mut probs = scores.melanoma;
     if args.calibrated {
         Calibration::read(run.path())?.apply(&mut probs);
     }
     let ids: Vec<String> = kept.iter().map(|f| f.id.clone()).collect();
     // image_files kept only files whose paths are UTF-8.
     let shown: Vec<String> = kept.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
-    naevus_run::predictions::write_file_predictions(&args.out, &ids, &probs, &shown)?;
+    naevus_run::predictions::write_scored(&args.out, &ids, &probs, scores.domain.as_deref(), Some(&shown))?;
     summary(
         &args.out,
         format!(
-            "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}",
+            "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}{}",
             ids.len(),
             run.info.folds.len(),
             run.info.model,
             files.len() - ids.len() + unnamed,
-            destination(&args.out)
+            destination(&args.out),
+            scores.domain.as_deref().map_or(String::new(), outside_the_domain)
         ),
     );
     Ok(())
+}
+
+/// The run's out-of-domain guards for `checkpoint`, or None with a warning that its
+/// predictions come without a domain check.
+fn guards(run: &TrainedRun, checkpoint: Checkpoint) -> Result<Option<Vec<naevus_run::DomainGuard>>> {
+    let guards = run.guards(checkpoint)?;
+    if guards.is_none() {
+        eprintln!(
+            "warning: {} has no out-of-domain guard for its {} weights, so the CSV has no in_domain column; `naevus guard` fits one",
+            run.path().display(),
+            checkpoint.name()
+        );
+    }
+    Ok(guards)
+}
+
+/// The closing line's count of images outside the model's domain.
+fn outside_the_domain(domain: &[naevus_run::DomainCheck]) -> String {
+    let outside = domain.iter().filter(|d| !d.within).count();
+    format!("; {outside} of {} outside the model's domain (in_domain = false: their scores mean little)", domain.len())
 }
 
 /// Prints the closing line: on stderr when standard output carries the CSV (`--out -`).

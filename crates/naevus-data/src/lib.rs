@@ -21,6 +21,7 @@ pub mod pixels;
 pub mod records;
 pub mod sampling;
 pub mod sources;
+pub mod statistics;
 
 pub use atomic::write_atomic;
 pub use augment::{AugmentOps, AugmentPlan, AugmentPreset, Border, augment_preview};
@@ -40,3 +41,4 @@ pub use metadata::{MetadataEncoder, MetadataField, field_missing, images_per_gro
 pub use records::{Metadata, Record, Reject, Sex, Split, normalize_diagnosis};
 pub use sampling::{Sampling, epoch_order};
 pub use sources::{SourceData, SourceKind, SourceSpec, read_source};
+pub use statistics::{IMAGE_STATISTICS, image_statistics};

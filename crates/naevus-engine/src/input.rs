@@ -56,11 +56,26 @@ impl InputSpec {
         Tensor::from_data(TensorData::new(values, [images.len(), 3, side as usize, side as usize]), device)
     }
 
+    /// The out-of-domain guard's image statistics of a square HWC RGB u8 image at the input
+    /// size, colour-corrected as the model sees it.
+    pub fn image_statistics(&self, image: &[u8]) -> Vec<f32> {
+        let mut pixels = image.to_vec();
+        self.colour.apply(&mut pixels);
+        naevus_data::image_statistics(&pixels, self.image_size).to_vec()
+    }
+
     /// The probabilities of every output for a batch of inputs (with its metadata rows for a
     /// metadata model), row after row: the one way a batch becomes probabilities.
     pub fn forward_probabilities(&self, model: &Network, images: Tensor<4>, metadata: Option<Tensor<2>>) -> anyhow::Result<Vec<f32>> {
-        let logits = model.forward_with_metadata(images, metadata).logits;
-        self.target.output_probabilities(logits).into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))
+        Ok(self.forward_with_features(model, images, metadata)?.0)
+    }
+
+    /// [`forward_probabilities`](Self::forward_probabilities) and the image features the
+    /// classifier read, one row per image (what the out-of-domain guard measures).
+    pub fn forward_with_features(&self, model: &Network, images: Tensor<4>, metadata: Option<Tensor<2>>) -> anyhow::Result<(Vec<f32>, Vec<Vec<f32>>)> {
+        let output = model.forward_with_metadata(images, metadata);
+        let probabilities = self.target.output_probabilities(output.logits).into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("reading predictions: {e:?}"))?;
+        Ok((probabilities, feature_rows(output.features)?))
     }
 
     /// Loader settings for `batch_size` images with optional augmentation.
@@ -93,4 +108,11 @@ pub fn resolve_image_size(recipe: Option<u32>, spec: &ModelSpec, cache_size: u32
         return cache_size;
     }
     spec.input_size
+}
+
+/// A [rows, width] tensor of features as one vector per row.
+pub fn feature_rows(features: Tensor<2>) -> anyhow::Result<Vec<Vec<f32>>> {
+    let [_, width] = features.dims();
+    let values = features.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow::anyhow!("reading features: {e:?}"))?;
+    Ok(values.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
 }

@@ -9,6 +9,7 @@ pub mod device;
 pub mod download;
 pub mod ema;
 pub mod explain;
+pub mod guard;
 pub mod input;
 pub mod loss;
 pub mod predict;

@@ -11,13 +11,25 @@ use burn::module::Module;
 use burn::prelude::*;
 use naevus_data::{Cache, DecodeLimits, decode_square_limited, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
-use naevus_run::{Checkpoint, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
+use naevus_run::{Checkpoint, DomainCheck, DomainGuard, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
 use crate::checkpoint::load_weights;
 use crate::device::select_device;
 use crate::explain::{Explanation, Method, explain_images};
+use crate::guard::cache_guard_inputs;
 use crate::input::InputSpec;
 use crate::predict::{MAX_TTA, probabilities, rows_tensor};
+
+/// What [`TrainedRun::score_images`] says of each image.
+#[derive(Debug, Clone)]
+pub struct ImageScores {
+    /// The probability of every output (one for a single-logit model, one per class).
+    pub outputs: Vec<Vec<f64>>,
+    /// The melanoma probability (one of `outputs`).
+    pub melanoma: Vec<f64>,
+    /// What the guards say; None when the run has no guard for the weights used.
+    pub domain: Option<Vec<DomainCheck>>,
+}
 
 /// A trained run, opened for inference on one device.
 pub struct TrainedRun {
@@ -96,6 +108,19 @@ impl TrainedRun {
         }
         let n = ensemble.len().max(1) as f64;
         Ok(sum.into_iter().map(|s| s / n).collect())
+    }
+
+    /// What the guards (one per fold, see [`guards`](Self::guards)) say of each cache item
+    /// in `items`, from each fold's features of the image as stored.
+    pub fn check_cache(&self, ensemble: &[Network], guards: &[DomainGuard], cache: &Arc<Cache>, items: &[usize]) -> Result<Vec<DomainCheck>> {
+        let mut distances = vec![Vec::with_capacity(ensemble.len()); items.len()];
+        for (model, guard) in ensemble.iter().zip(guards) {
+            let inputs = cache_guard_inputs(model, cache, items, &self.input, &self.device)?;
+            for ((image, features), statistics) in distances.iter_mut().zip(&inputs.features).zip(&inputs.statistics) {
+                image.push(guard.relative_distance(features, statistics));
+            }
+        }
+        Ok(distances.iter().map(|d| DomainCheck::of_folds(d)).collect())
     }
 
     /// Out-of-fold predictions again, now with `tta` views: each image of the run's oof.csv
@@ -177,23 +202,39 @@ impl TrainedRun {
         })
     }
 
-    /// Mean melanoma probability over the fold ensemble of square RGB images at the run's
-    /// input size (HWC u8, as [`load_images`](Self::load_images) gives them), with each
-    /// image's metadata features (None: a patient whose metadata is unknown), averaged over
-    /// the first `tta` dihedral views as [`predict_cache`](Self::predict_cache) does.
-    pub fn predict_images(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>, tta: usize) -> Result<Vec<f64>> {
-        let column = self.input.target.melanoma_column();
-        Ok(self.predict_image_outputs(ensemble, images, metadata, tta)?.into_iter().map(|row| row[column]).collect())
+    /// Every fold's out-of-domain guard for the weights of `checkpoint`, or None when a fold
+    /// has none for them (a run trained by an older naevus: `naevus guard` fits them).
+    pub fn guards(&self, checkpoint: Checkpoint) -> Result<Option<Vec<DomainGuard>>> {
+        let mut guards = Vec::with_capacity(self.info.folds.len());
+        for fold in &self.info.folds {
+            match DomainGuard::read(&self.dir.fold(fold))? {
+                Some(guard) if guard.checkpoint == checkpoint.name() => guards.push(guard),
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(guards))
     }
 
-    /// The probabilities of every output (one for a single-logit model, one per class of
-    /// `info.classes` otherwise) averaged over the fold ensemble and the first `tta` views;
-    /// see [`predict_images`](Self::predict_images).
-    pub fn predict_image_outputs(&self, ensemble: &[Network], images: &[&[u8]], metadata: Option<&[Vec<f32>]>, tta: usize) -> Result<Vec<Vec<f64>>> {
+    /// Scores square RGB images at the run's input size (HWC u8, as
+    /// [`load_images`](Self::load_images) gives them) with the fold ensemble, each with its
+    /// metadata features (None: a patient whose metadata is unknown): the probabilities of
+    /// every output averaged over the folds and the first `tta` dihedral views, as
+    /// [`predict_cache`](Self::predict_cache) does, and with `guards` (one per fold, see
+    /// [`guards`](Self::guards)) whether each image lies in the model's domain.
+    pub fn score_images(
+        &self,
+        ensemble: &[Network],
+        guards: Option<&[DomainGuard]>,
+        images: &[&[u8]],
+        metadata: Option<&[Vec<f32>]>,
+        tta: usize,
+    ) -> Result<ImageScores> {
         let unknown = self.unknown_metadata();
         let outputs = self.input.target.num_outputs();
         let views = tta.clamp(1, MAX_TTA);
         let mut sum = vec![vec![0.0; outputs]; images.len()];
+        let mut distances = vec![Vec::with_capacity(ensemble.len()); images.len()];
+        let statistics: Vec<Vec<f32>> = if guards.is_some() { images.iter().map(|image| self.input.image_statistics(image)).collect() } else { Vec::new() };
         for (chunk_index, chunk) in images.chunks(32).enumerate() {
             let first = chunk_index * 32;
             let rows: Option<Vec<&[f32]>> = match (metadata, &unknown) {
@@ -204,19 +245,32 @@ impl TrainedRun {
             let meta = rows.as_ref().map(|rows| rows_tensor(rows, &self.device));
             for view in 0..views {
                 let batch = self.input.images_tensor(chunk, view as u8, &self.device);
-                for (model, fold) in ensemble.iter().zip(&self.info.folds) {
-                    let p: Vec<f64> = self.input.forward_probabilities(model, batch.clone(), meta.clone())?.into_iter().map(f64::from).collect();
+                for (k, (model, fold)) in ensemble.iter().zip(&self.info.folds).enumerate() {
+                    let (p, features) = self.input.forward_with_features(model, batch.clone(), meta.clone())?;
+                    let p: Vec<f64> = p.into_iter().map(f64::from).collect();
                     self.refuse_non_finite(&p, fold)?;
                     for (row, values) in sum[first..].iter_mut().zip(p.chunks(outputs)) {
                         for (s, v) in row.iter_mut().zip(values) {
                             *s += v;
                         }
                     }
+                    // The guard measures the image as it is, not its test-time views.
+                    if let (0, Some(guard)) = (view, guards.and_then(|g| g.get(k))) {
+                        for ((image, row), statistics) in distances[first..].iter_mut().zip(&features).zip(&statistics[first..]) {
+                            image.push(guard.relative_distance(row, statistics));
+                        }
+                    }
                 }
             }
         }
         let n = (ensemble.len().max(1) * views) as f64;
-        Ok(sum.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect())
+        let outputs: Vec<Vec<f64>> = sum.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect();
+        let column = self.input.target.melanoma_column();
+        Ok(ImageScores {
+            melanoma: outputs.iter().map(|row| row[column]).collect(),
+            outputs,
+            domain: guards.map(|_| distances.iter().map(|d| DomainCheck::of_folds(d)).collect()),
+        })
     }
 
     /// The metadata features of a patient whose metadata is unknown, for a run with a

@@ -20,6 +20,7 @@
 //!   class_metrics.json   ... and their accuracy, balanced accuracy and macro AUC
 //!   metrics.json         validation metrics of oof.csv
 //!   calibration.json     temperature fitted on oof.csv ([`Calibration`], `predict --calibrated`)
+//!   guard_check.json     how the guards tell made-up non-dermoscopy images apart ([`GuardCheck`])
 //! ```
 //! Every file is written atomically ([`write_atomic`]), so a killed process leaves either the
 //! old or the new version, never half of one; the .bpk files are sealed ([`sealed`]): a
@@ -41,7 +42,7 @@ pub mod truth;
 pub use calibration::Calibration;
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};
 pub use error::RunError;
-pub use guard::{DEFAULT_GUARD_PERCENTILE, DomainCheck, DomainGuard};
+pub use guard::{DomainCheck, DomainGuard, GUARD_PERCENTILES, GuardCheck, GuardInputs, KindCheck};
 pub use history::{EpochMetrics, FoldState};
 pub use info::{RUN_FORMAT, RunInfo, check_fold};
 pub use naevus_data::write_atomic;

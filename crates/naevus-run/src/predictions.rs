@@ -11,6 +11,7 @@ use naevus_data::metadata::parse_label;
 
 use naevus_data::csv_limits::{MAX_CSV_ROWS, open_bounded, too_many_rows};
 use crate::error::RunError;
+use crate::guard::DomainCheck;
 use crate::write_atomic;
 
 /// Names accepted for the image id column.
@@ -116,10 +117,19 @@ pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[
     write_rows(path, ids, scores, &[("label", labels), ("fold", folds.to_vec()), ("source", sources.to_vec())])
 }
 
-/// Writes `image_name,target,path` rows atomically: the predictions of image files, each with
-/// the file it was read from.
-pub fn write_file_predictions(path: &Path, ids: &[String], scores: &[f64], files: &[String]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, &[("path", files.to_vec())])
+/// Writes what `naevus predict` found, atomically: `image_name,target` rows, then, when the
+/// model has an out-of-domain guard, `domain_distance` (in units of the guard's threshold)
+/// and `in_domain` (true or false), then, for image files, the `path` each was read from.
+pub fn write_scored(path: &Path, ids: &[String], scores: &[f64], domain: Option<&[DomainCheck]>, files: Option<&[String]>) -> Result<(), RunError> {
+    let mut columns = Vec::new();
+    if let Some(domain) = domain {
+        columns.push(("domain_distance", domain.iter().map(|d| d.distance.to_string()).collect()));
+        columns.push(("in_domain", domain.iter().map(|d| d.within.to_string()).collect()));
+    }
+    if let Some(files) = files {
+        columns.push(("path", files.to_vec()));
+    }
+    write_rows(path, ids, scores, &columns)
 }
 
 /// Writes `image_name,target` rows, then the `columns` given (a header and a value per row),

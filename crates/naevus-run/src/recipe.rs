@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RunError;
+use crate::guard::GUARD_PERCENTILES;
 use crate::source_options::{CheckpointSelection, SourceShares};
 
 /// Which loss a run trains with; it also fixes how many logits the model has.
@@ -295,6 +296,9 @@ macro_rules! recipe_key_list {
             colour_constancy: $crate::recipe::ColourConstancyKind = $crate::recipe::ColourConstancyKind::None,
             /// Minkowski norm p of Shades of Gray, 1 to 20 (the ISIC 2019 winners used 6).
             shades_of_gray_p: f64 = 6.0,
+            /// The out-of-domain guard's threshold: this percentile (50 to 100) of the training
+            /// images' own feature distances; `naevus guard` refits it with another.
+            guard_percentile: f64 = 99.0,
             /// 0: train on the dataset's own train split and validate on its val split;
             /// K from 2 to 100: K-fold cross-validation grouped by patient or lesion.
             folds: usize = 0,
@@ -464,6 +468,7 @@ impl TrainConfig {
             return fail(format!("source_shares ({} sources) applies to sampling = \"source-balanced\" only", self.source_shares.0.len()));
         }
         in_range("shades_of_gray_p", self.shades_of_gray_p, *SHADES_OF_GRAY_P.start(), *SHADES_OF_GRAY_P.end())?;
+        in_range("guard_percentile", self.guard_percentile, *GUARD_PERCENTILES.start(), *GUARD_PERCENTILES.end())?;
         // Only the repeated field is named: the list may be as long as the recipe file.
         for (i, field) in self.metadata.iter().enumerate() {
             if let Some(first) = self.metadata[..i].iter().position(|f| f == field) {

@@ -387,10 +387,22 @@ impl Answer {
         let model = &state.model;
         let scores = &self.scored.scores;
         let class_probabilities = model.classes.as_ref().map(|classes| classes.iter().cloned().zip(scores.outputs.iter().copied()).collect::<BTreeMap<String, f64>>());
+        // Outside the model's domain its probability means little: no decision is made on it.
+        let outside = scores.domain.is_some_and(|domain| !domain.within);
         let decision = model
             .operating_point
             .as_ref()
+            .filter(|_| !outside)
             .map(|point| Decision { operating_point: point.name.clone(), threshold: point.threshold, positive: scores.melanoma >= point.threshold });
+        let mut warnings = self.warnings;
+        if let Some(domain) = scores.domain.filter(|_| outside) {
+            warnings.insert(0, format!(
+                "outside the model's domain: this image's features lie {:.1} times as far from the training images' as the guard allows, so it is probably not a \
+                 dermoscopic image of a skin lesion like those the model learnt from (or is damaged, greyscale or strongly tinted). No decision is given; \
+                 the probability is shown for reference only",
+                domain.distance
+            ));
+        }
         let mut timings = json!({
             "decode": ms(self.decode),
             "queue": ms(self.scored.queued),
@@ -403,13 +415,14 @@ impl Answer {
             "calibrated": model.calibrated,
             "class_probabilities": class_probabilities,
             "decision": decision,
+            "domain": scores.domain.map(|domain| json!({ "within": domain.within, "distance": domain.distance })),
             "model": { "name": model.name, "naevus_version": model.naevus_version },
             "metadata": {
                 "age": self.metadata.age,
                 "sex": self.metadata.sex.map(|s| if s == Sex::Male { "male" } else { "female" }),
                 "site": self.metadata.site,
             },
-            "warnings": self.warnings,
+            "warnings": warnings,
             "batch_size": self.scored.batch_size,
         });
         if let Some((explained, took)) = &self.scored.explanation {

@@ -12,7 +12,7 @@ use naevus_models::Network;
 use naevus_report::ModelCard;
 use naevus_report::saliency::{overlay, rgb_png};
 use naevus_run::calibration::CALIBRATION_FILE;
-use naevus_run::{Calibration, Checkpoint};
+use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard};
 use serde::Serialize;
 
 /// Where the yes/no decision is made: the threshold that reached a sensitivity on the
@@ -82,6 +82,8 @@ pub struct Scores {
     pub melanoma: f64,
     /// Every output's probability, uncalibrated (one per class for a multi-class model).
     pub outputs: Vec<f64>,
+    /// What the out-of-domain guard says (None: the model has no guard).
+    pub domain: Option<DomainCheck>,
 }
 
 /// An explanation as pictures.
@@ -98,6 +100,8 @@ pub struct Explained {
 pub struct ServedModel {
     pub run: Arc<TrainedRun>,
     ensemble: Vec<Network>,
+    /// One out-of-domain guard per fold (None: the model has none for its weights).
+    guards: Option<Vec<DomainGuard>>,
     calibration: Option<Calibration>,
     operating_point: Option<OperatingPoint>,
     card: Option<ModelCard>,
@@ -112,6 +116,10 @@ impl ServedModel {
             bail!("{} does not record its cache's image size (trained by an older naevus); retrain it to serve it", dir.display());
         }
         let ensemble = run.ensemble(checkpoint)?;
+        let guards = run.guards(checkpoint)?;
+        if guards.is_none() {
+            eprintln!("warning: {} has no out-of-domain guard for its {} weights: every image will be scored as if it were dermoscopy; `naevus guard` fits one", dir.display(), checkpoint.name());
+        }
         // A calibration that is there must be readable: serving uncalibrated by accident
         // would change every probability without a word.
         let calibration = if dir.join(CALIBRATION_FILE).exists() { Some(Calibration::read(dir)?) } else { None };
@@ -126,7 +134,7 @@ impl ServedModel {
             },
         };
         let operating_point = operating_point(choice, card.as_ref(), calibration.as_ref())?;
-        let model = Self { run: Arc::new(run), ensemble, calibration, operating_point, card, checkpoint };
+        let model = Self { run: Arc::new(run), ensemble, guards, calibration, operating_point, card, checkpoint };
         model.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
         Ok(model)
     }
@@ -167,18 +175,26 @@ impl ServedModel {
     /// The probabilities of square RGB images at the model's input size, each with its
     /// metadata features (for metadata models).
     pub fn score(&self, images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Scores>> {
-        let rows = self.run.predict_image_outputs(&self.ensemble, images, metadata, 1)?;
-        let column = self.run.input.target.melanoma_column();
-        Ok(rows
+        let scores = self.run.score_images(&self.ensemble, self.guards.as_deref(), images, metadata, 1)?;
+        let domain = scores.domain.map_or_else(|| vec![None; images.len()], |checks| checks.into_iter().map(Some).collect());
+        Ok(scores
+            .outputs
             .into_iter()
-            .map(|outputs| {
-                let mut melanoma = [outputs[column]];
+            .zip(scores.melanoma)
+            .zip(domain)
+            .map(|((outputs, melanoma), domain)| {
+                let mut melanoma = [melanoma];
                 if let Some(calibration) = &self.calibration {
                     calibration.apply(&mut melanoma);
                 }
-                Scores { melanoma: melanoma[0], outputs }
+                Scores { melanoma: melanoma[0], outputs, domain }
             })
             .collect())
+    }
+
+    /// Whether the model can tell images outside its domain.
+    pub fn has_guard(&self) -> bool {
+        self.guards.is_some()
     }
 
     /// Where the first fold's network looks in one image, as an overlay.

@@ -16,9 +16,12 @@ use crate::config::{TrainConfig, check};
 use crate::device::select_device;
 use crate::input::{InputSpec, resolve_image_size};
 
+mod guard;
 mod out_of_fold;
 mod plan;
 mod session;
+
+pub use guard::refit_guards;
 
 pub use out_of_fold::ClassMetrics;
 pub use session::{EpochTraining, FoldSession, Validation};
@@ -211,7 +214,8 @@ pub fn train(cache: Arc<Cache>, start: Start, run_dir: &Path, only_folds: &[Stri
         let fold = dir.fold(&plan.name);
         let _fold_lock = fold.lock()?;
         fold.remove_stale_temporaries();
-        reports.push(train_fold(&run, plan, k as u64, fold)?);
+        reports.push(train_fold(&run, plan, k as u64, fold.clone())?);
+        guard::guard_fold(&run, plan, &fold)?;
     }
 
     let (oof, ema_oof_auc) = if reports.len() == plans.len() {
