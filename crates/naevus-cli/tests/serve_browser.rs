@@ -240,3 +240,51 @@ fn the_page_scores_an_upload_in_a_real_browser() {
     server.terminate();
     println!("serve_browser: {:.1} s", started.elapsed().as_secs_f64());
 }
+
+/// Uploads `image` on the page and waits (up to 60 s) until its result is shown.
+fn upload_and_wait(browser: &Browser, image: &Path) {
+    browser.script("document.getElementById('probability').textContent = '';");
+    browser.send_keys("#file", image.to_str().unwrap());
+    browser.click("#submit");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while browser.text("#probability").is_empty() {
+        assert!(Instant::now() < deadline, "no result for {} within 60 s", image.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_page_shows_an_image_outside_the_domain_without_a_decision() {
+    for program in [CHROMEDRIVER, CHROMIUM] {
+        assert!(Path::new(program).exists(), "{program} is missing: install Debian's chromium and chromium-driver");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::serve::guarded_run(dir.path());
+    let server = Server::start(&run, &[]);
+    let mut browser = Browser::start();
+    browser.navigate(&format!("http://{}/", server.addr));
+
+    // Rendered text: the out-of-domain state replaces the decision, the score is struck through.
+    upload_and_wait(&browser, &fixtures().join("out-of-domain/text/text-00.png").canonicalize().unwrap());
+    let decision = browser.text("#decision");
+    assert!(decision.starts_with("Outside this model's domain: no decision."), "decision reads {decision:?}");
+    assert!(!decision.contains("Above") && !decision.contains("Below"), "{decision:?}");
+    let state = browser.script("return [document.getElementById('decision').className, document.getElementById('probability').className];");
+    assert_eq!(state, json!(["outside", "withheld"]));
+    assert!(browser.text("#warning-list").contains("outside the model's domain"), "{}", browser.text("#warning-list"));
+    browser.screenshot(&screenshot_path("serve-page-outside.png"));
+
+    // A held-out dermoscopic image: a decision again, nothing struck through.
+    let id = common::serve::sample_validation_ids()[5].clone();
+    upload_and_wait(&browser, &common::serve::sample().join(format!("images/{id}.jpg")).canonicalize().unwrap());
+    let decision = browser.text("#decision");
+    assert!(decision.starts_with("Above") || decision.starts_with("Below"), "decision reads {decision:?}");
+    let state = browser.script("return [document.getElementById('decision').className, document.getElementById('probability').className];");
+    assert_ne!(state[0], "outside");
+    assert_eq!(state[1], "");
+    browser.screenshot(&screenshot_path("serve-page-inside.png"));
+
+    browser.quit();
+    drop(browser);
+    server.terminate();
+}

@@ -19,6 +19,10 @@ use crate::sealed::{read_sealed, write_sealed};
 pub const GUARD_FILE: &str = "guard.bin";
 const GUARD_KIND: &str = "guard";
 
+/// Fewer training images than this leave too few to fit a guard on and set its threshold
+/// with: such a fold goes without one.
+pub const MIN_GUARD_TRAINING_IMAGES: usize = 50;
+
 /// The percentiles of the training images' own distances a threshold may sit at.
 pub const GUARD_PERCENTILES: std::ops::RangeInclusive<f64> = 50.0..=100.0;
 
@@ -89,6 +93,9 @@ impl DomainGuard {
             return Err(RunError::Invalid(format!("the guard's percentile must lie between 50 and 100, got {percentile}")));
         }
         let n = training.features.len();
+        if n < MIN_GUARD_TRAINING_IMAGES {
+            return Err(RunError::Invalid(format!("{n} training images are too few to fit a guard on (it takes {MIN_GUARD_TRAINING_IMAGES})")));
+        }
         if classes.len() != n || training.statistics.len() != n || validation.statistics.len() != validation.features.len() {
             return Err(RunError::Invalid(format!(
                 "the guard needs as many classes and image statistics as images: {n} images, {} classes, {} statistics",
@@ -265,6 +272,7 @@ mod tests {
     fn a_guard_round_trips_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let inputs = |n: usize| GuardInputs { features: features(n, 0.0), statistics: features(n, 1.0) };
+        assert!(DomainGuard::fit(&inputs(49), &[0; 49], &inputs(5), 99.0, "best").unwrap_err().to_string().contains("too few"));
         let (training, classes): (GuardInputs, Vec<usize>) = (inputs(300), (0..300).map(|k| k % 2).collect());
         let guard = DomainGuard::fit(&training, &classes, &inputs(50), 99.0, "best").unwrap();
         assert!(guard.validation_flagged.unwrap() < 0.1);

@@ -28,6 +28,38 @@ pub fn trained_bundle(dir: &Path, extra_train_args: &[&str]) -> PathBuf {
     bundle
 }
 
+/// The bundled sample (all 2,150 ISIC 2017 images, CC0) prepared at 48 px, a small CNN
+/// trained for one epoch on its train split (validated on its val split, seed 1), so that
+/// its out-of-domain guard has 2,000 training images to be fitted on. Returns the run.
+pub fn guarded_run(dir: &Path) -> PathBuf {
+    let sample = sample();
+    let cache = dir.join("sample-cache");
+    let out = naevus(&[
+        "prepare", "--source", "isic2017", "--csv", sample.join("labels.csv").to_str().unwrap(), "--images",
+        sample.join("images").to_str().unwrap(), "--size", "48", "--out", cache.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = dir.join("guarded-run");
+    let out = naevus(&[
+        "train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--model", "small-cnn", "--epochs", "1",
+        "--batch-size", "32", "--seed", "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("out-of-domain guard at the 99th percentile of 2000 training images"), "{}", text(&out));
+    run
+}
+
+/// The bundled sample's folder (data/sample).
+pub fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/sample")
+}
+
+/// Ids of the sample's validation images, in its labels.csv order.
+pub fn sample_validation_ids() -> Vec<String> {
+    let labels = std::fs::read_to_string(sample().join("labels.csv")).unwrap();
+    labels.lines().filter_map(|line| line.split_once(",val,").map(|(id, _)| id.to_string())).collect()
+}
+
 /// A running `naevus serve`; killed when dropped.
 pub struct Server {
     /// host:port it listens on.
