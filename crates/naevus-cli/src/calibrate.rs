@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use naevus_run::{Calibration, Predictions, RunDir};
 
-/// Fit temperature scaling for `predict --calibrated` and store it in the run.
+/// Fit temperature scaling that predict, explain and the service apply and store it in the run.
 ///
 /// Training already fits it on the run's out-of-fold (or validation) predictions; this
 /// command refits it from a prediction CSV with a `label` column (default: RUN/oof.csv).

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use naevus_data::DecodeLimits;
 use naevus_engine::TrainedRun;
 use naevus_engine::explain::{Explanation, Method};
-use naevus_models::Network;
-use naevus_run::{Checkpoint, DomainCheck, DomainGuard, write_atomic};
+use naevus_run::predictions::{ScoredRows, write_scored};
+use naevus_run::write_atomic;
 use naevus_report::saliency::{Tile, grid_png, map_png, overlay, rgb_png};
 
 use crate::run_args::RunArgs;
@@ -67,15 +67,6 @@ pub fn note_unknown_metadata(run: &TrainedRun) {
     }
 }
 
-/// What `fold`'s out-of-domain guard says of each image, scored through the prediction
-/// path; None when the fold has no guard for `checkpoint`.
-fn fold_domain(run: &TrainedRun, fold: &str, checkpoint: Checkpoint, network: &Network, pixels: &[&[u8]]) -> Result<Option<Vec<DomainCheck>>> {
-    let Some(guard) = DomainGuard::read(&run.dir.fold(fold))?.filter(|g| g.checkpoint == checkpoint.name()) else {
-        return Ok(None);
-    };
-    Ok(run.score_images(std::slice::from_ref(network), Some(std::slice::from_ref(&guard)), pixels, None, 1)?.domain)
-}
-
 /// An image as the model sees it.
 struct InputImage {
     /// Unique among the images explained: the file stem, numbered when stems repeat.
@@ -108,7 +99,10 @@ pub fn run(args: Args) -> Result<()> {
     note_unknown_metadata(&run);
     let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
     let explanations = run.explain(&network, &pixels, args.method, args.layer.as_deref())?;
-    let domain = fold_domain(&run, fold, checkpoint, &network, &pixels)?;
+    // The numbers shown are the prediction path's: the fold ensemble on the run's one scale,
+    // as `predict --images` and the service give them (the maps are `fold`'s).
+    let scores = run.score_images(&run.ensemble(checkpoint)?, run.guards(checkpoint)?.as_deref(), &pixels, None, 1)?;
+    let domain = scores.domain.clone();
 
     let method = args.method.name();
     let mut tiles = Vec::new();
@@ -119,27 +113,40 @@ pub fn run(args: Args) -> Result<()> {
             let pixels = overlay(&image.pixels, &map.values, side)?;
             write_atomic(&args.out.join(format!("{stem}.png")), &rgb_png(&pixels, side)?)?;
             write_atomic(&args.out.join(format!("{stem}_map.png")), &map_png(&map.values, side)?)?;
+            let probability = scores.melanoma[n];
             let caption = if outside {
-                [format!("{} · OUTSIDE THE MODEL'S DOMAIN", image.name), format!("melanoma {:.3} (not to be trusted) · {}", explanation.probability, map.layer)]
+                [format!("{} · OUTSIDE THE MODEL'S DOMAIN", image.name), format!("melanoma {probability:.3} (not to be trusted) · {}", map.layer)]
             } else {
-                [image.name.clone(), format!("melanoma {:.3} · {}", explanation.probability, map.layer)]
+                [image.name.clone(), format!("melanoma {probability:.3} · {}", map.layer)]
             };
             tiles.push(Tile { pixels, side, caption });
         }
     }
+    let names: Vec<String> = images.iter().map(|image| image.name.clone()).collect();
+    let calibrated = run.calibration.is_some();
+    let scores_csv = args.out.join("scores.csv");
+    write_scored(&scores_csv, &ScoredRows {
+        ids: &names,
+        target: &scores.melanoma,
+        uncalibrated: calibrated.then_some(scores.melanoma_uncalibrated.as_slice()),
+        domain: scores.domain.as_deref(),
+        paths: None,
+    })?;
     let maps_per_image = explanations.first().map_or(1, |e| e.maps.len()).max(1);
     let grid = args.out.join(format!("grid_{method}.png"));
     write_atomic(&grid, &grid_png(&tiles, maps_per_image * GRID_IMAGES_PER_ROW)?)?;
 
     let layers: Vec<&str> = explanations.first().map_or(Vec::new(), |e| e.maps.iter().map(|m| m.layer.as_str()).collect());
     println!(
-        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; grid: {}",
+        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; grid: {}; the fold ensemble's probabilities ({}) in {}",
         images.len(),
         layers.join(", "),
         run.info.model,
         checkpoint.name(),
         args.out.display(),
-        grid.display()
+        grid.display(),
+        run.scale(),
+        scores_csv.display()
     );
     let maps = explanations.iter().flat_map(|e| &e.maps);
     let empty = maps.clone().filter(|map| map.values.iter().all(|&v| v == 0.0)).count();
@@ -162,7 +169,7 @@ pub fn run(args: Args) -> Result<()> {
                 );
             }
         }
-        None => println!("{fold} has no out-of-domain guard for its {} weights, so no image was checked against it", checkpoint.name()),
+        None => println!("the model has no out-of-domain guard for its {} weights, so no image was checked against one", checkpoint.name()),
     }
     if unreadable > 0 {
         println!("{unreadable} image(s) could not be read and were skipped (named above)");

@@ -9,7 +9,8 @@ use naevus_data::metadata::{parse_age, parse_sex, parse_site};
 use naevus_data::{Cache, DecodeLimits, Metadata, Record, Split};
 use naevus_engine::TrainedRun;
 use naevus_engine::predict::MAX_TTA;
-use naevus_run::{Calibration, Checkpoint};
+use naevus_run::Checkpoint;
+use naevus_run::predictions::ScoredRows;
 
 use crate::bounded::whole;
 use crate::run_args::RunArgs;
@@ -18,8 +19,10 @@ use crate::run_args::RunArgs;
 ///
 /// Every fold's checkpoint predicts each image and the probabilities are averaged (a fold
 /// ensemble); --tta N also averages N dihedral views (flips, rotations, transposes) of each
-/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format (--images adds a
-/// `path` column). With --oof, each training image is scored by the fold that held it out
+/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format, target on the
+/// run's one scale (calibrated when it has a calibration, then `target_uncalibrated`), with
+/// `domain_distance` and `in_domain` when the model has an out-of-domain guard (--images adds
+/// a `path` column). With --oof, each training image is scored by the fold that held it out
 /// instead, and the out-of-fold AUC is printed: the honest way to measure what TTA adds.
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,10 +50,12 @@ pub struct Args {
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
     #[arg(long, default_value_t = 1)]
     tta: usize,
-    /// Apply the temperature stored in the run (calibration.json, fitted on its out-of-fold
-    /// predictions) so probabilities match observed frequencies better; the ranking is unchanged.
+    /// Write the fold ensemble's probabilities as they are. By default `target` is on the
+    /// run's one scale: calibrated by the temperature in calibration.json when the run has one
+    /// (the scale of the model card's thresholds, explain and the service; the ranking, hence
+    /// AUC, is the same), followed by a `target_uncalibrated` column.
     #[arg(long)]
-    calibrated: bool,
+    uncalibrated: bool,
     /// Re-score the run's out-of-fold images, each with the fold that did not train on it.
     #[arg(long)]
     oof: bool,
@@ -73,7 +78,6 @@ pub fn run(args: Args) -> Result<()> {
         (None, true) => run.info.cache.clone(),
         (None, false) => bail!("--data is required (the prepared cache of the images to score)"),
     };
-    let calibration = args.calibrated.then(|| Calibration::read(run.path())).transpose()?;
     let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
     let ids = |items: &[usize]| -> Vec<String> { items.iter().map(|&i| cache.records()[i].id.clone()).collect() };
 
@@ -81,10 +85,8 @@ pub fn run(args: Args) -> Result<()> {
         for warning in run.info.metadata_warnings(cache.records()) {
             eprintln!("{warning}");
         }
-        let (items, mut probs, folds) = run.predict_out_of_fold(checkpoint, &cache, args.tta)?;
-        if let Some(calibration) = &calibration {
-            calibration.apply(&mut probs);
-        }
+        let (items, probs, folds) = run.predict_out_of_fold(checkpoint, &cache, args.tta)?;
+        let (probs, _) = on_scale(&run, probs, args.uncalibrated);
         let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
         let sources: Vec<String> = items.iter().map(|&i| cache.records()[i].source.clone()).collect();
         naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds, &sources)?;
@@ -108,23 +110,22 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("{warning}");
     }
     let ensemble = run.ensemble(checkpoint)?;
-    let mut probs = run.predict_cache(&ensemble, &cache, &items, args.tta)?;
-    if let Some(calibration) = &calibration {
-        calibration.apply(&mut probs);
-    }
+    let (probs, uncalibrated) = on_scale(&run, run.predict_cache(&ensemble, &cache, &items, args.tta)?, args.uncalibrated);
     let domain = match guards(&run, checkpoint)? {
         Some(guards) => Some(run.check_cache(&ensemble, &guards, &cache, &items)?),
         None => None,
     };
-    naevus_run::predictions::write_scored(&args.out, &ids(&items), &probs, domain.as_deref(), None)?;
+    let ids = ids(&items);
+    let rows = ScoredRows { ids: &ids, target: &probs, uncalibrated: uncalibrated.as_deref(), domain: domain.as_deref(), paths: None };
+    naevus_run::predictions::write_scored(&args.out, &rows)?;
     let outside = domain.as_deref().map_or(String::new(), outside_the_domain);
     let line = format!(
-        "wrote {} predictions ({} fold(s) of {}, tta {}{}) to {}{outside}",
+        "wrote {} predictions ({} fold(s) of {}, tta {}, {}) to {}{outside}",
         items.len(),
         run.info.folds.len(),
         run.info.model,
         args.tta,
-        calibration.map_or(String::new(), |c| format!(", temperature {:.3}", c.temperature)),
+        scale(&run, args.uncalibrated),
         destination(&args.out)
     );
     summary(&args.out, line);
@@ -171,27 +172,42 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
     let guards = guards(run, checkpoint)?;
     let images: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
     let scores = run.score_images(&ensemble, guards.as_deref(), &images, metadata.as_deref(), args.tta)?;
-    let mut probs = scores.melanoma;
-    if args.calibrated {
-        Calibration::read(run.path())?.apply(&mut probs);
-    }
+    let (probs, uncalibrated) = on_scale(run, scores.melanoma_uncalibrated, args.uncalibrated);
     let ids: Vec<String> = kept.iter().map(|f| f.id.clone()).collect();
     // image_files kept only files whose paths are UTF-8.
     let shown: Vec<String> = kept.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
-    naevus_run::predictions::write_scored(&args.out, &ids, &probs, scores.domain.as_deref(), Some(&shown))?;
+    let rows = ScoredRows { ids: &ids, target: &probs, uncalibrated: uncalibrated.as_deref(), domain: scores.domain.as_deref(), paths: Some(&shown) };
+    naevus_run::predictions::write_scored(&args.out, &rows)?;
     summary(
         &args.out,
         format!(
-            "wrote {} predictions ({} fold(s) of {}; {} file(s) skipped) to {}{}",
+            "wrote {} predictions ({} fold(s) of {}, {}; {} file(s) skipped) to {}{}",
             ids.len(),
             run.info.folds.len(),
             run.info.model,
+            scale(run, args.uncalibrated),
             files.len() - ids.len() + unnamed,
             destination(&args.out),
             scores.domain.as_deref().map_or(String::new(), outside_the_domain)
         ),
     );
     Ok(())
+}
+
+/// Fold-mean probabilities on the run's one scale, with the uncalibrated ones beside them
+/// when they differ; as they are with `--uncalibrated`.
+fn on_scale(run: &TrainedRun, uncalibrated: Vec<f64>, keep_uncalibrated: bool) -> (Vec<f64>, Option<Vec<f64>>) {
+    if keep_uncalibrated || run.calibration.is_none() {
+        return (uncalibrated, None);
+    }
+    let mut target = uncalibrated.clone();
+    run.calibrate(&mut target);
+    (target, Some(uncalibrated))
+}
+
+/// The scale `target` is on, for the closing line.
+fn scale(run: &TrainedRun, uncalibrated: bool) -> String {
+    if uncalibrated { "uncalibrated as asked".into() } else { run.scale() }
 }
 
 /// The run's out-of-domain guards for `checkpoint`, or None with a warning that its

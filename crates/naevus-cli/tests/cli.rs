@@ -114,7 +114,8 @@ fn train_predict_evaluate_end_to_end() {
     let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", predictions.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let rows = std::fs::read_to_string(&predictions).unwrap();
-    assert!(rows.starts_with("image_name,target\n"));
+    // The run has a calibration: target is calibrated, the plain fold mean beside it.
+    assert!(rows.starts_with("image_name,target,target_uncalibrated\n"), "{rows}");
     assert_eq!(rows.lines().count(), 1 + 8);
     for line in rows.lines().skip(1) {
         let p: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
@@ -133,7 +134,7 @@ fn train_predict_evaluate_end_to_end() {
 
     // Out-of-fold re-scoring: each image by the fold that held it out, same folds as oof.csv.
     let oof_tta = dir.path().join("oof_tta.csv");
-    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--oof", "--tta", "1", "--out", oof_tta.to_str().unwrap()]);
+    let out = naevus(&["predict", "--run", run.to_str().unwrap(), "--oof", "--tta", "1", "--uncalibrated", "--out", oof_tta.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("out-of-fold AUC"), "{}", text(&out));
     let sorted = |csv: &str| {
@@ -145,13 +146,13 @@ fn train_predict_evaluate_end_to_end() {
     assert_eq!(sorted(&std::fs::read_to_string(&oof_tta).unwrap()), sorted(&oof));
 
     // Calibrated probabilities keep the order of the plain ones; the temperature can be refit.
-    let calibrated = dir.path().join("calibrated.csv");
+    let uncalibrated = dir.path().join("uncalibrated.csv");
     let out = naevus(&[
-        "predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", calibrated.to_str().unwrap(), "--calibrated",
+        "predict", "--run", run.to_str().unwrap(), "--data", cache.to_str().unwrap(), "--out", uncalibrated.to_str().unwrap(), "--uncalibrated",
     ]);
-    assert!(out.status.success() && text(&out).contains("temperature"), "{}", text(&out));
+    assert!(out.status.success() && text(&out).contains("uncalibrated as asked"), "{}", text(&out));
     let scores = |csv: &str| -> Vec<f64> { csv.lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect() };
-    let (plain, scaled) = (scores(&rows), scores(&std::fs::read_to_string(&calibrated).unwrap()));
+    let (plain, scaled) = (scores(&std::fs::read_to_string(&uncalibrated).unwrap()), scores(&rows));
     for i in 0..plain.len() {
         for j in 0..plain.len() {
             assert!(plain[i] <= plain[j] || scaled[i] >= scaled[j], "calibration changed the ranking");

@@ -169,7 +169,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
 
     // best_ema re-scores each held-out image as oof_ema.csv has it.
     let rescored = dir.path().join("oof_ema_rescored.csv");
-    let out = naevus(&["predict", "--run", whole.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--out", rescored.to_str().unwrap()]);
+    let out = naevus(&["predict", "--run", whole.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--uncalibrated", "--out", rescored.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let sorted = |path: &Path| {
         let mut lines: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(String::from).collect();
@@ -187,7 +187,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         let without: Vec<(f64, Option<f64>)> = epochs(&plain, fold).into_iter().map(|(loss, auc, _)| (loss, auc)).collect();
         assert_eq!(with_average, without, "{fold}");
     }
-    let out = naevus(&["predict", "--run", plain.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--out", rescored.to_str().unwrap()]);
+    let out = naevus(&["predict", "--run", plain.to_str().unwrap(), "--oof", "--checkpoint", "best_ema", "--uncalibrated", "--out", rescored.to_str().unwrap()]);
     assert!(!out.status.success() && text(&out).contains("has no best_ema checkpoint") && text(&out).contains("ema_decay"), "{}", text(&out));
 }
 

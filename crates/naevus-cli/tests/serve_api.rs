@@ -41,12 +41,12 @@ fn post_image(addr: &str, path: &str, bytes: &[u8], fields: &[(&str, &str)]) -> 
     request(addr, "POST", path, &[("Content-Type", &content_type)], &body)
 }
 
-/// `naevus predict --images` of `files` (`--calibrated` when the service calibrates): id -> probability.
+/// `naevus predict --images` of `files` (`--uncalibrated` unless the service calibrates): id -> probability.
 fn predicted_by_cli(bundle: &Path, files: &[PathBuf], calibrated: bool, dir: &Path) -> Vec<(String, f64)> {
     let out = dir.join("cli.csv");
     let mut args = vec!["predict", "--run", bundle.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    if calibrated {
-        args.push("--calibrated");
+    if !calibrated {
+        args.push("--uncalibrated");
     }
     args.push("--images");
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
@@ -57,7 +57,7 @@ fn predicted_by_cli(bundle: &Path, files: &[PathBuf], calibrated: bool, dir: &Pa
         .lines()
         .skip(1)
         .map(|line| {
-            // image_name,target,path
+            // image_name,target,...
             let mut fields = line.split(',');
             let (id, p) = (fields.next().unwrap(), fields.next().unwrap());
             (id.to_string(), p.parse().unwrap())

@@ -132,11 +132,10 @@ fn source_balanced_training_selects_by_the_named_source_and_reports_every_source
     assert!(!out.status.success() && text(&out).contains("validation holds images of clinic-a only"), "{}", text(&out));
 }
 
-/// `predict --images --calibrated` of the fixtures (the service calibrates too): image file ->
-/// probability.
+/// `predict --images` of the fixtures (calibrated, as the service): image file -> probability.
 fn predict_images(run: &Path, out: &Path) -> Vec<(String, f64)> {
     let images = fixtures().join("isic2017/images");
-    let mut args = vec!["predict".to_string(), "--run".into(), run.display().to_string(), "--out".into(), out.display().to_string(), "--calibrated".into(), "--images".into()];
+    let mut args = vec!["predict".to_string(), "--run".into(), run.display().to_string(), "--out".into(), out.display().to_string(), "--images".into()];
     let mut files: Vec<PathBuf> = std::fs::read_dir(&images).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     args.extend(files.iter().map(|f| f.display().to_string()));
@@ -148,9 +147,9 @@ fn predict_images(run: &Path, out: &Path) -> Vec<(String, f64)> {
         .lines()
         .skip(1)
         .map(|line| {
-            // image_name,target,path
+            // image_name,target,...,path
             let fields: Vec<&str> = line.split(',').collect();
-            (fields[2].to_string(), fields[1].parse().unwrap())
+            (fields[fields.len() - 1].to_string(), fields[1].parse().unwrap())
         })
         .collect()
 }

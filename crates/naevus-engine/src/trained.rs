@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::prelude::*;
 use naevus_data::{Cache, DecodeLimits, decode_square_limited, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
-use naevus_run::{Checkpoint, DomainCheck, DomainGuard, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
+use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
 use crate::checkpoint::load_weights;
 use crate::device::select_device;
@@ -23,10 +23,13 @@ use crate::predict::{MAX_TTA, probabilities, rows_tensor};
 /// What [`TrainedRun::score_images`] says of each image.
 #[derive(Debug, Clone)]
 pub struct ImageScores {
-    /// The probability of every output (one for a single-logit model, one per class).
+    /// The probability of every output (one for a single-logit model, one per class),
+    /// uncalibrated.
     pub outputs: Vec<Vec<f64>>,
-    /// The melanoma probability (one of `outputs`).
+    /// The melanoma probability on the run's one scale (see [`TrainedRun::calibrate`]).
     pub melanoma: Vec<f64>,
+    /// The melanoma probability before calibration (one of `outputs`).
+    pub melanoma_uncalibrated: Vec<f64>,
     /// What the guards say; None when the run has no guard for the weights used.
     pub domain: Option<Vec<DomainCheck>>,
 }
@@ -40,6 +43,9 @@ pub struct TrainedRun {
     pub spec: &'static ModelSpec,
     pub input: InputSpec,
     pub device: Device,
+    /// The temperature its probabilities are given on (calibration.json), when it has one:
+    /// every path (predict, explain, the service, the card's thresholds) uses this one scale.
+    pub calibration: Option<Calibration>,
 }
 
 impl TrainedRun {
@@ -55,7 +61,26 @@ impl TrainedRun {
             bail!("{}: run.json lists the fold {}, whose folder is missing; the run or model is incomplete", dir.path().display(), missing.path.display());
         }
         let input = InputSpec::from_run(&info);
-        Ok(Self { dir, info, recipe, spec, input, device })
+        // A calibration that is there must be readable: probabilities on another scale than
+        // the card's thresholds, without a word, would change every decision.
+        let calibration = if dir.calibration_json().exists() { Some(Calibration::read(dir.path())?) } else { None };
+        Ok(Self { dir, info, recipe, spec, input, device, calibration })
+    }
+
+    /// Puts melanoma probabilities (fold means) on the run's one scale: calibrated when the
+    /// run has a calibration, else as they are.
+    pub fn calibrate(&self, probabilities: &mut [f64]) {
+        if let Some(calibration) = &self.calibration {
+            calibration.apply(probabilities);
+        }
+    }
+
+    /// The scale [`calibrate`](Self::calibrate) gives, in words.
+    pub fn scale(&self) -> String {
+        match &self.calibration {
+            Some(c) => format!("calibrated (temperature {:.3})", c.temperature),
+            None => "uncalibrated (the run has no calibration)".into(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -266,8 +291,12 @@ impl TrainedRun {
         let n = (ensemble.len().max(1) * views) as f64;
         let outputs: Vec<Vec<f64>> = sum.into_iter().map(|row| row.into_iter().map(|s| s / n).collect()).collect();
         let column = self.input.target.melanoma_column();
+        let melanoma_uncalibrated: Vec<f64> = outputs.iter().map(|row| row[column]).collect();
+        let mut melanoma = melanoma_uncalibrated.clone();
+        self.calibrate(&mut melanoma);
         Ok(ImageScores {
-            melanoma: outputs.iter().map(|row| row[column]).collect(),
+            melanoma,
+            melanoma_uncalibrated,
             outputs,
             domain: guards.map(|_| distances.iter().map(|d| DomainCheck::of_folds(d)).collect()),
         })

@@ -38,7 +38,7 @@ pub struct ModelCard {
     pub validation: Validation,
     /// Thresholds on the (uncalibrated) melanoma probability: positive when score >= threshold.
     pub operating_points: Vec<OperatingPoint>,
-    /// Temperature scaling applied by `predict --calibrated` and the service.
+    /// Temperature scaling applied by predict, explain and the service.
     pub calibration: Option<Calibration>,
     pub subgroups: Vec<Subgroups>,
     pub known_limits: Vec<String>,
@@ -104,7 +104,12 @@ pub struct DomainGuardCard {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OperatingPoint {
     pub name: String,
+    /// On the uncalibrated probability (`predict --uncalibrated`).
     pub threshold: Option<f64>,
+    /// On the calibrated probability that predict, explain and the service give, when the
+    /// model has a calibration.
+    #[serde(default)]
+    pub threshold_calibrated: Option<f64>,
     pub sensitivity: f64,
     pub specificity: f64,
 }
@@ -226,9 +231,17 @@ impl ModelCard {
                     .collect(),
             })
             .collect();
+        let calibration = Calibration::read(dir).ok();
         let operating_points = [("sensitivity 90%", &report.specificity_at_sensitivity_90), ("sensitivity 95%", &report.specificity_at_sensitivity_95)]
             .into_iter()
-            .map(|(name, p)| OperatingPoint { name: name.into(), threshold: p.threshold, sensitivity: p.sensitivity, specificity: p.specificity })
+            .map(|(name, p)| OperatingPoint {
+                name: name.into(),
+                threshold: p.threshold,
+                // Temperature scaling keeps the order of scores: the same images lie above.
+                threshold_calibrated: p.threshold.zip(calibration.as_ref()).map(|(t, c)| naevus_metrics::apply_temperature(t, c.temperature)),
+                sensitivity: p.sensitivity,
+                specificity: p.specificity,
+            })
             .collect();
 
         let cross_validated = info.folds.len() > 1;
@@ -270,7 +283,7 @@ impl ModelCard {
                 by_source,
             },
             operating_points,
-            calibration: Calibration::read(dir).ok(),
+            calibration,
             subgroups,
             known_limits,
             domain_guard,
@@ -317,14 +330,27 @@ impl ModelCard {
                 md += &format!("| {} | {} | {} | {auc} |\n", row.source, row.images, row.melanomas);
             }
         }
-        md += "\n## Operating points\n\n| point | threshold | sensitivity | specificity |\n| --- | ---: | ---: | ---: |\n";
+        let number = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.4}"));
+        md += "\n## Operating points\n\n| point | threshold | uncalibrated threshold | sensitivity | specificity |\n| --- | ---: | ---: | ---: | ---: |\n";
         for p in &self.operating_points {
-            let threshold = p.threshold.map_or("-".to_string(), |t| format!("{t:.4}"));
-            md += &format!("| {} | {threshold} | {:.3} | {:.3} |\n", p.name, p.sensitivity, p.specificity);
+            let threshold = if self.calibration.is_some() { p.threshold_calibrated } else { p.threshold };
+            md += &format!("| {} | {} | {} | {:.3} | {:.3} |\n", p.name, number(threshold), number(p.threshold), p.sensitivity, p.specificity);
         }
-        md += "\nThresholds apply to the uncalibrated probability (calibration keeps the order, not the values).\n";
-        if let Some(c) = &self.calibration {
-            md += &format!("\nCalibration: temperature {:.3} fitted on {} ({} images).\n", c.temperature, c.fitted_on, c.images);
+        match &self.calibration {
+            Some(c) => {
+                md += &format!(
+                    "\nThresholds are on the calibrated probability that `predict`, `explain` and the service give; the uncalibrated \
+                     ones are for `predict --uncalibrated` (the same images lie above either). Calibration: temperature {:.3} fitted on \
+                     {} ({} images with {} melanomas, a prevalence of {:.1}%): a probability is calibrated to that prevalence, and where \
+                     melanoma is rarer or commoner the same image's chance differs.\n",
+                    c.temperature,
+                    c.fitted_on,
+                    c.images,
+                    v.melanomas,
+                    100.0 * v.melanomas as f64 / v.images.max(1) as f64
+                );
+            }
+            None => md += "\nThe model has no calibration: thresholds and probabilities are the fold ensemble's as they are.\n",
         }
         md += "\n## Subgroups\n";
         for table in &self.subgroups {

@@ -1,5 +1,5 @@
 //! Temperature scaling (Guo et al. 2017) stored with a run: fitted on its out-of-fold (or
-//! validation) predictions when training ends, applied by `predict --calibrated`. It changes
+//! validation) predictions when training ends, applied by predict, explain and the service (the run's one scale). It changes
 //! how confident the probabilities are, never their order, so AUC is unaffected.
 
 use std::path::Path;

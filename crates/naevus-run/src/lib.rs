@@ -19,7 +19,7 @@
 //!   oof_classes.csv      for diagnosis classes: image_name,fold,class,p_<class>... of the same images
 //!   class_metrics.json   ... and their accuracy, balanced accuracy and macro AUC
 //!   metrics.json         validation metrics of oof.csv
-//!   calibration.json     temperature fitted on oof.csv ([`Calibration`], `predict --calibrated`)
+//!   calibration.json     temperature fitted on oof.csv ([`Calibration`], predict, explain and the service)
 //!   guard_check.json     how the guards tell made-up non-dermoscopy images apart ([`GuardCheck`])
 //! ```
 //! Every file is written atomically ([`write_atomic`]), so a killed process leaves either the

@@ -117,19 +117,36 @@ pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[
     write_rows(path, ids, scores, &[("label", labels), ("fold", folds.to_vec()), ("source", sources.to_vec())])
 }
 
-/// Writes what `naevus predict` found, atomically: `image_name,target` rows, then, when the
-/// model has an out-of-domain guard, `domain_distance` (in units of the guard's threshold)
-/// and `in_domain` (true or false), then, for image files, the `path` each was read from.
-pub fn write_scored(path: &Path, ids: &[String], scores: &[f64], domain: Option<&[DomainCheck]>, files: Option<&[String]>) -> Result<(), RunError> {
+/// What `naevus predict` (or `explain`) found for each image, as [`write_scored`] writes it.
+#[derive(Debug, Clone, Default)]
+pub struct ScoredRows<'a> {
+    pub ids: &'a [String],
+    /// The melanoma probability on the run's one scale (calibrated when it has a calibration).
+    pub target: &'a [f64],
+    /// The probability before calibration, when `target` is calibrated.
+    pub uncalibrated: Option<&'a [f64]>,
+    /// What the out-of-domain guard says, when the model has one.
+    pub domain: Option<&'a [DomainCheck]>,
+    /// The file each image was read from, for image files.
+    pub paths: Option<&'a [String]>,
+}
+
+/// Writes scored images atomically: `image_name,target` rows, then `target_uncalibrated` when
+/// target is calibrated, `domain_distance` (in units of the guard's threshold) and `in_domain`
+/// (true or false) when the model has an out-of-domain guard, and `path` for image files.
+pub fn write_scored(path: &Path, rows: &ScoredRows) -> Result<(), RunError> {
     let mut columns = Vec::new();
-    if let Some(domain) = domain {
+    if let Some(uncalibrated) = rows.uncalibrated {
+        columns.push(("target_uncalibrated", uncalibrated.iter().map(f64::to_string).collect()));
+    }
+    if let Some(domain) = rows.domain {
         columns.push(("domain_distance", domain.iter().map(|d| d.distance.to_string()).collect()));
         columns.push(("in_domain", domain.iter().map(|d| d.within.to_string()).collect()));
     }
-    if let Some(files) = files {
-        columns.push(("path", files.to_vec()));
+    if let Some(paths) = rows.paths {
+        columns.push(("path", paths.to_vec()));
     }
-    write_rows(path, ids, scores, &columns)
+    write_rows(path, rows.ids, rows.target, &columns)
 }
 
 /// Writes `image_name,target` rows, then the `columns` given (a header and a value per row),

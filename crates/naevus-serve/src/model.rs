@@ -11,7 +11,6 @@ use naevus_engine::explain::Method;
 use naevus_models::Network;
 use naevus_report::ModelCard;
 use naevus_report::saliency::{overlay, rgb_png};
-use naevus_run::calibration::CALIBRATION_FILE;
 use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard};
 use serde::Serialize;
 
@@ -102,7 +101,6 @@ pub struct ServedModel {
     ensemble: Vec<Network>,
     /// One out-of-domain guard per fold (None: the model has none for its weights).
     guards: Option<Vec<DomainGuard>>,
-    calibration: Option<Calibration>,
     operating_point: Option<OperatingPoint>,
     card: Option<ModelCard>,
     checkpoint: Checkpoint,
@@ -120,9 +118,6 @@ impl ServedModel {
         if guards.is_none() {
             eprintln!("warning: {} has no out-of-domain guard for its {} weights: every image will be scored as if it were dermoscopy; `naevus guard` fits one", dir.display(), checkpoint.name());
         }
-        // A calibration that is there must be readable: serving uncalibrated by accident
-        // would change every probability without a word.
-        let calibration = if dir.join(CALIBRATION_FILE).exists() { Some(Calibration::read(dir)?) } else { None };
         let card = match ModelCard::read(dir)? {
             Some(card) => Some(card),
             None => match ModelCard::of_run(dir, &run.info.folds, checkpoint.name()) {
@@ -133,8 +128,8 @@ impl ServedModel {
                 }
             },
         };
-        let operating_point = operating_point(choice, card.as_ref(), calibration.as_ref())?;
-        let model = Self { run: Arc::new(run), ensemble, guards, calibration, operating_point, card, checkpoint };
+        let operating_point = operating_point(choice, card.as_ref(), run.calibration.as_ref())?;
+        let model = Self { run: Arc::new(run), ensemble, guards, operating_point, card, checkpoint };
         model.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
         Ok(model)
     }
@@ -166,7 +161,7 @@ impl ServedModel {
             metadata_fields: encoder.map(|e| e.fields.iter().map(|f| f.name().to_string()).collect()).unwrap_or_default(),
             sites: encoder.map(|e| e.sites.clone()).unwrap_or_default(),
             classes: (info.num_outputs > 1).then(|| info.classes.class_names().iter().map(|c| c.to_string()).collect()),
-            calibrated: self.calibration.is_some(),
+            calibrated: self.run.calibration.is_some(),
             operating_point: self.operating_point.clone(),
             card: self.card.clone(),
         }
@@ -182,13 +177,7 @@ impl ServedModel {
             .into_iter()
             .zip(scores.melanoma)
             .zip(domain)
-            .map(|((outputs, melanoma), domain)| {
-                let mut melanoma = [melanoma];
-                if let Some(calibration) = &self.calibration {
-                    calibration.apply(&mut melanoma);
-                }
-                Scores { melanoma: melanoma[0], outputs, domain }
-            })
+            .map(|((outputs, melanoma), domain)| Scores { melanoma, outputs, domain })
             .collect())
     }
 
