@@ -1,6 +1,6 @@
 //! One probability everywhere: for the same files, `predict --images`, `explain` and the
 //! service's API give the same number, on the model's one scale (calibrated when it has a
-//! calibration), and the card's thresholds are on that scale too.
+//! calibration), and the card's thresholds are on that scale too, with their intervals.
 
 mod common;
 
@@ -49,6 +49,11 @@ fn predict_explain_and_the_service_give_the_same_probability() {
     let explained = targets(&explained.join("scores.csv"));
 
     let server = Server::start(&bundle, &[]);
+    // Honest uncertainty: the point comes with its intervals, and 8 images are too few.
+    let model = common::http::get(&server.addr, "/v1/model").json();
+    let point = &model["operating_point"];
+    assert_eq!(point["too_few"], true, "{point}");
+    assert!(point["sensitivity_ci95"].as_array().is_some_and(|ci| ci.len() == 2), "{point}");
     for file in &files {
         let name = file.file_stem().unwrap().to_str().unwrap();
         let (target, uncalibrated) = predicted[name];
@@ -73,4 +78,10 @@ fn predict_explain_and_the_service_give_the_same_probability() {
     }
     let markdown = std::fs::read_to_string(bundle.join("MODEL_CARD.md")).unwrap();
     assert!(markdown.contains("| point | threshold | uncalibrated threshold |") && markdown.contains("a prevalence of"), "{markdown}");
+    assert!(markdown.contains("sensitivity 90% (too few melanomas to judge)"), "{markdown}");
+    for point in card["operating_points"].as_array().unwrap() {
+        let (lo, hi) = (point["specificity_ci95"][0].as_f64().unwrap(), point["specificity_ci95"][1].as_f64().unwrap());
+        let specificity = point["specificity"].as_f64().unwrap();
+        assert!(lo <= specificity && specificity <= hi, "{point}");
+    }
 }

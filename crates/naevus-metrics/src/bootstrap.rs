@@ -220,6 +220,39 @@ where
         .collect())
 }
 
+/// Bootstrap 95% intervals of the sensitivity and of the specificity at a fixed `threshold`
+/// (positive when `score >= threshold`; None: nothing is positive), resampling `groups` (or
+/// single images): how far the rates of a chosen operating point may move on other images
+/// like these.
+///
+/// Errors: as for [`crate::roc_auc`], plus [`MetricsError::GroupLengthMismatch`].
+pub fn rates_at_threshold_ci(
+    scores: &[f64],
+    labels: &[u8],
+    threshold: Option<f64>,
+    groups: Option<&[&str]>,
+    rounds: usize,
+    seed: u64,
+) -> Result<[Option<(f64, f64)>; 2], MetricsError> {
+    validate_two_class(scores, labels)?;
+    let positive: Vec<bool> = scores.iter().map(|&s| threshold.is_some_and(|t| s >= t)).collect();
+    let cis = bootstrap_ci(scores.len(), groups, rounds, seed, 2, |weights| {
+        let (mut tp, mut p, mut tn, mut n) = (0u64, 0u64, 0u64, 0u64);
+        for ((&w, &label), &called) in weights.iter().zip(labels).zip(&positive) {
+            let w = u64::from(w);
+            if label == 1 {
+                p += w;
+                tp += if called { w } else { 0 };
+            } else {
+                n += w;
+                tn += if called { 0 } else { w };
+            }
+        }
+        vec![(p > 0).then(|| tp as f64 / p as f64), (n > 0).then(|| tn as f64 / n as f64)]
+    })?;
+    Ok([cis[0], cis[1]])
+}
+
 /// Percentile bootstrap 95% confidence interval `(2.5%, 97.5%)` of the ROC AUC
 /// ([`bootstrap_ci`] of [`WeightedRoc::auc`]; resamples holding one class are skipped).
 ///
@@ -242,6 +275,21 @@ pub fn bootstrap_auc_ci(scores: &[f64], labels: &[u8], groups: Option<&[&str]>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_at_a_threshold_vary_only_where_the_images_disagree() {
+        // Separated at 0.5: every resample keeps both rates at 1.
+        let (scores, labels) = ([0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0u8, 0, 0, 1, 1, 1]);
+        assert_eq!(rates_at_threshold_ci(&scores, &labels, Some(0.5), None, 200, 1).unwrap(), [Some((1.0, 1.0)), Some((1.0, 1.0))]);
+        // One melanoma of three below the threshold: sensitivity spreads, specificity does not.
+        let [sensitivity, specificity] = rates_at_threshold_ci(&scores, &labels, Some(0.75), None, 500, 1).unwrap();
+        let (lo, hi) = sensitivity.unwrap();
+        assert!(lo < 0.5 && hi == 1.0, "{lo} {hi}");
+        assert_eq!(specificity, Some((1.0, 1.0)));
+        // No threshold: nothing positive.
+        assert_eq!(rates_at_threshold_ci(&scores, &labels, None, None, 50, 1).unwrap()[0], Some((0.0, 0.0)));
+        assert!(crate::operating_point_too_few(30, 0.9) && !crate::operating_point_too_few(50, 0.9) && crate::operating_point_too_few(99, 0.95));
+    }
 
     /// Every metric of the weighted counts equals the unweighted function on the
     /// materialised resample (each sample repeated `weight` times).

@@ -34,6 +34,20 @@
 //! `tests/reference/` and checked by `tests/reference.rs`.
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// A subgroup's AUC resting on fewer melanomas than this is reported as too few to judge.
+pub const MIN_SUBGROUP_POSITIVES: usize = 10;
+
+/// An operating point at sensitivity t rests on the (1 - t) x melanomas scored below it; with
+/// fewer than this many there, its threshold (and so its specificity) is reported as too few
+/// to judge: 50 melanomas for 90% sensitivity, 100 for 95%.
+pub const MIN_POSITIVES_BEYOND_OPERATING_POINT: f64 = 5.0;
+
+/// Whether an operating point at `sensitivity` found on `positives` melanomas rests on too
+/// few of them (see [`MIN_POSITIVES_BEYOND_OPERATING_POINT`]).
+pub fn operating_point_too_few(positives: usize, sensitivity: f64) -> bool {
+    (1.0 - sensitivity) * (positives as f64) < MIN_POSITIVES_BEYOND_OPERATING_POINT - 1e-9
+}
 use std::cmp::Ordering;
 
 mod bootstrap;
@@ -44,7 +58,7 @@ mod multiclass;
 mod ranking;
 mod subgroups;
 
-pub use bootstrap::{TieRuns, WeightedRoc, bootstrap_auc_ci, bootstrap_ci, resampling_units};
+pub use bootstrap::{TieRuns, WeightedRoc, bootstrap_auc_ci, bootstrap_ci, rates_at_threshold_ci, resampling_units};
 pub use calibration::{ReliabilityBin, brier_score, expected_calibration_error, reliability_bins};
 pub use calibration::{TEMPERATURE_EPS, TEMPERATURE_RANGE, apply_temperature, fit_temperature};
 pub use domain::{FeatureGaussian, quantile};

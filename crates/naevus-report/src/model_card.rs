@@ -112,6 +112,15 @@ pub struct OperatingPoint {
     pub threshold_calibrated: Option<f64>,
     pub sensitivity: f64,
     pub specificity: f64,
+    /// Bootstrap 95% intervals of both rates at this threshold (patients resampled).
+    #[serde(default)]
+    pub sensitivity_ci95: Option<(f64, f64)>,
+    #[serde(default)]
+    pub specificity_ci95: Option<(f64, f64)>,
+    /// Too few melanomas lie beyond it to judge it by
+    /// ([`naevus_metrics::operating_point_too_few`]).
+    #[serde(default)]
+    pub too_few: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -234,15 +243,22 @@ impl ModelCard {
         let calibration = Calibration::read(dir).ok();
         let operating_points = [("sensitivity 90%", &report.specificity_at_sensitivity_90), ("sensitivity 95%", &report.specificity_at_sensitivity_95)]
             .into_iter()
-            .map(|(name, p)| OperatingPoint {
-                name: name.into(),
-                threshold: p.threshold,
-                // Temperature scaling keeps the order of scores: the same images lie above.
-                threshold_calibrated: p.threshold.zip(calibration.as_ref()).map(|(t, c)| naevus_metrics::apply_temperature(t, c.temperature)),
-                sensitivity: p.sensitivity,
-                specificity: p.specificity,
+            .map(|(name, p)| {
+                let [sensitivity_ci95, specificity_ci95] = naevus_metrics::rates_at_threshold_ci(&oof.scores, &labels, p.threshold, Some(&groups), 1000, 0)
+                    .map_err(crate::ReportError::metrics("operating point intervals"))?;
+                Ok(OperatingPoint {
+                    name: name.into(),
+                    threshold: p.threshold,
+                    // Temperature scaling keeps the order of scores: the same images lie above.
+                    threshold_calibrated: p.threshold.zip(calibration.as_ref()).map(|(t, c)| naevus_metrics::apply_temperature(t, c.temperature)),
+                    sensitivity: p.sensitivity,
+                    specificity: p.specificity,
+                    sensitivity_ci95,
+                    specificity_ci95,
+                    too_few: naevus_metrics::operating_point_too_few(report.binary.positives, p.target),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, ReportError>>()?;
 
         let cross_validated = info.folds.len() > 1;
         let validated: HashSet<&str> = oof.ids.iter().map(String::as_str).collect();
@@ -331,11 +347,29 @@ impl ModelCard {
             }
         }
         let number = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{t:.4}"));
-        md += "\n## Operating points\n\n| point | threshold | uncalibrated threshold | sensitivity | specificity |\n| --- | ---: | ---: | ---: | ---: |\n";
+        let rate = |value: f64, ci: Option<(f64, f64)>| match ci {
+            Some((lo, hi)) => format!("{value:.3} ({lo:.2}-{hi:.2})"),
+            None => format!("{value:.3}"),
+        };
+        md += "\n## Operating points\n\n| point | threshold | uncalibrated threshold | sensitivity (95% CI) | specificity (95% CI) |\n\
+               | --- | ---: | ---: | ---: | ---: |\n";
         for p in &self.operating_points {
             let threshold = if self.calibration.is_some() { p.threshold_calibrated } else { p.threshold };
-            md += &format!("| {} | {} | {} | {:.3} | {:.3} |\n", p.name, number(threshold), number(p.threshold), p.sensitivity, p.specificity);
+            let name = if p.too_few { format!("{} (too few melanomas to judge)", p.name) } else { p.name.clone() };
+            md += &format!(
+                "| {name} | {} | {} | {} | {} |\n",
+                number(threshold),
+                number(p.threshold),
+                rate(p.sensitivity, p.sensitivity_ci95),
+                rate(p.specificity, p.specificity_ci95)
+            );
         }
+        md += &format!(
+            "\nIntervals: bootstrap over patients at the threshold as chosen. A point at sensitivity t is judged only when at least \
+             {} melanomas lie below it ((1 - t) x melanomas): with fewer its threshold rests on a handful of images and another set \
+             would move it far.\n",
+            naevus_metrics::MIN_POSITIVES_BEYOND_OPERATING_POINT
+        );
         match &self.calibration {
             Some(c) => {
                 md += &format!(
@@ -356,7 +390,11 @@ impl ModelCard {
         for table in &self.subgroups {
             md += &format!("\n### By {}\n\n| {} | images | melanomas | AUC |\n| --- | ---: | ---: | ---: |\n", table.attribute, table.attribute);
             for row in &table.rows {
-                let auc = row.auc.map_or("-".to_string(), |a| format!("{a:.3}"));
+                let auc = match row.auc {
+                    Some(a) if row.melanomas < naevus_metrics::MIN_SUBGROUP_POSITIVES => format!("{a:.3}: too few melanomas to judge (under {})", naevus_metrics::MIN_SUBGROUP_POSITIVES),
+                    Some(a) => format!("{a:.3}"),
+                    None => "-".to_string(),
+                };
                 md += &format!("| {} | {} | {} | {auc} |\n", row.key, row.images, row.melanomas);
             }
         }

@@ -47,9 +47,14 @@ pub struct OperatingPoint {
     /// Positive when the served probability is at or above it (on the same scale: calibrated
     /// when the model is).
     pub threshold: f64,
-    /// What it reached on the out-of-fold predictions, when it comes from the model card.
+    /// What it reached on the out-of-fold predictions, when it comes from the model card,
+    /// with bootstrap 95% intervals.
     pub sensitivity: Option<f64>,
     pub specificity: Option<f64>,
+    pub sensitivity_ci95: Option<(f64, f64)>,
+    pub specificity_ci95: Option<(f64, f64)>,
+    /// Whether it rests on too few melanomas to judge (see the model card).
+    pub too_few: bool,
 }
 
 /// What GET /v1/model answers.
@@ -211,6 +216,9 @@ fn operating_point(choice: &OperatingPointChoice, card: Option<&ModelCard>, cali
             threshold,
             sensitivity: None,
             specificity: None,
+            sensitivity_ci95: None,
+            specificity_ci95: None,
+            too_few: false,
         })),
         OperatingPointChoice::Sensitivity(percent) => {
             let Some(card) = card else { return Ok(None) };
@@ -224,7 +232,24 @@ fn operating_point(choice: &OperatingPointChoice, card: Option<&ModelCard>, cali
             if let Some(calibration) = calibration {
                 calibration.apply(&mut threshold);
             }
-            Ok(Some(OperatingPoint { name, threshold: threshold[0], sensitivity: Some(point.sensitivity), specificity: Some(point.specificity) }))
+            if point.too_few {
+                eprintln!(
+                    "warning: the {name} operating point rests on too few melanomas to judge ({} in validation, too few of them below \
+                     its threshold): its sensitivity {:.2} and specificity {:.2} may be far off on other images",
+                    card.validation.melanomas,
+                    point.sensitivity,
+                    point.specificity
+                );
+            }
+            Ok(Some(OperatingPoint {
+                name,
+                threshold: threshold[0],
+                sensitivity: Some(point.sensitivity),
+                specificity: Some(point.specificity),
+                sensitivity_ci95: point.sensitivity_ci95,
+                specificity_ci95: point.specificity_ci95,
+                too_few: point.too_few,
+            }))
         }
     }
 }
