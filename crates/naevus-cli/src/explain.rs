@@ -17,15 +17,20 @@ use crate::run_args::RunArgs;
 /// Images per row of the grid.
 const GRID_IMAGES_PER_ROW: usize = 4;
 
-/// Show where a trained model looks: Grad-CAM, Grad-CAM++ or its learned attention maps.
+/// Show which regions raised a trained model's score most: Grad-CAM, Grad-CAM++ or its
+/// learned attention maps.
 ///
 /// Each IMAGE is read from its own file exactly as `predict --images` and the service read it
 /// (center-cropped and resized as prepare stores it, then to the run's input size, then
 /// colour-corrected and normalised as in training), so it scores the same. For every image
-/// and map, OUT gets NAME_METHOD_LAYER.png (the map in the JET colour map over the image) and
-/// NAME_METHOD_LAYER_map.png (the map in grey, 0 to 1 as black to white), and grid_METHOD.png shows all of them captioned with the
-/// predicted melanoma probability. Maps are min-max normalised per image, so they show where
-/// the model looks, not how strongly. Grad-CAM shows positive evidence for melanoma only, so
+/// and map, OUT gets NAME_METHOD_LAYER.png (the map in the JET colour map over the image, blue
+/// low to red high) and NAME_METHOD_LAYER_map.png (the map in grey, 0 to 1 as black to white),
+/// grid_METHOD.png shows all of them captioned with the fold ensemble's melanoma probability
+/// (the prediction path's, also in OUT/scores.csv) and the map's layer and grid, and images
+/// outside the model's domain are marked. Maps are min-max normalised per image, so red is
+/// each image's strongest region, not a strength. The default layer is the deepest with at
+/// least 6 cells a side at the run's input size; maps of 7 cells a side or fewer are drawn as
+/// cells, since they cannot tell finer places apart. Grad-CAM shows positive evidence for melanoma only, so
 /// on an image the model calls benign its map is often empty (all black); Grad-CAM++ or an
 /// earlier --layer usually still shows something. An image that cannot be read is named and
 /// skipped.
@@ -114,10 +119,11 @@ pub fn run(args: Args) -> Result<()> {
             write_atomic(&args.out.join(format!("{stem}.png")), &rgb_png(&pixels, side)?)?;
             write_atomic(&args.out.join(format!("{stem}_map.png")), &map_png(&map.values, side)?)?;
             let probability = scores.melanoma[n];
+            let (rows, columns) = map.grid;
             let caption = if outside {
-                [format!("{} · OUTSIDE THE MODEL'S DOMAIN", image.name), format!("melanoma {probability:.3} (not to be trusted) · {}", map.layer)]
+                [format!("{} · OUT OF DOMAIN", image.name), format!("({probability:.3}, untrusted) · {} {rows}x{columns}", map.layer)]
             } else {
-                [image.name.clone(), format!("melanoma {probability:.3} · {}", map.layer)]
+                [image.name.clone(), format!("melanoma {probability:.3} · {} {rows}x{columns}", map.layer)]
             };
             tiles.push(Tile { pixels, side, caption });
         }
@@ -136,9 +142,11 @@ pub fn run(args: Args) -> Result<()> {
     let grid = args.out.join(format!("grid_{method}.png"));
     write_atomic(&grid, &grid_png(&tiles, maps_per_image * GRID_IMAGES_PER_ROW)?)?;
 
-    let layers: Vec<&str> = explanations.first().map_or(Vec::new(), |e| e.maps.iter().map(|m| m.layer.as_str()).collect());
+    let layers: Vec<String> =
+        explanations.first().map_or(Vec::new(), |e| e.maps.iter().map(|m| format!("{} ({}x{} grid)", m.layer, m.grid.0, m.grid.1)).collect());
     println!(
-        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; grid: {}; the fold ensemble's probabilities ({}) in {}",
+        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; overview: {}; the fold ensemble's probabilities ({}) in {}\n\
+         colours are relative to each image: red marks its strongest region, even where the score is low",
         images.len(),
         layers.join(", "),
         run.info.model,

@@ -67,14 +67,15 @@ fn explain_writes_overlays_maps_a_grid_and_mask_scores() {
     let out = naevus(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
-    // The unreadable image is named; the others are explained at the default layer.
+    // The unreadable image is named; the others are explained at the default layer: at 32 px
+    // the deepest with 6 cells a side or more.
     assert!(printed.contains("truncated.jpg") && printed.contains("truncated JPEG"), "{printed}");
-    assert!(printed.contains("explained 3 image(s) with gradcam at block3"), "{printed}");
+    assert!(printed.contains("explained 3 image(s) with gradcam at block2 (8x8 grid)"), "{printed}");
 
     for id in ids {
-        let overlay = out_dir.join(format!("{id}_gradcam_block3.png"));
+        let overlay = out_dir.join(format!("{id}_gradcam_block2.png"));
         assert_eq!(dimensions_and_colour(&overlay), ((SIDE, SIDE), image::ColorType::Rgb8));
-        let map = out_dir.join(format!("{id}_gradcam_block3_map.png"));
+        let map = out_dir.join(format!("{id}_gradcam_block2_map.png"));
         assert_eq!(dimensions_and_colour(&map), ((SIDE, SIDE), image::ColorType::L8));
     }
     let (grid_size, _) = dimensions_and_colour(&out_dir.join("grid_gradcam.png"));
@@ -85,7 +86,7 @@ fn explain_writes_overlays_maps_a_grid_and_mask_scores() {
     let rows: Vec<&str> = scores.lines().collect();
     assert_eq!(rows[0], "image,layer,jaccard,pointing_hit");
     assert_eq!(rows.len(), 3, "{scores}");
-    assert!(rows[1].starts_with("ISIC_0000000,block3,") && rows[1].ends_with(",1"), "{scores}");
+    assert!(rows[1].starts_with("ISIC_0000000,block2,") && rows[1].ends_with(",1"), "{scores}");
     for row in &rows[1..] {
         let jaccard: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
         assert!((0.0..=1.0).contains(&jaccard), "{row}");

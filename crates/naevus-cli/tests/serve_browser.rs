@@ -282,6 +282,10 @@ fn the_page_shows_an_image_outside_the_domain_without_a_decision() {
     let state = browser.script("return [document.getElementById('decision').className, document.getElementById('probability').className];");
     assert_ne!(state[0], "outside");
     assert_eq!(state[1], "");
+    // The map says what it is: its layer and grid, what its colours mean.
+    let caption = browser.text("#overlay-caption");
+    assert!(caption.contains("regions that raised the score most") && caption.contains("6 × 6 grid"), "caption reads {caption:?}");
+    assert!(browser.text(".legend-note").contains("relative to this image"));
     browser.screenshot(&screenshot_path("serve-page-inside.png"));
 
     browser.quit();

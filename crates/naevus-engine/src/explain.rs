@@ -72,6 +72,10 @@ pub struct SaliencyMap {
     pub layer: String,
     pub height: usize,
     pub width: usize,
+    /// The map's own cells (rows, columns) before it was resized to the input: what it can
+    /// tell apart. Grids of [`COARSE_GRID`] cells a side or fewer are resized as blocks, so
+    /// their cells stay visible instead of blurring into a blob.
+    pub grid: (usize, usize),
     /// Row-major, min-max normalised to [0, 1]; all zeros when the raw map was constant.
     pub values: Vec<f32>,
 }
@@ -83,6 +87,22 @@ pub struct Explanation {
     pub probability: f32,
     /// One map per layer explained: one for Grad-CAM, one per attention block for attention.
     pub maps: Vec<SaliencyMap>,
+}
+
+/// Maps with at most this many cells a side are drawn as cells (see [`SaliencyMap::grid`]).
+pub const COARSE_GRID: usize = 7;
+
+/// `map` [batch, 1, h, w] resized to [batch, 1, height, width], each output pixel taking the
+/// cell it falls in.
+fn nearest_resize(map: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
+    let [batch, channels, rows, columns] = map.dims();
+    let row_index: Vec<i64> = (0..height).map(|y| (y * rows / height) as i64).collect();
+    let column_index: Vec<i64> = (0..width).map(|x| (x * columns / width) as i64).collect();
+    let device = map.device();
+    let rows_picked = map.select(2, Tensor::<1, Int>::from_data(TensorData::new(row_index, [height]), &device));
+    let picked = rows_picked.select(3, Tensor::<1, Int>::from_data(TensorData::new(column_index, [width]), &device));
+    debug_assert_eq!(picked.dims(), [batch, channels, height, width]);
+    picked
 }
 
 /// Images explained per forward pass by [`explain_images`].
@@ -134,7 +154,7 @@ pub fn explain(
     });
     let (probabilities, raw_maps) = match method {
         Method::GradCam | Method::GradCamPlusPlus => {
-            let name = layer.unwrap_or(spec.explain_layer);
+            let name = layer.unwrap_or(spec.explain_layer_at(height as u32));
             let cut_at = spec.layer(name)?;
             let (probabilities, map) = class_activation_map(&network, images, metadata, cut_at, target, method)?;
             (probabilities, vec![(name.to_string(), map)])
@@ -146,14 +166,13 @@ pub fn explain(
     let mut explanations: Vec<Explanation> =
         probabilities.into_iter().map(|probability| Explanation { probability, maps: Vec::new() }).collect();
     for (name, map) in raw_maps {
-        let pixels = bilinear_resize(map, height, width)
-            .into_data()
-            .try_to_vec_as::<f32>()
-            .map_err(|e| anyhow!("reading the {name} maps: {e:?}"))?;
+        let [_, _, rows, columns] = map.dims();
+        let resized = if rows.max(columns) <= COARSE_GRID { nearest_resize(map, height, width) } else { bilinear_resize(map, height, width) };
+        let pixels = resized.into_data().try_to_vec_as::<f32>().map_err(|e| anyhow!("reading the {name} maps: {e:?}"))?;
         for (explanation, image_pixels) in explanations.iter_mut().zip(pixels.chunks_exact(height * width)) {
             let mut values = image_pixels.to_vec();
             min_max_normalise(&mut values);
-            explanation.maps.push(SaliencyMap { layer: name.clone(), height, width, values });
+            explanation.maps.push(SaliencyMap { layer: name.clone(), height, width, grid: (rows, columns), values });
         }
     }
     Ok(explanations)

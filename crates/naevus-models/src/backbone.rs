@@ -47,6 +47,15 @@ impl BackboneKind {
         }
     }
 
+    /// How many input pixels each cell of each of [`stage_names`](Self::stage_names)'s maps
+    /// spans.
+    pub fn stage_strides(self) -> &'static [u32] {
+        match self {
+            BackboneKind::SmallCnn => &[2, 4, 8],
+            BackboneKind::ResNet(_) | BackboneKind::EfficientNetLite(_) | BackboneKind::MobileNetV2 | BackboneKind::Vgg16Bn => &[4, 8, 16, 32],
+        }
+    }
+
     /// A freshly initialised backbone taking `in_channels` image channels.
     pub fn build(self, in_channels: usize, device: &Device) -> Backbone {
         let rgb_only = |name: &str| assert_eq!(in_channels, 3, "{name} takes RGB images");

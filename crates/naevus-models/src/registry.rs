@@ -14,6 +14,10 @@ use crate::layers::{CHIP_GRID, Layer, UnknownLayer};
 use crate::network::Network;
 use crate::resnet::Depth;
 
+
+/// Cells a side a default Grad-CAM map has at least, where the model's input allows.
+pub const MIN_EXPLAIN_CELLS: u32 = 6;
+
 /// ImageNet statistics, the convention of torchvision models.
 const IMAGENET_MEAN: [f32; 3] = naevus_data::IMAGENET.mean;
 const IMAGENET_STD: [f32; 3] = naevus_data::IMAGENET.std;
@@ -186,8 +190,8 @@ pub struct ModelSpec {
     pub std: [f32; 3],
     /// Where ImageNet weights come from, when they can be had.
     pub pretrained: Option<PretrainedWeights>,
-    /// The layer Grad-CAM reads unless told otherwise: the deepest map that still has a
-    /// spatial layout (the last stage, or ChipNet's chip grid).
+    /// The deepest map that still has a spatial layout (the last stage, or ChipNet's chip
+    /// grid); Grad-CAM reads [`explain_layer_at`](Self::explain_layer_at) unless told otherwise.
     pub explain_layer: &'static str,
     architecture: Architecture,
 }
@@ -448,6 +452,18 @@ impl ModelSpec {
             HeadKind::Chips { .. } => vec![CHIP_GRID],
             HeadKind::Pooled { .. } | HeadKind::Attention { .. } => self.architecture.backbone.stage_names().to_vec(),
         }
+    }
+
+    /// The layer Grad-CAM reads by default at `input_size`: the deepest stage whose map has
+    /// at least [`MIN_EXPLAIN_CELLS`] cells a side (deeper layers speak more of melanoma,
+    /// shallower ones are finer), else the finest; ChipNet's chip grid for ChipNet.
+    pub fn explain_layer_at(&self, input_size: u32) -> &'static str {
+        if matches!(self.architecture.head, HeadKind::Chips { .. }) {
+            return self.explain_layer;
+        }
+        let backbone = self.architecture.backbone;
+        let (names, strides) = (backbone.stage_names(), backbone.stage_strides());
+        names.iter().zip(strides).rev().find(|(_, stride)| input_size / **stride >= MIN_EXPLAIN_CELLS).map_or(names[0], |(name, _)| *name)
     }
 
     /// The layer called `name`, or an error listing this model's layers.

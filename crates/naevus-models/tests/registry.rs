@@ -68,3 +68,14 @@ fn unknown_layer_names_the_known_ones() {
     assert_eq!(spec("attn-vgg16-bn").unwrap().attention_layers(), vec!["pool3", "pool4"]);
     assert_eq!(spec("chipnet").unwrap().layer("chip-grid").unwrap(), Layer::ChipGrid);
 }
+
+#[test]
+fn the_default_explain_layer_is_the_deepest_with_six_cells_a_side() {
+    let lite0 = naevus_models::spec("efficientnet-lite0").unwrap();
+    // Strides 4, 8, 16, 32: at 96 px the last stage is 3x3, the one before 6x6.
+    assert_eq!(lite0.explain_layer_at(96), "stage3");
+    assert_eq!(lite0.explain_layer_at(224), "stage4");
+    assert_eq!(lite0.explain_layer_at(16), "stage1");
+    assert_eq!(naevus_models::spec("small-cnn").unwrap().explain_layer_at(32), "block2");
+    assert_eq!(naevus_models::spec("resnet18").unwrap().explain_layer_at(192), "layer4");
+}

@@ -430,6 +430,7 @@ impl Answer {
             value["explanation"] = json!({
                 "method": explained.method.name(),
                 "layer": explained.layer,
+                "grid": [explained.grid.0, explained.grid.1],
                 "overlay_png": BASE64.encode(&explained.overlay_png),
                 "input_png": BASE64.encode(&explained.input_png),
             });

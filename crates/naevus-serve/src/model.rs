@@ -95,6 +95,8 @@ pub struct Scores {
 pub struct Explained {
     pub method: Method,
     pub layer: String,
+    /// The map's own cells (rows, columns): what it can tell apart.
+    pub grid: (usize, usize),
     /// The map in JET over the model's input, and the input itself, as PNG bytes.
     pub overlay_png: Vec<u8>,
     pub input_png: Vec<u8>,
@@ -191,7 +193,7 @@ impl ServedModel {
         self.guards.is_some()
     }
 
-    /// Where the first fold's network looks in one image, as an overlay.
+    /// The regions of one image that raised the first fold's score most, as an overlay.
     pub fn explain(&self, image: &[u8], metadata: Option<&[f32]>, method: Method) -> Result<Explained> {
         let network = self.ensemble.first().context("the model has no folds")?;
         let explanation = self.run.explain_with_metadata(network, &[image], metadata, method, None)?;
@@ -200,6 +202,7 @@ impl ServedModel {
         Ok(Explained {
             method,
             layer: map.layer.clone(),
+            grid: map.grid,
             overlay_png: rgb_png(&overlay(image, &map.values, side)?, side)?,
             input_png: rgb_png(image, side)?,
         })
