@@ -288,7 +288,47 @@ fn the_page_shows_an_image_outside_the_domain_without_a_decision() {
     assert!(browser.text(".legend-note").contains("relative to this image"));
     browser.screenshot(&screenshot_path("serve-page-inside.png"));
 
+    // The result's record: the file, when, what was given, which model, at which point; the
+    // full site list although this model reads no site; downloads that hold all of it.
+    let record = browser.text("#record-list");
+    let bundle = http::get(&server.addr, "/v1/model").json()["bundle_sha256"].as_str().unwrap().to_string();
+    for expected in [format!("{id}.jpg"), bundle.clone(), "Operating point".into(), "sensitivity 90%".into(), "Age given".into()] {
+        assert!(record.contains(&expected), "the record lacks {expected:?}: {record}");
+    }
+    let sites = browser.script("return document.getElementById('site').options.length;");
+    assert_eq!(sites, json!(7), "not given and the 6 sites");
+    let saved: Value = serde_json::from_str(browser.script("return JSON.stringify(lastResult);").as_str().unwrap()).unwrap();
+    assert_eq!(saved["record"]["file"], format!("{id}.jpg"));
+    assert_eq!(saved["record"]["bundle_sha256"], bundle.as_str());
+    assert!(saved["result"]["melanoma_probability"].is_number());
+    let page = browser.script("return resultPage(lastResult);");
+    let page = page.as_str().unwrap();
+    assert!(page.contains("data:image/png;base64,") && page.contains("Model card summary") && page.contains("not a diagnosis"), "{page}");
+
+    // Printed: one page, the result and its record without the form.
+    browser.session("POST", "/goog/cdp/execute", Some(&json!({"cmd": "Emulation.setEmulatedMedia", "params": {"media": "print"}})));
+    let shown = browser.script(
+        "return ['form-panel', 'card-panel', 'result-panel', 'record'].map((id) => getComputedStyle(document.getElementById(id)).display);",
+    );
+    assert_eq!(shown[0], "none");
+    assert_eq!(shown[1], "none");
+    assert_ne!(shown[2], "none");
+    assert_ne!(shown[3], "none");
+    browser.screenshot(&screenshot_path("serve-page-print.png"));
+    let pdf = BASE64.decode(browser.session("POST", "/print", Some(&json!({"background": true}))).as_str().unwrap()).unwrap();
+    std::fs::write(screenshot_path("serve-page-print.pdf"), &pdf).unwrap();
+    assert_eq!(pdf_pages(&pdf), 1, "the printed result takes {} pages", pdf_pages(&pdf));
+
     browser.quit();
     drop(browser);
     server.terminate();
+}
+
+/// Pages of a PDF: its `/Type /Page` objects (not `/Pages`), spaced either way.
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(pdf);
+    ["/Type /Page", "/Type/Page"]
+        .iter()
+        .map(|marker| text.match_indices(marker).filter(|(at, _)| !text[at + marker.len()..].starts_with('s')).count())
+        .sum()
 }

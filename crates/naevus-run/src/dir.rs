@@ -120,6 +120,20 @@ impl RunDir {
         self.path.join(crate::calibration::CALIBRATION_FILE)
     }
 
+    /// A short SHA-256 of what decides the model's answers: run.json and the weights of
+    /// `checkpoint` of every fold it lists. Copies of one model share it; any change to either
+    /// gives another, so a result records which model gave it.
+    pub fn model_sha256(&self, info: &RunInfo, checkpoint: Checkpoint) -> Result<String, RunError> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let info_path = self.info_path();
+        hasher.update(std::fs::read(&info_path).map_err(|e| RunError::io(&info_path, e))?);
+        for fold in &info.folds {
+            hasher.update(self.fold(fold).read_weights(checkpoint)?);
+        }
+        Ok(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// The directory of fold `name` (e.g. "fold-0").
     pub fn fold(&self, name: &str) -> FoldDir {
         FoldDir { name: name.to_string(), path: self.path.join(name) }

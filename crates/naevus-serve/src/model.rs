@@ -72,6 +72,11 @@ pub struct ModelDescription {
     pub metadata_fields: Vec<String>,
     /// Anatomical sites the model knows (others count as unknown).
     pub sites: Vec<String>,
+    /// Every site a request may name (the readers' one vocabulary), whether or not the model
+    /// reads it: the page offers them all, so a result records the site given.
+    pub site_vocabulary: Vec<String>,
+    /// [`naevus_run::RunDir::model_sha256`]: which model answered, for a result's record.
+    pub bundle_sha256: String,
     /// Class names of a multi-class model's outputs (None: one melanoma output).
     pub classes: Option<Vec<String>>,
     pub calibrated: bool,
@@ -111,6 +116,7 @@ pub struct ServedModel {
     operating_point: Option<OperatingPoint>,
     card: Option<ModelCard>,
     checkpoint: Checkpoint,
+    bundle_sha256: String,
 }
 
 impl ServedModel {
@@ -136,7 +142,8 @@ impl ServedModel {
             },
         };
         let operating_point = operating_point(choice, card.as_ref(), run.calibration.as_ref())?;
-        let model = Self { run: Arc::new(run), ensemble, guards, operating_point, card, checkpoint };
+        let bundle_sha256 = run.dir.model_sha256(&run.info, checkpoint)?;
+        let model = Self { run: Arc::new(run), ensemble, guards, operating_point, card, checkpoint, bundle_sha256 };
         model.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
         Ok(model)
     }
@@ -167,6 +174,8 @@ impl ServedModel {
             image_size: self.run.input.image_size,
             metadata_fields: encoder.map(|e| e.fields.iter().map(|f| f.name().to_string()).collect()).unwrap_or_default(),
             sites: encoder.map(|e| e.sites.clone()).unwrap_or_default(),
+            site_vocabulary: naevus_data::metadata::SITES.iter().map(|s| s.to_string()).collect(),
+            bundle_sha256: self.bundle_sha256.clone(),
             classes: (info.num_outputs > 1).then(|| info.classes.class_names().iter().map(|c| c.to_string()).collect()),
             calibrated: self.run.calibration.is_some(),
             operating_point: self.operating_point.clone(),
