@@ -35,6 +35,10 @@ pub struct Args {
     /// Allow an address other than loopback (anyone who can reach it can use the model).
     #[arg(long)]
     allow_remote: bool,
+    /// Let pages of this one other origin call the service from a browser (CORS), e.g.
+    /// https://clinic.example; without it, only the service's own page can.
+    #[arg(long)]
+    cors_origin: Option<String>,
     /// File holding an access token: /v1 and /metrics then need `Authorization: Bearer TOKEN`.
     /// NAEVUS_TOKEN in the environment does the same.
     #[arg(long)]
@@ -115,5 +119,6 @@ pub fn run(args: Args) -> Result<()> {
         operating_point: args.operating_point,
         batching,
         limits,
+        cors_origin: args.cors_origin,
     })
 }

@@ -48,10 +48,20 @@ pub struct AppState {
     /// Images being decoded: decoding takes memory in proportion to the image, so only as
     /// many at once as there are cores.
     decoding: Arc<Semaphore>,
+    /// The one other origin whose pages may call the service (`--cors-origin`).
+    pub(crate) cors_origin: Option<Arc<str>>,
 }
 
 impl AppState {
-    pub fn new(model: ModelDescription, run: Arc<TrainedRun>, batcher: Batcher, metrics: Arc<Metrics>, token: Option<String>, limits: Limits) -> Self {
+    pub fn new(
+        model: ModelDescription,
+        run: Arc<TrainedRun>,
+        batcher: Batcher,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+        limits: Limits,
+        cors_origin: Option<String>,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             model: Arc::new(model),
@@ -62,6 +72,7 @@ impl AppState {
             limits,
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
             decoding: Arc::new(Semaphore::new(cores)),
+            cors_origin: cors_origin.map(Arc::from),
         }
     }
 }
@@ -78,10 +89,12 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::cors::cors))
         .with_state(state)
 }
 
@@ -193,12 +206,19 @@ async fn model(State(state): State<AppState>) -> axum::Json<Value> {
     axum::Json(value)
 }
 
+/// The OpenAPI 3 document of these routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /v1/model, POST /v1/predict, POST /v1/predict/batch, GET /healthz, GET /metrics")
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see GET /openapi.json for them all: GET /v1/model, POST /v1/predict, POST /v1/predict/batch, GET /healthz, GET /readyz, GET /metrics")
 }
 
 /// Refuses a request without the service's bearer token, when it has one.

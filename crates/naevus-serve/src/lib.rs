@@ -9,6 +9,7 @@
 pub mod api;
 pub mod batcher;
 pub mod connections;
+pub mod cors;
 pub mod metrics;
 pub mod model;
 pub mod token;
@@ -56,6 +57,8 @@ pub struct ServeOptions {
     pub operating_point: OperatingPointChoice,
     pub batching: Batching,
     pub limits: Limits,
+    /// The one other origin whose pages may call the service (CORS); None: same origin only.
+    pub cors_origin: Option<String>,
 }
 
 /// Loads the model, listens, and serves until SIGTERM or Ctrl-C, then finishes the requests
@@ -71,6 +74,9 @@ pub fn serve(options: ServeOptions) -> Result<()> {
     if let Some(token) = &options.token {
         token::check_token(token).map_err(anyhow::Error::msg)?;
     }
+    if let Some(origin) = &options.cors_origin {
+        cors::check_origin(origin).map_err(anyhow::Error::msg)?;
+    }
     let model = ServedModel::load(&options.model, options.checkpoint, options.device.as_deref(), &options.operating_point)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the HTTP runtime")?;
     let result = runtime.block_on(run(model, options));
@@ -84,7 +90,7 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
     let description = model.describe();
     let run = model.run.clone();
     let (batcher, worker) = batcher::start(model, options.batching, metrics.clone()).context("starting the inference thread")?;
-    let state = api::AppState::new(description, run, batcher, metrics, options.token.clone(), options.limits);
+    let state = api::AppState::new(description, run, batcher, metrics, options.token.clone(), options.limits, options.cors_origin.clone());
     let app = api::router(state.clone());
 
     let listener = tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listening on {}", options.addr))?;
