@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::RunError;
 use crate::guard::GUARD_PERCENTILES;
+
+mod bounds;
+use bounds::{in_range, positive_at_most};
 use crate::source_options::{CheckpointSelection, SourceShares};
 
 /// Which loss a run trains with; it also fixes how many logits the model has.
@@ -342,26 +345,6 @@ const MAX_WEIGHT_DECAY: f64 = 10.0;
 const MAX_FOCAL_GAMMA: f64 = 10.0;
 /// Most benign images drawn per melanoma each epoch.
 const MAX_NEGATIVES_PER_POSITIVE: f64 = 1000.0;
-
-/// `value` of `key` if it lies in `low..=high` (NaN and infinities never do), else the
-/// message that names the key and the bound. The value is shown as Debug shows it, which
-/// writes 1e308 as such rather than as 309 digits.
-fn in_range<T: PartialOrd + std::fmt::Display + std::fmt::Debug>(key: &str, value: T, low: T, high: T) -> Result<(), RunError> {
-    if low <= value && value <= high {
-        Ok(())
-    } else {
-        Err(RunError::Invalid(format!("{key} must be between {low} and {high}, got {value:?}")))
-    }
-}
-
-/// As [`in_range`], for a value that must be above 0.
-fn positive_at_most(key: &str, value: f64, high: f64) -> Result<(), RunError> {
-    if value > 0.0 && value <= high {
-        Ok(())
-    } else {
-        Err(RunError::Invalid(format!("{key} must be above 0 and at most {high}, got {value:?}")))
-    }
-}
 
 /// "parsing the recipe: line L, column C: what", without the source line that toml's own
 /// message repeats (a hostile file's line may be megabytes long). A syntax error's message
