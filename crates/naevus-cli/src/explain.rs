@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use naevus_data::DecodeLimits;
-use naevus_engine::TrainedRun;
+use naevus_engine::{LoadedModel, ModelInput, TrainedRun};
 use naevus_engine::explain::{Explanation, Method};
 use naevus_run::predictions::{ScoredRows, write_scored};
 use naevus_run::write_atomic;
@@ -57,6 +57,10 @@ pub struct Args {
     /// Which fold's model (default: the run's first fold).
     #[arg(long)]
     fold: Option<String>,
+    /// For an ensemble bundle: which member's maps (default: its first member). The scores
+    /// shown are the whole ensemble's either way.
+    #[arg(long)]
+    member: Option<String>,
     /// Folder of binary lesion masks to score the maps against.
     #[arg(long)]
     masks: Option<PathBuf>,
@@ -78,13 +82,18 @@ struct InputImage {
     name: String,
     /// The file stem, for finding its mask.
     id: String,
-    /// side x side HWC RGB.
-    pixels: Vec<u8>,
+    /// The image as every member of the model takes it.
+    input: ModelInput,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = args.run.checkpoint;
-    let run = args.run.open()?;
+    let checkpoint = args.run.weights.checkpoint;
+    let model = args.run.load()?;
+    let (explained, member) = match &args.member {
+        Some(name) => model.member(name)?,
+        None => (0, model.first()),
+    };
+    let run = &member.run;
     let fold = match &args.fold {
         Some(fold) => run.fold_name(fold)?,
         None => run.first_fold()?,
@@ -93,20 +102,22 @@ pub fn run(args: Args) -> Result<()> {
     if let (Some(layer), Method::GradCam | Method::GradCamPlusPlus) = (&args.layer, args.method) {
         run.spec.layer(layer)?;
     }
-    let network = run.fold_model(fold, checkpoint)?;
+    let fold_index = run.info.folds.iter().position(|f| f == fold).context("the fold is the run's")?;
+    let network = &member.folds[fold_index];
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
 
     let side = run.input.image_size;
-    let (images, unreadable) = read_images(&run, &args.images)?;
+    let (images, unreadable) = read_images(&model, &args.images)?;
     if images.is_empty() {
         bail!("none of the {} images could be read", args.images.len());
     }
-    note_unknown_metadata(&run);
-    let pixels: Vec<&[u8]> = images.iter().map(|image| image.pixels.as_slice()).collect();
-    let explanations = run.explain(&network, &pixels, args.method, args.layer.as_deref())?;
-    // The numbers shown are the prediction path's: the fold ensemble on the run's one scale,
-    // as `predict --images` and the service give them (the maps are `fold`'s).
-    let scores = run.score_images(&run.ensemble(checkpoint)?, run.guards(checkpoint)?.as_deref(), &pixels, None, 1)?;
+    note_unknown_metadata(run);
+    let pixels: Vec<&[u8]> = images.iter().map(|image| image.input.pixels[explained].as_slice()).collect();
+    let explanations = run.explain(network, &pixels, args.method, args.layer.as_deref())?;
+    // The numbers shown are the prediction path's: the whole model on its one scale, as
+    // `predict --images` and the service give them (the maps are `fold`'s of `member`).
+    let inputs: Vec<ModelInput> = images.iter().map(|image| image.input.clone()).collect();
+    let scores = model.score(&inputs, 1)?;
     let domain = scores.domain.clone();
 
     let method = args.method.name();
@@ -115,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
         let outside = domain.as_ref().is_some_and(|d| !d[n].within);
         for map in &explanation.maps {
             let stem = format!("{}_{method}_{}", image.name, map.layer);
-            let pixels = overlay(&image.pixels, &map.values, side)?;
+            let pixels = overlay(&image.input.pixels[explained], &map.values, side)?;
             write_atomic(&args.out.join(format!("{stem}.png")), &rgb_png(&pixels, side)?)?;
             write_atomic(&args.out.join(format!("{stem}_map.png")), &map_png(&map.values, side)?)?;
             let probability = scores.melanoma[n];
@@ -129,14 +140,15 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let names: Vec<String> = images.iter().map(|image| image.name.clone()).collect();
-    let calibrated = run.calibration.is_some();
     let scores_csv = args.out.join("scores.csv");
+    let member_names: Vec<String> = model.members.iter().map(|m| m.name.clone()).collect();
     write_scored(&scores_csv, &ScoredRows {
         ids: &names,
         target: &scores.melanoma,
-        uncalibrated: calibrated.then_some(scores.melanoma_uncalibrated.as_slice()),
+        uncalibrated: model.calibrated().then_some(scores.melanoma_uncalibrated.as_slice()),
         domain: scores.domain.as_deref(),
         paths: None,
+        members: model.is_ensemble().then_some((member_names.as_slice(), scores.members.as_slice())),
     })?;
     let maps_per_image = explanations.first().map_or(1, |e| e.maps.len()).max(1);
     let grid = args.out.join(format!("grid_{method}.png"));
@@ -145,15 +157,17 @@ pub fn run(args: Args) -> Result<()> {
     let layers: Vec<String> =
         explanations.first().map_or(Vec::new(), |e| e.maps.iter().map(|m| format!("{} ({}x{} grid)", m.layer, m.grid.0, m.grid.1)).collect());
     println!(
-        "explained {} image(s) with {method} at {} of {} ({fold}, {} checkpoint) into {}; overview: {}; the fold ensemble's probabilities ({}) in {}\n\
+        "explained {} image(s) with {method} at {} of {}{} ({fold}, {} checkpoint) into {}; overview: {}; the probabilities of {} ({}) in {}\n\
          colours are relative to each image: red marks its strongest region, even where the score is low",
         images.len(),
         layers.join(", "),
         run.info.model,
+        if model.is_ensemble() { format!(", member {}", member.name) } else { String::new() },
         checkpoint.name(),
         args.out.display(),
         grid.display(),
-        run.scale(),
+        model.describe(),
+        model.scale(),
         scores_csv.display()
     );
     let maps = explanations.iter().flat_map(|e| &e.maps);
@@ -183,18 +197,18 @@ pub fn run(args: Args) -> Result<()> {
         println!("{unreadable} image(s) could not be read and were skipped (named above)");
     }
     if let Some(masks) = &args.masks {
-        score_against_masks(&run, masks, &images, &explanations, &args.out.join(format!("mask_scores_{method}.csv")))?;
+        score_against_masks(run, masks, &images, &explanations, &args.out.join(format!("mask_scores_{method}.csv")))?;
     }
     Ok(())
 }
 
 /// Reads each image as `predict --images` does (the run's one input path); an unreadable one
 /// is named on stderr and left out. Returns the images read and the number left out.
-fn read_images(run: &TrainedRun, paths: &[PathBuf]) -> Result<(Vec<InputImage>, usize)> {
+fn read_images(model: &LoadedModel, paths: &[PathBuf]) -> Result<(Vec<InputImage>, usize)> {
     let mut images = Vec::with_capacity(paths.len());
     let mut names = HashSet::new();
     let mut unreadable = 0;
-    for (path, read) in paths.iter().zip(run.load_images(paths, &DecodeLimits::default())?) {
+    for (path, read) in paths.iter().zip(model.load_images(paths, &DecodeLimits::default())?) {
         let pixels = match read {
             Ok(pixels) => pixels,
             Err(reason) => {
@@ -211,7 +225,8 @@ fn read_images(run: &TrainedRun, paths: &[PathBuf]) -> Result<(Vec<InputImage>, 
             copy += 1;
             name = format!("{id}-{copy}");
         }
-        images.push(InputImage { name, id, pixels });
+        // Image files come without metadata: a patient whose metadata is unknown.
+        images.push(InputImage { name, id, input: ModelInput { pixels, metadata: model.metadata_of(None) } });
     }
     Ok((images, unreadable))
 }

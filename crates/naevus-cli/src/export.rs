@@ -1,104 +1,228 @@
 //! `naevus export`: a model to take away: one folder with everything needed to use a trained
-//! run's model and nothing else, and its model card.
+//! run's model (or an ensemble of runs as one model) and nothing else, and its model card.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use naevus_engine::TrainedRun;
 use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
 use naevus_report::ModelCard;
-use naevus_run::{Checkpoint, DomainGuard, RunDir, write_atomic};
+use naevus_report::model_card::MemberRun;
+use naevus_run::ensemble::MEMBERS_FOLDER;
+use naevus_run::{Checkpoint, Combination, DomainGuard, EnsembleDefinition, EnsembleMember, RunDir, RunInfo, write_atomic};
 
+use crate::run_args::WeightsArgs;
 use crate::staged;
-use crate::run_args::RunArgs;
 
 /// The weights of each fold for other frameworks.
 const SAFETENSORS: &str = "model.safetensors";
 
-/// Export a trained run as a self-contained model folder with its model card.
+/// Export a trained run, or several as one ensemble, as a self-contained model folder with its
+/// model card.
 ///
-/// OUT gets run.json and config.toml (with only the chosen folds), calibration.json when the
-/// run has one, each chosen fold's checkpoint as fold-K/best.bpk (checked against its
-/// checksum on the way) and as fold-K/model.safetensors in PyTorch's conventions, with
-/// WEIGHTS.md listing every tensor's key and shape; MODEL_CARD.md and model_card.json: intended use, training data,
-/// out-of-fold figures with bootstrap intervals, subgroup figures, the thresholds for 90% and
-/// 95% sensitivity, known limits and the recipe. `predict` and `explain` take OUT as --run.
-/// The card needs the run's oof.csv and its training cache.
+/// For one run, OUT gets run.json and config.toml (with only the chosen folds), calibration.json
+/// when the run has one, each chosen fold's checkpoint as fold-K/best.bpk (checked against its
+/// checksum on the way) and its out-of-domain guard, fold-K/model.safetensors in PyTorch's
+/// conventions with WEIGHTS.md listing every tensor's key and shape; MODEL_CARD.md and
+/// model_card.json: intended use, training data, out-of-fold figures with bootstrap intervals,
+/// subgroup figures, the thresholds for 90% and 95% sensitivity, known limits and the recipe.
+///
+/// With --run given several times (or --ensemble FILE), OUT gets ensemble.json (the
+/// combination, the weights and each member's SHA-256), each member exported as above into
+/// members/NAME, and the ensemble's own card: its out-of-fold figures and operating points
+/// when the members were trained on the same folds (same data and seed), else why it has none.
+/// predict, explain and serve take OUT as one model. The cards need each run's oof.csv and its
+/// training cache.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Run directory (from `naevus train`) to export; give it several times to export an
+    /// ensemble of those runs as one model.
+    #[arg(long = "run", required_unless_present = "ensemble", conflicts_with = "ensemble")]
+    runs: Vec<PathBuf>,
+    /// A saved ensemble definition to export as one model: JSON with `combination`
+    /// (mean-probability or mean-logit) and `members`, each with `name`, `run` (relative to
+    /// the file, or absolute) and `weight`.
+    #[arg(long)]
+    ensemble: Option<PathBuf>,
+    /// How an ensemble of --run's combines its members' probabilities (each on its own
+    /// scale): mean-probability, or mean-logit (the sigmoid of the mean logit).
+    #[arg(long, default_value = "mean-probability")]
+    combination: Combination,
+    /// The members' weights for an ensemble of --run's, comma-separated, one per --run
+    /// (default: equal); each a finite number above 0, normalised to sum 1.
+    #[arg(long, value_delimiter = ',')]
+    weights: Vec<f64>,
     #[command(flatten)]
-    run: RunArgs,
+    model: WeightsArgs,
     /// The folder to write (must not exist yet, or be empty). It is written beside, under a
     /// temporary name, and appears only when complete.
     #[arg(long)]
     out: PathBuf,
-    /// Folds to export, comma-separated, each once (default: all of the run's).
+    /// Folds to export, comma-separated, each once (default: all of the run's; one run only).
     #[arg(long, value_delimiter = ',')]
     folds: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = args.run.checkpoint;
-    let run_path = &args.run.run;
+    let checkpoint = args.model.checkpoint;
     if checkpoint == Checkpoint::Final {
         bail!("export takes the best, best_primary or best_ema checkpoint; the final one is part of a training state");
     }
-    let run = RunDir::new(run_path);
-    let mut info = run.read_info()?;
-    let folds = if args.folds.is_empty() { info.folds.clone() } else { args.folds.clone() };
+    let device = args.model.device.device.as_deref().unwrap_or("flex");
+    let definition = match (&args.ensemble, args.runs.as_slice()) {
+        (Some(path), _) => Some(EnsembleDefinition::read(path)?),
+        (None, [_, _, ..]) => Some(definition_of_runs(&args)?),
+        (None, _) => None,
+    };
+    let Some(definition) = definition else {
+        if !args.weights.is_empty() {
+            bail!("--weights weighs the members of an ensemble; give --run several times");
+        }
+        return export_one(&args.runs[0], &args.folds, checkpoint, device, &args.out);
+    };
+    if !args.folds.is_empty() {
+        bail!("--folds chooses folds of one run; an ensemble's members are exported with all of theirs");
+    }
+    staged::refuse_unless_empty(&args.out)?;
+    let weights = definition.weights();
+    let mut member_cards = Vec::with_capacity(definition.members.len());
+    for member in &definition.members {
+        let info = RunDir::new(&member.run).read_info().with_context(|| format!("member {} of the ensemble", member.name))?;
+        member_cards.push(member_card(&member.run, &info.folds, checkpoint)?);
+    }
+    let member_runs: Vec<MemberRun> = definition
+        .members
+        .iter()
+        .zip(&weights)
+        .zip(&member_cards)
+        .map(|((member, &weight), card)| MemberRun { name: &member.name, run: &member.run, weight, card })
+        .collect();
+    let card = ModelCard::of_ensemble(&member_runs, definition.combination).context("writing the ensemble's model card")?;
+    staged::write_folder(&args.out, |folder| {
+        let mut bundled = definition.clone();
+        for ((member, bundled), member_card) in definition.members.iter().zip(&mut bundled.members).zip(&member_cards) {
+            let relative = Path::new(MEMBERS_FOLDER).join(&member.name);
+            let destination = folder.join(&relative);
+            std::fs::create_dir_all(&destination).with_context(|| format!("creating {}", destination.display()))?;
+            let info = RunDir::new(&member.run).read_info()?;
+            let exported = write_run(&member.run, &info.folds, checkpoint, device, &destination, member_card)?;
+            bundled.run = relative;
+            bundled.model_sha256 = Some(RunDir::new(&destination).model_sha256(&exported, Checkpoint::Best)?);
+        }
+        bundled.write(folder)?;
+        card.write(folder)?;
+        Ok(())
+    })?;
+    let figure = match card.ensemble.as_ref().and_then(|e| e.no_ensemble_figure.as_ref()) {
+        None => format!("out-of-fold AUC of the ensemble {}", describe_auc(&card)),
+        Some(why) => format!("no out-of-fold figure of the ensemble: {why}"),
+    };
+    println!(
+        "exported an ensemble of {} ({}, {} checkpoint) to {}; {figure}; model card: {}",
+        definition.members.len(),
+        definition.members.iter().zip(&weights).map(|(m, w)| format!("{} {w:.2}", m.name)).collect::<Vec<_>>().join(", "),
+        checkpoint.name(),
+        args.out.display(),
+        args.out.join(naevus_report::model_card::MODEL_CARD_MD).display()
+    );
+    Ok(())
+}
+
+/// The ensemble of the --run's: members named by their folders (numbered when two share a name).
+fn definition_of_runs(args: &Args) -> Result<EnsembleDefinition> {
+    if !args.weights.is_empty() && args.weights.len() != args.runs.len() {
+        bail!("{} weights for {} runs: give one weight per --run", args.weights.len(), args.runs.len());
+    }
+    let mut members: Vec<EnsembleMember> = Vec::with_capacity(args.runs.len());
+    for (i, run) in args.runs.iter().enumerate() {
+        let folder = run.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+        let cleaned: String = folder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(48).collect();
+        let base = if cleaned.is_empty() { format!("member-{}", i + 1) } else { cleaned };
+        let mut name = base.clone();
+        let mut copy = 1;
+        while members.iter().any(|m| m.name == name) {
+            copy += 1;
+            name = format!("{base}-{copy}");
+        }
+        members.push(EnsembleMember { name, run: run.clone(), weight: args.weights.get(i).copied().unwrap_or(1.0), model_sha256: None });
+    }
+    let definition = EnsembleDefinition { combination: args.combination, members };
+    // The checks a definition file gets (weights above 0, names), before any work.
+    definition.check().map_err(|problem| anyhow::anyhow!("--run/--weights: {problem}"))?;
+    Ok(definition)
+}
+
+/// Exports one run (see [`Args`]).
+fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, out: &Path) -> Result<()> {
+    let info = RunDir::new(run_path).read_info()?;
+    let folds = if folds.is_empty() { info.folds.clone() } else { folds.to_vec() };
     for fold in &folds {
         info.check_fold(fold).map_err(|e| anyhow::anyhow!("{}: {e}", run_path.display()))?;
     }
     if let Some(twice) = folds.iter().enumerate().find_map(|(i, f)| folds[..i].contains(f).then_some(f)) {
         bail!("--folds names {twice} twice; name each fold once");
     }
-    staged::refuse_unless_empty(&args.out)?;
-    let card = ModelCard::of_run(run_path, &folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", run_path.display()))?;
-
-    let trained = TrainedRun::open(run_path, Some(args.run.device.device.as_deref().unwrap_or("flex")))?;
-    info.folds = folds.clone();
+    staged::refuse_unless_empty(out)?;
+    let card = member_card(run_path, &folds, checkpoint)?;
     // Written beside --out and renamed into place when complete: a failure leaves nothing there.
-    staged::write_folder(&args.out, |folder| {
-        let bundle = RunDir::new(folder);
-        let mut keys = Vec::new();
-        for fold in &folds {
-            // Read (checksum verified) and written again sealed: a damaged file is never exported.
-            let weights = run.fold(fold).read_weights(checkpoint)?;
-            bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
-            // The guard goes with the weights it measures, which the bundle calls best.
-            if let Some(mut guard) = DomainGuard::read(&run.fold(fold))?.filter(|g| g.checkpoint == checkpoint.name()) {
-                guard.checkpoint = Checkpoint::Best.name().into();
-                guard.write(&bundle.fold(fold))?;
-            } else {
-                eprintln!("warning: {fold} has no out-of-domain guard for its {} weights; the bundle will score any image (`naevus guard` fits one)", checkpoint.name());
-            }
-            // The same weights for PyTorch and other frameworks.
-            let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
-            keys = safetensors_keys(&safetensors)?;
-            write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
-        }
-        write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, &folds, &keys).as_bytes())?;
-        bundle.write_info(&info)?;
-        bundle.write_recipe(&run.read_recipe()?)?;
-        if let Ok(calibration) = naevus_run::Calibration::read(run_path) {
-            calibration.write(folder)?;
-        }
-        card.write(folder)?;
-        Ok(())
-    })?;
-    let auc = &card.validation.auc;
+    staged::write_folder(out, |folder| write_run(run_path, &folds, checkpoint, device, folder, &card))?;
     println!(
-        "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {:.3}{}; model card: {}",
+        "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {}; model card: {}",
         info.model,
         folds.len(),
         checkpoint.name(),
-        args.out.display(),
+        out.display(),
         card.validation.kind,
-        auc.value,
-        auc.ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3} to {hi:.3})")),
-        args.out.join(naevus_report::model_card::MODEL_CARD_MD).display()
+        describe_auc(&card),
+        out.join(naevus_report::model_card::MODEL_CARD_MD).display()
     );
     Ok(())
+}
+
+/// The card of one run's `folds`.
+fn member_card(run_path: &Path, folds: &[String], checkpoint: Checkpoint) -> Result<ModelCard> {
+    ModelCard::of_run(run_path, folds, checkpoint.name()).with_context(|| format!("writing the model card of {}", run_path.display()))
+}
+
+/// "0.812 (95% CI 0.790 to 0.834)".
+fn describe_auc(card: &ModelCard) -> String {
+    let auc = &card.validation.auc;
+    format!("{:.3}{}", auc.value, auc.ci95.map_or(String::new(), |(lo, hi)| format!(" (95% CI {lo:.3} to {hi:.3})")))
+}
+
+/// Writes the run in `run_path` with its `folds` into the empty `folder` (see [`Args`]) and
+/// returns the run.json written.
+fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
+    let run = RunDir::new(run_path);
+    let mut info = run.read_info()?;
+    let trained = TrainedRun::open(run_path, Some(device))?;
+    info.folds = folds.to_vec();
+    let bundle = RunDir::new(folder);
+    let mut keys = Vec::new();
+    for fold in folds {
+        // Read (checksum verified) and written again sealed: a damaged file is never exported.
+        let weights = run.fold(fold).read_weights(checkpoint)?;
+        bundle.fold(fold).write_weights(Checkpoint::Best, &weights)?;
+        // The guard goes with the weights it measures, which the bundle calls best.
+        if let Some(mut guard) = DomainGuard::read(&run.fold(fold))?.filter(|g| g.checkpoint == checkpoint.name()) {
+            guard.checkpoint = Checkpoint::Best.name().into();
+            guard.write(&bundle.fold(fold))?;
+        } else {
+            eprintln!("warning: {} {fold} has no out-of-domain guard for its {} weights; the bundle will score any image (`naevus guard` fits one)", run_path.display(), checkpoint.name());
+        }
+        // The same weights for PyTorch and other frameworks.
+        let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
+        keys = safetensors_keys(&safetensors)?;
+        write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
+    }
+    write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, folds, &keys).as_bytes())?;
+    bundle.write_info(&info)?;
+    bundle.write_recipe(&run.read_recipe()?)?;
+    if let Ok(calibration) = naevus_run::Calibration::read(run_path) {
+        calibration.write(folder)?;
+    }
+    card.write(folder)?;
+    Ok(info)
 }
 
 /// WEIGHTS.md: how to load fold-K/model.safetensors outside naevus, and every key.

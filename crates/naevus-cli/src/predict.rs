@@ -7,22 +7,23 @@ use anyhow::{Context, Result, bail};
 use naevus_data::error::excerpt;
 use naevus_data::metadata::{parse_age, parse_sex, parse_site};
 use naevus_data::{Cache, DecodeLimits, Metadata, Record, Split};
-use naevus_engine::TrainedRun;
+use naevus_engine::{LoadedModel, ModelInput, ModelScores, TrainedRun};
 use naevus_engine::predict::MAX_TTA;
-use naevus_run::Checkpoint;
 use naevus_run::predictions::ScoredRows;
 
 use crate::bounded::whole;
 use crate::run_args::RunArgs;
 
-/// Predict melanoma probabilities with a trained run.
+/// Predict melanoma probabilities with a trained run or an exported model.
 ///
 /// Every fold's checkpoint predicts each image and the probabilities are averaged (a fold
 /// ensemble); --tta N also averages N dihedral views (flips, rotations, transposes) of each
-/// image. Writes `image_name,target` rows, the SIIM-ISIC submission format, target on the
-/// run's one scale (calibrated when it has a calibration, then `target_uncalibrated`), with
-/// `domain_distance` and `in_domain` when the model has an out-of-domain guard (--images adds
-/// a `path` column). With --oof, each training image is scored by the fold that held it out
+/// image. An ensemble bundle's members each score the image at their own input size and their
+/// probabilities are combined as the bundle says. Writes `image_name,target` rows, the
+/// SIIM-ISIC submission format, target on the model's one scale (calibrated when it has a
+/// calibration, then `target_uncalibrated`), with `domain_distance` and `in_domain` when the
+/// model has an out-of-domain guard, `member_NAME` and `member_spread` for an ensemble
+/// (--images adds a `path` column). With --oof, each training image is scored by the fold that held it out
 /// instead, and the out-of-fold AUC is printed: the honest way to measure what TTA adds.
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,8 +51,8 @@ pub struct Args {
     /// Test-time augmentation: number of dihedral views averaged, 1 (none) to 8.
     #[arg(long, default_value_t = 1)]
     tta: usize,
-    /// Write the fold ensemble's probabilities as they are. By default `target` is on the
-    /// run's one scale: calibrated by the temperature in calibration.json when the run has one
+    /// Write the probabilities uncalibrated (an ensemble: its members' uncalibrated ones,
+    /// combined). By default `target` is on the model's one scale: calibrated by the temperature in calibration.json when the run has one
     /// (the scale of the model card's thresholds, explain and the service; the ranking, hence
     /// AUC, is the same), followed by a `target_uncalibrated` column.
     #[arg(long)]
@@ -68,66 +69,72 @@ pub fn run(args: Args) -> Result<()> {
     if !(1..=MAX_TTA).contains(&args.tta) {
         bail!("--tta must be between 1 and {MAX_TTA}, got {}", args.tta);
     }
-    let checkpoint = args.run.checkpoint;
-    let run = args.run.open()?;
-    if !args.images.is_empty() {
-        return predict_files(&run, &args, checkpoint);
-    }
-    let data = match (&args.data, args.oof) {
-        (Some(data), _) => data.clone(),
-        (None, true) => run.info.cache.clone(),
-        (None, false) => bail!("--data is required (the prepared cache of the images to score)"),
-    };
-    let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
-    let ids = |items: &[usize]| -> Vec<String> { items.iter().map(|&i| cache.records()[i].id.clone()).collect() };
-
     if args.oof {
-        for warning in run.info.metadata_warnings(cache.records()) {
-            eprintln!("{warning}");
-        }
-        let (items, probs, folds) = run.predict_out_of_fold(checkpoint, &cache, args.tta)?;
-        let (probs, _) = on_scale(&run, probs, args.uncalibrated);
-        let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
-        let sources: Vec<String> = items.iter().map(|&i| cache.records()[i].source.clone()).collect();
-        naevus_run::write_out_of_fold(&args.out, &ids(&items), &probs, &labels, &folds, &sources)?;
-        let auc = naevus_metrics::roc_auc(&probs, &labels)?;
-        let mut line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
-        let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
-        let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
-        for source in naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)? {
-            line += &format!("\n  {}", source.describe());
-        }
-        summary(&args.out, line);
-        return Ok(());
+        return predict_out_of_fold(&args);
     }
+    let model = args.run.load()?;
+    if !args.images.is_empty() {
+        return predict_files(&model, &args);
+    }
+    let data = args.data.clone().context("--data is required (the prepared cache of the images to score)")?;
+    let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
 
     let split = args.split;
     let items: Vec<usize> = (0..cache.len()).filter(|&i| split.is_none() || cache.records()[i].split == split).collect();
     if items.is_empty() {
         bail!("no images to score in {} (split {})", data.display(), split.map_or("any".to_string(), |s| s.to_string()));
     }
-    for warning in run.info.metadata_warnings(items.iter().map(|&i| &cache.records()[i])) {
+    for warning in model.metadata_warnings(items.iter().map(|&i| &cache.records()[i])) {
         eprintln!("{warning}");
     }
-    let ensemble = run.ensemble(checkpoint)?;
-    let (probs, uncalibrated) = on_scale(&run, run.predict_cache(&ensemble, &cache, &items, args.tta)?, args.uncalibrated);
-    let domain = match guards(&run, checkpoint)? {
-        Some(guards) => Some(run.check_cache(&ensemble, &guards, &cache, &items)?),
-        None => None,
-    };
-    let ids = ids(&items);
-    let rows = ScoredRows { ids: &ids, target: &probs, uncalibrated: uncalibrated.as_deref(), domain: domain.as_deref(), paths: None };
+    warn_without_guard(&model);
+    let scores = model.score_cache(&cache, &items, args.tta)?;
+    let ids: Vec<String> = items.iter().map(|&i| cache.records()[i].id.clone()).collect();
+    let (target, uncalibrated) = on_scale(&model, &scores, args.uncalibrated);
+    let names = member_names(&model);
+    let members = names.as_deref().map(|names| (names, scores.members.as_slice()));
+    let rows = ScoredRows { ids: &ids, target, uncalibrated, domain: scores.domain.as_deref(), paths: None, members };
     naevus_run::predictions::write_scored(&args.out, &rows)?;
-    let outside = domain.as_deref().map_or(String::new(), outside_the_domain);
+    let outside = scores.domain.as_deref().map_or(String::new(), outside_the_domain);
     let line = format!(
-        "wrote {} predictions ({} fold(s) of {}, tta {}, {}) to {}{outside}",
+        "wrote {} predictions ({}, tta {}, {}) to {}{outside}",
         items.len(),
-        run.info.folds.len(),
-        run.info.model,
+        model.describe(),
         args.tta,
-        scale(&run, args.uncalibrated),
+        scale(&model, args.uncalibrated),
         destination(&args.out)
     );
+    summary(&args.out, line);
+    Ok(())
+}
+
+/// `predict --oof`: each of one run's out-of-fold images scored again by the fold that held
+/// it out, with `--tta` views.
+fn predict_out_of_fold(args: &Args) -> Result<()> {
+    if naevus_run::EnsembleDefinition::is_ensemble(&args.run.run) {
+        bail!("--oof re-scores one run's out-of-fold images, each with its own fold; an ensemble's out-of-fold figure is in its model card");
+    }
+    let run = TrainedRun::open(&args.run.run, args.run.weights.device.device.as_deref())?;
+    let data = args.data.clone().unwrap_or_else(|| run.info.cache.clone());
+    let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
+    for warning in run.info.metadata_warnings(cache.records()) {
+        eprintln!("{warning}");
+    }
+    let (items, mut probs, folds) = run.predict_out_of_fold(args.run.weights.checkpoint, &cache, args.tta)?;
+    if !args.uncalibrated {
+        run.calibrate(&mut probs);
+    }
+    let ids: Vec<String> = items.iter().map(|&i| cache.records()[i].id.clone()).collect();
+    let labels: Vec<u8> = items.iter().map(|&i| cache.records()[i].melanoma.map_or(0, u8::from)).collect();
+    let sources: Vec<String> = items.iter().map(|&i| cache.records()[i].source.clone()).collect();
+    naevus_run::write_out_of_fold(&args.out, &ids, &probs, &labels, &folds, &sources)?;
+    let auc = naevus_metrics::roc_auc(&probs, &labels)?;
+    let mut line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
+    let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
+    let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
+    for source in naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)? {
+        line += &format!("\n  {}", source.describe());
+    }
     summary(&args.out, line);
     Ok(())
 }
@@ -141,15 +148,15 @@ struct ImageFile {
     metadata: Metadata,
 }
 
-/// `predict --images`: scores image files with the fold ensemble and writes the same CSV,
+/// `predict --images`: scores image files with the model and writes the same CSV,
 /// with a `path` column.
-fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Result<()> {
+fn predict_files(model: &LoadedModel, args: &Args) -> Result<()> {
     let (files, unnamed) = image_files(&args.images)?;
     if files.is_empty() {
         bail!("no JPEG or PNG files among {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let decoded = run.load_images(&paths, &DecodeLimits { max_pixels: args.max_pixels })?;
+    let decoded = model.load_images(&paths, &DecodeLimits { max_pixels: args.max_pixels })?;
     let (mut kept, mut pixels) = (Vec::new(), Vec::new());
     for (file, image) in files.iter().zip(decoded) {
         match image {
@@ -164,28 +171,28 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
         bail!("none of the {} images could be read", files.len());
     }
     let records: Vec<Record> = kept.iter().map(|f| Record { id: f.id.clone(), metadata: f.metadata.clone(), ..Record::default() }).collect();
-    for warning in run.info.metadata_warnings(&records) {
+    for warning in model.metadata_warnings(records.iter()) {
         eprintln!("{warning}");
     }
-    let metadata: Option<Vec<Vec<f32>>> = run.info.metadata.as_ref().map(|encoder| records.iter().map(|r| encoder.encode(r, 1)).collect());
-    let ensemble = run.ensemble(checkpoint)?;
-    let guards = guards(run, checkpoint)?;
-    let images: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-    let scores = run.score_images(&ensemble, guards.as_deref(), &images, metadata.as_deref(), args.tta)?;
-    let (probs, uncalibrated) = on_scale(run, scores.melanoma_uncalibrated, args.uncalibrated);
+    warn_without_guard(model);
+    let inputs: Vec<ModelInput> =
+        pixels.into_iter().zip(&records).map(|(pixels, record)| ModelInput { pixels, metadata: model.metadata_of(Some(record)) }).collect();
+    let scores = model.score(&inputs, args.tta)?;
+    let (target, uncalibrated) = on_scale(model, &scores, args.uncalibrated);
     let ids: Vec<String> = kept.iter().map(|f| f.id.clone()).collect();
     // image_files kept only files whose paths are UTF-8.
     let shown: Vec<String> = kept.iter().map(|f| f.path.to_string_lossy().into_owned()).collect();
-    let rows = ScoredRows { ids: &ids, target: &probs, uncalibrated: uncalibrated.as_deref(), domain: scores.domain.as_deref(), paths: Some(&shown) };
+    let names = member_names(model);
+    let members = names.as_deref().map(|names| (names, scores.members.as_slice()));
+    let rows = ScoredRows { ids: &ids, target, uncalibrated, domain: scores.domain.as_deref(), paths: Some(&shown), members };
     naevus_run::predictions::write_scored(&args.out, &rows)?;
     summary(
         &args.out,
         format!(
-            "wrote {} predictions ({} fold(s) of {}, {}; {} file(s) skipped) to {}{}",
+            "wrote {} predictions ({}, {}; {} file(s) skipped) to {}{}",
             ids.len(),
-            run.info.folds.len(),
-            run.info.model,
-            scale(run, args.uncalibrated),
+            model.describe(),
+            scale(model, args.uncalibrated),
             files.len() - ids.len() + unnamed,
             destination(&args.out),
             scores.domain.as_deref().map_or(String::new(), outside_the_domain)
@@ -194,34 +201,37 @@ fn predict_files(run: &TrainedRun, args: &Args, checkpoint: Checkpoint) -> Resul
     Ok(())
 }
 
-/// Fold-mean probabilities on the run's one scale, with the uncalibrated ones beside them
-/// when they differ; as they are with `--uncalibrated`.
-fn on_scale(run: &TrainedRun, uncalibrated: Vec<f64>, keep_uncalibrated: bool) -> (Vec<f64>, Option<Vec<f64>>) {
-    if keep_uncalibrated || run.calibration.is_none() {
-        return (uncalibrated, None);
+/// The `target` column (the model's one scale, or uncalibrated with `--uncalibrated`) and
+/// `target_uncalibrated` beside it when the two differ.
+fn on_scale<'a>(model: &LoadedModel, scores: &'a ModelScores, keep_uncalibrated: bool) -> (&'a [f64], Option<&'a [f64]>) {
+    if keep_uncalibrated {
+        (&scores.melanoma_uncalibrated, None)
+    } else if model.calibrated() {
+        (&scores.melanoma, Some(&scores.melanoma_uncalibrated))
+    } else {
+        (&scores.melanoma, None)
     }
-    let mut target = uncalibrated.clone();
-    run.calibrate(&mut target);
-    (target, Some(uncalibrated))
+}
+
+/// An ensemble's member names, for its member columns (None: one run).
+fn member_names(model: &LoadedModel) -> Option<Vec<String>> {
+    model.is_ensemble().then(|| model.members.iter().map(|m| m.name.clone()).collect())
 }
 
 /// The scale `target` is on, for the closing line.
-fn scale(run: &TrainedRun, uncalibrated: bool) -> String {
-    if uncalibrated { "uncalibrated as asked".into() } else { run.scale() }
+fn scale(model: &LoadedModel, uncalibrated: bool) -> String {
+    if uncalibrated { "uncalibrated as asked".into() } else { model.scale() }
 }
 
-/// The run's out-of-domain guards for `checkpoint`, or None with a warning that its
-/// predictions come without a domain check.
-fn guards(run: &TrainedRun, checkpoint: Checkpoint) -> Result<Option<Vec<naevus_run::DomainGuard>>> {
-    let guards = run.guards(checkpoint)?;
-    if guards.is_none() {
+/// Warns that the predictions come without a domain check when the model has no guards.
+fn warn_without_guard(model: &LoadedModel) {
+    if !model.has_guard() {
         eprintln!(
             "warning: {} has no out-of-domain guard for its {} weights, so the CSV has no in_domain column; `naevus guard` fits one",
-            run.path().display(),
-            checkpoint.name()
+            model.path().display(),
+            model.checkpoint.name()
         );
     }
-    Ok(guards)
 }
 
 /// The closing line's count of images outside the model's domain.

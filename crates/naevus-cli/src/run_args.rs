@@ -4,30 +4,38 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use naevus_engine::TrainedRun;
+use naevus_engine::LoadedModel;
 use naevus_run::Checkpoint;
 
 /// --run, --checkpoint and --device.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Run directory (from `naevus train`) or exported model (from `naevus export`).
+    /// Run directory (from `naevus train`) or exported model (from `naevus export`, one run
+    /// or an ensemble).
     #[arg(long)]
     pub run: PathBuf,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+}
+
+impl RunArgs {
+    /// The run or bundle (one run or an ensemble) loaded for scoring, every fold's checkpoint.
+    pub fn load(&self) -> Result<LoadedModel> {
+        LoadedModel::open(&self.run, self.weights.device.device.as_deref(), self.weights.checkpoint)
+    }
+}
+
+/// --checkpoint and --device: which weights of a run's folds, on which backend.
+#[derive(clap::Args)]
+pub struct WeightsArgs {
     /// Which checkpoint of each fold: best (its best epoch by the run's checkpoint selection
     /// rule), best_primary (the best AUC on primary-source images, for runs validating external
     /// images too), best_ema (the weight average at its best, for recipes with ema_decay) or
-    /// final (the last epoch's weights).
+    /// final (the last epoch's weights; not for export or serve).
     #[arg(long, default_value = "best")]
     pub checkpoint: Checkpoint,
     #[command(flatten)]
     pub device: DeviceArg,
-}
-
-impl RunArgs {
-    /// The run, opened on the backend asked for.
-    pub fn open(&self) -> Result<TrainedRun> {
-        TrainedRun::open(&self.run, self.device.device.as_deref())
-    }
 }
 
 /// --device.

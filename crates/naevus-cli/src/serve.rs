@@ -10,7 +10,7 @@ use naevus_run::Checkpoint;
 use naevus_serve::{Batching, Limits, OperatingPointChoice, ServeOptions};
 
 use crate::bounded::whole;
-use crate::run_args::DeviceArg;
+use crate::run_args::WeightsArgs;
 
 /// Serve a trained run or exported model over HTTP, with a web page at /.
 ///
@@ -26,7 +26,8 @@ use crate::run_args::DeviceArg;
 /// flight are answered; connections still open after the read timeout and 5 s are dropped.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directory (from `naevus train`) or exported model (from `naevus export`).
+    /// Run directory (from `naevus train`) or exported model (from `naevus export`, one run
+    /// or an ensemble, served as one model).
     #[arg(long)]
     model: PathBuf,
     /// Address to listen on (port 0: any free port; the one taken is printed).
@@ -47,11 +48,8 @@ pub struct Args {
     /// it on the out-of-fold predictions, from the model card), or threshold-T.
     #[arg(long, default_value = "sensitivity-90")]
     operating_point: OperatingPointChoice,
-    /// Which checkpoint of each fold: best, best_primary or best_ema.
-    #[arg(long, default_value = "best")]
-    checkpoint: Checkpoint,
     #[command(flatten)]
-    device: DeviceArg,
+    weights: WeightsArgs,
     /// Most images per forward pass (1 to 256).
     #[arg(long, default_value_t = naevus_serve::DEFAULT_BATCHING.max_batch as u64, value_parser = whole(1u64, 256))]
     max_batch: u64,
@@ -79,7 +77,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoint = args.checkpoint;
+    let checkpoint = args.weights.checkpoint;
     if checkpoint == Checkpoint::Final {
         bail!("serve takes the best, best_primary or best_ema checkpoint");
     }
@@ -115,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         allow_remote: args.allow_remote,
         token,
         checkpoint,
-        device: args.device.device,
+        device: args.weights.device.device,
         operating_point: args.operating_point,
         batching,
         limits,

@@ -58,7 +58,8 @@ fn damaged_checkpoints_are_refused_by_name() {
     assert!(text(&out).contains("fold-0/best.bpk") && text(&out).contains("checksum"), "{}", text(&out));
     assert!(!dir.path().join("p.csv").exists());
 
-    // A file of another program in a checkpoint's place.
+    // A file of another program in a checkpoint's place (fold-0's flipped back: XOR undoes itself).
+    flip_bytes(&run.join("fold-0/best.bpk"));
     std::fs::write(run.join("fold-1/best.bpk"), b"PK\x03\x04 not ours").unwrap();
     let out = naevus(&["explain", "--run", run.to_str().unwrap(), "--fold", "fold-1", "--out", dir.path().join("x").to_str().unwrap(),
         fixtures().join("isic2017/images/ISIC_0000000.jpg").to_str().unwrap()]);

@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::fixtures;
 use common::http;
-use common::serve::{Server, trained_bundle};
+use common::serve::{Server, trained_bundle, trained_ensemble};
 use serde_json::{Value, json};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -319,6 +319,27 @@ fn the_page_shows_an_image_outside_the_domain_without_a_decision() {
     std::fs::write(screenshot_path("serve-page-print.pdf"), &pdf).unwrap();
     assert_eq!(pdf_pages(&pdf), 1, "the printed result takes {} pages", pdf_pages(&pdf));
 
+    browser.quit();
+    drop(browser);
+    server.terminate();
+}
+
+#[test]
+fn the_page_shows_an_ensemble_as_one_model_with_its_members() {
+    for program in [CHROMEDRIVER, CHROMIUM] {
+        assert!(Path::new(program).exists(), "{program} is missing: install Debian's chromium and chromium-driver");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&trained_ensemble(dir.path()), &[]);
+    let mut browser = Browser::start();
+    browser.navigate(&format!("http://{}/", server.addr));
+    upload_and_wait(&browser, &fixtures().join("isic2017/images/ISIC_0000002.jpg").canonicalize().unwrap());
+    let line = browser.text("#model-line");
+    assert!(line.contains("members alpha (small-cnn, 32 px, 2 folds), beta (small-cnn, 24 px, 2 folds)"), "the model line reads {line:?}");
+    let members = browser.text("#members-note");
+    assert!(members.starts_with("Ensemble of 2 models: alpha ") && members.contains(", beta ") && members.contains("(spread "), "{members:?}");
+    assert!(browser.text("#record-list").contains("Members"), "{}", browser.text("#record-list"));
+    browser.screenshot(&screenshot_path("serve-page-ensemble.png"));
     browser.quit();
     drop(browser);
     server.terminate();

@@ -15,7 +15,10 @@ use crate::evaluation::{Estimate, evaluate_scores};
 use crate::report::subgroup_tables;
 use crate::ReportError;
 
+mod ensemble;
 mod guard;
+pub use ensemble::{EnsembleCard, MemberRun, MemberSummary};
+use ensemble::ensemble_markdown;
 pub use guard::DomainGuardCard;
 use guard::{guard_card, guard_markdown};
 
@@ -54,6 +57,10 @@ pub struct ModelCard {
     pub checkpoint: String,
     pub input: Input,
     pub recipe: TrainConfig,
+    /// An ensemble bundle's members (None: one run; `folds`, `input` and `recipe` above are
+    /// then the first member's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleCard>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,56 +210,10 @@ impl ModelCard {
         let oof = Predictions::read(&run.oof_csv())?;
         let labels = oof.labels.clone().ok_or_else(|| ReportError::Invalid(format!("{} has no label column", oof.path.display())))?;
 
-        let by_id: std::collections::HashMap<&str, &naevus_data::Record> = cache.records().iter().map(|r| (r.id.as_str(), r)).collect();
-        let metadata: Vec<Option<&Metadata>> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map(|r| &r.metadata)).collect();
-        let groups: Vec<&str> = oof.ids.iter().map(|id| by_id.get(id.as_str()).map_or(id.as_str(), |r| r.group.as_str())).collect();
-        let report = evaluate_scores(&oof.scores, &labels, Some(&groups), 0.5, 1000, 0)?;
-        let oof_sources: Vec<Option<String>> = match &oof.sources {
-            Some(sources) => sources.iter().map(|s| Some(s.clone())).collect(),
-            None => oof.ids.iter().map(|id| by_id.get(id.as_str()).map(|r| r.source.clone())).collect(),
-        };
-        let by_source = naevus_metrics::per_source_aucs(&oof.scores, &labels, &oof_sources, Some(&groups), 1000, 0)
-            .map_err(crate::ReportError::metrics("AUC by source"))?
-            .into_iter()
-            .map(|r| SourceValidation {
-                source: r.key.unwrap_or_else(|| "unknown".into()),
-                images: r.n,
-                melanomas: r.positives,
-                auc: r.auc.map(|value| Estimate { value, ci95: r.auc_ci95.filter(|(a, b)| a.is_finite() && b.is_finite()) }),
-            })
-            .collect();
-        let subgroups = subgroup_tables(&oof.scores, &labels, &metadata)?
-            .into_iter()
-            .map(|table| Subgroups {
-                attribute: table.attribute,
-                rows: table
-                    .rows
-                    .into_iter()
-                    .map(|r| SubgroupRow { key: r.key.unwrap_or_else(|| "unknown".into()), images: r.n, melanomas: r.positives, auc: r.auc })
-                    .collect(),
-            })
-            .collect();
-        let calibration = Calibration::read(dir).ok();
-        let operating_points = [("sensitivity 90%", &report.specificity_at_sensitivity_90), ("sensitivity 95%", &report.specificity_at_sensitivity_95)]
-            .into_iter()
-            .map(|(name, p)| {
-                let [sensitivity_ci95, specificity_ci95] = naevus_metrics::rates_at_threshold_ci(&oof.scores, &labels, p.threshold, Some(&groups), 1000, 0)
-                    .map_err(crate::ReportError::metrics("operating point intervals"))?;
-                Ok(OperatingPoint {
-                    name: name.into(),
-                    threshold: p.threshold,
-                    // Temperature scaling keeps the order of scores: the same images lie above.
-                    threshold_calibrated: p.threshold.zip(calibration.as_ref()).map(|(t, c)| naevus_metrics::apply_temperature(t, c.temperature)),
-                    sensitivity: p.sensitivity,
-                    specificity: p.specificity,
-                    sensitivity_ci95,
-                    specificity_ci95,
-                    too_few: naevus_metrics::operating_point_too_few(report.binary.positives, p.target),
-                })
-            })
-            .collect::<Result<Vec<_>, ReportError>>()?;
-
         let cross_validated = info.folds.len() > 1;
+        let kind = if cross_validated { "out-of-fold" } else { "validation" };
+        let calibration = Calibration::read(dir).ok();
+        let figures = figures(kind, &oof.ids, &oof.scores, &labels, oof.sources.as_deref(), &cache, calibration.as_ref())?;
         let validated: HashSet<&str> = oof.ids.iter().map(String::as_str).collect();
         let trained: Vec<&naevus_data::Record> =
             cache.records().iter().filter(|r| r.melanoma.is_some() && (cross_validated || !validated.contains(r.id.as_str()))).collect();
@@ -263,7 +224,6 @@ impl ModelCard {
                 None => sources.push((record.source.clone(), 1)),
             }
         }
-        let kind = if cross_validated { "out-of-fold" } else { "validation" };
         let domain_guard = guard_card(&run, folds, checkpoint)?;
         let known_limits = known_limits(&info, &sources);
         Ok(Self {
@@ -277,22 +237,10 @@ impl ModelCard {
                 groups: trained.iter().map(|r| r.group.as_str()).collect::<HashSet<_>>().len(),
                 sources,
             },
-            validation: Validation {
-                kind: kind.into(),
-                images: report.binary.n,
-                melanomas: report.binary.positives,
-                auc: Estimate { value: report.binary.auc, ci95: Some(report.binary.auc_ci95).filter(|(a, b)| a.is_finite() && b.is_finite()) },
-                pauc_above_tpr_80: report.pauc_above_tpr_80,
-                average_precision: report.average_precision,
-                note: format!(
-                    "{kind} figures on the training data's own distribution; the epoch was chosen on the same images, so they \
-                     overstate what the model does on new data, from other clinics, devices and populations"
-                ),
-                by_source,
-            },
-            operating_points,
+            validation: figures.validation,
+            operating_points: figures.operating_points,
             calibration,
-            subgroups,
+            subgroups: figures.subgroups,
             known_limits,
             domain_guard,
             folds: folds.to_vec(),
@@ -305,6 +253,7 @@ impl ModelCard {
                 colour_constancy: info.colour_constancy,
             },
             recipe,
+            ensemble: None,
         })
     }
 
@@ -316,8 +265,10 @@ impl ModelCard {
         for item in &self.not_for {
             md += &format!("- {item}\n");
         }
+        md += &ensemble_markdown(self.ensemble.as_ref());
         let t = &self.training_data;
-        md += &format!("\n## Training data\n\n{} images trained on, {} melanomas, {} patients or lesions.\n\n", t.images, t.melanomas, t.groups);
+        let of_first = self.ensemble.as_ref().and_then(|e| e.members.first()).map_or(String::new(), |m| format!(" (member {})", m.name));
+        md += &format!("\n## Training data{of_first}\n\n{} images trained on, {} melanomas, {} patients or lesions.\n\n", t.images, t.melanomas, t.groups);
         for (source, count) in &t.sources {
             md += &format!("- {source}: {count} images\n");
         }
@@ -376,6 +327,7 @@ impl ModelCard {
                     100.0 * v.melanomas as f64 / v.images.max(1) as f64
                 );
             }
+            None if self.ensemble.is_some() => md += "\nThresholds and probabilities are the ensemble's: its members' combined (see Ensemble).\n",
             None => md += "\nThe model has no calibration: thresholds and probabilities are the fold ensemble's as they are.\n",
         }
         md += "\n## Subgroups\n";
@@ -407,6 +359,92 @@ impl ModelCard {
         );
         md
     }
+}
+
+/// The card's figures of one set of out-of-fold (or validation) scores: AUC and the rest with
+/// intervals, by source, the operating points (their thresholds on the scores' scale and, with
+/// a calibration, on the calibrated one) and the subgroups of the patients in `cache`.
+pub(crate) fn figures(
+    kind: &str,
+    ids: &[String],
+    scores: &[f64],
+    labels: &[u8],
+    sources: Option<&[String]>,
+    cache: &Cache,
+    calibration: Option<&Calibration>,
+) -> Result<Figures, ReportError> {
+    let by_id: std::collections::HashMap<&str, &naevus_data::Record> = cache.records().iter().map(|r| (r.id.as_str(), r)).collect();
+    let metadata: Vec<Option<&Metadata>> = ids.iter().map(|id| by_id.get(id.as_str()).map(|r| &r.metadata)).collect();
+    let groups: Vec<&str> = ids.iter().map(|id| by_id.get(id.as_str()).map_or(id.as_str(), |r| r.group.as_str())).collect();
+    let report = evaluate_scores(scores, labels, Some(&groups), 0.5, 1000, 0)?;
+    let oof_sources: Vec<Option<String>> = match sources {
+        Some(sources) => sources.iter().map(|s| Some(s.clone())).collect(),
+        None => ids.iter().map(|id| by_id.get(id.as_str()).map(|r| r.source.clone())).collect(),
+    };
+    let by_source = naevus_metrics::per_source_aucs(scores, labels, &oof_sources, Some(&groups), 1000, 0)
+        .map_err(crate::ReportError::metrics("AUC by source"))?
+        .into_iter()
+        .map(|r| SourceValidation {
+            source: r.key.unwrap_or_else(|| "unknown".into()),
+            images: r.n,
+            melanomas: r.positives,
+            auc: r.auc.map(|value| Estimate { value, ci95: r.auc_ci95.filter(|(a, b)| a.is_finite() && b.is_finite()) }),
+        })
+        .collect();
+    let subgroups = subgroup_tables(scores, labels, &metadata)?
+        .into_iter()
+        .map(|table| Subgroups {
+            attribute: table.attribute,
+            rows: table
+                .rows
+                .into_iter()
+                .map(|r| SubgroupRow { key: r.key.unwrap_or_else(|| "unknown".into()), images: r.n, melanomas: r.positives, auc: r.auc })
+                .collect(),
+        })
+        .collect();
+    let operating_points = [("sensitivity 90%", &report.specificity_at_sensitivity_90), ("sensitivity 95%", &report.specificity_at_sensitivity_95)]
+        .into_iter()
+        .map(|(name, p)| {
+            let [sensitivity_ci95, specificity_ci95] = naevus_metrics::rates_at_threshold_ci(scores, labels, p.threshold, Some(&groups), 1000, 0)
+                .map_err(crate::ReportError::metrics("operating point intervals"))?;
+            Ok(OperatingPoint {
+                name: name.into(),
+                threshold: p.threshold,
+                // Temperature scaling keeps the order of scores: the same images lie above.
+                threshold_calibrated: p.threshold.zip(calibration).map(|(t, c)| naevus_metrics::apply_temperature(t, c.temperature)),
+                sensitivity: p.sensitivity,
+                specificity: p.specificity,
+                sensitivity_ci95,
+                specificity_ci95,
+                too_few: naevus_metrics::operating_point_too_few(report.binary.positives, p.target),
+            })
+        })
+        .collect::<Result<Vec<_>, ReportError>>()?;
+
+    Ok(Figures {
+        validation: Validation {
+            kind: kind.into(),
+            images: report.binary.n,
+            melanomas: report.binary.positives,
+            auc: Estimate { value: report.binary.auc, ci95: Some(report.binary.auc_ci95).filter(|(a, b)| a.is_finite() && b.is_finite()) },
+            pauc_above_tpr_80: report.pauc_above_tpr_80,
+            average_precision: report.average_precision,
+            note: format!(
+                "{kind} figures on the training data's own distribution; the epoch was chosen on the same images, so they \
+                 overstate what the model does on new data, from other clinics, devices and populations"
+            ),
+            by_source,
+        },
+        operating_points,
+        subgroups,
+    })
+}
+
+/// What [`figures`] gives.
+pub(crate) struct Figures {
+    pub validation: Validation,
+    pub operating_points: Vec<OperatingPoint>,
+    pub subgroups: Vec<Subgroups>,
 }
 
 /// What the card says the model cannot be trusted with.

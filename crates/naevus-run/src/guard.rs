@@ -208,6 +208,15 @@ impl DomainCheck {
         let distance = if relative_distances.is_empty() { f64::NAN } else { relative_distances.iter().sum::<f64>() / relative_distances.len() as f64 };
         Self { distance, within: distance <= 1.0 }
     }
+
+    /// The check of one image by an ensemble from each member's: the farthest member's
+    /// distance, so that an image is within only when every member says so (a member that
+    /// cannot measure it, NaN, puts it outside).
+    pub fn of_members(checks: &[DomainCheck]) -> Self {
+        let nan = checks.is_empty() || checks.iter().any(|c| c.distance.is_nan());
+        let distance = if nan { f64::NAN } else { checks.iter().map(|c| c.distance).fold(f64::MIN, f64::max) };
+        Self { distance, within: distance <= 1.0 }
+    }
 }
 
 /// How well a run's guards tell kinds of images that are not dermoscopy from its validation
@@ -259,6 +268,16 @@ impl GuardCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ensemble_image_is_within_only_when_every_member_says_so() {
+        let check = |distance: f64| DomainCheck { distance, within: distance <= 1.0 };
+        assert_eq!(DomainCheck::of_members(&[check(0.5), check(0.9)]), check(0.9));
+        assert!(!DomainCheck::of_members(&[check(0.5), check(1.2)]).within);
+        // A member that cannot measure the image puts it outside.
+        assert!(!DomainCheck::of_members(&[check(0.5), check(f64::NAN)]).within);
+        assert!(!DomainCheck::of_members(&[]).within);
+    }
 
     fn fold(dir: &Path) -> FoldDir {
         FoldDir { name: "fold-0".into(), path: dir.to_path_buf() }

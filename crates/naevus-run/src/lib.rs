@@ -22,12 +22,15 @@
 //!   calibration.json     temperature fitted on oof.csv ([`Calibration`], predict, explain and the service)
 //!   guard_check.json     how the guards tell made-up non-dermoscopy images apart ([`GuardCheck`])
 //! ```
+//! An ensemble bundle holds several exported runs as one model ([`ensemble`]).
+//!
 //! Every file is written atomically ([`write_atomic`]), so a killed process leaves either the
 //! old or the new version, never half of one; the .bpk files are sealed ([`sealed`]): a
 //! header with their kind, format version and checksum, checked on every load.
 
 pub mod calibration;
 pub mod dir;
+pub mod ensemble;
 pub mod error;
 pub mod guard;
 pub mod history;
@@ -40,6 +43,7 @@ pub mod text_limits;
 pub mod truth;
 
 pub use calibration::Calibration;
+pub use ensemble::{Combination, EnsembleDefinition, EnsembleMember};
 pub use dir::{Checkpoint, FoldDir, RunDir, RunLock, TrainingState};
 pub use error::RunError;
 pub use guard::{DomainCheck, DomainGuard, GUARD_PERCENTILES, GuardCheck, GuardInputs, KindCheck};

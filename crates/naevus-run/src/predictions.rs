@@ -108,7 +108,7 @@ pub fn read_predictions(path: &Path) -> Result<Predictions, RunError> {
 
 /// Writes `image_name,target` rows atomically (see [`write_rows`]).
 pub fn write_predictions(path: &Path, ids: &[String], scores: &[f64]) -> Result<(), RunError> {
-    write_rows(path, ids, scores, &[])
+    write_rows::<&str>(path, ids, scores, &[])
 }
 
 /// Writes `image_name,target,label,fold,source` rows atomically, as a run's oof.csv has them.
@@ -129,22 +129,32 @@ pub struct ScoredRows<'a> {
     pub domain: Option<&'a [DomainCheck]>,
     /// The file each image was read from, for image files.
     pub paths: Option<&'a [String]>,
+    /// For an ensemble: its members' names and, per image, each one's probability on its own
+    /// scale.
+    pub members: Option<(&'a [String], &'a [Vec<f64>])>,
 }
 
 /// Writes scored images atomically: `image_name,target` rows, then `target_uncalibrated` when
 /// target is calibrated, `domain_distance` (in units of the guard's threshold) and `in_domain`
-/// (true or false) when the model has an out-of-domain guard, and `path` for image files.
+/// (true or false) when the model has an out-of-domain guard, for an ensemble `member_NAME`
+/// per member and `member_spread` (the largest minus the smallest), and `path` for image files.
 pub fn write_scored(path: &Path, rows: &ScoredRows) -> Result<(), RunError> {
-    let mut columns = Vec::new();
+    let mut columns: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(uncalibrated) = rows.uncalibrated {
-        columns.push(("target_uncalibrated", uncalibrated.iter().map(f64::to_string).collect()));
+        columns.push(("target_uncalibrated".into(), uncalibrated.iter().map(f64::to_string).collect()));
     }
     if let Some(domain) = rows.domain {
-        columns.push(("domain_distance", domain.iter().map(|d| d.distance.to_string()).collect()));
-        columns.push(("in_domain", domain.iter().map(|d| d.within.to_string()).collect()));
+        columns.push(("domain_distance".into(), domain.iter().map(|d| d.distance.to_string()).collect()));
+        columns.push(("in_domain".into(), domain.iter().map(|d| d.within.to_string()).collect()));
+    }
+    if let Some((names, by_image)) = rows.members {
+        for (k, name) in names.iter().enumerate() {
+            columns.push((format!("member_{name}"), by_image.iter().map(|p| p[k].to_string()).collect()));
+        }
+        columns.push(("member_spread".into(), by_image.iter().map(|p| crate::ensemble::spread(p).to_string()).collect()));
     }
     if let Some(paths) = rows.paths {
-        columns.push(("path", paths.to_vec()));
+        columns.push(("path".into(), paths.to_vec()));
     }
     write_rows(path, rows.ids, rows.target, &columns)
 }
@@ -152,10 +162,10 @@ pub fn write_scored(path: &Path, rows: &ScoredRows) -> Result<(), RunError> {
 /// Writes `image_name,target` rows, then the `columns` given (a header and a value per row),
 /// atomically. Scores are written in shortest round-trip form, so reading the file back gives
 /// the same numbers.
-fn write_rows(path: &Path, ids: &[String], scores: &[f64], columns: &[(&str, Vec<String>)]) -> Result<(), RunError> {
+fn write_rows<S: AsRef<str>>(path: &Path, ids: &[String], scores: &[f64], columns: &[(S, Vec<String>)]) -> Result<(), RunError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
-    let header: Vec<&str> = ["image_name", "target"].into_iter().chain(columns.iter().map(|(name, _)| *name)).collect();
+    let header: Vec<&str> = ["image_name", "target"].into_iter().chain(columns.iter().map(|(name, _)| name.as_ref())).collect();
     out.write_record(&header).map_err(fail)?;
     for (n, (id, score)) in ids.iter().zip(scores).enumerate() {
         let mut row = vec![id.clone(), score.to_string()];

@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use naevus_data::error::excerpt;
 use naevus_data::{DecodeError, DecodeFailure, DecodeLimits, Metadata, Record, Sex};
-use naevus_engine::TrainedRun;
+use naevus_engine::{LoadedModel, ModelInput};
 use naevus_engine::explain::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -38,7 +38,8 @@ const PAGE: &str = include_str!("page.html");
 #[derive(Clone)]
 pub struct AppState {
     pub model: Arc<ModelDescription>,
-    run: Arc<TrainedRun>,
+    /// The model itself, for decoding uploads and encoding metadata as its members do.
+    loaded: Arc<LoadedModel>,
     batcher: Batcher,
     pub metrics: Arc<Metrics>,
     token: Option<Arc<str>>,
@@ -55,7 +56,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         model: ModelDescription,
-        run: Arc<TrainedRun>,
+        loaded: Arc<LoadedModel>,
         batcher: Batcher,
         metrics: Arc<Metrics>,
         token: Option<String>,
@@ -65,7 +66,7 @@ impl AppState {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             model: Arc::new(model),
-            run,
+            loaded,
             batcher,
             metrics,
             token: token.map(Arc::from),
@@ -258,17 +259,18 @@ impl Drop for Counted {
     }
 }
 
-/// The explanation method asked for. In a query string `+` means a space, so an unescaped
-/// `gradcam++` arrives as `gradcam  `; both spellings are taken.
-/// The explanation asked for, when the model can give it.
+/// The explanation asked for, when the model (its first member, which explains) can give it.
 fn explain_method(state: &AppState, query: &PredictQuery) -> Result<Option<Method>, ApiError> {
     let method = parse_explain(query)?;
-    if method == Some(Method::Attention) && state.run.spec.attention_layers().is_empty() {
-        return Err(ApiError::bad_request(format!("explain: {} has no learned attention maps; ask for gradcam or gradcam++", state.run.spec.name)));
+    let spec = state.loaded.first().run.spec;
+    if method == Some(Method::Attention) && spec.attention_layers().is_empty() {
+        return Err(ApiError::bad_request(format!("explain: {} has no learned attention maps; ask for gradcam or gradcam++", spec.name)));
     }
     Ok(method)
 }
 
+/// The explanation method asked for. In a query string `+` means a space, so an unescaped
+/// `gradcam++` arrives as `gradcam  `; both spellings are taken.
 fn parse_explain(query: &PredictQuery) -> Result<Option<Method>, ApiError> {
     match query.explain.as_deref() {
         None | Some("") | Some("none") => Ok(None),
@@ -362,32 +364,35 @@ async fn score_upload(state: &AppState, upload: Upload, explain: Option<Method>,
     let metadata = upload.metadata.parse(what)?;
     let decode_start = Instant::now();
     let permit = state.decoding.clone().acquire_owned().await.map_err(|_| ApiError::overloaded())?;
-    let run = state.run.clone();
+    let loaded = state.loaded.clone();
     let limits = DecodeLimits { max_pixels: state.limits.max_pixels };
     let bytes = upload.bytes;
     let decoded = tokio::task::spawn_blocking(move || {
         let _permits = (permit, request);
-        run.decode_image(&bytes, &limits)
+        loaded.decode_image(&bytes, &limits)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("decoding: {e}")))?;
-    let image = decoded.map_err(|error| match error.downcast_ref::<DecodeError>() {
+    let pixels = decoded.map_err(|error| match error.downcast_ref::<DecodeError>() {
         Some(decode) => ApiError::undecodable(what, decode),
         None => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("{error:#}")),
     })?;
     let decode = decode_start.elapsed();
 
     let record = Record { id: "upload".into(), metadata: metadata.clone(), ..Record::default() };
-    let mut warnings = state.run.info.metadata_warnings(std::iter::once(&record));
-    let features = state.run.info.metadata.as_ref().map(|encoder| {
+    let mut warnings = state.loaded.metadata_warnings(std::iter::once(&record));
+    for encoder in state.loaded.members.iter().filter_map(|m| m.run.info.metadata.as_ref()) {
         if let Some(site) = &metadata.site
             && !encoder.sites.contains(site)
         {
-            warnings.push(format!("site \"{site}\" is not one this model knows ({}); it was read as unknown", encoder.sites.join(", ")));
+            let warning = format!("site \"{site}\" is not one this model knows ({}); it was read as unknown", encoder.sites.join(", "));
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
         }
-        encoder.encode(&record, 1)
-    });
-    let receiver = state.batcher.submit(image, features, explain).map_err(|_| ApiError::overloaded())?;
+    }
+    let input = ModelInput { pixels, metadata: state.loaded.metadata_of(Some(&record)) };
+    let receiver = state.batcher.submit(input, explain).map_err(|_| ApiError::overloaded())?;
     let scored = receiver
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the inference thread stopped"))?
@@ -445,6 +450,13 @@ impl Answer {
             "warnings": warnings,
             "batch_size": self.scored.batch_size,
         });
+        // An ensemble's members, and how far apart they lie: a wide spread is a reason for care.
+        if let Some(members) = &model.members {
+            value["members"] = json!({
+                "probabilities": members.iter().zip(&scores.members).map(|(m, p)| json!({ "name": m.name, "probability": p })).collect::<Vec<_>>(),
+                "spread": naevus_run::ensemble::spread(&scores.members),
+            });
+        }
         if let Some((explained, took)) = &self.scored.explanation {
             timings["explain"] = json!(ms(*took));
             value["explanation"] = json!({

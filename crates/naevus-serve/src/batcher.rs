@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use naevus_engine::ModelInput;
 use naevus_engine::explain::Method;
 use tokio::sync::oneshot;
 
@@ -30,10 +31,8 @@ pub struct Batching {
 
 /// One image to score.
 pub struct Job {
-    /// Square RGB at the model's input size.
-    pub image: Vec<u8>,
-    /// Its metadata features, for a metadata model.
-    pub metadata: Option<Vec<f32>>,
+    /// The image (and metadata features) as every member of the model takes it.
+    pub input: ModelInput,
     pub explain: Option<Method>,
     pub reply: oneshot::Sender<Result<Scored, String>>,
     pub enqueued: Instant,
@@ -71,9 +70,9 @@ impl Batcher {
     }
 
     /// Queues an image; the receiver gets its scores. Fails at once when the queue is full.
-    pub fn submit(&self, image: Vec<u8>, metadata: Option<Vec<f32>>, explain: Option<Method>) -> Result<oneshot::Receiver<Result<Scored, String>>, Overloaded> {
+    pub fn submit(&self, input: ModelInput, explain: Option<Method>) -> Result<oneshot::Receiver<Result<Scored, String>>, Overloaded> {
         let (reply, receiver) = oneshot::channel();
-        let job = Job { image, metadata, explain, reply, enqueued: Instant::now() };
+        let job = Job { input, explain, reply, enqueued: Instant::now() };
         // Counted before sending: the inference thread may take the job at once.
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(job) {
@@ -139,9 +138,8 @@ fn score_batch(model: &ServedModel, batch: Vec<Job>, metrics: &Metrics) {
     }
     metrics.batch(batch.len());
     let started = Instant::now();
-    let images: Vec<&[u8]> = batch.iter().map(|job| job.image.as_slice()).collect();
-    let metadata: Option<Vec<Vec<f32>>> = batch.iter().map(|job| job.metadata.clone()).collect();
-    let scored = std::panic::catch_unwind(AssertUnwindSafe(|| model.score(&images, metadata.as_deref())));
+    let inputs: Vec<ModelInput> = batch.iter().map(|job| job.input.clone()).collect();
+    let scored = std::panic::catch_unwind(AssertUnwindSafe(|| model.score(&inputs)));
     let inference = started.elapsed();
     let scores = match scored {
         Ok(Ok(scores)) => scores,
@@ -155,7 +153,7 @@ fn score_batch(model: &ServedModel, batch: Vec<Job>, metrics: &Metrics) {
             None => None,
             Some(method) => {
                 let start = Instant::now();
-                let explained = std::panic::catch_unwind(AssertUnwindSafe(|| model.explain(&job.image, job.metadata.as_deref(), method)));
+                let explained = std::panic::catch_unwind(AssertUnwindSafe(|| model.explain(&job.input, method)));
                 match explained {
                     Ok(Ok(explained)) => Some((explained, start.elapsed())),
                     Ok(Err(error)) => {
@@ -189,7 +187,7 @@ mod tests {
 
     fn job() -> (Job, oneshot::Receiver<Result<Scored, String>>) {
         let (reply, receiver) = oneshot::channel();
-        (Job { image: Vec::new(), metadata: None, explain: None, reply, enqueued: Instant::now() }, receiver)
+        (Job { input: ModelInput { pixels: Vec::new(), metadata: Vec::new() }, explain: None, reply, enqueued: Instant::now() }, receiver)
     }
 
     #[test]

@@ -88,9 +88,9 @@ pub fn serve(options: ServeOptions) -> Result<()> {
 async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let description = model.describe();
-    let run = model.run.clone();
+    let loaded = model.model.clone();
     let (batcher, worker) = batcher::start(model, options.batching, metrics.clone()).context("starting the inference thread")?;
-    let state = api::AppState::new(description, run, batcher, metrics, options.token.clone(), options.limits, options.cors_origin.clone());
+    let state = api::AppState::new(description, loaded, batcher, metrics, options.token.clone(), options.limits, options.cors_origin.clone());
     let app = api::router(state.clone());
 
     let listener = tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listening on {}", options.addr))?;
@@ -101,9 +101,12 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
     // Tests and scripts read this line to find the port.
     println!("listening on http://{addr}");
     eprintln!(
-        "serving {} ({} fold(s)); batches of up to {} images, {} ms wait; queue of {}; Ctrl-C or SIGTERM stops",
+        "serving {} ({}); batches of up to {} images, {} ms wait; queue of {}; Ctrl-C or SIGTERM stops",
         state.model.name,
-        state.model.folds.len(),
+        match &state.model.members {
+            Some(members) => members.iter().map(|m| format!("{}: {} fold(s)", m.name, m.folds)).collect::<Vec<_>>().join(", "),
+            None => format!("{} fold(s)", state.model.folds.len()),
+        },
         options.batching.max_batch,
         options.batching.max_wait.as_millis(),
         options.batching.queue

@@ -1,17 +1,16 @@
-//! The model being served: a [`TrainedRun`]'s fold ensemble with its calibration, its model
-//! card and the operating point its decisions are made at.
+//! The model being served: a [`LoadedModel`] (one run's fold ensemble, or an ensemble of
+//! runs) with its calibration, its model card and the operating point its decisions are made at.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use naevus_engine::TrainedRun;
+use naevus_engine::{LoadedModel, ModelInput};
 use naevus_engine::explain::Method;
-use naevus_models::Network;
 use naevus_report::ModelCard;
 use naevus_report::saliency::{overlay, rgb_png};
-use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard};
+use naevus_run::{Calibration, Checkpoint, DomainCheck};
 use serde::Serialize;
 
 /// Where the yes/no decision is made: the threshold that reached a sensitivity on the
@@ -80,6 +79,9 @@ pub struct ModelDescription {
     /// Class names of a multi-class model's outputs (None: one melanoma output).
     pub classes: Option<Vec<String>>,
     pub calibrated: bool,
+    /// An ensemble's members (None: one run); `name`, `folds` and `image_size` above are
+    /// then the first member's.
+    pub members: Option<Vec<MemberDescription>>,
     pub operating_point: Option<OperatingPoint>,
     pub card: Option<ModelCard>,
 }
@@ -87,10 +89,13 @@ pub struct ModelDescription {
 /// One image's probabilities.
 #[derive(Debug, Clone)]
 pub struct Scores {
-    /// Melanoma probability as served: calibrated when the model has a calibration.
+    /// Melanoma probability as served: calibrated when the model has a calibration (for an
+    /// ensemble, its members' combined).
     pub melanoma: f64,
     /// Every output's probability, uncalibrated (one per class for a multi-class model).
     pub outputs: Vec<f64>,
+    /// Each member's melanoma probability on its own scale (an ensemble's; one for a run).
+    pub members: Vec<f64>,
     /// What the out-of-domain guard says (None: the model has no guard).
     pub domain: Option<DomainCheck>,
 }
@@ -107,33 +112,43 @@ pub struct Explained {
     pub input_png: Vec<u8>,
 }
 
+/// One member of an ensemble, as GET /v1/model describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberDescription {
+    pub name: String,
+    pub model: String,
+    pub image_size: u32,
+    pub folds: usize,
+    pub weight: f64,
+    pub calibrated: bool,
+}
+
 /// A model loaded for serving.
 pub struct ServedModel {
-    pub run: Arc<TrainedRun>,
-    ensemble: Vec<Network>,
-    /// One out-of-domain guard per fold (None: the model has none for its weights).
-    guards: Option<Vec<DomainGuard>>,
+    pub model: Arc<LoadedModel>,
     operating_point: Option<OperatingPoint>,
     card: Option<ModelCard>,
-    checkpoint: Checkpoint,
     bundle_sha256: String,
 }
 
 impl ServedModel {
-    /// Opens the run or exported model in `dir` and loads every fold's `checkpoint`.
+    /// Opens the run or exported model (one run or an ensemble) in `dir` and loads every
+    /// fold's `checkpoint`.
     pub fn load(dir: &Path, checkpoint: Checkpoint, device: Option<&str>, choice: &OperatingPointChoice) -> Result<Self> {
-        let run = TrainedRun::open(dir, device)?;
-        if run.info.cache_size.is_none() {
-            bail!("{} does not record its cache's image size (trained by an older naevus); retrain it to serve it", dir.display());
+        let model = LoadedModel::open(dir, device, checkpoint)?;
+        if let Some(member) = model.members.iter().find(|m| m.run.info.cache_size.is_none()) {
+            bail!("{} does not record its cache's image size (trained by an older naevus); retrain it to serve it", member.run.path().display());
         }
-        let ensemble = run.ensemble(checkpoint)?;
-        let guards = run.guards(checkpoint)?;
-        if guards.is_none() {
+        if !model.has_guard() {
             eprintln!("warning: {} has no out-of-domain guard for its {} weights: every image will be scored as if it were dermoscopy; `naevus guard` fits one", dir.display(), checkpoint.name());
         }
         let card = match ModelCard::read(dir)? {
             Some(card) => Some(card),
-            None => match ModelCard::of_run(dir, &run.info.folds, checkpoint.name()) {
+            None if model.is_ensemble() => {
+                eprintln!("warning: the ensemble {} has no model card; `naevus export` makes one", dir.display());
+                None
+            }
+            None => match ModelCard::of_run(dir, &model.first().run.info.folds, checkpoint.name()) {
                 Ok(card) => Some(card),
                 Err(e) => {
                     eprintln!("warning: no model card for {} ({e:#}); `naevus export` makes a model with one", dir.display());
@@ -141,20 +156,26 @@ impl ServedModel {
                 }
             },
         };
-        let operating_point = operating_point(choice, card.as_ref(), run.calibration.as_ref())?;
-        let bundle_sha256 = run.dir.model_sha256(&run.info, checkpoint)?;
-        let model = Self { run: Arc::new(run), ensemble, guards, operating_point, card, checkpoint, bundle_sha256 };
-        model.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
-        Ok(model)
+        // An ensemble's card gives its thresholds on its own (combined) scale already.
+        let calibration = if model.is_ensemble() { None } else { model.first().run.calibration.as_ref() };
+        let operating_point = operating_point(choice, card.as_ref(), calibration)?;
+        let bundle_sha256 = if model.is_ensemble() {
+            naevus_run::ensemble::bundle_sha256(dir)?
+        } else {
+            let run = &model.first().run;
+            run.dir.model_sha256(&run.info, checkpoint)?
+        };
+        let served = Self { model: Arc::new(model), operating_point, card, bundle_sha256 };
+        served.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
+        Ok(served)
     }
 
     /// Scores one plain gray image, so that a model that cannot answer (weights gone bad, an
     /// input the network cannot take) is refused when the service starts, not on every request.
     fn answers(&self) -> Result<()> {
-        let side = self.run.input.image_size as usize;
-        let gray = vec![128u8; side * side * 3];
-        let metadata = self.run.info.metadata.as_ref().map(|encoder| vec![encoder.encode_unknown()]);
-        let scores = self.score(&[gray.as_slice()], metadata.as_deref())?;
+        let pixels = self.model.members.iter().map(|m| vec![128u8; (m.run.input.image_size as usize).pow(2) * 3]).collect();
+        let input = ModelInput { pixels, metadata: self.model.metadata_of(None) };
+        let scores = self.score(&[input])?;
         match scores.first() {
             Some(scores) if scores.melanoma.is_finite() && scores.outputs.iter().all(|p| p.is_finite()) => Ok(()),
             Some(scores) => bail!("its probability is not a finite number ({}): the weights are damaged", scores.melanoma),
@@ -163,51 +184,71 @@ impl ServedModel {
     }
 
     pub fn describe(&self) -> ModelDescription {
-        let info = &self.run.info;
+        let model = &self.model;
+        let first = &model.first().run;
+        let info = &first.info;
         let encoder = info.metadata.as_ref();
+        let members = model.is_ensemble().then(|| {
+            model
+                .members
+                .iter()
+                .map(|m| MemberDescription {
+                    name: m.name.clone(),
+                    model: m.run.info.model.clone(),
+                    image_size: m.run.input.image_size,
+                    folds: m.folds.len(),
+                    weight: m.weight,
+                    calibrated: m.run.calibration.is_some(),
+                })
+                .collect()
+        });
         ModelDescription {
-            name: info.model.clone(),
+            name: if model.is_ensemble() { format!("ensemble of {} ({})", model.members.len(), model.combination.name()) } else { info.model.clone() },
             naevus_version: env!("CARGO_PKG_VERSION").into(),
             trained_with: info.naevus_version.clone(),
             folds: info.folds.clone(),
-            checkpoint: self.checkpoint.name().into(),
-            image_size: self.run.input.image_size,
+            checkpoint: model.checkpoint.name().into(),
+            image_size: first.input.image_size,
             metadata_fields: encoder.map(|e| e.fields.iter().map(|f| f.name().to_string()).collect()).unwrap_or_default(),
             sites: encoder.map(|e| e.sites.clone()).unwrap_or_default(),
             site_vocabulary: naevus_data::metadata::SITES.iter().map(|s| s.to_string()).collect(),
             bundle_sha256: self.bundle_sha256.clone(),
             classes: (info.num_outputs > 1).then(|| info.classes.class_names().iter().map(|c| c.to_string()).collect()),
-            calibrated: self.run.calibration.is_some(),
+            calibrated: model.calibrated(),
+            members,
             operating_point: self.operating_point.clone(),
             card: self.card.clone(),
         }
     }
 
-    /// The probabilities of square RGB images at the model's input size, each with its
-    /// metadata features (for metadata models).
-    pub fn score(&self, images: &[&[u8]], metadata: Option<&[Vec<f32>]>) -> Result<Vec<Scores>> {
-        let scores = self.run.score_images(&self.ensemble, self.guards.as_deref(), images, metadata, 1)?;
-        let domain = scores.domain.map_or_else(|| vec![None; images.len()], |checks| checks.into_iter().map(Some).collect());
+    /// The probabilities of images, each as every member takes it.
+    pub fn score(&self, inputs: &[ModelInput]) -> Result<Vec<Scores>> {
+        let scores = self.model.score(inputs, 1)?;
+        let domain = scores.domain.map_or_else(|| vec![None; inputs.len()], |checks| checks.into_iter().map(Some).collect());
         Ok(scores
             .outputs
             .into_iter()
             .zip(scores.melanoma)
+            .zip(scores.members)
             .zip(domain)
-            .map(|((outputs, melanoma), domain)| Scores { melanoma, outputs, domain })
+            .map(|(((outputs, melanoma), members), domain)| Scores { melanoma, outputs, members, domain })
             .collect())
     }
 
     /// Whether the model can tell images outside its domain.
     pub fn has_guard(&self) -> bool {
-        self.guards.is_some()
+        self.model.has_guard()
     }
 
-    /// The regions of one image that raised the first fold's score most, as an overlay.
-    pub fn explain(&self, image: &[u8], metadata: Option<&[f32]>, method: Method) -> Result<Explained> {
-        let network = self.ensemble.first().context("the model has no folds")?;
-        let explanation = self.run.explain_with_metadata(network, &[image], metadata, method, None)?;
+    /// The regions of one image that raised the score of the first member's first fold most,
+    /// as an overlay.
+    pub fn explain(&self, input: &ModelInput, method: Method) -> Result<Explained> {
+        let member = self.model.first();
+        let network = member.folds.first().context("the model has no folds")?;
+        let image = &input.pixels[0];
+        let explanation = member.run.explain_with_metadata(network, &[image], input.metadata[0].as_deref(), method, None)?;
         let map = explanation.first().and_then(|e| e.maps.first()).context("the explanation has no map")?;
-        let side = self.run.input.image_size;
+        let side = member.run.input.image_size;
         Ok(Explained {
             method,
             layer: map.layer.clone(),
@@ -234,6 +275,10 @@ fn operating_point(choice: &OperatingPointChoice, card: Option<&ModelCard>, cali
         })),
         OperatingPointChoice::Sensitivity(percent) => {
             let Some(card) = card else { return Ok(None) };
+            if let Some(why) = card.ensemble.as_ref().and_then(|e| e.no_ensemble_figure.as_ref()) {
+                eprintln!("warning: the ensemble has no operating points of its own ({why}); decisions are left out unless --operating-point threshold-T is given");
+                return Ok(None);
+            }
             let name = format!("sensitivity {percent}%");
             let point = card.operating_points.iter().find(|p| p.name == name).with_context(|| format!("the model card has no \"{name}\" operating point"))?;
             let Some(raw) = point.threshold else {

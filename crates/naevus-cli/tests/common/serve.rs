@@ -10,6 +10,18 @@ use super::{fixtures, naevus, text};
 /// Prepares the ISIC 2017 fixtures at 32 px, trains a two-fold small CNN on them for one
 /// epoch and exports it to `dir/model`: a model bundle as a clinic gets it (with its card).
 pub fn trained_bundle(dir: &Path, extra_train_args: &[&str]) -> PathBuf {
+    let cache = fixture_cache(dir);
+    let mut args = vec!["--folds", "2"];
+    args.extend_from_slice(extra_train_args);
+    let run = fixture_run(dir, &cache, "run", &args);
+    let bundle = dir.join("model");
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    bundle
+}
+
+/// The ISIC 2017 fixtures (8 images) prepared at 32 px into `dir/cache`.
+pub fn fixture_cache(dir: &Path) -> PathBuf {
     let source = fixtures().join("isic2017");
     let cache = dir.join("cache");
     let out = naevus(&[
@@ -17,15 +29,31 @@ pub fn trained_bundle(dir: &Path, extra_train_args: &[&str]) -> PathBuf {
         source.join("images").to_str().unwrap(), "--size", "32", "--out", cache.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let run = dir.join("run");
-    let mut args = vec!["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--folds", "2", "--batch-size", "4", "--epochs", "1"];
-    args.extend_from_slice(extra_train_args);
+    cache
+}
+
+/// A small CNN trained for one epoch on `cache` into `dir/name`, with `extra` flags.
+pub fn fixture_run(dir: &Path, cache: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let run = dir.join(name);
+    let mut args = vec!["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap(), "--batch-size", "4", "--epochs", "1"];
+    args.extend_from_slice(extra);
     let out = naevus(&args);
     assert!(out.status.success(), "{}", text(&out));
-    let bundle = dir.join("model");
-    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+    run
+}
+
+/// Two small CNNs on the fixtures (two folds each, the same seed; 32 px and 24 px input)
+/// exported as one ensemble bundle, `dir/ensemble`, their weights 1 and 3.
+pub fn trained_ensemble(dir: &Path) -> PathBuf {
+    let cache = fixture_cache(dir);
+    let alpha = fixture_run(dir, &cache, "alpha", &["--folds", "2"]);
+    let beta = fixture_run(dir, &cache, "beta", &["--folds", "2", "--image-size", "24", "--lr", "0.003"]);
+    let ensemble = dir.join("ensemble");
+    let out = naevus(&[
+        "export", "--run", alpha.to_str().unwrap(), "--run", beta.to_str().unwrap(), "--weights", "1,3", "--out", ensemble.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    bundle
+    ensemble
 }
 
 /// The bundled sample (all 2,150 ISIC 2017 images, CC0) prepared at 48 px, a small CNN
