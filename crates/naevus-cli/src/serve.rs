@@ -19,7 +19,10 @@ use crate::run_args::WeightsArgs;
 /// (calibrated when the model has a calibration), the decision at the operating point, and
 /// with ?explain=gradcam++ an overlay. POST /v1/predict/batch takes several; GET /v1/model
 /// gives the model card, GET /healthz (503 once batches keep failing), GET /readyz (503 while
-/// at capacity) and GET /metrics (Prometheus) the service's state.
+/// the model loads or the service is at capacity), GET /openapi.json the API and GET /metrics
+/// (Prometheus) the service's state. The port opens before the model has loaded: until /readyz
+/// says ready, other requests get 503 with Retry-After. An ensemble bundle (`naevus export`
+/// of several runs) is served as one model, each answer with its members' probabilities.
 /// Concurrent images are batched (up to --max-batch, waiting at most --batch-wait-ms); when
 /// --queue images wait already, requests get 503 with Retry-After. A client gets
 /// --read-timeout-secs to send its request. SIGTERM or Ctrl-C stops after the requests in

@@ -183,3 +183,34 @@ fn every_route_is_documented_and_answers_as_documented_and_cors_is_opt_in() {
     let refused = common::naevus(&["serve", "--model", bundle.to_str().unwrap(), "--cors-origin", "*"]);
     assert!(!refused.status.success() && common::text(&refused).contains("--cors-origin takes one origin"), "{}", common::text(&refused));
 }
+
+#[test]
+fn while_the_model_loads_the_port_answers_that_it_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = trained_bundle(dir.path(), &[]);
+    // The load held back 3 s: long enough to look at the service meanwhile.
+    let mut server = Server::spawn(&bundle, &[], &[("NAEVUS_SERVE_LOAD_DELAY_MS", "3000")]);
+    let addr = server.addr.clone();
+    let doc: Value = serde_json::from_str(naevus_serve::api::OPENAPI).unwrap();
+    let health = get(&addr, "/healthz");
+    assert_eq!((health.status, health.json()["status"].as_str()), (200, Some("loading")), "{}", health.text());
+    check(&doc, "GET", "/healthz", &health);
+    let ready = get(&addr, "/readyz");
+    assert_eq!((ready.status, ready.json()["status"].as_str()), (503, Some("loading")), "{}", ready.text());
+    check(&doc, "GET", "/readyz", &ready);
+    let image = std::fs::read(fixtures().join("isic2017/images/ISIC_0000000.jpg")).unwrap();
+    let early = request(&addr, "POST", "/v1/predict", &[("Content-Type", "image/jpeg")], &image);
+    assert_eq!((early.status, early.json()["code"].as_str()), (503, Some("loading")), "{}", early.text());
+    assert_eq!(header(&early, "retry-after"), Some("1"));
+    check(&doc, "POST", "/v1/predict", &early);
+    check(&doc, "GET", "/v1/model", &get(&addr, "/v1/model"));
+    assert_eq!(get(&addr, "/openapi.json").status, 200, "the document is there from the start");
+
+    // Loaded: ready, and the same port answers predictions.
+    server.wait_until_ready();
+    assert_eq!(get(&addr, "/healthz").json()["status"], "ok");
+    let answer = request(&addr, "POST", "/v1/predict", &[("Content-Type", "image/jpeg")], &image);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    check(&doc, "POST", "/v1/predict", &answer);
+    server.terminate();
+}

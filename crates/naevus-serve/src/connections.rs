@@ -16,10 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets every connection finish
+/// Serves `app` on `listener` until `shutdown` resolves (the listener stays open, for the next
+/// router: the loading one hands over to the model's), then lets every connection finish
 /// the request it is answering within `grace`, and drops those still open after it.
 /// Returns how many connections had to be dropped.
-pub async fn serve_connections(listener: TcpListener, app: Router, header_timeout: Duration, grace: Duration, shutdown: impl Future<Output = ()>) -> usize {
+pub async fn serve_connections(listener: &TcpListener, app: Router, header_timeout: Duration, grace: Duration, shutdown: impl Future<Output = ()>) -> usize {
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -38,7 +39,6 @@ pub async fn serve_connections(listener: TcpListener, app: Router, header_timeou
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    drop(listener);
     let _ = stop.send(true);
     let finished = tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}

@@ -10,6 +10,7 @@ pub mod api;
 pub mod batcher;
 pub mod connections;
 pub mod cors;
+mod loading;
 pub mod metrics;
 pub mod model;
 pub mod token;
@@ -61,8 +62,9 @@ pub struct ServeOptions {
     pub cors_origin: Option<String>,
 }
 
-/// Loads the model, listens, and serves until SIGTERM or Ctrl-C, then finishes the requests
-/// in flight and returns.
+/// Listens, loads the model (answering /healthz and /readyz meanwhile, see [`loading`]), and
+/// serves until SIGTERM or Ctrl-C, then finishes the requests in flight and returns. A model
+/// that cannot be loaded ends it with the reason.
 pub fn serve(options: ServeOptions) -> Result<()> {
     if !options.addr.ip().is_loopback() && !options.allow_remote {
         bail!(
@@ -77,29 +79,62 @@ pub fn serve(options: ServeOptions) -> Result<()> {
     if let Some(origin) = &options.cors_origin {
         cors::check_origin(origin).map_err(anyhow::Error::msg)?;
     }
-    let model = ServedModel::load(&options.model, options.checkpoint, options.device.as_deref(), &options.operating_point)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the HTTP runtime")?;
-    let result = runtime.block_on(run(model, options));
-    // Decodes still running for clients that went away are not waited for long.
+    let result = runtime.block_on(run(options));
+    // Decodes still running for clients that went away (or a load cut short by a stop
+    // signal) are not waited for long.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }
 
-async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
+async fn run(options: ServeOptions) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listening on {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && options.token.is_none() {
+        eprintln!("warning: listening on {addr} without an access token: anyone who can reach it can use the model");
+    }
+    // Tests and scripts read this line to find the port; /readyz says when the model answers.
+    println!("listening on http://{addr}");
+    let read_timeout = Duration::from_secs(options.limits.read_timeout_secs);
+    // Requests under way get the time a client may take to send one, and a few seconds to
+    // be scored; connections still open then are dropped.
+    let grace = read_timeout + SHUTDOWN_SCORING_GRACE;
+
+    // While the model loads, the port answers that it is loading (see [`loading`]).
+    let (stop_signal, mut stopped_by_signal) = tokio::sync::oneshot::channel::<()>();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_signal.send(());
+    });
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel::<()>();
+    let loading_app = loading::router(options.model.display().to_string());
+    let load_options = options.clone();
+    let loading = tokio::task::spawn_blocking(move || {
+        loading::test_delay();
+        let model = ServedModel::load(&load_options.model, load_options.checkpoint, load_options.device.as_deref(), &load_options.operating_point);
+        let _ = loaded_tx.send(());
+        model
+    });
+    let signalled = std::sync::atomic::AtomicBool::new(false);
+    let stop_loading = async {
+        tokio::select! {
+            _ = loaded_rx => {}
+            _ = &mut stopped_by_signal => signalled.store(true, std::sync::atomic::Ordering::Relaxed),
+        }
+    };
+    connections::serve_connections(&listener, loading_app, read_timeout, grace, stop_loading).await;
+    if signalled.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("stopped while loading the model");
+        return Ok(());
+    }
+    let model = loading.await.context("loading the model")??;
+
     let metrics = Arc::new(metrics::Metrics::default());
     let description = model.describe();
     let loaded = model.model.clone();
     let (batcher, worker) = batcher::start(model, options.batching, metrics.clone()).context("starting the inference thread")?;
     let state = api::AppState::new(description, loaded, batcher, metrics, options.token.clone(), options.limits, options.cors_origin.clone());
     let app = api::router(state.clone());
-
-    let listener = tokio::net::TcpListener::bind(options.addr).await.with_context(|| format!("listening on {}", options.addr))?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && options.token.is_none() {
-        eprintln!("warning: listening on {addr} without an access token: anyone who can reach it can use the model");
-    }
-    // Tests and scripts read this line to find the port.
-    println!("listening on http://{addr}");
     eprintln!(
         "serving {} ({}); batches of up to {} images, {} ms wait; queue of {}; Ctrl-C or SIGTERM stops",
         state.model.name,
@@ -111,11 +146,12 @@ async fn run(model: ServedModel, options: ServeOptions) -> Result<()> {
         options.batching.max_wait.as_millis(),
         options.batching.queue
     );
-    let read_timeout = Duration::from_secs(options.limits.read_timeout_secs);
-    // Requests under way get the time a client may take to send one, and a few seconds to
-    // be scored; connections still open then are dropped.
-    let grace = read_timeout + SHUTDOWN_SCORING_GRACE;
-    let dropped = connections::serve_connections(listener, app, read_timeout, grace, shutdown_signal()).await;
+    let stop = async move {
+        let _ = stopped_by_signal.await;
+    };
+    let dropped = connections::serve_connections(&listener, app, read_timeout, grace, stop).await;
+    drop(listener);
+    signals.abort();
     if dropped > 0 {
         eprintln!("dropped {dropped} connection(s) still open {} s after the stop signal", grace.as_secs());
     }

@@ -97,12 +97,20 @@ pub struct Server {
 
 impl Server {
     /// Starts `naevus serve --model MODEL --addr 127.0.0.1:0 EXTRA...` and waits until it
-    /// says where it listens.
+    /// says where it listens and its model is ready.
     pub fn start(model: &Path, extra: &[&str]) -> Server {
         Self::start_with_env(model, extra, &[])
     }
 
     pub fn start_with_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Self::spawn(model, extra, env);
+        server.wait_until_ready();
+        server
+    }
+
+    /// Starts the server and waits only until it says where it listens: its model may still
+    /// be loading.
+    pub fn spawn(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_naevus"));
         command.args(["serve", "--model", model.to_str().unwrap(), "--addr", "127.0.0.1:0"]).args(extra);
         for (name, value) in env {
@@ -124,6 +132,19 @@ impl Server {
         // Keep reading stdout so that the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { addr, child }
+    }
+
+    /// Waits until /readyz answers 200 (the port opens before the model has loaded). Panics
+    /// when the process ends first or two minutes pass.
+    pub fn wait_until_ready(&mut self) {
+        let started = std::time::Instant::now();
+        while super::http::get(&self.addr, "/readyz").status != 200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("naevus serve ended ({status}) before its model was ready");
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(120), "naevus serve was not ready within 120 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the process to end; returns its exit status.

@@ -167,7 +167,7 @@ pub(super) fn ensemble_markdown(ensemble: Option<&EnsembleCard>) -> String {
         md += &format!("| {} | {} | {} px | {} | {:.2} | {auc} |\n", m.name, m.model, m.image_size, m.folds, m.weight);
     }
     md += &match &ensemble.no_ensemble_figure {
-        None => "\nThe validation figures and operating points above are the ensemble's own, out of fold: the members were trained on \
+        None => "\nThe validation figures and operating points below are the ensemble's own, out of fold: the members were trained on \
                  the same folds, so each image's combined score comes from models that did not train on it.\n"
             .to_string(),
         Some(why) => format!("\nThe ensemble has no out-of-fold figure and no operating points of its own: {why}.\n"),
