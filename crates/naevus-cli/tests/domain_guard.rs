@@ -116,4 +116,26 @@ fn the_guard_refuses_made_up_images_and_passes_held_out_dermoscopy_everywhere() 
     assert_eq!(inside["domain"]["within"], true, "{inside}");
     assert!(inside["decision"]["positive"].is_boolean(), "{inside}");
     server.terminate();
+
+    // An ensemble checks every member's guards: an image is inside only when all say so.
+    let ensemble = dir.path().join("ensemble");
+    let out = naevus(&["export", "--run", run.to_str().unwrap(), "--run", run.to_str().unwrap(), "--out", ensemble.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = dir.path().join("ensemble.csv");
+    let out = naevus(&["predict", "--run", ensemble.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--images", text_image.to_str().unwrap(), images[1].as_str()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = in_domain(&csv);
+    assert_eq!(rows.iter().map(|(_, inside)| *inside).collect::<Vec<_>>(), [false, true], "{rows:?}");
+
+    // A guard fitted for another model (here: one feature short) is refused by name, not
+    // turned into "outside" for every image.
+    let fold = naevus_run::RunDir::new(&bundle).fold("fold-0");
+    let mut guard = naevus_run::DomainGuard::read(&fold).unwrap().unwrap();
+    let dimension = guard.features.dimension() - 1;
+    guard.features.means.iter_mut().for_each(|mean| mean.truncate(dimension));
+    guard.features.cholesky.truncate(dimension * (dimension + 1) / 2);
+    guard.write(&fold).unwrap();
+    let out = naevus(&["predict", "--run", bundle.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--images", images[1].as_str()]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("fold-0/guard.bin: the guard measures") && text(&out).contains("fitted for another model"), "{}", text(&out));
 }

@@ -139,8 +139,11 @@ impl TrainedRun {
     /// in `items`, from each fold's features of the image as stored.
     pub fn check_cache(&self, ensemble: &[Network], guards: &[DomainGuard], cache: &Arc<Cache>, items: &[usize]) -> Result<Vec<DomainCheck>> {
         let mut distances = vec![Vec::with_capacity(ensemble.len()); items.len()];
-        for (model, guard) in ensemble.iter().zip(guards) {
+        for ((model, guard), fold) in ensemble.iter().zip(guards).zip(&self.info.folds) {
             let inputs = cache_guard_inputs(model, cache, items, &self.input, &self.device)?;
+            if let (Some(features), Some(statistics)) = (inputs.features.first(), inputs.statistics.first()) {
+                self.check_guard(fold, guard, features.len(), statistics.len())?;
+            }
             for ((image, features), statistics) in distances.iter_mut().zip(&inputs.features).zip(&inputs.statistics) {
                 image.push(guard.relative_distance(features, statistics));
             }
@@ -173,6 +176,22 @@ impl TrainedRun {
                 bad,
                 probs.len(),
                 self.dir.fold(fold).path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// An error naming the fold's guard.bin when it measures other features than the
+    /// network and the input path give (a guard fitted for another model): its distances
+    /// would be NaN, and every image would be called outside the domain without a reason.
+    fn check_guard(&self, fold: &str, guard: &DomainGuard, features: usize, statistics: usize) -> Result<()> {
+        let (expected_features, expected_statistics) = (guard.features.dimension(), guard.statistics.dimension());
+        if (expected_features, expected_statistics) != (features, statistics) {
+            bail!(
+                "{}: the guard measures {expected_features} network features and {expected_statistics} image statistics, but this \
+                 model gives {features} and {statistics}: it was fitted for another model; fit it again with `naevus guard --run {}`",
+                self.dir.fold(fold).path.join(naevus_run::guard::GUARD_FILE).display(),
+                self.path().display()
             );
         }
         Ok(())
@@ -281,6 +300,9 @@ impl TrainedRun {
                     }
                     // The guard measures the image as it is, not its test-time views.
                     if let (0, Some(guard)) = (view, guards.and_then(|g| g.get(k))) {
+                        if let (Some(row), Some(image)) = (features.first(), statistics.get(first)) {
+                            self.check_guard(fold, guard, row.len(), image.len())?;
+                        }
                         for ((image, row), statistics) in distances[first..].iter_mut().zip(&features).zip(&statistics[first..]) {
                             image.push(guard.relative_distance(row, statistics));
                         }
