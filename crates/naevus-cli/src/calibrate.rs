@@ -15,7 +15,8 @@ pub struct Args {
     /// Run directory (from `naevus train`).
     #[arg(long)]
     run: PathBuf,
-    /// Held-out predictions with labels: image_name,target,label (default: RUN/oof.csv).
+    /// Held-out predictions with labels: image_name,prediction (or target),label (default:
+    /// RUN/oof.csv).
     #[arg(long)]
     predictions: Option<PathBuf>,
 }

@@ -1,10 +1,9 @@
 //! `naevus evaluate`: score a prediction CSV against labels.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use naevus_data::error::excerpt;
-use naevus_metrics::BinaryReport;
 use naevus_report::EvaluationReport;
 use naevus_run::{Predictions, Truth};
 
@@ -34,9 +33,12 @@ pub struct Args {
     /// Bootstrap resamples for the 95% intervals (0 skips them), at most 100000.
     #[arg(long, default_value_t = 1000)]
     bootstrap: usize,
-    /// Directory to write metrics.json into.
+    /// Directory to write metrics.json into (every metric as {value, ci95}, counts, by source).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Print metrics.json's fields on standard output instead of the table, for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Most bootstrap resamples: 100 times the usual 1000, already minutes on a large set; each
@@ -59,11 +61,16 @@ pub fn run(args: Args) -> Result<()> {
     let predictions = Predictions::read(&args.pred)?;
     let truth = Truth::read(&args.truth)?;
     let report = evaluate_full(&predictions, &truth, args.threshold, args.bootstrap)?;
-    print_table(&report);
+    if args.json {
+        naevus_report::write_metrics_json(Path::new("-"), &report)?;
+    } else {
+        print_table(&report);
+    }
     if let Some(out) = &args.out {
         let path = out.join("metrics.json");
-        naevus_run::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        println!("wrote {}", path.display());
+        naevus_report::write_metrics_json(&path, &report)?;
+        // With --json standard output carries the JSON alone.
+        if args.json { eprintln!("wrote {}", path.display()) } else { println!("wrote {}", path.display()) }
     }
     Ok(())
 }
@@ -124,21 +131,6 @@ pub fn print_table(r: &EvaluationReport) {
     }
     let c = &r.binary.confusion;
     println!("confusion at threshold {}: predicted melanoma / benign", r.binary.threshold);
-    println!("    melanoma  {:>8} / {:<8}", c.tp, c.fn_);
-    println!("    benign    {:>8} / {:<8}", c.fp, c.tn);
-}
-
-/// Prints the metric table.
-pub fn print_report(r: &BinaryReport) {
-    println!("images       {} ({} melanoma)", r.n, r.positives);
-    println!("ROC AUC      {:.4}  (95% CI {:.4} to {:.4}, bootstrap)", r.auc, r.auc_ci95.0, r.auc_ci95.1);
-    println!("log loss     {:.4}", r.log_loss);
-    println!("at threshold {}:", r.threshold);
-    println!("  accuracy    {:.4}", r.accuracy);
-    println!("  sensitivity {:.4}", r.sensitivity);
-    println!("  specificity {:.4}", r.specificity);
-    let c = &r.confusion;
-    println!("  confusion   predicted melanoma / benign");
     println!("    melanoma  {:>8} / {:<8}", c.tp, c.fn_);
     println!("    benign    {:>8} / {:<8}", c.fp, c.tn);
 }

@@ -12,6 +12,7 @@ mod evaluate;
 mod explain;
 mod export;
 mod guard;
+mod merge;
 mod predict;
 mod prepare;
 mod quickstart;
@@ -56,6 +57,7 @@ enum Command {
     Crop(crop::Args),
     Export(export::Args),
     Ensemble(ensemble::Args),
+    Merge(merge::Args),
     Serve(serve::Args),
     Report(report::Args),
     Quickstart(quickstart::Args),
@@ -100,6 +102,7 @@ fn main() {
         Command::Crop(args) => crop::run(args),
         Command::Export(args) => export::run(args),
         Command::Ensemble(args) => ensemble::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Report(args) => report::run(args),
         Command::Quickstart(args) => quickstart::run(args),

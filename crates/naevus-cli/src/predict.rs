@@ -10,6 +10,7 @@ use naevus_data::{Cache, DecodeLimits, Metadata, Record, Split};
 use naevus_engine::{LoadedModel, ModelInput, ModelScores, TrainedRun};
 use naevus_engine::predict::MAX_TTA;
 use naevus_run::predictions::ScoredRows;
+use naevus_run::shard::{Shard, ShardRecord};
 
 use crate::bounded::whole;
 use crate::run_args::RunArgs;
@@ -63,6 +64,19 @@ pub struct Args {
     /// Score only the images of this split of the cache: train, val or test.
     #[arg(long)]
     split: Option<Split>,
+    /// Score only this process's share of the images, for a job spread over machines: K/N
+    /// takes every N-th image from the K-th (0-based) of the job's list (the cache's order,
+    /// or the files as found); env/N takes K from JOB_COMPLETION_INDEX (a Kubernetes Indexed
+    /// Job) or SLURM_ARRAY_TASK_ID (a Slurm array run with --array=0-(N-1)). OUT.shard.json
+    /// beside the CSV records the share; `naevus merge` joins the shards' CSVs and checks
+    /// that every image was scored exactly once.
+    #[arg(long, conflicts_with = "oof")]
+    shard: Option<String>,
+    /// Print the closing summary as JSON, for scripts (on standard output; on standard error
+    /// when `--out -` carries the CSV): with --oof the fields of metrics.json, otherwise
+    /// what was written (images, skipped, outside the domain, model, scale).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -72,9 +86,13 @@ pub fn run(args: Args) -> Result<()> {
     if args.oof {
         return predict_out_of_fold(&args);
     }
+    let shard = args.shard.as_deref().map(|text| Shard::parse(text, |name| std::env::var(name).ok())).transpose()?;
+    if shard.is_some() && args.out == Path::new("-") {
+        bail!("--shard writes OUT.shard.json beside its CSV for `naevus merge`: give --out a file, not standard output");
+    }
     let model = args.run.load()?;
     if !args.images.is_empty() {
-        return predict_files(&model, &args);
+        return predict_files(&model, &args, shard);
     }
     let data = args.data.clone().context("--data is required (the prepared cache of the images to score)")?;
     let cache = Arc::new(Cache::open(&data).with_context(|| format!("opening cache {}", data.display()))?);
@@ -84,6 +102,9 @@ pub fn run(args: Args) -> Result<()> {
     if items.is_empty() {
         bail!("no images to score in {} (split {})", data.display(), split.map_or("any".to_string(), |s| s.to_string()));
     }
+    let all_ids: Vec<String> = items.iter().map(|&i| cache.records()[i].id.clone()).collect();
+    let (positions, record) = share(shard, &all_ids);
+    let items: Vec<usize> = positions.into_iter().map(|p| items[p]).collect();
     for warning in model.metadata_warnings(items.iter().map(|&i| &cache.records()[i])) {
         eprintln!("{warning}");
     }
@@ -95,6 +116,9 @@ pub fn run(args: Args) -> Result<()> {
     let members = names.as_deref().map(|names| (names, scores.members.as_slice()));
     let rows = ScoredRows { ids: &ids, target, uncalibrated, domain: scores.domain.as_deref(), paths: None, members };
     naevus_run::predictions::write_scored(&args.out, &rows)?;
+    if let Some(record) = record {
+        ShardRecord { scored: ids.len(), ..record }.write(&args.out)?;
+    }
     let outside = scores.domain.as_deref().map_or(String::new(), outside_the_domain);
     let line = format!(
         "wrote {} predictions ({}, tta {}, {}) to {}{outside}",
@@ -104,7 +128,8 @@ pub fn run(args: Args) -> Result<()> {
         scale(&model, args.uncalibrated),
         destination(&args.out)
     );
-    summary(&args.out, line);
+    let written = written_summary(&args, &model, ids.len(), 0, scores.domain.as_deref());
+    summary(&args, line, written);
     Ok(())
 }
 
@@ -132,10 +157,19 @@ fn predict_out_of_fold(args: &Args) -> Result<()> {
     let mut line = format!("wrote {} out-of-fold predictions (tta {}) to {}; out-of-fold AUC {auc:.4}", items.len(), args.tta, destination(&args.out));
     let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
     let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
-    for source in naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)? {
+    let by_source = naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)?;
+    for source in &by_source {
         line += &format!("\n  {}", source.describe());
     }
-    summary(&args.out, line);
+    // The fields of metrics.json, as `naevus evaluate --json` prints them.
+    let document = if args.json {
+        let mut report = naevus_report::evaluate_scores(&probs, &labels, Some(&groups), 0.5, 1000, 0)?;
+        report.by_source = by_source;
+        naevus_report::metrics_document(&report)
+    } else {
+        serde_json::Value::Null
+    };
+    summary(args, line, document);
     Ok(())
 }
 
@@ -150,24 +184,32 @@ struct ImageFile {
 
 /// `predict --images`: scores image files with the model and writes the same CSV,
 /// with a `path` column.
-fn predict_files(model: &LoadedModel, args: &Args) -> Result<()> {
+fn predict_files(model: &LoadedModel, args: &Args, shard: Option<Shard>) -> Result<()> {
     let (files, unnamed) = image_files(&args.images)?;
     if files.is_empty() {
         bail!("no JPEG or PNG files among {}", args.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
+    let all_ids: Vec<String> = files.iter().map(|f| f.id.clone()).collect();
+    let (positions, record) = share(shard, &all_ids);
+    let files: Vec<&ImageFile> = positions.into_iter().map(|p| &files[p]).collect();
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     let decoded = model.load_images(&paths, &DecodeLimits { max_pixels: args.max_pixels })?;
-    let (mut kept, mut pixels) = (Vec::new(), Vec::new());
+    let (mut kept, mut pixels, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
     for (file, image) in files.iter().zip(decoded) {
         match image {
             Ok(image) => {
-                kept.push(file);
+                kept.push(*file);
                 pixels.push(image);
             }
-            Err(reason) => eprintln!("skipping {reason}"),
+            Err(reason) => {
+                eprintln!("skipping {reason}");
+                unreadable.push(file.id.clone());
+            }
         }
     }
-    if kept.is_empty() {
+    // A shard writes its CSV and record even when none of its images could be read (or it
+    // had none), so that the merge can account for it.
+    if kept.is_empty() && record.is_none() {
         bail!("none of the {} images could be read", files.len());
     }
     let records: Vec<Record> = kept.iter().map(|f| Record { id: f.id.clone(), metadata: f.metadata.clone(), ..Record::default() }).collect();
@@ -186,17 +228,23 @@ fn predict_files(model: &LoadedModel, args: &Args) -> Result<()> {
     let members = names.as_deref().map(|names| (names, scores.members.as_slice()));
     let rows = ScoredRows { ids: &ids, target, uncalibrated, domain: scores.domain.as_deref(), paths: Some(&shown), members };
     naevus_run::predictions::write_scored(&args.out, &rows)?;
+    if let Some(record) = record {
+        ShardRecord { scored: ids.len(), unreadable, ..record }.write(&args.out)?;
+    }
+    let skipped = files.len() - ids.len() + unnamed;
+    let written = written_summary(args, model, ids.len(), skipped, scores.domain.as_deref());
     summary(
-        &args.out,
+        args,
         format!(
             "wrote {} predictions ({}, {}; {} file(s) skipped) to {}{}",
             ids.len(),
             model.describe(),
             scale(model, args.uncalibrated),
-            files.len() - ids.len() + unnamed,
+            skipped,
             destination(&args.out),
             scores.domain.as_deref().map_or(String::new(), outside_the_domain)
         ),
+        written,
     );
     Ok(())
 }
@@ -211,6 +259,24 @@ fn on_scale<'a>(model: &LoadedModel, scores: &'a ModelScores, keep_uncalibrated:
     } else {
         (&scores.melanoma, None)
     }
+}
+
+/// The positions of `ids` (the whole job's images) that are this shard's (all of them without
+/// --shard), and its record so far.
+fn share(shard: Option<Shard>, ids: &[String]) -> (Vec<usize>, Option<ShardRecord>) {
+    let Some(shard) = shard else { return ((0..ids.len()).collect(), None) };
+    let positions: Vec<usize> = (0..ids.len()).filter(|&p| shard.keeps(p)).collect();
+    let record = ShardRecord {
+        shard: shard.index,
+        shards: shard.count,
+        inputs_sha256: naevus_run::shard::inputs_sha256(ids),
+        images_in_all: ids.len(),
+        assigned: positions.len(),
+        scored: 0,
+        unreadable: Vec::new(),
+    };
+    eprintln!("shard {} of {}: {} of the job's {} images", shard.index, shard.count, positions.len(), ids.len());
+    (positions, Some(record))
 }
 
 /// An ensemble's member names, for its member columns (None: one run).
@@ -240,13 +306,29 @@ fn outside_the_domain(domain: &[naevus_run::DomainCheck]) -> String {
     format!("; {outside} of {} outside the model's domain (in_domain = false: their scores mean little)", domain.len())
 }
 
-/// Prints the closing line: on stderr when standard output carries the CSV (`--out -`).
-fn summary(out: &Path, line: String) {
-    if out == Path::new("-") {
-        eprintln!("{line}");
+/// Prints the closing line, or with --json `json`: on stderr when standard output carries
+/// the CSV (`--out -`).
+fn summary(args: &Args, line: String, json: serde_json::Value) {
+    let text = if args.json { serde_json::to_string_pretty(&json).unwrap_or_default() } else { line };
+    if args.out == Path::new("-") {
+        eprintln!("{text}");
     } else {
-        println!("{line}");
+        println!("{text}");
     }
+}
+
+/// What `--json` says of predictions written (the closing line's facts).
+fn written_summary(args: &Args, model: &LoadedModel, images: usize, skipped: usize, domain: Option<&[naevus_run::DomainCheck]>) -> serde_json::Value {
+    serde_json::json!({
+        "out": destination(&args.out),
+        "images": images,
+        "skipped": skipped,
+        "outside_domain": domain.map(|d| d.iter().filter(|c| !c.within).count()),
+        "model": model.describe(),
+        "scale": scale(model, args.uncalibrated),
+        "tta": args.tta,
+        "shard": args.shard,
+    })
 }
 
 /// How the closing line names --out.

@@ -59,14 +59,16 @@ pub fn run(args: Args) -> Result<()> {
     let report = naevus_engine::train::train(cache, start, &run_dir, &[])?;
 
     println!("3/3 evaluating the best checkpoint on the validation split");
-    let metrics = std::fs::read_to_string(naevus_run::RunDir::new(&run_dir).metrics_json()).context("reading the run's metrics.json")?;
-    let metrics: naevus_metrics::BinaryReport = serde_json::from_str(&metrics)?;
-    crate::evaluate::print_report(&metrics);
+    // The table `naevus evaluate` prints for the run's validation predictions.
+    let predictions = naevus_run::Predictions::read(&naevus_run::RunDir::new(&run_dir).oof_csv())?;
+    let metrics = crate::evaluate::evaluate_full(&predictions, &naevus_run::Truth::read(&cache_dir)?, 0.5, 1000)?;
+    crate::evaluate::print_table(&metrics);
+    let b = &metrics.binary;
     println!(
         "validation AUC {:.3} (95% CI {:.3} to {:.3}) in {:.0} s; run directory: {}",
-        metrics.auc,
-        metrics.auc_ci95.0,
-        metrics.auc_ci95.1,
+        b.auc,
+        b.auc_ci95.0,
+        b.auc_ci95.1,
         report.seconds,
         run_dir.display()
     );

@@ -166,8 +166,13 @@ fn train_predict_evaluate_end_to_end() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("ROC AUC"), "{}", text(&out));
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["n"], 8);
-    assert_eq!(metrics["positives"], 3);
+    assert_eq!(metrics["images"], 8);
+    assert_eq!(metrics["melanomas"], 3);
+    // --json prints the same fields on standard output, alone.
+    let out = naevus(&["evaluate", "--pred", predictions.to_str().unwrap(), "--truth", cache.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("standard output is the JSON alone");
+    assert_eq!(printed, metrics);
 
     // A second train into the same directory refuses rather than overwriting.
     let out = naevus(&["train", "--data", cache.to_str().unwrap(), "--out", run.to_str().unwrap()]);

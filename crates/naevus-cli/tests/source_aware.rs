@@ -94,12 +94,12 @@ fn source_balanced_training_selects_by_the_named_source_and_reports_every_source
 
     // Every image is validated once, with its source; the figures are broken down by source.
     let oof = std::fs::read_to_string(run.join("oof.csv")).unwrap();
-    assert!(oof.starts_with("image_name,target,label,fold,source\n"), "{oof}");
+    assert!(oof.starts_with("image_name,prediction,label,fold,source\n"), "{oof}");
     assert_eq!(oof.lines().filter(|l| l.ends_with(",clinic-a")).count(), 8);
     assert_eq!(oof.lines().filter(|l| l.ends_with(",clinic-b")).count(), 8);
-    let by_source = json(&run.join("metrics_by_source.json"));
+    let by_source = json(&run.join("metrics.json"))["by_source"].clone();
     assert_eq!(by_source.as_array().unwrap().len(), 2);
-    assert!(by_source[0]["auc_ci95"].is_array(), "{by_source}");
+    assert!(by_source[0]["roc_auc"]["ci95"].is_array(), "{by_source}");
     assert!(printed.contains("  clinic-a: AUC ") && printed.contains("  clinic-b: AUC "), "{printed}");
     let out = naevus(&["evaluate", "--pred", run.join("oof.csv").to_str().unwrap(), "--truth", both.to_str().unwrap(), "--bootstrap", "50"]);
     assert!(out.status.success() && text(&out).contains("by source:\n  clinic-a: AUC "), "{}", text(&out));

@@ -11,6 +11,7 @@
 pub mod ensemble;
 pub mod error;
 pub mod evaluation;
+pub mod metrics_json;
 pub mod model_card;
 pub mod plots;
 pub mod report;
@@ -20,6 +21,7 @@ pub mod saliency;
 pub use ensemble::{Mode, combine, normalized_ranks};
 pub use error::ReportError;
 pub use model_card::ModelCard;
+pub use metrics_json::{METRICS_FORMAT, metrics_document, write_metrics_json};
 pub use evaluation::{EvaluationReport, Estimate, OperatingEstimate, TableRow, evaluate_scores, table_rows};
 pub use naevus_run::{Predictions, read_predictions, write_predictions};
 pub use report::{ReportOptions, ReportSummary, write_report};

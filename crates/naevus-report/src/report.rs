@@ -214,8 +214,7 @@ pub fn write_report(options: &ReportOptions) -> Result<ReportSummary, ReportErro
         write_file(&path, bytes)?;
         png_paths.push(path);
     }
-    let json = serde_json::to_string_pretty(&metrics).map_err(|e| ReportError::Invalid(format!("serialising metrics: {e}")))?;
-    write_file(&options.out.join("metrics.json"), json.as_bytes())?;
+    crate::metrics_json::write_metrics_json(&options.out.join("metrics.json"), &metrics)?;
     let html = render_html(&run, &pred_path, &metrics, &subgroups, subgroup_note.as_deref(), &pngs);
     let html_path = options.out.join("report.html");
     write_file(&html_path, html.as_bytes())?;

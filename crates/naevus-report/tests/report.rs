@@ -121,7 +121,7 @@ fn report_of_a_synthetic_run() {
         }
     }
     let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    assert!(metrics["auc"].as_f64().is_some() && metrics["average_precision"]["ci95"].is_array());
+    assert!(metrics["metrics"]["roc_auc"]["value"].as_f64().is_some() && metrics["metrics"]["average_precision"]["ci95"].is_array());
 
     // --pred: a CSV without labels is scored with the cache's labels.
     let pred = dir.path().join("pred.csv");

@@ -107,11 +107,6 @@ impl RunDir {
         self.path.join("metrics.json")
     }
 
-    /// The out-of-fold AUC of each source, with intervals, when oof.csv holds several.
-    pub fn metrics_by_source_json(&self) -> PathBuf {
-        self.path.join("metrics_by_source.json")
-    }
-
     pub fn class_metrics_json(&self) -> PathBuf {
         self.path.join("class_metrics.json")
     }

@@ -15,10 +15,11 @@
 //!                        fold stands ([`FoldState`]), the final weights and the optimiser (resume)
 //!     val_predictions.csv  validation predictions of the best epoch
 //!     guard.bin          the out-of-domain guard of the best weights ([`DomainGuard`])
-//!   oof.csv              out-of-fold (or validation) predictions: image_name,target,label,fold
+//!   oof.csv              out-of-fold (or validation) predictions: image_name,prediction,label,fold,source
 //!   oof_classes.csv      for diagnosis classes: image_name,fold,class,p_<class>... of the same images
 //!   class_metrics.json   ... and their accuracy, balanced accuracy and macro AUC
-//!   metrics.json         validation metrics of oof.csv
+//!   metrics.json         validation metrics of oof.csv, every one {value, ci95}, by source too
+//!                        (naevus-report's `metrics_document`)
 //!   calibration.json     temperature fitted on oof.csv ([`Calibration`], predict, explain and the service)
 //!   guard_check.json     how the guards tell made-up non-dermoscopy images apart ([`GuardCheck`])
 //! ```
@@ -38,6 +39,7 @@ pub mod info;
 pub mod predictions;
 pub mod recipe;
 pub mod sealed;
+pub mod shard;
 pub mod source_options;
 pub mod text_limits;
 pub mod truth;

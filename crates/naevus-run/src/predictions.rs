@@ -1,6 +1,7 @@
-//! The predictions CSV, `image_name,target` (the SIIM-ISIC submission format), optionally
-//! with `label` (0/1 truth) and `fold` columns as in a run's oof.csv: its one reader and its
-//! one writer. Columns are found by name, in any order, among any others.
+//! The predictions CSV, `image_name,target` (the SIIM-ISIC submission format), or a run's
+//! oof.csv, `image_name,prediction,label,fold,source` (`prediction`, since in ISIC's CSVs
+//! `target` is the truth): its one reader and its one writer. Columns are found by name, in
+//! any order, among any others.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,8 @@ use crate::write_atomic;
 
 /// Names accepted for the image id column.
 pub const ID_COLUMNS: &[&str] = &["image_name", "image_id", "image"];
-/// Names accepted for the score column.
-pub const SCORE_COLUMNS: &[&str] = &["target", "score", "probability"];
+/// Names accepted for the score column; `prediction` is taken first wherever it is.
+pub const SCORE_COLUMNS: &[&str] = &["prediction", "target", "score", "probability"];
 
 /// The rows of one prediction file, in file order.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +52,10 @@ impl Predictions {
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(open_bounded(path)?);
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
         let id_col = require_column(&headers, ID_COLUMNS, path)?;
-        let score_col = require_column(&headers, SCORE_COLUMNS, path)?;
+        let score_col = match find_column(&headers, &["prediction"]) {
+            Some(column) => column,
+            None => require_column(&headers, SCORE_COLUMNS, path)?,
+        };
         let label_col = find_column(&headers, &["label"]);
         let fold_col = find_column(&headers, &["fold"]);
         let source_col = find_column(&headers, &["source"]);
@@ -108,13 +112,13 @@ pub fn read_predictions(path: &Path) -> Result<Predictions, RunError> {
 
 /// Writes `image_name,target` rows atomically (see [`write_rows`]).
 pub fn write_predictions(path: &Path, ids: &[String], scores: &[f64]) -> Result<(), RunError> {
-    write_rows::<&str>(path, ids, scores, &[])
+    write_rows::<&str>(path, "target", ids, scores, &[])
 }
 
-/// Writes `image_name,target,label,fold,source` rows atomically, as a run's oof.csv has them.
+/// Writes `image_name,prediction,label,fold,source` rows atomically, as a run's oof.csv has them.
 pub fn write_out_of_fold(path: &Path, ids: &[String], scores: &[f64], labels: &[u8], folds: &[String], sources: &[String]) -> Result<(), RunError> {
     let labels = labels.iter().map(u8::to_string).collect();
-    write_rows(path, ids, scores, &[("label", labels), ("fold", folds.to_vec()), ("source", sources.to_vec())])
+    write_rows(path, "prediction", ids, scores, &[("label", labels), ("fold", folds.to_vec()), ("source", sources.to_vec())])
 }
 
 /// What `naevus predict` (or `explain`) found for each image, as [`write_scored`] writes it.
@@ -156,16 +160,16 @@ pub fn write_scored(path: &Path, rows: &ScoredRows) -> Result<(), RunError> {
     if let Some(paths) = rows.paths {
         columns.push(("path".into(), paths.to_vec()));
     }
-    write_rows(path, rows.ids, rows.target, &columns)
+    write_rows(path, "target", rows.ids, rows.target, &columns)
 }
 
-/// Writes `image_name,target` rows, then the `columns` given (a header and a value per row),
-/// atomically. Scores are written in shortest round-trip form, so reading the file back gives
+/// Writes `image_name,SCORE` rows (`score_name`: target or prediction), then the `columns`
+/// given (a header and a value per row), atomically. Scores are written in shortest round-trip form, so reading the file back gives
 /// the same numbers.
-fn write_rows<S: AsRef<str>>(path: &Path, ids: &[String], scores: &[f64], columns: &[(S, Vec<String>)]) -> Result<(), RunError> {
+fn write_rows<S: AsRef<str>>(path: &Path, score_name: &str, ids: &[String], scores: &[f64], columns: &[(S, Vec<String>)]) -> Result<(), RunError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let fail = |e: csv::Error| RunError::Csv { path: path.to_path_buf(), line: 0, message: format!("writing: {e}") };
-    let header: Vec<&str> = ["image_name", "target"].into_iter().chain(columns.iter().map(|(name, _)| name.as_ref())).collect();
+    let header: Vec<&str> = ["image_name", score_name].into_iter().chain(columns.iter().map(|(name, _)| name.as_ref())).collect();
     out.write_record(&header).map_err(fail)?;
     for (n, (id, score)) in ids.iter().zip(scores).enumerate() {
         let mut row = vec![id.clone(), score.to_string()];

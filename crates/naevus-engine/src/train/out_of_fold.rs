@@ -61,8 +61,8 @@ pub(super) struct OutOfFold {
     pub class_metrics: Option<ClassMetrics>,
 }
 
-/// Pools every fold's best validation predictions into `oof.csv`, `metrics.json` and (with
-/// several sources) `metrics_by_source.json`, and for diagnosis classes `oof_classes.csv` and
+/// Pools every fold's best validation predictions into `oof.csv` and `metrics.json` (with each
+/// source's AUC when there are several), and for diagnosis classes `oof_classes.csv` and
 /// `class_metrics.json`.
 pub(super) fn write_oof(dir: &RunDir, run: &RunSetup, folds: &[FoldReport]) -> Result<OutOfFold> {
     let (cache, info, classes) = (&run.cache, &run.info, &run.classes);
@@ -90,22 +90,21 @@ pub(super) fn write_oof(dir: &RunDir, run: &RunSetup, folds: &[FoldReport]) -> R
         metrics
     };
     let groups: Vec<&str> = items.iter().map(|&i| cache.records()[i].group.as_str()).collect();
-    let auc = match naevus_metrics::binary_report(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
-        Ok(report) => {
-            write_atomic(&dir.metrics_json(), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
+    let by_source = naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)?;
+    // The same table as `naevus evaluate` gives, in its one metrics.json shape.
+    let auc = match naevus_report::evaluate_scores(&probs, &labels, Some(&groups), 0.5, 1000, 0) {
+        Ok(mut report) => {
+            report.by_source = by_source.clone();
+            naevus_report::write_metrics_json(&dir.metrics_json(), &report)?;
             Calibration::fit(&probs, &labels, "oof.csv")?.write(dir.path())?;
-            Some(report.auc)
+            Some(report.binary.auc)
         }
         Err(e) => {
             eprintln!("note: no validation metrics: {e}");
             None
         }
     };
-    let keys: Vec<Option<String>> = sources.into_iter().map(Some).collect();
-    let by_source = naevus_metrics::per_source_aucs(&probs, &labels, &keys, Some(&groups), 1000, 0)?;
-    if !by_source.is_empty() {
-        write_atomic(&dir.metrics_by_source_json(), serde_json::to_string_pretty(&by_source)?.as_bytes())?;
-    }
     Ok(OutOfFold { auc, by_source, class_metrics })
 }
 
