@@ -41,19 +41,10 @@ pub struct Args {
     json: bool,
 }
 
-/// Most bootstrap resamples: 100 times the usual 1000, already minutes on a large set; each
-/// resample keeps its metrics in memory.
-const MAX_BOOTSTRAP: usize = 100_000;
-/// Refuses a --threshold outside [0, 1] (NaN too) and more than [`MAX_BOOTSTRAP`]
-/// resamples; shared with `naevus report`, which takes the same two flags.
+/// Refuses a --threshold outside [0, 1] and too many resamples (see
+/// [`naevus_report::evaluation::check_threshold_and_bootstrap`]); shared with `naevus report`.
 pub fn check_threshold_and_bootstrap(threshold: f64, bootstrap: usize) -> Result<()> {
-    if !(0.0..=1.0).contains(&threshold) {
-        bail!("--threshold {threshold}: expected a probability, a number from 0 to 1");
-    }
-    if bootstrap > MAX_BOOTSTRAP {
-        bail!("--bootstrap {bootstrap}: at most {MAX_BOOTSTRAP} resamples");
-    }
-    Ok(())
+    naevus_report::evaluation::check_threshold_and_bootstrap(threshold, bootstrap).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -46,7 +46,7 @@ impl DecodeLimits {
     }
 
     /// The reason an image of `width` x `height` is refused, if it is.
-    fn check(&self, width: u32, height: u32) -> Result<(), String> {
+    pub fn check(&self, width: u32, height: u32) -> Result<(), String> {
         let pixels = u64::from(width) * u64::from(height);
         if pixels <= self.max_pixels {
             return Ok(());

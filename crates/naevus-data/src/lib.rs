@@ -31,6 +31,8 @@ pub use classes::{ClassScheme, UnknownDiagnosis};
 pub use colour::{ColourConstancy, ColourConstancyKind, SHADES_OF_GRAY_P};
 pub use crop::{CropBox, CropSettings, attention_box};
 pub use error::DataError;
+/// A decoded image, as the readers give it.
+pub use image::RgbImage;
 pub use folds::stratified_group_kfold;
 pub use image_io::{
     DecodeError, DecodeFailure, DecodeLimits, center_crop_resize, crop_resize, decode_rgb, decode_rgb_limited, decode_square_limited, load_rgb, load_rgb_limited,

@@ -181,6 +181,12 @@ impl LoadedModel {
         self.members.iter().map(|member| member.run.decode_image(bytes, limits)).collect()
     }
 
+    /// A decoded RGB image (a caller's array) as every member takes it (see
+    /// [`TrainedRun::rgb_image`]).
+    pub fn rgb_image(&self, image: &naevus_data::RgbImage) -> Result<Vec<Vec<u8>>> {
+        self.members.iter().map(|member| member.run.rgb_image(image)).collect()
+    }
+
     /// Each member's metadata features of `record` (None: a patient whose metadata is
     /// unknown), for members with a metadata branch.
     pub fn metadata_of(&self, record: Option<&Record>) -> Vec<Option<Vec<f32>>> {

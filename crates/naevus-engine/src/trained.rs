@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use naevus_data::{Cache, DecodeLimits, decode_square_limited, load_square_limited, resize_square};
+use naevus_data::{Cache, DecodeLimits, RgbImage, center_crop_resize, decode_square_limited, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
 use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
@@ -236,6 +236,14 @@ impl TrainedRun {
         let cache_size = self.cache_size()?;
         let stored = decode_square_limited(bytes, None, cache_size, limits)?;
         Ok(resize_square(&stored, cache_size, self.input.image_size))
+    }
+
+    /// An image already decoded (RGB of any size, e.g. a caller's array) made the model's
+    /// input as [`load_images`](Self::load_images) makes a decoded file's: its centre square
+    /// at the training cache's size, then the input size.
+    pub fn rgb_image(&self, image: &RgbImage) -> Result<Vec<u8>> {
+        let cache_size = self.cache_size()?;
+        Ok(resize_square(&center_crop_resize(image, cache_size), cache_size, self.input.image_size))
     }
 
     /// The image side of the cache the run trained on: images are stored at it first, as

@@ -64,6 +64,23 @@ fn operating(target: f64, point: OperatingPoint, ci95: Option<(f64, f64)>) -> Op
     }
 }
 
+/// Most bootstrap resamples: 100 times the usual 1000, already minutes on a large set; each
+/// resample keeps its metrics in memory.
+pub const MAX_BOOTSTRAP: usize = 100_000;
+
+/// Refuses a threshold outside [0, 1] (NaN too) and more than [`MAX_BOOTSTRAP`] resamples,
+/// naming the option (`threshold ...` or `bootstrap ...`), for every caller of
+/// [`evaluate_scores`] that takes them from a user.
+pub fn check_threshold_and_bootstrap(threshold: f64, bootstrap: usize) -> Result<(), ReportError> {
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(ReportError::Invalid(format!("threshold {threshold}: expected a probability, a number from 0 to 1")));
+    }
+    if bootstrap > MAX_BOOTSTRAP {
+        return Err(ReportError::Invalid(format!("bootstrap {bootstrap}: at most {MAX_BOOTSTRAP} resamples")));
+    }
+    Ok(())
+}
+
 /// Computes the full table. `groups` (patient or lesion per sample) makes every bootstrap
 /// resample whole groups; `rounds == 0` skips the intervals.
 pub fn evaluate_scores(
