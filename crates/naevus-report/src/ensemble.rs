@@ -1,5 +1,6 @@
 //! Combining several prediction files into one: mean, weighted mean, or (weighted) mean
-//! of normalised ranks.
+//! of normalised ranks. (An ensemble used as one model, whose answers must stay probabilities,
+//! combines by mean probability or mean logit instead: [`naevus_run::Combination`].)
 
 use std::collections::{HashMap, HashSet};
 
