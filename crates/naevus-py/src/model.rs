@@ -41,6 +41,9 @@ impl From<ImageArg<'_>> for Image {
     }
 }
 
+/// A map as explain answers it: values row by row, side, layer, (grid rows, grid columns).
+type ExplainedMap = (Vec<f32>, u32, String, (usize, usize));
+
 #[pyclass(frozen, module = "naevus._naevus")]
 pub struct Model {
     inner: Arc<LoadedModel>,
@@ -110,7 +113,7 @@ impl Model {
     /// The map of the regions that raised one image's score most: (values row by row, side,
     /// layer, (grid rows, grid columns)), by the first fold of the first (or the named) member.
     #[pyo3(signature = (image, method="gradcam++", layer=None, member=None))]
-    fn explain(&self, py: Python<'_>, image: ImageArg<'_>, method: &str, layer: Option<String>, member: Option<String>) -> PyResult<(Vec<f32>, u32, String, (usize, usize))> {
+    fn explain(&self, py: Python<'_>, image: ImageArg<'_>, method: &str, layer: Option<String>, member: Option<String>) -> PyResult<ExplainedMap> {
         let image = Image::from(image);
         let model = self.inner.clone();
         let method = or_raise(Method::from_str(method))?;

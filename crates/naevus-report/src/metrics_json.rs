@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::ReportError;
 use crate::evaluation::{EvaluationReport, OperatingEstimate};
 
-/// The format's name and version, first in the file.
+/// The format's name and version (the `format` field).
 pub const METRICS_FORMAT: &str = "naevus-metrics/2";
 
 /// The report as metrics.json holds it.
