@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use naevus_engine::TrainedRun;
 use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
+use naevus_models::onnx::OnnxInput;
 use naevus_report::ModelCard;
 use naevus_report::model_card::MemberRun;
 use naevus_run::ensemble::MEMBERS_FOLDER;
@@ -16,6 +17,8 @@ use crate::staged;
 
 /// The weights of each fold for other frameworks.
 const SAFETENSORS: &str = "model.safetensors";
+/// Each fold as an ONNX graph (`--onnx`).
+const ONNX: &str = "model.onnx";
 
 /// Export a trained run, or several as one ensemble, as a self-contained model folder with its
 /// model card.
@@ -61,6 +64,13 @@ pub struct Args {
     /// Folds to export, comma-separated, each once (default: all of the run's; one run only).
     #[arg(long, value_delimiter = ',')]
     folds: Vec<String>,
+    /// Also write each fold as fold-K/model.onnx (opset 17): input `image`, float32 [batch,
+    /// 3, size, size] RGB values 0-255 with the normalisation inside the graph, batch norms
+    /// folded, output `logits`. Pooled-head image models (small-cnn, ResNets,
+    /// EfficientNet-Lite, MobileNetV2) are expressed; attention and chip heads, metadata
+    /// branches, greyscale input and colour constancy are refused with the reason.
+    #[arg(long)]
+    onnx: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -78,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
         if !args.weights.is_empty() {
             bail!("--weights weighs the members of an ensemble; give --run several times");
         }
-        return export_one(&args.runs[0], &args.folds, checkpoint, device, &args.out);
+        return export_one(&args.runs[0], &args.folds, checkpoint, device, args.onnx, &args.out);
     };
     if !args.folds.is_empty() {
         bail!("--folds chooses folds of one run; an ensemble's members are exported with all of theirs");
@@ -105,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             let destination = folder.join(&relative);
             std::fs::create_dir_all(&destination).with_context(|| format!("creating {}", destination.display()))?;
             let info = RunDir::new(&member.run).read_info()?;
-            let exported = write_run(&member.run, &info.folds, checkpoint, device, &destination, member_card)?;
+            let exported = write_run(&member.run, &info.folds, checkpoint, device, args.onnx, &destination, member_card)?;
             bundled.run = relative;
             bundled.model_sha256 = Some(RunDir::new(&destination).model_sha256(&exported, Checkpoint::Best)?);
         }
@@ -153,7 +163,7 @@ fn definition_of_runs(args: &Args) -> Result<EnsembleDefinition> {
 }
 
 /// Exports one run (see [`Args`]).
-fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, out: &Path) -> Result<()> {
+fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, onnx: bool, out: &Path) -> Result<()> {
     let info = RunDir::new(run_path).read_info()?;
     let folds = if folds.is_empty() { info.folds.clone() } else { folds.to_vec() };
     for fold in &folds {
@@ -165,7 +175,7 @@ fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device:
     staged::refuse_unless_empty(out)?;
     let card = member_card(run_path, &folds, checkpoint)?;
     // Written beside --out and renamed into place when complete: a failure leaves nothing there.
-    staged::write_folder(out, |folder| write_run(run_path, &folds, checkpoint, device, folder, &card))?;
+    staged::write_folder(out, |folder| write_run(run_path, &folds, checkpoint, device, onnx, folder, &card))?;
     println!(
         "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {}; model card: {}",
         info.model,
@@ -192,9 +202,12 @@ fn describe_auc(card: &ModelCard) -> String {
 
 /// Writes the run in `run_path` with its `folds` into the empty `folder` (see [`Args`]) and
 /// returns the run.json written.
-fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
+fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, onnx: bool, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
     let run = RunDir::new(run_path);
     let mut info = run.read_info()?;
+    if onnx && info.colour_constancy != naevus_data::ColourConstancy::None {
+        bail!("{}: its images are colour-corrected ({}) before the network, which the ONNX graph does not do yet; export without --onnx", run_path.display(), info.colour_constancy.describe());
+    }
     let trained = TrainedRun::open(run_path, Some(device))?;
     info.folds = folds.to_vec();
     let bundle = RunDir::new(folder);
@@ -210,8 +223,15 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         } else {
             eprintln!("warning: {} {fold} has no out-of-domain guard for its {} weights; the bundle will score any image (`naevus guard` fits one)", run_path.display(), checkpoint.name());
         }
-        // The same weights for PyTorch and other frameworks.
-        let safetensors = pytorch_safetensors(&trained.fold_model(fold, checkpoint)?)?;
+        // The same weights for PyTorch and other frameworks, and as an ONNX graph.
+        let network = trained.fold_model(fold, checkpoint)?;
+        if onnx {
+            let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
+            let graph = naevus_models::onnx::to_onnx(&network, &input, info.num_outputs, &info.model)
+                .map_err(|why| anyhow::anyhow!("{}: {} cannot be written as ONNX: {why}", run_path.display(), info.model))?;
+            write_atomic(&bundle.fold(fold).path.join(ONNX), &graph)?;
+        }
+        let safetensors = pytorch_safetensors(&network)?;
         keys = safetensors_keys(&safetensors)?;
         write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
     }
@@ -235,6 +255,10 @@ fn weights_readme(model: &str, folds: &[String], keys: &[(String, String, Vec<us
          square, scaled to [0, 1] and normalised with the mean and std of run.json, NCHW.\n\n\
          ```python\nfrom safetensors.torch import load_file\nstate = load_file(\"{}/model.safetensors\")\n\
          # map these keys onto your module's state_dict() names, then model.load_state_dict(mapped)\n```\n\n\
+         Exported with `--onnx`, each fold also has `model.onnx` (opset 17), which needs no key map: input `image`, \
+         float32 [batch, 3, side, side] RGB values 0-255 (the normalisation is inside), output `logits`:\n\n\
+         ```python\nimport onnxruntime\nsession = onnxruntime.InferenceSession(\"fold-0/model.onnx\")\n\
+         (logits,) = session.run([\"logits\"], {{\"image\": rgb_nchw_float32}})\n```\n\n\
          | key | dtype | shape |\n| --- | --- | --- |\n",
         folds.join(", "),
         folds.first().map_or("fold-0", String::as_str)

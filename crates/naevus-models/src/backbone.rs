@@ -90,6 +90,17 @@ pub enum Backbone {
 }
 
 impl Backbone {
+    /// The last feature map as ONNX nodes over `images` (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str) -> Result<String, String> {
+        match self {
+            Backbone::SmallCnn(m) => m.to_onnx(graph, images),
+            Backbone::ResNet(m) => m.to_onnx(graph, images),
+            Backbone::EfficientNetLite(m) => m.to_onnx(graph, images),
+            Backbone::MobileNetV2(m) => m.to_onnx(graph, images),
+            Backbone::Vgg16Bn(m) => m.to_onnx(graph, images),
+        }
+    }
+
     /// Images [batch, channels, h, w] -> feature maps, shallow to deep; `hook` sees each
     /// map before the deeper layers use it (see [`crate::layers`]).
     pub fn stages(&self, images: Tensor<4>, hook: LayerHook) -> Vec<Tensor<4>> {

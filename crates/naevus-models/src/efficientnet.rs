@@ -15,6 +15,7 @@ use crate::conv::ConvStyle;
 use crate::flex_kernels::conv_bn;
 use crate::inverted_residual::InvertedResidual;
 use crate::layers::{Layer, LayerHook};
+use crate::onnx::Graph;
 
 /// Stem and head widths, the same for every Lite variant.
 const STEM_CHANNELS: usize = 32;
@@ -139,5 +140,14 @@ impl EfficientNetLiteFeatures {
         let head = conv_bn(&self.conv_head, &self.bn1, Activation::Relu6, x);
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
+    }
+
+    /// The last stage as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+        let mut x = graph.conv_bn(images, &self.conv_stem, Some(&self.bn0), Activation::Relu6)?;
+        for block in &self.blocks {
+            x = block.to_onnx(graph, &x)?;
+        }
+        graph.conv_bn(&x, &self.conv_head, Some(&self.bn1), Activation::Relu6)
     }
 }

@@ -76,6 +76,27 @@ impl Head {
     }
 }
 
+impl Head {
+    /// The image features as ONNX nodes over the backbone's last map; attention and chip
+    /// heads are not expressed (yet).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, last_map: &str) -> Result<String, String> {
+        match self {
+            Head::Pooled(head) => {
+                let x = graph.global_average_pool(last_map);
+                Ok(match &head.hidden {
+                    Some(hidden) => {
+                        let y = graph.linear(&x, hidden);
+                        graph.activation(&y, crate::activation::Activation::Relu)
+                    }
+                    None => x,
+                })
+            }
+            Head::Attention(_) => Err("attention heads (attn-vgg16-bn, attn-efficientnet-lite0) are not expressed in ONNX yet".into()),
+            Head::Chips(_) => Err("ChipNet's chip head is not expressed in ONNX yet".into()),
+        }
+    }
+}
+
 /// Mean over the spatial positions: [batch, channels, h, w] -> [batch, channels].
 pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
     map.mean_dim(3).mean_dim(2).flatten(1, 3)
@@ -182,6 +203,15 @@ impl Classifier {
             dropout_samples: config.dropout_samples.max(1),
             fc: LinearConfig::new(width, config.num_outputs).init(device),
         }
+    }
+
+    /// The logits as ONNX nodes over the image features; a metadata branch would need a
+    /// second input and is not expressed (yet). Dropout is the identity at inference.
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, features: &str) -> Result<String, String> {
+        if self.metadata.is_some() {
+            return Err("networks with a metadata branch are not expressed in ONNX yet".into());
+        }
+        Ok(graph.linear(features, &self.fc))
     }
 
     /// Whether the classifier expects metadata features next to the image.

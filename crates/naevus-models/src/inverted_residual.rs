@@ -10,6 +10,7 @@ use burn::prelude::*;
 use crate::activation::Activation;
 use crate::conv::ConvStyle;
 use crate::flex_kernels::{batch_norm, conv_bn, depthwise};
+use crate::onnx::Graph;
 
 /// One inverted residual block; no expansion layers when the expansion factor is 1.
 #[derive(Module, Debug)]
@@ -53,6 +54,16 @@ impl InvertedResidual {
         // Linear bottleneck: no activation after the projection.
         x = conv_bn(&self.project_conv, &self.project_bn, Activation::Identity, x);
         if self.residual { x + input } else { x }
+    }
+
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, input: &str) -> Result<String, String> {
+        let mut x = input.to_string();
+        if let (Some(conv), Some(bn)) = (&self.expand_conv, &self.expand_bn) {
+            x = graph.conv_bn(&x, conv, Some(bn), Activation::Relu6)?;
+        }
+        x = graph.conv_bn(&x, &self.depthwise_conv, Some(&self.depthwise_bn), Activation::Relu6)?;
+        x = graph.conv_bn(&x, &self.project_conv, Some(&self.project_bn), Activation::Identity)?;
+        Ok(if self.residual { graph.add(&x, input) } else { x })
     }
 }
 

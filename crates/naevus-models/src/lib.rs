@@ -13,6 +13,7 @@ pub mod inverted_residual;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod network;
+pub mod onnx;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;

@@ -14,6 +14,7 @@ use crate::conv::ConvStyle;
 use crate::flex_kernels::conv_bn;
 use crate::inverted_residual::InvertedResidual;
 use crate::layers::{Layer, LayerHook};
+use crate::onnx::Graph;
 
 const STEM_CHANNELS: usize = 32;
 const HEAD_CHANNELS: usize = 1280;
@@ -142,6 +143,15 @@ impl MobileNetV2Features {
         let head = conv_bn(&self.head_conv, &self.head_bn, Activation::Relu6, x);
         stages.push(hook(Layer::Stage(stages.len()), head));
         stages
+    }
+
+    /// The last stage as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+        let mut x = graph.conv_bn(images, &self.stem_conv, Some(&self.stem_bn), Activation::Relu6)?;
+        for block in &self.blocks {
+            x = block.to_onnx(graph, &x)?;
+        }
+        graph.conv_bn(&x, &self.head_conv, Some(&self.head_bn), Activation::Relu6)
     }
 }
 

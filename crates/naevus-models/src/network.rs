@@ -58,6 +58,16 @@ impl Network {
         Output { logits: self.classifier.forward(features.clone(), metadata), attention, features }
     }
 
+    /// Normalised images -> logits as ONNX nodes (see [`crate::onnx::to_onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str) -> Result<String, String> {
+        if self.grayscale {
+            return Err("greyscale networks are not expressed in ONNX yet".into());
+        }
+        let last = self.backbone.to_onnx(graph, images)?;
+        let features = self.head.to_onnx(graph, &last)?;
+        self.classifier.to_onnx(graph, &features)
+    }
+
     /// Whether [`forward_with_metadata`](Self::forward_with_metadata) needs metadata features.
     pub fn takes_metadata(&self) -> bool {
         self.classifier.takes_metadata()

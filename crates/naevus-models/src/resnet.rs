@@ -12,6 +12,7 @@ use crate::activation::Activation;
 use crate::conv::{Padding, conv_without_bias};
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
+use crate::onnx::Graph;
 
 fn conv(channels_in: usize, channels_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
     conv_without_bias(channels_in, channels_out, kernel, stride, 1, Padding::Symmetric, device)
@@ -122,6 +123,28 @@ pub struct ResNetFeatures {
     layer4: Vec<Block>,
 }
 
+impl Block {
+    fn to_onnx(&self, graph: &mut Graph, x: &str) -> Result<String, String> {
+        let (y, downsample) = match self {
+            Block::Basic(b) => {
+                let y = graph.conv_bn(x, &b.conv1, Some(&b.bn1), Activation::Relu)?;
+                (graph.conv_bn(&y, &b.conv2, Some(&b.bn2), Activation::Identity)?, &b.downsample)
+            }
+            Block::Bottleneck(b) => {
+                let y = graph.conv_bn(x, &b.conv1, Some(&b.bn1), Activation::Relu)?;
+                let y = graph.conv_bn(&y, &b.conv2, Some(&b.bn2), Activation::Relu)?;
+                (graph.conv_bn(&y, &b.conv3, Some(&b.bn3), Activation::Identity)?, &b.downsample)
+            }
+        };
+        let identity = match downsample {
+            Some(d) => graph.conv_bn(x, &d.conv, Some(&d.bn), Activation::Identity)?,
+            None => x.to_string(),
+        };
+        let sum = graph.add(&y, &identity);
+        Ok(graph.activation(&sum, Activation::Relu))
+    }
+}
+
 impl ResNetFeatures {
     /// A fresh, randomly initialised network.
     pub fn new(depth: Depth, in_channels: usize, device: &Device) -> Self {
@@ -195,5 +218,15 @@ impl ResNetFeatures {
             stages.push(x.clone());
         }
         stages
+    }
+
+    /// The last stage as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+        let y = graph.conv_bn(images, &self.conv1, Some(&self.bn1), Activation::Relu)?;
+        let mut x = graph.max_pool(&y, &self.maxpool)?;
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+            x = block.to_onnx(graph, &x)?;
+        }
+        Ok(x)
     }
 }

@@ -11,6 +11,7 @@ use crate::activation::Activation;
 use crate::conv::conv3x3_and_batch_norm;
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
+use crate::onnx::Graph;
 
 /// One conv 3x3 -> BatchNorm -> ReLU -> max-pool 2x2 block.
 #[derive(Module, Debug)]
@@ -28,6 +29,11 @@ impl ConvBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.pool.forward(conv_bn(&self.conv, &self.bn, Activation::Relu, x))
+    }
+
+    fn to_onnx(&self, graph: &mut Graph, x: &str) -> Result<String, String> {
+        let y = graph.conv_bn(x, &self.conv, Some(&self.bn), Activation::Relu)?;
+        graph.max_pool(&y, &self.pool)
     }
 }
 
@@ -62,5 +68,14 @@ impl SmallCnnFeatures {
             stages.push(x.clone());
         }
         stages
+    }
+
+    /// The last stage as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+        let mut x = images.to_string();
+        for block in [&self.block1, &self.block2, &self.block3] {
+            x = block.to_onnx(graph, &x)?;
+        }
+        Ok(x)
     }
 }

@@ -14,6 +14,7 @@ use crate::activation::Activation;
 use crate::conv::conv3x3_and_batch_norm;
 use crate::flex_kernels::conv_bn;
 use crate::layers::{Layer, LayerHook};
+use crate::onnx::Graph;
 
 /// Output widths of the 3x3 convolutions of each block; every block ends in a 2x2 max-pool
 /// (64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M).
@@ -93,6 +94,18 @@ impl Vgg16BnFeatures {
             }
         }
         stages
+    }
+
+    /// The last stage as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+        let mut x = images.to_string();
+        for block in &self.blocks {
+            for layer in &block.layers {
+                x = graph.conv_bn(&x, &layer.conv, Some(&layer.bn), Activation::Relu)?;
+            }
+            x = graph.max_pool(&x, &self.pool)?;
+        }
+        Ok(x)
     }
 }
 
