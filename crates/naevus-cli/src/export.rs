@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use naevus_engine::TrainedRun;
 use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
-use naevus_models::onnx::OnnxInput;
+use naevus_models::onnx::{FoldMean, OnnxInput};
 use naevus_report::ModelCard;
 use naevus_report::model_card::MemberRun;
 use naevus_run::ensemble::MEMBERS_FOLDER;
@@ -17,7 +17,7 @@ use crate::staged;
 
 /// The weights of each fold for other frameworks.
 const SAFETENSORS: &str = "model.safetensors";
-/// Each fold as an ONNX graph (`--onnx`).
+/// Each fold, and the whole model, as an ONNX graph (`--onnx`).
 const ONNX: &str = "model.onnx";
 
 /// Export a trained run, or several as one ensemble, as a self-contained model folder with its
@@ -66,7 +66,9 @@ pub struct Args {
     folds: Vec<String>,
     /// Also write each fold as fold-K/model.onnx (opset 17): input `image`, float32 [batch,
     /// 3, size, size] RGB values 0-255 with the normalisation inside the graph, batch norms
-    /// folded, output `logits`. Pooled-head image models (small-cnn, ResNets,
+    /// folded, output `logits`; and the whole model as OUT/model.onnx, its outputs the folds'
+    /// mean `probabilities` and the `melanoma` probability on the run's one scale (what
+    /// `naevus predict` writes). An ensemble's members each get theirs. Pooled-head image models (small-cnn, ResNets,
     /// EfficientNet-Lite, MobileNetV2) are expressed; attention and chip heads, metadata
     /// branches, greyscale input and colour constancy are refused with the reason.
     #[arg(long)]
@@ -212,6 +214,7 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
     info.folds = folds.to_vec();
     let bundle = RunDir::new(folder);
     let mut keys = Vec::new();
+    let mut networks = Vec::new();
     for fold in folds {
         // Read (checksum verified) and written again sealed: a damaged file is never exported.
         let weights = run.fold(fold).read_weights(checkpoint)?;
@@ -234,6 +237,18 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         let safetensors = pytorch_safetensors(&network)?;
         keys = safetensors_keys(&safetensors)?;
         write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
+        networks.push(network);
+    }
+    if onnx {
+        // The whole model as one graph: the folds' mean, on the run's one scale.
+        let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
+        let calibration = naevus_run::Calibration::read(run_path).ok();
+        let fold_mean = FoldMean {
+            melanoma_column: trained.input.target.melanoma_column(),
+            temperature: calibration.map(|c| (c.temperature, naevus_metrics::TEMPERATURE_EPS)),
+        };
+        let graph = naevus_models::onnx::to_onnx_folds(&networks, &input, info.num_outputs, &fold_mean, &info.model).map_err(anyhow::Error::msg)?;
+        write_atomic(&folder.join(ONNX), &graph)?;
     }
     write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, folds, &keys).as_bytes())?;
     bundle.write_info(&info)?;

@@ -1,5 +1,6 @@
 //! `naevus export --onnx`: each fold as an ONNX graph beside its weights, with RGB values in
-//! and logits out; what ONNX does not express is refused with the reason. (The graphs'
+//! and logits out, and the whole model as one graph giving predict's numbers; what ONNX does
+//! not express is refused with the reason. (The graphs'
 //! numbers against naevus's are checked with ONNX Runtime by .ci/run: scripts/onnx_check.py.)
 
 mod common;
@@ -17,6 +18,9 @@ fn every_fold_gets_a_graph_and_unsupported_models_are_refused() {
     let model = dir.path().join("model");
     let out = naevus(&["export", "--run", run.to_str().unwrap(), "--onnx", "--out", model.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
+    let whole = ModelProto::decode(std::fs::read(model.join("model.onnx")).unwrap().as_slice()).unwrap().graph.unwrap();
+    let outputs: Vec<&str> = whole.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outputs, ["probabilities", "melanoma"]);
     for fold in ["fold-0", "fold-1"] {
         let bytes = std::fs::read(model.join(fold).join("model.onnx")).unwrap();
         let onnx = ModelProto::decode(bytes.as_slice()).unwrap();
@@ -62,5 +66,13 @@ fn trained_graphs_for_the_onnx_runtime_check() {
         std::fs::copy(bundle.join("fold-0/model.onnx"), target.join("model.onnx")).unwrap();
         std::fs::write(target.join("input.f32"), chw.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
         std::fs::write(target.join("logits.txt"), logits.iter().map(|v| format!("{v:e}")).collect::<Vec<_>>().join("\n")).unwrap();
+        // The whole model: the folds' mean on the run's one scale, as predict gives it.
+        let folds = trained.ensemble(naevus_run::Checkpoint::Best).unwrap();
+        let melanoma = trained.score_images(&folds, None, &slices, None, 1).unwrap().melanoma;
+        let target = check.join(format!("trained-{model}-all-folds"));
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::copy(bundle.join("model.onnx"), target.join("model.onnx")).unwrap();
+        std::fs::write(target.join("input.f32"), chw.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(target.join("melanoma.txt"), melanoma.iter().map(|v| format!("{v:e}")).collect::<Vec<_>>().join("\n")).unwrap();
     }
 }

@@ -122,6 +122,22 @@ impl Graph {
         Ok(self.activation(&y, activation))
     }
 
+    /// Gives the node that writes `from` the output name `to` (a graph output's name).
+    pub(crate) fn rename_output(&mut self, from: &str, to: &str) {
+        for node in &mut self.nodes {
+            for output in &mut node.output {
+                if output == from {
+                    *output = to.to_string();
+                }
+            }
+            for input in &mut node.input {
+                if input == from {
+                    *input = to.to_string();
+                }
+            }
+        }
+    }
+
     pub(crate) fn add(&mut self, a: &str, b: &str) -> String {
         self.node("Add", &[a, b], vec![])
     }

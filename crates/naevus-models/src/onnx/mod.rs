@@ -42,39 +42,92 @@ fn tensor_value(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
     }
 }
 
-/// `network` (in inference mode) as the bytes of an .onnx file, or why it cannot be expressed.
-pub fn to_onnx(network: &Network, input: &OnnxInput, outputs: usize, name: &str) -> Result<Vec<u8>, String> {
-    let mut graph = Graph::default();
-    // (x / 255 - mean) / std = x * scale + shift, per channel.
+/// The graph's input and its normalisation: (x / 255 - mean) / std = x * scale + shift, per
+/// channel. Returns the normalised tensor's name.
+fn normalised_input(graph: &mut Graph, input: &OnnxInput) -> String {
     let scale: Vec<f32> = input.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
     let shift: Vec<f32> = input.mean.iter().zip(&input.std).map(|(m, s)| -m / s).collect();
     let scale = graph.constant("normalise_scale", &[1, 3, 1, 1], &scale);
     let shift = graph.constant("normalise_shift", &[1, 3, 1, 1], &shift);
     let scaled = graph.node("Mul", &["image", &scale], vec![]);
-    let normalised = graph.node("Add", &[&scaled, &shift], vec![]);
-    let logits = network.to_onnx(&mut graph, &normalised)?;
-    let output = graph.node("Identity", &[&logits], vec![]);
-    // The last node's output is the graph's: rename it.
-    if let Some(last) = graph.nodes.last_mut() {
-        last.output = vec!["logits".into()];
-    }
+    graph.node("Add", &[&scaled, &shift], vec![])
+}
+
+/// The model file's bytes of `graph`, with the `image` input and `outputs` ([batch, width]).
+fn model_bytes(graph: Graph, input: &OnnxInput, outputs: &[(&str, usize)], name: &str, doc: String) -> Vec<u8> {
     let side = i64::from(input.image_size);
     let batch = || DimensionValue::DimParam("batch".into());
     let model = ModelProto {
         ir_version: IR_VERSION,
         producer_name: "naevus".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string: format!("{name}: RGB values 0-255 in, logits out ({output} renamed)"),
+        doc_string: doc,
         graph: Some(GraphProto {
             node: graph.nodes,
             name: name.into(),
             initializer: graph.initializers,
             input: vec![tensor_value("image", vec![batch(), DimensionValue::DimValue(3), DimensionValue::DimValue(side), DimensionValue::DimValue(side)])],
-            output: vec![tensor_value("logits", vec![batch(), DimensionValue::DimValue(outputs as i64)])],
+            output: outputs.iter().map(|(output, width)| tensor_value(output, vec![batch(), DimensionValue::DimValue(*width as i64)])).collect(),
         }),
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
     };
-    Ok(model.encode_to_vec())
+    model.encode_to_vec()
+}
+
+/// `network` (in inference mode) as the bytes of an .onnx file with one output, `logits`
+/// [batch, outputs], or why it cannot be expressed.
+pub fn to_onnx(network: &Network, input: &OnnxInput, outputs: usize, name: &str) -> Result<Vec<u8>, String> {
+    let mut graph = Graph::default();
+    let normalised = normalised_input(&mut graph, input);
+    let logits = network.to_onnx(&mut graph, &normalised)?;
+    graph.rename_output(&logits, "logits");
+    Ok(model_bytes(graph, input, &[("logits", outputs)], name, format!("{name}: RGB values 0-255 in, logits out")))
+}
+
+/// How a model's folds become its one probability, as naevus gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldMean {
+    /// Which output is melanoma's (0 for a single logit).
+    pub melanoma_column: usize,
+    /// The calibration's temperature and the clamp of probabilities before their logit is
+    /// taken, when the model has one.
+    pub temperature: Option<(f64, f64)>,
+}
+
+/// A multi-fold model's `networks` as one graph: each fold's probabilities (sigmoid of a single
+/// logit, softmax of several) averaged into `probabilities` [batch, outputs], and the melanoma
+/// probability on the model's one scale (temperature-scaled when it has a calibration) as
+/// `melanoma` [batch, 1]: the numbers `naevus predict` writes.
+pub fn to_onnx_folds(networks: &[Network], input: &OnnxInput, outputs: usize, mean: &FoldMean, name: &str) -> Result<Vec<u8>, String> {
+    let mut graph = Graph::default();
+    let normalised = normalised_input(&mut graph, input);
+    let mut folds = Vec::with_capacity(networks.len());
+    for network in networks {
+        let logits = network.to_onnx(&mut graph, &normalised)?;
+        folds.push(if outputs == 1 { graph.node("Sigmoid", &[&logits], vec![]) } else { graph.node("Softmax", &[&logits], vec![graph::int("axis", 1)]) });
+    }
+    let fold_refs: Vec<&str> = folds.iter().map(String::as_str).collect();
+    let probabilities = graph.node("Mean", &fold_refs, vec![]);
+    // The melanoma column as a [batch, 1] product with a one-hot column.
+    let one_hot: Vec<f32> = (0..outputs).map(|c| if c == mean.melanoma_column { 1.0 } else { 0.0 }).collect();
+    let pick = graph.constant("melanoma_column", &[outputs, 1], &one_hot);
+    let mut melanoma = graph.node("MatMul", &[&probabilities, &pick], vec![]);
+    if let Some((temperature, eps)) = mean.temperature {
+        // sigmoid(logit(clamp(p)) / T), as the calibration applies it.
+        let (low, high) = (graph.constant("clamp_low", &[], &[eps as f32]), graph.constant("clamp_high", &[], &[(1.0 - eps) as f32]));
+        let p = graph.node("Clip", &[&melanoma, &low, &high], vec![]);
+        let one = graph.constant("one", &[], &[1.0]);
+        let q = graph.node("Sub", &[&one, &p], vec![]);
+        let ratio = graph.node("Div", &[&p, &q], vec![]);
+        let logit = graph.node("Log", &[&ratio], vec![]);
+        let t = graph.constant("temperature", &[], &[temperature as f32]);
+        let scaled = graph.node("Div", &[&logit, &t], vec![]);
+        melanoma = graph.node("Sigmoid", &[&scaled], vec![]);
+    }
+    graph.rename_output(&probabilities, "probabilities");
+    graph.rename_output(&melanoma, "melanoma");
+    let doc = format!("{name}: RGB values 0-255 in; the mean of {} folds' probabilities and the melanoma probability out", networks.len());
+    Ok(model_bytes(graph, input, &[("probabilities", outputs), ("melanoma", 1)], name, doc))
 }
 
 #[cfg(test)]
