@@ -85,7 +85,7 @@ impl Head {
                 let x = graph.global_average_pool(last_map);
                 Ok(match &head.hidden {
                     Some(hidden) => {
-                        let y = graph.linear(&x, hidden);
+                        let y = graph.linear(&x, hidden)?;
                         graph.activation(&y, crate::activation::Activation::Relu)
                     }
                     None => x,
@@ -211,7 +211,7 @@ impl Classifier {
         if self.metadata.is_some() {
             return Err("networks with a metadata branch are not expressed in ONNX yet".into());
         }
-        Ok(graph.linear(features, &self.fc))
+        graph.linear(features, &self.fc)
     }
 
     /// Whether the classifier expects metadata features next to the image.

@@ -20,12 +20,12 @@ pub(crate) struct Graph {
     next: usize,
 }
 
-/// A tensor's values as f32, row-major.
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
+/// A tensor's values as f32, row-major (an error naming the layer when they cannot be read).
+fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, String> {
+    tensor.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| format!("reading a weight tensor: {e:?}"))
 }
 
-fn param<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
+fn param<const D: usize>(param: &Param<Tensor<D>>) -> Result<Vec<f32>, String> {
     values(param.val())
 }
 
@@ -97,11 +97,11 @@ impl Graph {
     /// A convolution, with the batch norm after it folded in, then `activation`.
     pub(crate) fn conv_bn(&mut self, x: &str, conv: &Conv2d, bn: Option<&BatchNorm>, activation: Activation) -> Result<String, String> {
         let dims = conv.weight.val().dims();
-        let mut weight = param(&conv.weight);
-        let mut bias = conv.bias.as_ref().map(param).unwrap_or_else(|| vec![0.0; dims[0]]);
+        let mut weight = param(&conv.weight)?;
+        let mut bias = conv.bias.as_ref().map(param).transpose()?.unwrap_or_else(|| vec![0.0; dims[0]]);
         if let Some(bn) = bn {
-            let (gamma, beta) = (param(&bn.gamma), param(&bn.beta));
-            let (mean, var) = (values(bn.running_mean.value()), values(bn.running_var.value()));
+            let (gamma, beta) = (param(&bn.gamma)?, param(&bn.beta)?);
+            let (mean, var) = (values(bn.running_mean.value())?, values(bn.running_var.value())?);
             let per_output = weight.len() / dims[0];
             for o in 0..dims[0] {
                 let scale = gamma[o] / (var[o] + bn.epsilon as f32).sqrt();
@@ -160,11 +160,11 @@ impl Graph {
     }
 
     /// x W + b, burn's Linear (weight [in, out]).
-    pub(crate) fn linear(&mut self, x: &str, linear: &Linear) -> String {
+    pub(crate) fn linear(&mut self, x: &str, linear: &Linear) -> Result<String, String> {
         let dims = linear.weight.val().dims();
-        let w = self.constant("linear_weight", &dims, &param(&linear.weight));
-        let bias = linear.bias.as_ref().map(param).unwrap_or_else(|| vec![0.0; dims[1]]);
+        let w = self.constant("linear_weight", &dims, &param(&linear.weight)?);
+        let bias = linear.bias.as_ref().map(param).transpose()?.unwrap_or_else(|| vec![0.0; dims[1]]);
         let b = self.constant("linear_bias", &[dims[1]], &bias);
-        self.node("Gemm", &[x, &w, &b], vec![float("alpha", 1.0), float("beta", 1.0)])
+        Ok(self.node("Gemm", &[x, &w, &b], vec![float("alpha", 1.0), float("beta", 1.0)]))
     }
 }
