@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use naevus_engine::TrainedRun;
-use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys};
+use naevus_engine::checkpoint::{pytorch_safetensors, safetensors_keys, timm_safetensors};
 use naevus_models::onnx::{FoldMean, OnnxInput};
 use naevus_report::ModelCard;
 use naevus_report::model_card::MemberRun;
@@ -19,6 +19,15 @@ use crate::staged;
 const SAFETENSORS: &str = "model.safetensors";
 /// Each fold, and the whole model, as an ONNX graph (`--onnx`).
 const ONNX: &str = "model.onnx";
+/// The weights of each fold under timm's names (`--timm`).
+const TIMM_SAFETENSORS: &str = "timm.safetensors";
+
+/// The files for other frameworks a bundle holds besides model.safetensors.
+#[derive(Debug, Clone, Copy)]
+struct Formats {
+    onnx: bool,
+    timm: bool,
+}
 
 /// Export a trained run, or several as one ensemble, as a self-contained model folder with its
 /// model card.
@@ -73,6 +82,14 @@ pub struct Args {
     /// branches, greyscale input and colour constancy are refused with the reason.
     #[arg(long)]
     onnx: bool,
+    /// Also write each fold's weights as fold-K/timm.safetensors, under the names of the
+    /// same network in timm (PyTorch Image Models), for `timm.create_model(NAME,
+    /// pretrained=False, num_classes=N)` and `load_state_dict(strict=True)`; the file's
+    /// metadata and WEIGHTS.md give NAME and N. resnet18/34/50, efficientnet-lite0/1/2
+    /// (timm's tf_efficientnet_lite*) and mobilenet-v2 (mobilenetv2_100) have one; the other
+    /// models are refused with the reason.
+    #[arg(long)]
+    timm: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -81,6 +98,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("export takes the best, best_primary or best_ema checkpoint; the final one is part of a training state");
     }
     let device = args.model.device.device.as_deref().unwrap_or("flex");
+    let formats = Formats { onnx: args.onnx, timm: args.timm };
     let definition = match (&args.ensemble, args.runs.as_slice()) {
         (Some(path), _) => Some(EnsembleDefinition::read(path)?),
         (None, [_, _, ..]) => Some(definition_of_runs(&args)?),
@@ -90,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
         if !args.weights.is_empty() {
             bail!("--weights weighs the members of an ensemble; give --run several times");
         }
-        return export_one(&args.runs[0], &args.folds, checkpoint, device, args.onnx, &args.out);
+        return export_one(&args.runs[0], &args.folds, checkpoint, device, formats, &args.out);
     };
     if !args.folds.is_empty() {
         bail!("--folds chooses folds of one run; an ensemble's members are exported with all of theirs");
@@ -117,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             let destination = folder.join(&relative);
             std::fs::create_dir_all(&destination).with_context(|| format!("creating {}", destination.display()))?;
             let info = RunDir::new(&member.run).read_info()?;
-            let exported = write_run(&member.run, &info.folds, checkpoint, device, args.onnx, &destination, member_card)?;
+            let exported = write_run(&member.run, &info.folds, checkpoint, device, formats, &destination, member_card)?;
             bundled.run = relative;
             bundled.model_sha256 = Some(RunDir::new(&destination).model_sha256(&exported, Checkpoint::Best)?);
         }
@@ -165,7 +183,7 @@ fn definition_of_runs(args: &Args) -> Result<EnsembleDefinition> {
 }
 
 /// Exports one run (see [`Args`]).
-fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, onnx: bool, out: &Path) -> Result<()> {
+fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, formats: Formats, out: &Path) -> Result<()> {
     let info = RunDir::new(run_path).read_info()?;
     let folds = if folds.is_empty() { info.folds.clone() } else { folds.to_vec() };
     for fold in &folds {
@@ -177,7 +195,7 @@ fn export_one(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device:
     staged::refuse_unless_empty(out)?;
     let card = member_card(run_path, &folds, checkpoint)?;
     // Written beside --out and renamed into place when complete: a failure leaves nothing there.
-    staged::write_folder(out, |folder| write_run(run_path, &folds, checkpoint, device, onnx, folder, &card))?;
+    staged::write_folder(out, |folder| write_run(run_path, &folds, checkpoint, device, formats, folder, &card))?;
     println!(
         "exported {} ({} fold(s), {} checkpoint) to {}; {} AUC {}; model card: {}",
         info.model,
@@ -204,12 +222,17 @@ fn describe_auc(card: &ModelCard) -> String {
 
 /// Writes the run in `run_path` with its `folds` into the empty `folder` (see [`Args`]) and
 /// returns the run.json written.
-fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, onnx: bool, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
+fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, formats: Formats, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
     let run = RunDir::new(run_path);
     let mut info = run.read_info()?;
-    if onnx && info.colour_constancy != naevus_data::ColourConstancy::None {
+    if formats.onnx && info.colour_constancy != naevus_data::ColourConstancy::None {
         bail!("{}: its images are colour-corrected ({}) before the network, which the ONNX graph does not do yet; export without --onnx", run_path.display(), info.colour_constancy.describe());
     }
+    let timm_model = match (formats.timm, naevus_models::spec(&info.model)?.timm) {
+        (false, _) => None,
+        (true, Some(name)) => Some(name),
+        (true, None) => bail!("{}: timm has no model with the same network as {}; export without --timm", run_path.display(), info.model),
+    };
     let trained = TrainedRun::open(run_path, Some(device))?;
     info.folds = folds.to_vec();
     let bundle = RunDir::new(folder);
@@ -228,7 +251,7 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         }
         // The same weights for PyTorch and other frameworks, and as an ONNX graph.
         let network = trained.fold_model(fold, checkpoint)?;
-        if onnx {
+        if formats.onnx {
             let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
             let graph = naevus_models::onnx::to_onnx(&network, &input, info.num_outputs, &info.model)
                 .map_err(|why| anyhow::anyhow!("{}: {} cannot be written as ONNX: {why}", run_path.display(), info.model))?;
@@ -237,9 +260,13 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         let safetensors = pytorch_safetensors(&network)?;
         keys = safetensors_keys(&safetensors)?;
         write_atomic(&bundle.fold(fold).path.join(SAFETENSORS), &safetensors)?;
+        if let Some(name) = timm_model {
+            let weights = timm_safetensors(&network, name, info.num_outputs).with_context(|| format!("{}: writing {fold} with timm's names", run_path.display()))?;
+            write_atomic(&bundle.fold(fold).path.join(TIMM_SAFETENSORS), &weights)?;
+        }
         networks.push(network);
     }
-    if onnx {
+    if formats.onnx {
         // The whole model as one graph: the folds' mean, on the run's one scale.
         let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
         let calibration = naevus_run::Calibration::read(run_path).ok();
@@ -250,7 +277,7 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         let graph = naevus_models::onnx::to_onnx_folds(&networks, &input, info.num_outputs, &fold_mean, &info.model).map_err(anyhow::Error::msg)?;
         write_atomic(&folder.join(ONNX), &graph)?;
     }
-    write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info.model, folds, &keys).as_bytes())?;
+    write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info, folds, &keys, timm_model).as_bytes())?;
     bundle.write_info(&info)?;
     bundle.write_recipe(&run.read_recipe()?)?;
     if let Ok(calibration) = naevus_run::Calibration::read(run_path) {
@@ -260,24 +287,43 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
     Ok(info)
 }
 
-/// WEIGHTS.md: how to load fold-K/model.safetensors outside naevus, and every key.
-fn weights_readme(model: &str, folds: &[String], keys: &[(String, String, Vec<usize>)]) -> String {
+/// WEIGHTS.md: how to load fold-K/model.safetensors (and timm.safetensors, when written)
+/// outside naevus, and every key.
+fn weights_readme(info: &RunInfo, folds: &[String], keys: &[(String, String, Vec<usize>)], timm_model: Option<&str>) -> String {
+    let first = folds.first().map_or("fold-0", String::as_str);
+    let colour = match info.colour_constancy {
+        naevus_data::ColourConstancy::None => String::new(),
+        correction => format!(" Before that, each image is colour-corrected ({}) as `naevus_data::ColourConstancy` does.", correction.describe()),
+    };
     let mut text = format!(
         "# Weights of {model}\n\nEach of {} holds `model.safetensors`: the network's tensors in PyTorch's conventions \
          (convolution weights [out, in, kh, kw], linear weights [out, in], BatchNorm `weight`, `bias`, `running_mean`, \
          `running_var`), keys named by naevus's module paths below. The model averages the folds' melanoma \
          probabilities (sigmoid of a single logit, or the melanoma class's softmax share). Inputs: RGB, centre-cropped \
-         square, scaled to [0, 1] and normalised with the mean and std of run.json, NCHW.\n\n\
-         ```python\nfrom safetensors.torch import load_file\nstate = load_file(\"{}/model.safetensors\")\n\
-         # map these keys onto your module's state_dict() names, then model.load_state_dict(mapped)\n```\n\n\
-         Exported with `--onnx`, each fold also has `model.onnx` (opset 17), which needs no key map: input `image`, \
+         square, scaled to [0, 1] and normalised with the mean and std of run.json, NCHW.{colour}\n\n\
+         ```python\nfrom safetensors.torch import load_file\nstate = load_file(\"{first}/model.safetensors\")\n\
+         # map these keys onto your module's state_dict() names, then model.load_state_dict(mapped)\n```\n\n",
+        folds.join(", "),
+        model = info.model,
+    );
+    if let Some(name) = timm_model {
+        text += &format!(
+            "Each fold also has `timm.safetensors`: the same tensors under the names timm (PyTorch Image Models) gives \
+             the same network, `{name}` with {outputs} output(s); the file's metadata says both (`timm_model`, \
+             `num_classes`). Its logits are naevus's (checked to 1e-4 by naevus's CI):\n\n\
+             ```python\nimport timm\nfrom safetensors.torch import load_file\n\
+             model = timm.create_model(\"{name}\", pretrained=False, num_classes={outputs})\n\
+             model.load_state_dict(load_file(\"{first}/timm.safetensors\"), strict=True)\n\
+             model.eval()  # input: normalised as above, [batch, 3, {side}, {side}]\n```\n\n",
+            outputs = info.num_outputs,
+            side = info.image_size,
+        );
+    }
+    text += "Exported with `--onnx`, each fold also has `model.onnx` (opset 17), which needs no key map: input `image`, \
          float32 [batch, 3, side, side] RGB values 0-255 (the normalisation is inside), output `logits`:\n\n\
          ```python\nimport onnxruntime\nsession = onnxruntime.InferenceSession(\"fold-0/model.onnx\")\n\
-         (logits,) = session.run([\"logits\"], {{\"image\": rgb_nchw_float32}})\n```\n\n\
-         | key | dtype | shape |\n| --- | --- | --- |\n",
-        folds.join(", "),
-        folds.first().map_or("fold-0", String::as_str)
-    );
+         (logits,) = session.run([\"logits\"], {\"image\": rgb_nchw_float32})\n```\n\n\
+         | key | dtype | shape |\n| --- | --- | --- |\n";
     for (key, dtype, shape) in keys {
         text += &format!("| `{key}` | {dtype} | {shape:?} |\n");
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, BurnpackStore, ModuleSnapshot, SafetensorsStore};
+use burn::store::{BurnToPyTorchAdapter, BurnpackStore, KeyRemapper, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Bytes;
 use naevus_models::Network;
 use naevus_models::inverted_residual::EFFICIENTNET_BLOCK_KEYS;
@@ -66,6 +66,26 @@ pub fn pytorch_safetensors(model: &Network) -> Result<Vec<u8>> {
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
     model.save_into(&mut store).map_err(|e| anyhow::anyhow!("writing safetensors: {e}"))?;
     store.get_bytes().map_err(|e| anyhow::anyhow!("writing safetensors: {e}"))
+}
+
+/// The network's weights as a safetensors file timm loads: the tensors of
+/// [`pytorch_safetensors`] under timm's keys (see [`naevus_models::timm`]), with the timm
+/// model's name and class count in the file's metadata (`timm_model`, `num_classes`).
+/// Fails, naming the key, when a tensor would keep a naevus name.
+pub fn timm_safetensors(model: &Network, timm_model: &str, num_classes: usize) -> Result<Vec<u8>> {
+    let rewrites = naevus_models::timm::key_rewrites(model).map_err(anyhow::Error::msg)?;
+    let remapper = KeyRemapper::from_patterns(rewrites).map_err(|e| anyhow::anyhow!("a timm key rewrite is not a regex: {e}"))?;
+    let mut store = SafetensorsStore::from_bytes(None)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .remap(remapper)
+        .metadata("timm_model", timm_model)
+        .metadata("num_classes", num_classes.to_string());
+    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("writing timm safetensors: {e}"))?;
+    let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("writing timm safetensors: {e}"))?;
+    if let Some((key, _, _)) = safetensors_keys(&bytes)?.into_iter().find(|(key, _, _)| naevus_models::timm::is_naevus_key(key)) {
+        anyhow::bail!("{key} has no name in timm's {timm_model}");
+    }
+    Ok(bytes)
 }
 
 /// Every tensor of a safetensors file: its key, dtype and shape, in key order (read from

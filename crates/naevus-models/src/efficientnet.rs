@@ -150,4 +150,17 @@ impl EfficientNetLiteFeatures {
         }
         graph.conv_bn(&x, &self.conv_head, Some(&self.bn1), Activation::Relu6)
     }
+
+    /// Rewrites of this network's keys onto timm's `tf_efficientnet_lite*` (see
+    /// [`crate::timm`]); the head's BN is renamed before the stem's takes its name.
+    pub(crate) fn timm_keys(&self) -> Vec<(String, String)> {
+        let ours = r"^backbone\.EfficientNetLite\.";
+        let mut rewrites = vec![
+            (format!(r"{ours}bn1\."), "bn2.".to_string()),
+            (format!(r"{ours}bn0\."), "bn1.".to_string()),
+            (format!(r"{ours}(conv_stem|conv_head)\."), "${1}.".to_string()),
+        ];
+        rewrites.extend(crate::inverted_residual::timm_block_keys(&self.blocks, &format!(r"{ours}blocks\.")));
+        rewrites
+    }
 }

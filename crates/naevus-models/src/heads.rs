@@ -105,7 +105,7 @@ pub fn global_average_pool(map: Tensor<4>) -> Tensor<2> {
 /// GAP -> [FC + ReLU].
 #[derive(Module, Debug)]
 pub struct PooledHead {
-    hidden: Option<Linear>,
+    pub(crate) hidden: Option<Linear>,
 }
 
 impl PooledHead {

@@ -67,6 +67,31 @@ impl InvertedResidual {
     }
 }
 
+/// How timm names `blocks` (see [`crate::timm`]): nested by stage, `blocks.S.I`, a stage
+/// starting at each block that changes the shape (the first of a stage never has the
+/// residual; the others always do). A block without expansion is timm's
+/// DepthwiseSeparableConv (`conv_dw`, `bn1`, `conv_pw`, `bn2`), the others its
+/// InvertedResidual (`conv_pw`, `bn1`, `conv_dw`, `bn2`, `conv_pwl`, `bn3`). `prefix` is the
+/// blocks' path in naevus's keys, as a regex (`^backbone\.MobileNetV2\.blocks\.`).
+pub(crate) fn timm_block_keys(blocks: &[InvertedResidual], prefix: &str) -> Vec<(String, String)> {
+    let mut rewrites = Vec::new();
+    let (mut stage, mut index) = (0, 0);
+    for (n, block) in blocks.iter().enumerate() {
+        if n > 0 {
+            (stage, index) = if block.residual { (stage, index + 1) } else { (stage + 1, 0) };
+        }
+        let names: &[(&str, &str)] = if block.expand_conv.is_some() {
+            &[("expand_conv", "conv_pw"), ("expand_bn", "bn1"), ("depthwise_conv", "conv_dw"), ("depthwise_bn", "bn2"), ("project_conv", "conv_pwl"), ("project_bn", "bn3")]
+        } else {
+            &[("depthwise_conv", "conv_dw"), ("depthwise_bn", "bn1"), ("project_conv", "conv_pw"), ("project_bn", "bn2")]
+        };
+        for (ours, theirs) in names {
+            rewrites.push((format!(r"{prefix}{n}\.{ours}\."), format!("blocks.{stage}.{index}.{theirs}.")));
+        }
+    }
+    rewrites
+}
+
 /// Rewrites of the keys of EfficientNet-Lite weights named as lukemelas's EfficientNet-PyTorch
 /// names a block's BatchNorms (`bn0`, `bn1`, `bn2`), onto this block's names. They serve both
 /// the ImageNet checkpoint and naevus runs saved before the two networks shared this block.

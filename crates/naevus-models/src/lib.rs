@@ -17,6 +17,7 @@ pub mod onnx;
 pub mod registry;
 pub mod resnet;
 pub mod small_cnn;
+pub mod timm;
 pub mod vgg;
 
 #[cfg(feature = "flex")]

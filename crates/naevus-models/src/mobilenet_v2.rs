@@ -153,6 +153,17 @@ impl MobileNetV2Features {
         }
         graph.conv_bn(&x, &self.head_conv, Some(&self.head_bn), Activation::Relu6)
     }
+
+    /// Rewrites of this network's keys onto timm's `mobilenetv2_100` (see [`crate::timm`]).
+    pub(crate) fn timm_keys(&self) -> Vec<(String, String)> {
+        let ours = r"^backbone\.MobileNetV2\.";
+        let mut rewrites: Vec<(String, String)> = [("stem_conv", "conv_stem"), ("stem_bn", "bn1"), ("head_conv", "conv_head"), ("head_bn", "bn2")]
+            .iter()
+            .map(|(from, to)| (format!(r"{ours}{from}\."), format!("{to}.")))
+            .collect();
+        rewrites.extend(crate::inverted_residual::timm_block_keys(&self.blocks, &format!(r"{ours}blocks\.")));
+        rewrites
+    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,9 @@ pub struct ModelSpec {
     /// The deepest map that still has a spatial layout (the last stage, or ChipNet's chip
     /// grid); Grad-CAM reads [`explain_layer_at`](Self::explain_layer_at) unless told otherwise.
     pub explain_layer: &'static str,
+    /// timm's name for the same network, when timm has one: what `timm.create_model` takes
+    /// to load the weights `naevus export --timm` writes (see [`crate::timm`]).
+    pub timm: Option<&'static str>,
     architecture: Architecture,
 }
 
@@ -185,6 +188,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: IMAGENET_STD,
         pretrained: None,
         explain_layer: "block3",
+        timm: None,
         architecture: Architecture {
             backbone: BackboneKind::SmallCnn,
             head: HeadKind::Pooled { hidden: Some(256) },
@@ -200,6 +204,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: IMAGENET_STD,
         pretrained: Some(RESNET18_WEIGHTS),
         explain_layer: "layer4",
+        timm: Some("resnet18"),
         architecture: pooled(BackboneKind::ResNet(Depth::R18), 0.0),
     },
     ModelSpec {
@@ -210,6 +215,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: GRAY_STD,
         pretrained: Some(PretrainedWeights { grayscale_stem: Some("backbone.conv1.weight"), ..RESNET18_WEIGHTS }),
         explain_layer: "layer4",
+        timm: None,
         architecture: Architecture { grayscale: true, ..pooled(BackboneKind::ResNet(Depth::R18), 0.0) },
     },
     ModelSpec {
@@ -220,6 +226,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: IMAGENET_STD,
         pretrained: Some(torchvision_resnet("https://download.pytorch.org/models/resnet34-b627a593.pth", "b627a593")),
         explain_layer: "layer4",
+        timm: Some("resnet34"),
         architecture: pooled(BackboneKind::ResNet(Depth::R34), 0.0),
     },
     ModelSpec {
@@ -230,6 +237,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: IMAGENET_STD,
         pretrained: Some(torchvision_resnet("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61")),
         explain_layer: "layer4",
+        timm: Some("resnet50"),
         architecture: pooled(BackboneKind::ResNet(Depth::R50), 0.0),
     },
     ModelSpec {
@@ -240,6 +248,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
         explain_layer: "stage4",
+        timm: Some("tf_efficientnet_lite0"),
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite0), 0.2),
     },
     ModelSpec {
@@ -261,6 +270,7 @@ pub const MODELS: &[ModelSpec] = &[
             grayscale_stem: None,
         }),
         explain_layer: "stage4",
+        timm: Some("tf_efficientnet_lite1"),
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite1), 0.2),
     },
     ModelSpec {
@@ -282,6 +292,7 @@ pub const MODELS: &[ModelSpec] = &[
             grayscale_stem: None,
         }),
         explain_layer: "stage4",
+        timm: Some("tf_efficientnet_lite2"),
         architecture: pooled(BackboneKind::EfficientNetLite(Variant::Lite2), 0.2),
     },
     ModelSpec {
@@ -304,6 +315,7 @@ pub const MODELS: &[ModelSpec] = &[
             grayscale_stem: None,
         }),
         explain_layer: "stage4",
+        timm: Some("mobilenetv2_100"),
         architecture: pooled(BackboneKind::MobileNetV2, 0.2),
     },
     ModelSpec {
@@ -314,6 +326,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: IMAGENET_STD,
         pretrained: Some(VGG16_BN_WEIGHTS),
         explain_layer: "pool5",
+        timm: None,
         architecture: Architecture {
             backbone: BackboneKind::Vgg16Bn,
             head: HeadKind::Attention { norm: AttentionNorm::Softmax },
@@ -329,6 +342,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
         explain_layer: "stage4",
+        timm: None,
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
             head: HeadKind::Attention { norm: AttentionNorm::Softmax },
@@ -344,6 +358,7 @@ pub const MODELS: &[ModelSpec] = &[
         std: LITE_STD,
         pretrained: Some(EFFICIENTNET_LITE0_WEIGHTS),
         explain_layer: CHIP_GRID,
+        timm: None,
         architecture: Architecture {
             backbone: BackboneKind::EfficientNetLite(Variant::Lite0),
             head: HeadKind::Chips { chip: 32 },

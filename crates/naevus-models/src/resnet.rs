@@ -146,6 +146,21 @@ impl Block {
 }
 
 impl ResNetFeatures {
+    /// Rewrites of this network's keys onto timm's `resnet18`/`34`/`50`, which keeps
+    /// torchvision's names (see [`crate::timm`]): the block kind and the shortcut's parts
+    /// are not named there.
+    pub(crate) fn timm_keys(&self) -> Vec<(String, String)> {
+        [
+            (r"^backbone\.ResNet\.", ""),
+            (r"^(layer[1-4]\.\d+)\.(Basic|Bottleneck)\.", "${1}."),
+            (r"\.downsample\.conv\.", ".downsample.0."),
+            (r"\.downsample\.bn\.", ".downsample.1."),
+        ]
+        .iter()
+        .map(|(from, to)| (from.to_string(), to.to_string()))
+        .collect()
+    }
+
     /// A fresh, randomly initialised network.
     pub fn new(depth: Depth, in_channels: usize, device: &Device) -> Self {
         let expansion = depth.expansion();
