@@ -2,7 +2,7 @@
 (`timm.create_model(timm_model, pretrained=False, num_classes=N)`, `load_state_dict(strict=True)`),
 runs it in eval mode on DIR/NAME/input.f32 (normalised, NCHW) and compares its logits with
 naevus's (DIR/NAME/logits.txt): the largest absolute difference per model. So that passing
-means something, it also swaps two BatchNorms of the same width and requires the
+means something, it also swaps the deepest two BatchNorms of the same width and requires the
 logits to move by more than 10x the tolerance. Exit status 1 when a difference is above 1e-4,
 a swap goes unnoticed, or a model does not load."""
 
@@ -41,12 +41,13 @@ for folder in sorted(p for p in root.iterdir() if (p / "timm.safetensors").exist
     diff = max_difference(state)
     worst = max(worst, diff)
     checked += 1
-    # Two BatchNorms of one width, swapped: the logits must notice.
+    # The deepest two BatchNorms of one width (in the network's order), swapped: the logits
+    # must notice.
+    order = [k[: -len(".running_var")] for k in timm.create_model(name, num_classes=classes).state_dict() if k.endswith(".running_var")]
     width = {}
-    for key in state:
-        if key.endswith(".running_var"):
-            width.setdefault(state[key].shape[0], []).append(key[: -len(".running_var")])
-    a, b = max((names for names in width.values() if len(names) > 1), key=lambda names: names[-1])[-2:]
+    for depth, key in enumerate(order):
+        width.setdefault(state[key + ".running_var"].shape[0], []).append((depth, key))
+    a, b = (key for _, key in max((group for group in width.values() if len(group) > 1), key=lambda group: group[-1][0])[-2:])
     swapped = dict(state)
     for part in ("weight", "bias", "running_mean", "running_var"):
         swapped[f"{a}.{part}"], swapped[f"{b}.{part}"] = state[f"{b}.{part}"], state[f"{a}.{part}"]

@@ -77,9 +77,10 @@ pub struct Args {
     /// 3, size, size] RGB values 0-255 with the normalisation inside the graph, batch norms
     /// folded, output `logits`; and the whole model as OUT/model.onnx, its outputs the folds'
     /// mean `probabilities` and the `melanoma` probability on the run's one scale (what
-    /// `naevus predict` writes). An ensemble's members each get theirs. Pooled-head image models (small-cnn, ResNets,
-    /// EfficientNet-Lite, MobileNetV2) are expressed; attention and chip heads, metadata
-    /// branches, greyscale input and colour constancy are refused with the reason.
+    /// `naevus predict` writes). An ensemble's members each get theirs. Every registry model
+    /// is expressed; the run's colour constancy is in the graph, and a metadata model has a
+    /// second input, `metadata` [batch, features] (its columns named in the graph's doc string
+    /// and WEIGHTS.md).
     #[arg(long)]
     onnx: bool,
     /// Also write each fold's weights as fold-K/timm.safetensors, under the names of the
@@ -225,15 +226,19 @@ fn describe_auc(card: &ModelCard) -> String {
 fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: &str, formats: Formats, folder: &Path, card: &ModelCard) -> Result<RunInfo> {
     let run = RunDir::new(run_path);
     let mut info = run.read_info()?;
-    if formats.onnx && info.colour_constancy != naevus_data::ColourConstancy::None {
-        bail!("{}: its images are colour-corrected ({}) before the network, which the ONNX graph does not do yet; export without --onnx", run_path.display(), info.colour_constancy.describe());
-    }
     let timm_model = match (formats.timm, naevus_models::spec(&info.model)?.timm) {
         (false, _) => None,
         (true, Some(name)) => Some(name),
         (true, None) => bail!("{}: timm has no model with the same network as {}; export without --timm", run_path.display(), info.model),
     };
     let trained = TrainedRun::open(run_path, Some(device))?;
+    let onnx_input = OnnxInput {
+        image_size: info.image_size,
+        mean: info.mean,
+        std: info.std,
+        colour_constancy: info.colour_constancy,
+        metadata: info.metadata.as_ref().map(|encoder| encoder.feature_names()).unwrap_or_default(),
+    };
     info.folds = folds.to_vec();
     let bundle = RunDir::new(folder);
     let mut keys = Vec::new();
@@ -252,8 +257,7 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
         // The same weights for PyTorch and other frameworks, and as an ONNX graph.
         let network = trained.fold_model(fold, checkpoint)?;
         if formats.onnx {
-            let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
-            let graph = naevus_models::onnx::to_onnx(&network, &input, info.num_outputs, &info.model)
+            let graph = naevus_models::onnx::to_onnx(&network, &onnx_input, info.num_outputs, &info.model)
                 .map_err(|why| anyhow::anyhow!("{}: {} cannot be written as ONNX: {why}", run_path.display(), info.model))?;
             write_atomic(&bundle.fold(fold).path.join(ONNX), &graph)?;
         }
@@ -268,13 +272,12 @@ fn write_run(run_path: &Path, folds: &[String], checkpoint: Checkpoint, device: 
     }
     if formats.onnx {
         // The whole model as one graph: the folds' mean, on the run's one scale.
-        let input = OnnxInput { image_size: info.image_size, mean: info.mean, std: info.std };
         let calibration = naevus_run::Calibration::read(run_path).ok();
         let fold_mean = FoldMean {
             melanoma_column: trained.input.target.melanoma_column(),
             temperature: calibration.map(|c| (c.temperature, naevus_metrics::TEMPERATURE_EPS)),
         };
-        let graph = naevus_models::onnx::to_onnx_folds(&networks, &input, info.num_outputs, &fold_mean, &info.model).map_err(anyhow::Error::msg)?;
+        let graph = naevus_models::onnx::to_onnx_folds(&networks, &onnx_input, info.num_outputs, &fold_mean, &info.model).map_err(anyhow::Error::msg)?;
         write_atomic(&folder.join(ONNX), &graph)?;
     }
     write_atomic(&folder.join("WEIGHTS.md"), weights_readme(&info, folds, &keys, timm_model).as_bytes())?;
@@ -317,6 +320,16 @@ fn weights_readme(info: &RunInfo, folds: &[String], keys: &[(String, String, Vec
              model.eval()  # input: normalised as above, [batch, 3, {side}, {side}]\n```\n\n",
             outputs = info.num_outputs,
             side = info.image_size,
+        );
+    }
+    if let Some(encoder) = &info.metadata {
+        text += &format!(
+            "The network also takes {} metadata features per image, in this order: {}. Their encoding: sex 1 (male), \
+             0 (female) or -1 (unknown); age_over_90 the age / 90 (0 unknown); log1p_images_of_patient ln(1 + the \
+             patient's image count); log_file_bytes ln(the file's size in bytes) (0 unknown); site_* one-hot, an \
+             unknown or unlisted site in site_unknown. The ONNX graphs take them as the `metadata` input.\n\n",
+            encoder.num_features(),
+            encoder.feature_names().join(", ")
         );
     }
     text += "Exported with `--onnx`, each fold also has `model.onnx` (opset 17), which needs no key map: input `image`, \

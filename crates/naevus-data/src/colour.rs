@@ -59,8 +59,9 @@ impl ColourConstancy {
         }
     }
 
-    /// The Minkowski norm of the estimate, or None when nothing is corrected.
-    fn norm(self) -> Option<f32> {
+    /// The Minkowski norm p of the estimate (1 for gray world), or None when nothing is
+    /// corrected.
+    pub fn norm(self) -> Option<f32> {
         match self {
             ColourConstancy::None => None,
             ColourConstancy::ShadesOfGray { p } => Some(p.clamp(*SHADES_OF_GRAY_P.start() as f32, *SHADES_OF_GRAY_P.end() as f32)),

@@ -141,6 +141,29 @@ impl AttentionBlock {
 
 /// ChipNet's attention pooling: conv 3x3 -> BN -> ReLU -> conv 3x3 to one score per grid
 /// position, softmax over the positions, attention-weighted average of the input map.
+impl AttentionBlock {
+    /// The pooled local features as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, local: &str, global: &str) -> Result<String, String> {
+        let local_term = graph.conv_bn(local, &self.w_l, None, Activation::Identity)?;
+        let global_term = graph.conv_bn(global, &self.w_g, None, Activation::Identity)?;
+        // Resizing to the size it has is the identity, so it is not a special case here.
+        let global_term = graph.resize_like(&global_term, &local_term);
+        let sum = graph.add(&local_term, &global_term);
+        let hidden = graph.activation(&sum, Activation::Relu);
+        let scores = graph.conv_bn(&hidden, &self.phi, None, Activation::Identity)?;
+        Ok(match self.norm {
+            AttentionNorm::Softmax => {
+                let attention = graph.spatial_softmax(&scores);
+                graph.attention_pool(local, &attention, false)
+            }
+            AttentionNorm::Sigmoid => {
+                let attention = graph.node("Sigmoid", &[&scores], vec![]);
+                graph.attention_pool(local, &attention, true)
+            }
+        })
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct ChipAttentionPool {
     conv1: Conv2d,
@@ -172,6 +195,16 @@ impl ChipAttentionPool {
         let scores = dense(&self.conv2, conv_bn(&self.conv1, &self.bn, Activation::Relu, map.clone()));
         let attention = softmax(scores.reshape([batch, height * width]), 1);
         (weighted_sum(map, attention.clone()), attention.reshape([batch, 1, height, width]))
+    }
+}
+
+impl ChipAttentionPool {
+    /// The pooled chip grid as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, map: &str) -> Result<String, String> {
+        let hidden = graph.conv_bn(map, &self.conv1, Some(&self.bn), Activation::Relu)?;
+        let scores = graph.conv_bn(&hidden, &self.conv2, None, Activation::Identity)?;
+        let attention = graph.spatial_softmax(&scores);
+        Ok(graph.attention_pool(map, &attention, false))
     }
 }
 

@@ -90,8 +90,8 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    /// The last feature map as ONNX nodes over `images` (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str) -> Result<String, String> {
+    /// The feature maps of [`stages`](Self::stages) as ONNX nodes over `images` (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str) -> Result<Vec<String>, String> {
         match self {
             Backbone::SmallCnn(m) => m.to_onnx(graph, images),
             Backbone::ResNet(m) => m.to_onnx(graph, images),

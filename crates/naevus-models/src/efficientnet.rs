@@ -142,13 +142,22 @@ impl EfficientNetLiteFeatures {
         stages
     }
 
-    /// The last stage as ONNX nodes (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+    /// The maps of [`Self::stages`] as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<Vec<String>, String> {
         let mut x = graph.conv_bn(images, &self.conv_stem, Some(&self.bn0), Activation::Relu6)?;
+        let mut stages = Vec::with_capacity(4);
+        let mut past_stride_2 = false;
         for block in &self.blocks {
+            if block.stride() == 2 {
+                if past_stride_2 {
+                    stages.push(x.clone());
+                }
+                past_stride_2 = true;
+            }
             x = block.to_onnx(graph, &x)?;
         }
-        graph.conv_bn(&x, &self.conv_head, Some(&self.bn1), Activation::Relu6)
+        stages.push(graph.conv_bn(&x, &self.conv_head, Some(&self.bn1), Activation::Relu6)?);
+        Ok(stages)
     }
 
     /// Rewrites of this network's keys onto timm's `tf_efficientnet_lite*` (see

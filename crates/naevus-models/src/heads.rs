@@ -8,6 +8,8 @@ use burn::prelude::*;
 use burn::tensor::activation::{relu, silu};
 
 use crate::attention::{AttentionBlock, AttentionNorm, ChipAttentionPool};
+use crate::backbone::Backbone;
+use crate::onnx::Graph;
 use crate::layers::{Layer, LayerHook};
 
 /// Common width of W_l and W_g in the attention blocks (seeds 000/001), and of the chip
@@ -77,12 +79,13 @@ impl Head {
 }
 
 impl Head {
-    /// The image features as ONNX nodes over the backbone's last map; attention and chip
-    /// heads are not expressed (yet).
-    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, last_map: &str) -> Result<String, String> {
+    /// The image features as ONNX nodes over `images` ([batch, channels, side, side]),
+    /// through `backbone`, as [`forward`](Self::forward) computes them.
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str, side: usize, backbone: &Backbone) -> Result<String, String> {
         match self {
             Head::Pooled(head) => {
-                let x = graph.global_average_pool(last_map);
+                let last = backbone.to_onnx(graph, images)?.pop().ok_or("a backbone without stages")?;
+                let x = graph.global_average_pool(&last);
                 Ok(match &head.hidden {
                     Some(hidden) => {
                         let y = graph.linear(&x, hidden)?;
@@ -91,8 +94,33 @@ impl Head {
                     None => x,
                 })
             }
-            Head::Attention(_) => Err("attention heads (attn-vgg16-bn, attn-efficientnet-lite0) are not expressed in ONNX yet".into()),
-            Head::Chips(_) => Err("ChipNet's chip head is not expressed in ONNX yet".into()),
+            Head::Attention(head) => {
+                let stages = backbone.to_onnx(graph, images)?;
+                let [.., local1, local2, global] = stages.as_slice() else { return Err("an attention head needs three stages".into()) };
+                let g1 = head.attention1.to_onnx(graph, local1, global)?;
+                let g2 = head.attention2.to_onnx(graph, local2, global)?;
+                let pooled = graph.global_average_pool(global);
+                Ok(graph.concat(&[&pooled, &g1, &g2], 1))
+            }
+            Head::Chips(head) => {
+                if side % head.chip != 0 {
+                    return Err(format!("chipnet needs a side that is a multiple of {} pixels, got {side}", head.chip));
+                }
+                let (n, chip) = ((side / head.chip) as i64, head.chip as i64);
+                // to_chips: [b, c, side, side] -> [b, c, n, chip, n, chip] -> [b, n, n, c, chip, chip]
+                // -> [b n n, c, chip, chip].
+                let split = graph.reshape(images, &[0, 0, n, chip, n, chip]);
+                let grid = graph.transpose(&split, &[0, 2, 4, 1, 3, 5]);
+                let (rest, channels, sides) = (graph.constant_i64("shape", &[1], &[-1]), graph.shape(images, 1, 2), graph.constant_i64("shape", &[2], &[chip, chip]));
+                let chips = graph.reshape_to(&grid, &[&rest, &channels, &sides]);
+                let last = backbone.to_onnx(graph, &chips)?.pop().ok_or("a backbone without stages")?;
+                let embeddings = graph.global_average_pool(&last);
+                // restack_chips: [b n n, c'] -> [b, n, n, c'] -> [b, c', n, n].
+                let (leading, width) = (graph.constant_i64("shape", &[3], &[-1, n, n]), graph.shape(&embeddings, 1, 2));
+                let stacked = graph.reshape_to(&embeddings, &[&leading, &width]);
+                let map = graph.transpose(&stacked, &[0, 3, 1, 2]);
+                head.pool.to_onnx(graph, &map)
+            }
         }
     }
 }
@@ -205,18 +233,29 @@ impl Classifier {
         }
     }
 
-    /// The logits as ONNX nodes over the image features; a metadata branch would need a
-    /// second input and is not expressed (yet). Dropout is the identity at inference.
-    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, features: &str) -> Result<String, String> {
-        if self.metadata.is_some() {
-            return Err("networks with a metadata branch are not expressed in ONNX yet".into());
-        }
-        graph.linear(features, &self.fc)
+    /// The logits as ONNX nodes over the image features and, for a classifier with a
+    /// metadata branch, the graph's `metadata` input. Dropout is the identity at inference.
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, features: &str, metadata: Option<&str>) -> Result<String, String> {
+        let x = match (&self.metadata, metadata) {
+            (Some(branch), Some(metadata)) => {
+                let joined = branch.to_onnx(graph, metadata)?;
+                graph.concat(&[features, &joined], 1)
+            }
+            (None, None) => features.to_string(),
+            (Some(_), None) => return Err("this network has a metadata branch, but the graph has no metadata input".into()),
+            (None, Some(_)) => return Err("this network has no metadata branch, but the graph has a metadata input".into()),
+        };
+        graph.linear(&x, &self.fc)
     }
 
     /// Whether the classifier expects metadata features next to the image.
     pub fn takes_metadata(&self) -> bool {
         self.metadata.is_some()
+    }
+
+    /// How many metadata features the classifier takes (0 without a metadata branch).
+    pub fn metadata_features(&self) -> usize {
+        self.metadata.as_ref().map_or(0, |branch| branch.fc1.weight.val().dims()[0])
     }
 
     /// Features [batch, width] (and metadata [batch, n] when the classifier has a branch
@@ -261,5 +300,13 @@ impl MetadataBranch {
     fn forward(&self, metadata: Tensor<2>) -> Tensor<2> {
         let x = self.dropout.forward(silu(self.bn1.forward(self.fc1.forward(metadata))));
         silu(self.bn2.forward(self.fc2.forward(x)))
+    }
+
+    /// The branch as ONNX nodes, batch norms folded into the linear layers before them.
+    fn to_onnx(&self, graph: &mut Graph, metadata: &str) -> Result<String, String> {
+        let x = graph.linear_bn(metadata, &self.fc1, Some(&self.bn1))?;
+        let x = graph.swish(&x);
+        let x = graph.linear_bn(&x, &self.fc2, Some(&self.bn2))?;
+        Ok(graph.swish(&x))
     }
 }

@@ -145,13 +145,18 @@ impl MobileNetV2Features {
         stages
     }
 
-    /// The last stage as ONNX nodes (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+    /// The maps of [`Self::stages`] as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<Vec<String>, String> {
         let mut x = graph.conv_bn(images, &self.stem_conv, Some(&self.stem_bn), Activation::Relu6)?;
-        for block in &self.blocks {
+        let mut stages = Vec::with_capacity(4);
+        for (i, block) in self.blocks.iter().enumerate() {
             x = block.to_onnx(graph, &x)?;
+            if LEVEL_ENDS.contains(&i) {
+                stages.push(x.clone());
+            }
         }
-        graph.conv_bn(&x, &self.head_conv, Some(&self.head_bn), Activation::Relu6)
+        stages.push(graph.conv_bn(&x, &self.head_conv, Some(&self.head_bn), Activation::Relu6)?);
+        Ok(stages)
     }
 
     /// Rewrites of this network's keys onto timm's `mobilenetv2_100` (see [`crate::timm`]).

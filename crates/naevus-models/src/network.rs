@@ -58,19 +58,29 @@ impl Network {
         Output { logits: self.classifier.forward(features.clone(), metadata), attention, features }
     }
 
-    /// Normalised images -> logits as ONNX nodes (see [`crate::onnx::to_onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str) -> Result<String, String> {
-        if self.grayscale {
-            return Err("greyscale networks are not expressed in ONNX yet".into());
-        }
-        let last = self.backbone.to_onnx(graph, images)?;
-        let features = self.head.to_onnx(graph, &last)?;
-        self.classifier.to_onnx(graph, &features)
+    /// Normalised images [batch, 3, side, side] (and the metadata features, for a network
+    /// with a metadata branch) -> logits as ONNX nodes (see [`crate::onnx::to_onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, images: &str, side: usize, metadata: Option<&str>) -> Result<String, String> {
+        let images = if self.grayscale {
+            let luma = graph.constant("luma", &[1, 3, 1, 1], &LUMA);
+            let weighted = graph.node("Mul", &[images, &luma], vec![]);
+            graph.reduce_sum(&weighted, &[1])
+        } else {
+            images.to_string()
+        };
+        let features = self.head.to_onnx(graph, &images, side, &self.backbone)?;
+        self.classifier.to_onnx(graph, &features, metadata)
     }
 
     /// Whether [`forward_with_metadata`](Self::forward_with_metadata) needs metadata features.
     pub fn takes_metadata(&self) -> bool {
         self.classifier.takes_metadata()
+    }
+
+    /// How many metadata features [`forward_with_metadata`](Self::forward_with_metadata)
+    /// takes per image (0 for an image-only network).
+    pub fn metadata_features(&self) -> usize {
+        self.classifier.metadata_features()
     }
 
     /// The backbone's globally pooled last feature map, [batch, channels]: what a linear

@@ -235,13 +235,17 @@ impl ResNetFeatures {
         stages
     }
 
-    /// The last stage as ONNX nodes (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+    /// The maps of [`Self::stages`] as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<Vec<String>, String> {
         let y = graph.conv_bn(images, &self.conv1, Some(&self.bn1), Activation::Relu)?;
         let mut x = graph.max_pool(&y, &self.maxpool)?;
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
-            x = block.to_onnx(graph, &x)?;
+        let mut stages = Vec::with_capacity(4);
+        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+            for block in layer {
+                x = block.to_onnx(graph, &x)?;
+            }
+            stages.push(x.clone());
         }
-        Ok(x)
+        Ok(stages)
     }
 }

@@ -70,12 +70,14 @@ impl SmallCnnFeatures {
         stages
     }
 
-    /// The last stage as ONNX nodes (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+    /// The maps of [`Self::stages`] as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<Vec<String>, String> {
         let mut x = images.to_string();
+        let mut stages = Vec::with_capacity(3);
         for block in [&self.block1, &self.block2, &self.block3] {
             x = block.to_onnx(graph, &x)?;
+            stages.push(x.clone());
         }
-        Ok(x)
+        Ok(stages)
     }
 }

@@ -96,16 +96,20 @@ impl Vgg16BnFeatures {
         stages
     }
 
-    /// The last stage as ONNX nodes (see [`crate::onnx`]).
-    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<String, String> {
+    /// The maps of [`Self::stages`] as ONNX nodes (see [`crate::onnx`]).
+    pub(crate) fn to_onnx(&self, graph: &mut Graph, images: &str) -> Result<Vec<String>, String> {
         let mut x = images.to_string();
-        for block in &self.blocks {
+        let mut stages = Vec::with_capacity(4);
+        for (b, block) in self.blocks.iter().enumerate() {
             for layer in &block.layers {
                 x = graph.conv_bn(&x, &layer.conv, Some(&layer.bn), Activation::Relu)?;
             }
             x = graph.max_pool(&x, &self.pool)?;
+            if b >= 1 {
+                stages.push(x.clone());
+            }
         }
-        Ok(x)
+        Ok(stages)
     }
 }
 

@@ -1,17 +1,19 @@
 //! ONNX export: a network as an ONNX model (opset 17) that ONNX Runtime, TensorRT or Triton
 //! can run without naevus. Its input is `image`, float32 [batch, 3, size, size] RGB values
-//! 0-255 (the batch axis dynamic); the normalisation is the graph's first two nodes, batch
-//! norms are folded into their convolutions, and its output is `logits` [batch, outputs].
-//! burn has no ONNX writer, so this is naevus's own over the schema in [`proto`]. Each model
-//! file's `to_onnx` walks its forward pass; what a file does not express (attention and chip
-//! heads, metadata branches, greyscale input) is refused with the reason.
+//! 0-255 (the batch axis dynamic), and for a network with a metadata branch `metadata`,
+//! float32 [batch, features]; the colour constancy (when the run has one) and the
+//! normalisation are the graph's first nodes, batch norms are folded into the convolutions
+//! and linear layers before them, and its output is `logits` [batch, outputs]. burn has no
+//! ONNX writer, so this is naevus's own over the schema in [`proto`]. Each model file's
+//! `to_onnx` walks its forward pass.
 
 mod graph;
 pub mod proto;
 
 pub(crate) use graph::Graph;
 use prost::Message;
-use proto::{Dimension, DimensionValue, FLOAT, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto};
+use naevus_data::ColourConstancy;
+use proto::{DOUBLE, Dimension, DimensionValue, FLOAT, GraphProto, ModelProto, OperatorSetIdProto, TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto};
 
 use crate::network::Network;
 
@@ -20,14 +22,24 @@ pub const OPSET: i64 = 17;
 /// ONNX IR version 8 (ONNX 1.10+).
 pub const IR_VERSION: i64 = 8;
 
-/// What the exported model expects of its input.
-#[derive(Debug, Clone, Copy)]
+/// What the exported model expects of its input, and how it prepares it.
+#[derive(Debug, Clone)]
 pub struct OnnxInput {
     /// Side of the square input, in pixels.
     pub image_size: u32,
     /// The normalisation the network trained with, on [0, 1] values.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The colour correction the run applies to its input-size images before normalising.
+    pub colour_constancy: ColourConstancy,
+    /// The names of the metadata features, in column order; empty for an image-only network.
+    pub metadata: Vec<String>,
+}
+
+/// The graph's inputs: `image`, and `metadata` when the network takes it.
+struct Inputs {
+    image: String,
+    metadata: Option<String>,
 }
 
 fn tensor_value(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
@@ -42,21 +54,67 @@ fn tensor_value(name: &str, dims: Vec<DimensionValue>) -> ValueInfoProto {
     }
 }
 
-/// The graph's input and its normalisation: (x / 255 - mean) / std = x * scale + shift, per
-/// channel. Returns the normalised tensor's name.
-fn normalised_input(graph: &mut Graph, input: &OnnxInput) -> String {
+/// The graph's inputs, the image colour-corrected and normalised: (x / 255 - mean) / std = x
+/// * scale + shift, per channel.
+fn prepared_inputs(graph: &mut Graph, network: &Network, input: &OnnxInput) -> Result<Inputs, String> {
+    if network.metadata_features() != input.metadata.len() {
+        return Err(format!("the network takes {} metadata features, but {} are named", network.metadata_features(), input.metadata.len()));
+    }
+    let image = colour_corrected(graph, "image", input.colour_constancy);
     let scale: Vec<f32> = input.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
     let shift: Vec<f32> = input.mean.iter().zip(&input.std).map(|(m, s)| -m / s).collect();
     let scale = graph.constant("normalise_scale", &[1, 3, 1, 1], &scale);
     let shift = graph.constant("normalise_shift", &[1, 3, 1, 1], &shift);
-    let scaled = graph.node("Mul", &["image", &scale], vec![]);
-    graph.node("Add", &[&scaled, &shift], vec![])
+    let scaled = graph.node("Mul", &[&image, &scale], vec![]);
+    let image = graph.node("Add", &[&scaled, &shift], vec![]);
+    Ok(Inputs { image, metadata: (!input.metadata.is_empty()).then(|| "metadata".to_string()) })
 }
 
-/// The model file's bytes of `graph`, with the `image` input and `outputs` ([batch, width]).
+/// `naevus_data::ColourConstancy::apply` as nodes over RGB values 0-255 [batch, 3, h, w]: each
+/// channel's Minkowski p-mean e_c of v / 255 (in f64, as naevus computes it), the gain
+/// |e| / (e_c sqrt 3) (1 where e_c is 0), and the values times their gain, rounded and
+/// clamped to 0-255.
+fn colour_corrected(graph: &mut Graph, image: &str, colour: ColourConstancy) -> String {
+    let Some(p) = colour.norm() else { return image.to_string() };
+    let p = f64::from(p);
+    let values = graph.node("Cast", &[image], vec![graph::int("to", i64::from(DOUBLE))]);
+    let full = graph.constant_f64("full_scale", &[], &[255.0]);
+    let unit = graph.node("Div", &[&values, &full], vec![]);
+    let exponent = graph.constant_f64("p", &[], &[p]);
+    let powered = graph.node("Pow", &[&unit, &exponent], vec![]);
+    let mean = graph.node("ReduceMean", &[&powered], vec![graph::ints("axes", &[2, 3]), graph::int("keepdims", 1)]);
+    let root = graph.constant_f64("inverse_p", &[], &[1.0 / p]);
+    let estimate = graph.node("Pow", &[&mean, &root], vec![]);
+    let squares = graph.node("Mul", &[&estimate, &estimate], vec![]);
+    let sum = graph.reduce_sum(&squares, &[1]);
+    let length = graph.node("Sqrt", &[&sum], vec![]);
+    let sqrt3 = graph.constant_f64("sqrt3", &[], &[3f64.sqrt()]);
+    let denominator = graph.node("Mul", &[&estimate, &sqrt3], vec![]);
+    let ratio = graph.node("Div", &[&length, &denominator], vec![]);
+    let zero = graph.constant_f64("zero", &[], &[0.0]);
+    let lit = graph.node("Greater", &[&estimate, &zero], vec![]);
+    let one = graph.constant_f64("one", &[], &[1.0]);
+    let gain = graph.node("Where", &[&lit, &ratio, &one], vec![]);
+    let gain = graph.node("Cast", &[&gain], vec![graph::int("to", i64::from(FLOAT))]);
+    let scaled = graph.node("Mul", &[image, &gain], vec![]);
+    let rounded = graph.node("Round", &[&scaled], vec![]);
+    let (low, high) = (graph.constant("zero", &[], &[0.0]), graph.constant("full_scale", &[], &[255.0]));
+    graph.node("Clip", &[&rounded, &low, &high], vec![])
+}
+
+/// The model file's bytes of `graph`, with the `image` input (and `metadata`, when the
+/// network takes it) and `outputs` ([batch, width]).
 fn model_bytes(graph: Graph, input: &OnnxInput, outputs: &[(&str, usize)], name: &str, doc: String) -> Vec<u8> {
     let side = i64::from(input.image_size);
     let batch = || DimensionValue::DimParam("batch".into());
+    let mut inputs = vec![tensor_value("image", vec![batch(), DimensionValue::DimValue(3), DimensionValue::DimValue(side), DimensionValue::DimValue(side)])];
+    if !input.metadata.is_empty() {
+        inputs.push(tensor_value("metadata", vec![batch(), DimensionValue::DimValue(input.metadata.len() as i64)]));
+    }
+    let doc = match input.metadata.is_empty() {
+        true => doc,
+        false => format!("{doc}; metadata columns: {}", input.metadata.join(", ")),
+    };
     let model = ModelProto {
         ir_version: IR_VERSION,
         producer_name: "naevus".into(),
@@ -66,7 +124,7 @@ fn model_bytes(graph: Graph, input: &OnnxInput, outputs: &[(&str, usize)], name:
             node: graph.nodes,
             name: name.into(),
             initializer: graph.initializers,
-            input: vec![tensor_value("image", vec![batch(), DimensionValue::DimValue(3), DimensionValue::DimValue(side), DimensionValue::DimValue(side)])],
+            input: inputs,
             output: outputs.iter().map(|(output, width)| tensor_value(output, vec![batch(), DimensionValue::DimValue(*width as i64)])).collect(),
         }),
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
@@ -78,8 +136,8 @@ fn model_bytes(graph: Graph, input: &OnnxInput, outputs: &[(&str, usize)], name:
 /// [batch, outputs], or why it cannot be expressed.
 pub fn to_onnx(network: &Network, input: &OnnxInput, outputs: usize, name: &str) -> Result<Vec<u8>, String> {
     let mut graph = Graph::default();
-    let normalised = normalised_input(&mut graph, input);
-    let logits = network.to_onnx(&mut graph, &normalised)?;
+    let inputs = prepared_inputs(&mut graph, network, input)?;
+    let logits = network.to_onnx(&mut graph, &inputs.image, input.image_size as usize, inputs.metadata.as_deref())?;
     graph.rename_output(&logits, "logits");
     Ok(model_bytes(graph, input, &[("logits", outputs)], name, format!("{name}: RGB values 0-255 in, logits out")))
 }
@@ -100,10 +158,11 @@ pub struct FoldMean {
 /// `melanoma` [batch, 1]: the numbers `naevus predict` writes.
 pub fn to_onnx_folds(networks: &[Network], input: &OnnxInput, outputs: usize, mean: &FoldMean, name: &str) -> Result<Vec<u8>, String> {
     let mut graph = Graph::default();
-    let normalised = normalised_input(&mut graph, input);
+    let first = networks.first().ok_or("a model without folds")?;
+    let inputs = prepared_inputs(&mut graph, first, input)?;
     let mut folds = Vec::with_capacity(networks.len());
     for network in networks {
-        let logits = network.to_onnx(&mut graph, &normalised)?;
+        let logits = network.to_onnx(&mut graph, &inputs.image, input.image_size as usize, inputs.metadata.as_deref())?;
         folds.push(if outputs == 1 { graph.node("Sigmoid", &[&logits], vec![]) } else { graph.node("Softmax", &[&logits], vec![graph::int("axis", 1)]) });
     }
     let fold_refs: Vec<&str> = folds.iter().map(String::as_str).collect();
@@ -141,7 +200,7 @@ mod tests {
         let device = Device::flex();
         let spec = crate::spec("small-cnn").unwrap();
         let network = spec.build_with(HeadOptions { num_outputs: 1, metadata_features: 0, dropout_samples: 1 }, &device).valid();
-        let input = OnnxInput { image_size: 32, mean: [0.5; 3], std: [0.25; 3] };
+        let input = OnnxInput { image_size: 32, mean: [0.5; 3], std: [0.25; 3], colour_constancy: ColourConstancy::None, metadata: Vec::new() };
         let bytes = to_onnx(&network, &input, 1, "small-cnn").unwrap();
         let model = ModelProto::decode(bytes.as_slice()).unwrap();
         let graph = model.graph.unwrap();
@@ -155,35 +214,16 @@ mod tests {
     }
 
     #[test]
-    fn heads_it_cannot_express_are_refused_by_name() {
+    fn a_metadata_branch_is_a_second_input_whose_columns_are_named() {
         let device = Device::flex();
         let options = HeadOptions { num_outputs: 1, metadata_features: 2, dropout_samples: 1 };
         let network = crate::spec("small-cnn").unwrap().build_with(options, &device).valid();
-        let input = OnnxInput { image_size: 32, mean: [0.5; 3], std: [0.25; 3] };
-        assert!(to_onnx(&network, &input, 1, "m").unwrap_err().contains("metadata branch"));
-    }
-
-    /// Writes, for each architecture ONNX can express, model.onnx, a fixed input and
-    /// naevus's logits of it into NAEVUS_ONNX_CHECK_DIR, for a check with ONNX Runtime.
-    #[test]
-    #[ignore = "writes files for scripts/onnx_check.py; run with NAEVUS_ONNX_CHECK_DIR set"]
-    fn write_onnx_check_files() {
-        let Some(dir) = std::env::var_os("NAEVUS_ONNX_CHECK_DIR") else { return };
-        let dir = std::path::PathBuf::from(dir);
-        let device = Device::flex();
-        let (side, batch) = (64usize, 2usize);
-        let pixels: Vec<f32> = (0..batch * 3 * side * side).map(|i| ((i * 37) % 256) as f32).collect();
-        for name in ["small-cnn", "resnet18", "resnet50", "efficientnet-lite0", "efficientnet-lite2", "mobilenet-v2"] {
-            let network = crate::spec(name).unwrap().build_with(HeadOptions { num_outputs: 1, metadata_features: 0, dropout_samples: 1 }, &device).valid();
-            let input = OnnxInput { image_size: side as u32, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
-            let images = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [batch, 3, side, side]), &device);
-            let mean = Tensor::<1>::from_floats(input.mean, &device).reshape([1, 3, 1, 1]);
-            let std = Tensor::<1>::from_floats(input.std, &device).reshape([1, 3, 1, 1]);
-            let logits = network.forward((images / 255.0 - mean) / std).logits.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-            std::fs::create_dir_all(dir.join(name)).unwrap();
-            std::fs::write(dir.join(name).join("model.onnx"), to_onnx(&network, &input, 1, name).unwrap()).unwrap();
-            std::fs::write(dir.join(name).join("input.f32"), pixels.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-            std::fs::write(dir.join(name).join("logits.txt"), logits.iter().map(|v| format!("{v:e}")).collect::<Vec<_>>().join("\n")).unwrap();
-        }
+        let mut input = OnnxInput { image_size: 32, mean: [0.5; 3], std: [0.25; 3], colour_constancy: ColourConstancy::None, metadata: Vec::new() };
+        assert!(to_onnx(&network, &input, 1, "m").unwrap_err().contains("takes 2 metadata features, but 0 are named"));
+        input.metadata = vec!["sex".into(), "age_over_90".into()];
+        let model = ModelProto::decode(to_onnx(&network, &input, 1, "m").unwrap().as_slice()).unwrap();
+        let inputs: Vec<String> = model.graph.unwrap().input.into_iter().map(|i| i.name).collect();
+        assert_eq!(inputs, ["image", "metadata"]);
+        assert!(model.doc_string.ends_with("metadata columns: sex, age_over_90"), "{}", model.doc_string);
     }
 }

@@ -59,6 +59,7 @@ pub struct NodeProto {
 /// AttributeProto.AttributeType.
 pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;
+pub const ATTRIBUTE_STRING: i32 = 3;
 pub const ATTRIBUTE_INTS: i32 = 7;
 
 #[derive(Clone, PartialEq, Message)]
@@ -69,15 +70,18 @@ pub struct AttributeProto {
     pub f: f32,
     #[prost(int64, tag = "3")]
     pub i: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub s: Vec<u8>,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
     #[prost(int32, tag = "20")]
     pub r#type: i32,
 }
 
-/// TensorProto.DataType.FLOAT and INT64.
+/// TensorProto.DataType.FLOAT, INT64 and DOUBLE.
 pub const FLOAT: i32 = 1;
 pub const INT64: i32 = 7;
+pub const DOUBLE: i32 = 11;
 
 #[derive(Clone, PartialEq, Message)]
 pub struct TensorProto {
