@@ -52,19 +52,23 @@ fn write_timm_check_files() {
 }
 
 /// Writes, into NAEVUS_ONNX_CHECK_DIR/NAME, every registry architecture (and EfficientNet-Lite0
-/// with a metadata branch, and with Shades of Gray) as model.onnx, fixed RGB values 0-255 (and
-/// metadata features) and naevus's logits of them through naevus's own input path
-/// (`InputSpec::images_tensor`: colour correction and normalisation). Weights as for timm.
+/// with a metadata branch, and with Shades of Gray) as model.onnx, two CC0 lesion images as RGB
+/// values 0-255 at 128 px (and metadata features) and naevus's logits of them through naevus's
+/// own input path (`InputSpec::images_tensor`: colour correction and normalisation). Weights
+/// as for timm.
 #[test]
 #[ignore = "writes files for scripts/onnx_check.py; .ci/run runs it with NAEVUS_ONNX_CHECK_DIR set"]
 fn write_onnx_check_files() {
     let Some(dir) = std::env::var_os("NAEVUS_ONNX_CHECK_DIR").map(std::path::PathBuf::from) else { return };
     let device = Device::flex();
     device.seed(17);
-    let (side, batch, outputs) = (64usize, 2usize, 2usize);
-    // A pattern under a warm cast (green and blue dimmed), which Shades of Gray undoes.
-    let cast = [1.0, 0.75, 0.5];
-    let images: Vec<Vec<u8>> = (0..batch).map(|b| (0..side * side * 3).map(|i| (((i * 37 + b * 101) % 256) as f32 * cast[i % 3]) as u8).collect()).collect();
+    let (side, outputs) = (128usize, 2usize);
+    // Two CC0 ISIC 2017 images (tests/reference), at the input size.
+    let images: Vec<Vec<u8>> = ["lesion_a.png", "lesion_b.png"]
+        .iter()
+        .map(|file| naevus_data::center_crop_resize(&naevus_data::load_rgb(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference").join(file)).unwrap(), side as u32))
+        .collect();
+    let batch = images.len();
     let metadata: Vec<f32> = vec![1.0, 0.5, 0.0, -1.0, 0.3, 1.0];
     let mut cases: Vec<(String, &str, usize, ColourConstancy)> = naevus_models::MODELS.iter().map(|spec| (spec.name.to_string(), spec.name, 0, ColourConstancy::None)).collect();
     cases.push(("efficientnet-lite0-metadata".into(), "efficientnet-lite0", 3, ColourConstancy::None));
