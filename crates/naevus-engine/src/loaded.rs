@@ -25,6 +25,8 @@ pub struct Member {
     pub folds: Vec<Network>,
     /// One out-of-domain guard per fold (None: the run has none for its weights).
     pub guards: Option<Vec<DomainGuard>>,
+    /// `RunDir::model_sha256` of the weights the folds were loaded from.
+    pub model_sha256: String,
 }
 
 /// One image as every member takes it.
@@ -77,7 +79,8 @@ impl LoadedModel {
         let mut members = Vec::with_capacity(definition.members.len());
         for (spec, weight) in definition.members.iter().zip(definition.weights()) {
             let run = TrainedRun::open(&spec.run, device).with_context(|| format!("opening member {} of the ensemble {}", spec.name, dir.display()))?;
-            let sha256 = run.dir.model_sha256(&run.info, checkpoint)?;
+            // Each fold's weights are read once: hashed, checked, then loaded.
+            let (sha256, weights) = run.read_model(checkpoint)?;
             if spec.model_sha256.as_deref() != Some(sha256.as_str()) {
                 bail!(
                     "{}: member {} has changed since it was exported (its {} weights hash to {sha256}, ensemble.json says {}); export the ensemble again",
@@ -87,7 +90,7 @@ impl LoadedModel {
                     spec.model_sha256.as_deref().unwrap_or("nothing")
                 );
             }
-            members.push(Member::load(spec.name.clone(), weight, run, checkpoint)?);
+            members.push(Member::of_weights(spec.name.clone(), weight, run, checkpoint, sha256, weights)?);
         }
         let first = &members[0].run.info;
         for member in &members[1..] {
@@ -228,13 +231,9 @@ impl LoadedModel {
         let mut by_member = Vec::with_capacity(self.members.len());
         for member in &self.members {
             let run = &member.run;
-            let uncalibrated = run.predict_cache(&member.folds, cache, items, tta)?;
+            let (uncalibrated, domain) = run.predict_cache(&member.folds, member.guards.as_deref(), cache, items, tta)?;
             let mut melanoma = uncalibrated.clone();
             run.calibrate(&mut melanoma);
-            let domain = match &member.guards {
-                Some(guards) => Some(run.check_cache(&member.folds, guards, cache, items)?),
-                None => None,
-            };
             by_member.push(MemberScores { melanoma, uncalibrated, outputs: Vec::new(), domain });
         }
         Ok(self.combine(by_member))
@@ -275,9 +274,16 @@ struct MemberScores {
 }
 
 impl Member {
+    /// Each fold's weights are read once: hashed, then loaded.
     fn load(name: String, weight: f64, run: TrainedRun, checkpoint: Checkpoint) -> Result<Self> {
-        let folds = run.ensemble(checkpoint)?;
+        let (model_sha256, weights) = run.read_model(checkpoint)?;
+        Self::of_weights(name, weight, run, checkpoint, model_sha256, weights)
+    }
+
+    /// The member with its folds built from `weights`, which hash to `model_sha256`.
+    fn of_weights(name: String, weight: f64, run: TrainedRun, checkpoint: Checkpoint, model_sha256: String, weights: Vec<Vec<u8>>) -> Result<Self> {
+        let folds = run.ensemble_of(checkpoint, weights)?;
         let guards = run.guards(checkpoint)?;
-        Ok(Self { name, weight, run, folds, guards })
+        Ok(Self { name, weight, run, folds, guards, model_sha256 })
     }
 }

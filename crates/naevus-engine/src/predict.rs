@@ -43,17 +43,35 @@ pub fn output_probabilities(
     device: &Device,
     tta: usize,
 ) -> Result<Vec<Vec<f64>>> {
+    Ok(output_probabilities_and_features(model, cache, items, input, device, tta, false)?.0)
+}
+
+/// [`output_probabilities`], and with `keep_features` each item's image features from the
+/// same forward pass (of view 0, the image as stored): what the out-of-domain guard measures.
+pub fn output_probabilities_and_features(
+    model: &Network,
+    cache: &Arc<Cache>,
+    items: &[usize],
+    input: &InputSpec,
+    device: &Device,
+    tta: usize,
+    keep_features: bool,
+) -> Result<(Vec<Vec<f64>>, Vec<Vec<f32>>)> {
     let views = tta.clamp(1, MAX_TTA);
     let outputs = input.target.num_outputs();
     let metadata = input.cache_metadata(cache);
     let mut sum = vec![vec![0.0; outputs]; items.len()];
+    let mut kept = Vec::new();
     for view in 0..views {
         let loader = LoaderConfig { dihedral: view as u8, ..input.loader(cache, 32, None, 0) };
         let mut offset = 0;
         for batch in batches(cache.clone(), items.to_vec(), loader) {
             let batch = batch?;
             let meta = metadata.as_deref().map(|features| metadata_tensor(features, &batch.items, device));
-            let p = input.forward_probabilities(model, batch_tensor(batch, device), meta)?;
+            let (p, features) = input.forward_with_features(model, batch_tensor(batch, device), meta)?;
+            if keep_features && view == 0 {
+                kept.extend(features);
+            }
             for (row, values) in sum[offset..].iter_mut().zip(p.chunks(outputs)) {
                 for (s, v) in row.iter_mut().zip(values) {
                     *s += f64::from(*v);
@@ -62,7 +80,7 @@ pub fn output_probabilities(
             offset += p.len() / outputs;
         }
     }
-    Ok(sum.into_iter().map(|row| row.into_iter().map(|s| s / views as f64).collect()).collect())
+    Ok((sum.into_iter().map(|row| row.into_iter().map(|s| s / views as f64).collect()).collect(), kept))
 }
 
 /// Melanoma probability of each cache item in `items` (see [`output_probabilities`]).

@@ -9,16 +9,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::prelude::*;
-use naevus_data::{Cache, DecodeLimits, RgbImage, center_crop_resize, decode_square_limited, load_square_limited, resize_square};
+use naevus_data::{Cache, DecodeLimits, RgbImage, center_crop_resize, decode_square_limited, image_at_size, load_square_limited, resize_square};
 use naevus_models::{HeadOptions, ModelSpec, Network};
 use naevus_run::{Calibration, Checkpoint, DomainCheck, DomainGuard, FoldDir, Predictions, RunDir, RunInfo, TrainConfig};
 
 use crate::checkpoint::load_weights;
 use crate::device::select_device;
 use crate::explain::{Explanation, Method, explain_images};
-use crate::guard::cache_guard_inputs;
 use crate::input::InputSpec;
-use crate::predict::{MAX_TTA, probabilities, rows_tensor};
+use crate::predict::{MAX_TTA, output_probabilities_and_features, probabilities, rows_tensor};
 
 /// What [`TrainedRun::score_images`] says of each image.
 #[derive(Debug, Clone)]
@@ -101,6 +100,12 @@ impl TrainedRun {
     /// The network of `fold` with the weights of `checkpoint`, in inference mode.
     pub fn fold_model(&self, fold: &str, checkpoint: Checkpoint) -> Result<Network> {
         let fold = self.dir.fold(fold);
+        self.check_checkpoint(&fold, checkpoint)?;
+        load_network(&self.info, &fold, checkpoint, &self.device)
+    }
+
+    /// Why `fold` has no `checkpoint` file, when that is a recipe's choice rather than damage.
+    fn check_checkpoint(&self, fold: &FoldDir, checkpoint: Checkpoint) -> Result<()> {
         let missing = match checkpoint {
             _ if fold.checkpoint(checkpoint).exists() => None,
             Checkpoint::BestPrimary => Some(
@@ -109,10 +114,19 @@ impl TrainedRun {
             Checkpoint::BestEma => Some("it is written only by recipes that keep a weight average (ema_decay above 0)"),
             _ => None,
         };
-        if let Some(why) = missing {
-            bail!("{} has no {} checkpoint: {why}", self.path().display(), checkpoint.name());
+        match missing {
+            Some(why) => bail!("{} has no {} checkpoint: {why}", self.path().display(), checkpoint.name()),
+            None => Ok(()),
         }
-        load_network(&self.info, &fold, checkpoint, &self.device)
+    }
+
+    /// Every fold's weights of `checkpoint`, read once, and `RunDir::model_sha256` of them:
+    /// what [`ensemble_of`](Self::ensemble_of) builds the fold ensemble from.
+    pub fn read_model(&self, checkpoint: Checkpoint) -> Result<(String, Vec<Vec<u8>>)> {
+        for fold in &self.info.folds {
+            self.check_checkpoint(&self.dir.fold(fold), checkpoint)?;
+        }
+        Ok(self.dir.read_model(&self.info, checkpoint)?)
     }
 
     /// Every fold's network with the weights of `checkpoint`: the fold ensemble.
@@ -120,35 +134,49 @@ impl TrainedRun {
         self.info.folds.iter().map(|fold| self.fold_model(fold, checkpoint)).collect()
     }
 
+    /// The fold ensemble from weights already read (see [`read_model`](Self::read_model)), one
+    /// per fold in fold order.
+    pub fn ensemble_of(&self, checkpoint: Checkpoint, weights: Vec<Vec<u8>>) -> Result<Vec<Network>> {
+        self.info
+            .folds
+            .iter()
+            .zip(weights)
+            .map(|(fold, weights)| network_of_weights(&self.info, &self.dir.fold(fold), checkpoint, weights, &self.device))
+            .collect()
+    }
+
     /// Mean melanoma probability over the fold ensemble of each cache item in `items`, each
-    /// averaged over `tta` dihedral views.
-    pub fn predict_cache(&self, ensemble: &[Network], cache: &Arc<Cache>, items: &[usize], tta: usize) -> Result<Vec<f64>> {
+    /// averaged over `tta` dihedral views; and, with `guards` (one per fold, see
+    /// [`guards`](Self::guards)), what they say of each item, from the features of the same
+    /// forward pass (of the image as stored).
+    pub fn predict_cache(&self, ensemble: &[Network], guards: Option<&[DomainGuard]>, cache: &Arc<Cache>, items: &[usize], tta: usize) -> Result<(Vec<f64>, Option<Vec<DomainCheck>>)> {
+        let column = self.input.target.melanoma_column();
+        let statistics: Vec<Vec<f32>> = match guards {
+            Some(_) => items.iter().map(|&i| Ok(self.input.image_statistics(&image_at_size(cache, i, self.input.image_size)?))).collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
         let mut sum = vec![0.0; items.len()];
-        for (model, fold) in ensemble.iter().zip(&self.info.folds) {
-            let probs = probabilities(model, cache, items, &self.input, &self.device, tta)?;
+        let mut distances = vec![Vec::with_capacity(ensemble.len()); items.len()];
+        for (k, (model, fold)) in ensemble.iter().zip(&self.info.folds).enumerate() {
+            let guard = guards.and_then(|g| g.get(k));
+            let (rows, features) = output_probabilities_and_features(model, cache, items, &self.input, &self.device, tta, guard.is_some())?;
+            let probs: Vec<f64> = rows.iter().map(|row| row[column]).collect();
             self.refuse_non_finite(&probs, fold)?;
             for (s, p) in sum.iter_mut().zip(probs) {
                 *s += p;
             }
+            if let Some(guard) = guard {
+                if let (Some(row), Some(image)) = (features.first(), statistics.first()) {
+                    self.check_guard(fold, guard, row.len(), image.len())?;
+                }
+                for ((image, row), image_statistics) in distances.iter_mut().zip(&features).zip(&statistics) {
+                    image.push(guard.relative_distance(row, image_statistics));
+                }
+            }
         }
         let n = ensemble.len().max(1) as f64;
-        Ok(sum.into_iter().map(|s| s / n).collect())
-    }
-
-    /// What the guards (one per fold, see [`guards`](Self::guards)) say of each cache item
-    /// in `items`, from each fold's features of the image as stored.
-    pub fn check_cache(&self, ensemble: &[Network], guards: &[DomainGuard], cache: &Arc<Cache>, items: &[usize]) -> Result<Vec<DomainCheck>> {
-        let mut distances = vec![Vec::with_capacity(ensemble.len()); items.len()];
-        for ((model, guard), fold) in ensemble.iter().zip(guards).zip(&self.info.folds) {
-            let inputs = cache_guard_inputs(model, cache, items, &self.input, &self.device)?;
-            if let (Some(features), Some(statistics)) = (inputs.features.first(), inputs.statistics.first()) {
-                self.check_guard(fold, guard, features.len(), statistics.len())?;
-            }
-            for ((image, features), statistics) in distances.iter_mut().zip(&inputs.features).zip(&inputs.statistics) {
-                image.push(guard.relative_distance(features, statistics));
-            }
-        }
-        Ok(distances.iter().map(|d| DomainCheck::of_folds(d)).collect())
+        let domain = guards.map(|_| distances.iter().map(|d| DomainCheck::of_folds(d)).collect());
+        Ok((sum.into_iter().map(|s| s / n).collect(), domain))
     }
 
     /// Out-of-fold predictions again, now with `tta` views: each image of the run's oof.csv
@@ -366,7 +394,11 @@ pub fn head_options(info: &RunInfo) -> HeadOptions {
 /// Builds the run's network on `device` in inference mode with the weights of `checkpoint`
 /// of `fold` (checked against their checksum, every tensor matched).
 pub fn load_network(info: &RunInfo, fold: &FoldDir, checkpoint: Checkpoint, device: &Device) -> Result<Network> {
-    let weights = fold.read_weights(checkpoint)?;
+    network_of_weights(info, fold, checkpoint, fold.read_weights(checkpoint)?, device)
+}
+
+/// [`load_network`] with the weights read already.
+fn network_of_weights(info: &RunInfo, fold: &FoldDir, checkpoint: Checkpoint, weights: Vec<u8>, device: &Device) -> Result<Network> {
     let network = naevus_models::spec(&info.model)?.build_with(head_options(info), device);
     Ok(load_weights(network, weights, &fold.checkpoint(checkpoint))?.valid())
 }

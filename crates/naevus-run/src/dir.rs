@@ -119,14 +119,23 @@ impl RunDir {
     /// `checkpoint` of every fold it lists. Copies of one model share it; any change to either
     /// gives another, so a result records which model gave it.
     pub fn model_sha256(&self, info: &RunInfo, checkpoint: Checkpoint) -> Result<String, RunError> {
+        Ok(self.read_model(info, checkpoint)?.0)
+    }
+
+    /// [`model_sha256`](Self::model_sha256) and the weights it hashed, every fold's (checked
+    /// against its checksum), in fold order: a model loaded from these is the one hashed.
+    pub fn read_model(&self, info: &RunInfo, checkpoint: Checkpoint) -> Result<(String, Vec<Vec<u8>>), RunError> {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
         let info_path = self.info_path();
         hasher.update(std::fs::read(&info_path).map_err(|e| RunError::io(&info_path, e))?);
+        let mut weights = Vec::with_capacity(info.folds.len());
         for fold in &info.folds {
-            hasher.update(self.fold(fold).read_weights(checkpoint)?);
+            let bytes = self.fold(fold).read_weights(checkpoint)?;
+            hasher.update(&bytes);
+            weights.push(bytes);
         }
-        Ok(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+        Ok((hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect(), weights))
     }
 
     /// The directory of fold `name` (e.g. "fold-0").

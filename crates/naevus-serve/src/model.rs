@@ -162,8 +162,7 @@ impl ServedModel {
         let bundle_sha256 = if model.is_ensemble() {
             naevus_run::ensemble::bundle_sha256(dir)?
         } else {
-            let run = &model.first().run;
-            run.dir.model_sha256(&run.info, checkpoint)?
+            model.first().model_sha256.clone()
         };
         let served = Self { model: Arc::new(model), operating_point, card, bundle_sha256 };
         served.answers().with_context(|| format!("{} cannot answer: scoring a plain gray image failed", dir.display()))?;
