@@ -137,11 +137,7 @@ impl AttentionBlock {
         };
         (pooled, attention.reshape([batch, 1, height, width]))
     }
-}
 
-/// ChipNet's attention pooling: conv 3x3 -> BN -> ReLU -> conv 3x3 to one score per grid
-/// position, softmax over the positions, attention-weighted average of the input map.
-impl AttentionBlock {
     /// The pooled local features as ONNX nodes (see [`crate::onnx`]).
     pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, local: &str, global: &str) -> Result<String, String> {
         let local_term = graph.conv_bn(local, &self.w_l, None, Activation::Identity)?;
@@ -164,6 +160,8 @@ impl AttentionBlock {
     }
 }
 
+/// ChipNet's attention pooling: conv 3x3 -> BN -> ReLU -> conv 3x3 to one score per grid
+/// position, softmax over the positions, attention-weighted average of the input map.
 #[derive(Module, Debug)]
 pub struct ChipAttentionPool {
     conv1: Conv2d,
@@ -196,9 +194,7 @@ impl ChipAttentionPool {
         let attention = softmax(scores.reshape([batch, height * width]), 1);
         (weighted_sum(map, attention.clone()), attention.reshape([batch, 1, height, width]))
     }
-}
 
-impl ChipAttentionPool {
     /// The pooled chip grid as ONNX nodes (see [`crate::onnx`]).
     pub(crate) fn to_onnx(&self, graph: &mut crate::onnx::Graph, map: &str) -> Result<String, String> {
         let hidden = graph.conv_bn(map, &self.conv1, Some(&self.bn), Activation::Relu)?;
