@@ -214,3 +214,32 @@ fn while_the_model_loads_the_port_answers_that_it_is_not_ready() {
     check(&doc, "POST", "/v1/predict", &answer);
     server.terminate();
 }
+
+/// Clients that connect while the model's router takes the port over from the loading one
+/// all get an answer (503 loading, then 200): none finds its connection closed unanswered.
+#[test]
+fn every_request_across_the_handover_gets_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = trained_bundle(dir.path(), &[]);
+    let mut server = Server::spawn(&bundle, &[], &[("NAEVUS_SERVE_LOAD_DELAY_MS", "400")]);
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                // Fresh connections back to back until the model answers, and a few after.
+                while statuses.iter().filter(|&&s| s == 200).count() < 20 {
+                    statuses.push(get(&addr, "/readyz").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    for client in clients {
+        let statuses = client.join().expect("every request got an HTTP answer");
+        assert!(statuses.iter().all(|&s| s == 503 || s == 200), "{statuses:?}");
+        assert!(statuses.contains(&503), "the loading state was seen");
+    }
+    server.wait_until_ready();
+    server.terminate();
+}

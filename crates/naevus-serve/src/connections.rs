@@ -33,7 +33,7 @@ pub async fn serve_connections(listener: &TcpListener, app: Router, header_timeo
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                connections.spawn(serve_connection(stream, app.clone(), header_timeout, stopped.clone()));
+                connections.spawn(serve_connection(stream, app.clone(), header_timeout, Some(stopped.clone())));
             }
             // Reap finished connections as they end, so that the set stays small.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -53,16 +53,37 @@ pub async fn serve_connections(listener: &TcpListener, app: Router, header_timeo
     dropped
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, app: Router, header_timeout: Duration, mut stopped: watch::Receiver<bool>) {
+/// Serves `app` on `listener` until `until` resolves, each connection for one request (no
+/// keep-alive) and on its own: the loading router's. A client that connects as the model's
+/// router takes the port over still gets the loading router's answer; told to stop, hyper
+/// would close a connection whose request it has not read yet, and the client would get none.
+pub async fn serve_one_request_each(listener: &TcpListener, app: Router, header_timeout: Duration, until: impl Future<Output = ()>) {
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                tokio::spawn(serve_connection(stream, app.clone(), header_timeout, None));
+            }
+        }
+    }
+}
+
+/// One connection; with `stopped`, kept alive for further requests until told to stop.
+async fn serve_connection(stream: tokio::net::TcpStream, app: Router, header_timeout: Duration, mut stopped: Option<watch::Receiver<bool>>) {
     let service = TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(stopped.is_some());
     let mut connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut stopping = false;
     let finished = loop {
         tokio::select! {
             finished = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break finished,
-            _ = stopped.changed(), if !stopping => {
+            _ = told_to_stop(&mut stopped), if !stopping => {
                 // Answer the request under way, if any, then close; idle connections close now.
                 stopping = true;
                 std::pin::Pin::new(&mut connection).graceful_shutdown();
@@ -71,6 +92,16 @@ async fn serve_connection(stream: tokio::net::TcpStream, app: Router, header_tim
     };
     if finished.is_ok() {
         linger(connection.into_parts().io.into_inner()).await;
+    }
+}
+
+/// Resolves when `stopped` says stop (or its sender is gone); never without one.
+async fn told_to_stop(stopped: &mut Option<watch::Receiver<bool>>) {
+    match stopped {
+        Some(stopped) => {
+            let _ = stopped.changed().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -122,7 +122,7 @@ async fn run(options: ServeOptions) -> Result<()> {
             _ = &mut stopped_by_signal => signalled.store(true, std::sync::atomic::Ordering::Relaxed),
         }
     };
-    connections::serve_connections(&listener, loading_app, read_timeout, grace, stop_loading).await;
+    connections::serve_one_request_each(&listener, loading_app, read_timeout, stop_loading).await;
     if signalled.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("stopped while loading the model");
         return Ok(());
