@@ -35,7 +35,8 @@ struct Formats {
 /// For one run, OUT gets run.json and config.toml (with only the chosen folds), calibration.json
 /// when the run has one, each chosen fold's checkpoint as fold-K/best.bpk (checked against its
 /// checksum on the way) and its out-of-domain guard, fold-K/model.safetensors in PyTorch's
-/// conventions with WEIGHTS.md listing every tensor's key and shape; MODEL_CARD.md and
+/// conventions with WEIGHTS.md listing every tensor's key and shape (with --onnx and --timm,
+/// also fold-K/model.onnx and fold-K/timm.safetensors); MODEL_CARD.md and
 /// model_card.json: intended use, training data, out-of-fold figures with bootstrap intervals,
 /// subgroup figures, the thresholds for 90% and 95% sensitivity, known limits and the recipe.
 ///
@@ -87,8 +88,8 @@ pub struct Args {
     /// same network in timm (PyTorch Image Models), for `timm.create_model(NAME,
     /// pretrained=False, num_classes=N)` and `load_state_dict(strict=True)`; the file's
     /// metadata and WEIGHTS.md give NAME and N. resnet18/34/50, efficientnet-lite0/1/2
-    /// (timm's tf_efficientnet_lite*) and mobilenet-v2 (mobilenetv2_100) have one; the other
-    /// models are refused with the reason.
+    /// (timm's tf_efficientnet_lite*) and mobilenet-v2 (mobilenetv2_100) have one; the others
+    /// (and networks with a metadata branch) are refused before anything is written.
     #[arg(long)]
     timm: bool,
 }
